@@ -1,0 +1,1 @@
+"""Readers of the real on-disk dataset formats (FreiHAND, RHD, STB)."""

@@ -1,0 +1,1 @@
+"""Synthetic hands written in the real dataset formats (the offline default)."""

@@ -1,0 +1,1 @@
+"""When things are computed: one module per stage, each exposing `run(config, ...)`."""

@@ -1,0 +1,1 @@
+"""Where the bytes live: feature store, run folders, results."""
