@@ -1,0 +1,32 @@
+"""Run folders record provenance and refuse to mix runs."""
+
+import json
+
+import pytest
+
+from hcdg.pipeline.errors import HcdgError
+from hcdg.store.runs import prepare_run, read_run
+
+
+def test_run_folder_records_provenance_and_refuses_mixing(tmp_path):
+    run = tmp_path / "run"
+    prepare_run(run, stage="train", config={"ratio": 0.6}, seed=3)
+    rec = read_run(run)
+    assert rec["stage"] == "train" and rec["config"] == {"ratio": 0.6} and rec["seed"] == 3
+    assert rec["versions"]["torch"] and rec["versions"]["python"]
+    # Same run again without --resume: refused; with resume: accepted and recorded.
+    with pytest.raises(HcdgError, match="--resume"):
+        prepare_run(run, stage="train", config={"ratio": 0.6}, seed=3)
+    prepare_run(run, stage="train", config={"ratio": 0.6}, seed=3, resume=True)
+    assert len(json.loads((run / "run.json").read_text())["resumed_at"]) == 1
+    # A different config in the same folder: refused even with resume.
+    with pytest.raises(HcdgError, match="different run"):
+        prepare_run(run, stage="train", config={"ratio": 0.9}, seed=3, resume=True)
+
+
+def test_non_run_folder_refused(tmp_path):
+    (tmp_path / "other.txt").write_text("x")
+    with pytest.raises(HcdgError, match="not an hcdg run folder"):
+        prepare_run(tmp_path, stage="train", config={}, seed=0)
+    with pytest.raises(HcdgError, match="not a run folder"):
+        read_run(tmp_path)
