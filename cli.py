@@ -35,11 +35,356 @@ def main() -> None:
 
 # --- data / synth commands (foundation) -------------------------------------
 
+_DATASET_CHOICE = click.Choice(["freihand", "rhd", "stb"])
+
+
+def _data_source_options(f):
+    """Options shared by `data check` and `data show`: which dataset split to open."""
+    f = click.option("--hand", type=click.Choice(["auto", "left", "right"]), default=None,
+                     help="RHD only: which hand to read; auto (default) = the one with more mask pixels.")(f)
+    f = click.option("--camera", "cameras", multiple=True, type=click.Choice(["BB_left", "BB_right", "SK"]),
+                     help="STB only: camera view(s), repeatable (default BB_left).")(f)
+    f = click.option("--split", default=None,
+                     help="Split (default: freihand training, rhd evaluation, stb test = B1Counting+B1Random; "
+                          "STB also takes a sequence name such as B1Counting).")(f)
+    f = click.option("--root", required=True, type=click.Path(file_okay=False, path_type=str),
+                     help="Dataset folder in its real on-disk layout (docs/data.md).")(f)
+    f = click.option("--dataset", required=True, type=_DATASET_CHOICE, help="Dataset format to read.")(f)
+    return f
+
+
+def _data_source(dataset, root, split, cameras, hand):
+    from hcdg.stages.data import DataSource
+
+    return DataSource(dataset=dataset, root=root, split=split, cameras=tuple(cameras) or None, hand=hand)
+
+
+@main.group("data")
+def data_group() -> None:
+    """Inspect real-format datasets (FreiHAND, RHD, STB): validate a root, show a sample."""
+
+
+@data_group.command("check")
+@_data_source_options
+@click.option("--decode", type=click.Choice(["ends", "all", "none"]), default="ends", show_default=True,
+              help="Images to decode: first and last, every one (finds corrupt files), or none.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def data_check(dataset, root, split, cameras, hand, decode, as_json) -> None:
+    """Validate a dataset root and print its counts (exit 1 with one line naming the problem)."""
+    import json
+
+    from hcdg.stages import data as stage
+
+    report = stage.run(stage.CheckConfig(source=_data_source(dataset, root, split, cameras, hand), decode=decode))
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    extra = ""
+    if "n_poses" in report:
+        extra = f" ({report['n_poses']} poses x {report['versions']} version(s))"
+    elif "sequences" in report:
+        extra = f" (sequences {', '.join(report['sequences'])}; cameras {', '.join(report['cameras'])})"
+    click.echo(f"{report['dataset']} {report['split']} at {report['root']}: OK, {report['samples']} samples{extra}")
+    click.echo(f"files read: {report['files']} ({report['bytes'] / 2**20:.1f} MiB)")
+    sizes = ", ".join(f"{w}x{h}" for w, h in report["image_sizes"]) or "-"
+    click.echo(f"images decoded: {report['decoded']} (sizes {sizes})")
+
+
+@data_group.command("show")
+@_data_source_options
+@click.option("--index", type=int, default=0, show_default=True, help="Sample position in the split.")
+@click.option("--png", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Also write the image with the 2D skeleton drawn to this PNG file.")
+def data_show(dataset, root, split, cameras, hand, index, png) -> None:
+    """Print one sample as JSON (xyz metres FreiHAND order camera frame, uv px, K, side, root, ...)."""
+    import json
+
+    from hcdg.stages import data as stage
+
+    out = stage.run(stage.ShowConfig(source=_data_source(dataset, root, split, cameras, hand), index=index, png=png))
+    click.echo(json.dumps(out))
+
+
 # --- prompts / embed / store commands (stage one) ---------------------------
 
 # --- train / sweep commands (stage two) -------------------------------------
 
+_FLOAT_LIST = "comma-separated numbers, e.g. 0.4,0.6,0.8,0.9"
+
+
+def _read_toml(path: str) -> dict:
+    """A TOML config file as a dict; a clear one-line error when missing or malformed."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise HcdgError(f"--config {path}: file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise HcdgError(f"--config {path}: not valid TOML ({exc})") from None
+
+
+def _train_options(sweep: bool):
+    """The `hcdg train` flags (shared by `hcdg sweep`, whose grid axes take comma lists)."""
+    axis = (lambda name, help_: click.option(name, default=None, help=f"{help_} Sweep axis: {_FLOAT_LIST}."))
+    opts = [
+        click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+                     help="TOML file with TrainConfig keys; flags given on the command line win."),
+        click.option("--store", default=None, help="Feature store from `hcdg embed` (not needed for --mode baseline or --aug normal)."),
+        click.option("--dataset", type=click.Choice(["freihand", "rhd"]), default=None, help="Training dataset (paper: freihand)."),
+        click.option("--root", default=None, help="Dataset root folder (real on-disk layout, or `hcdg synth` output)."),
+        click.option("--split", default=None, help="Dataset split to train on (default: training)."),
+        click.option("--out", required=True,
+                     help="Sweep folder (one run folder per point)." if sweep else "Run folder (created; refuses one holding a different run)."),
+        click.option("--combine", default=None, help="How Branch2 joins the CLIP feature: concat (paper) or sum (Table 4b)."
+                     + (" Sweep axis: comma list." if sweep else ""))
+        if sweep else click.option("--combine", type=click.Choice(["concat", "sum"]), default=None,
+                                    help="How Branch2 joins the CLIP feature: concat (paper) or sum (Table 4b)."),
+        click.option("--mode", default=None, help="baseline | ie | te | ie+te (Table 4). Sweep axis: comma list.")
+        if sweep else click.option("--mode", type=click.Choice(["baseline", "ie", "te", "ie+te"]), default=None,
+                                    help="baseline (no Branch2) | ie (r=1) | te (r=0) | ie+te (mix at --ratio; default)."),
+        axis("--ratio", "Image weight r in f = r f_img + (1-r) f_txt, in [0, 1] (paper: 0.6 STB, 0.9 RHD).")
+        if sweep else click.option("--ratio", type=float, default=None, help="Image weight r in f = r f_img + (1-r) f_txt, in [0, 1] (default 0.6; paper: 0.6 STB, 0.9 RHD)."),
+        axis("--lambda-con", "Weight l3 of L_con (Table 5: 1, 0.1, 0.01, 0.001).")
+        if sweep else click.option("--lambda-con", type=float, default=None, help="Weight l3 of L_con (default 0.1, paper §3.4)."),
+        click.option("--con-loss", default=None, help="L_con form: paper (Eq. 4 as printed, default) | hinge."
+                     + (" Sweep axis: comma list." if sweep else "")),
+        click.option("--aug", default=None, help="Positive view: clip (default) | normal (Table 6: six augmentations)."
+                     + (" Sweep axis: comma list." if sweep else "")),
+        click.option("--lambda-heat", type=float, default=None, help="Weight l1 of L_heat (default 1)."),
+        click.option("--lambda-pose", type=float, default=None, help="Weight l2 of L_pose (default 1)."),
+        click.option("--margin", type=float, default=None, help="Hinge margin of --con-loss hinge (default 0.5)."),
+        click.option("--normalize-features/--no-normalize-features", default=None,
+                     help="L2-normalise image and text features before mixing (default on; the paper is silent)."),
+        click.option("--prompt-filter", default=None, help="Regular expression: draw only the store's prompts it matches."),
+        click.option("--steps", type=int, default=None, help="Total optimizer steps of the run (--resume continues to it)."),
+        click.option("--epochs", type=int, default=None, help="Total epochs, when --steps is not given (neither: 30,000 steps)."),
+        click.option("--batch-size", type=int, default=None, help="Global batch size (default 8; split over --nproc)."),
+        click.option("--lr", type=float, default=None, help="Adam learning rate (default 1e-4, paper §3.4)."),
+        click.option("--width-mult", type=float, default=None, help="Channel multiplier of the network (default 1.0 = paper)."),
+        click.option("--input-size", type=int, default=None, help="Crop side in pixels, multiple of 8 (default 256 = paper)."),
+        click.option("--augment/--no-augment", default=None, help="Geometric + colour augmentation of the crops (default on)."),
+        click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None, help="fp32 (default) or bf16 autocast."),
+        click.option("--device", default=None, help="auto (default: cuda if available), cpu, cuda, cuda:N."),
+        click.option("--seed", type=int, default=None, help="Seed of initialisation, data order, augmentation, prompts (default 0)."),
+        click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints (default 1000)."),
+        click.option("--log-every", type=int, default=None, help="Steps between metrics rows (default 50)."),
+        click.option("--val-every", type=int, default=None, help="Extra validation every N steps (default 0: per epoch + at the end)."),
+        click.option("--val-fraction", type=float, default=None, help="Fraction of poses held out for validation (default 0.02)."),
+        click.option("--workers", type=int, default=None, help="DataLoader worker processes (default 2)."),
+        click.option("--nproc", type=int, default=None, help="Local DDP processes (gloo on CPU, nccl on CUDA). Under torchrun: ignored."),
+        click.option("--progress/--no-progress", default=None, help="Progress bar (shown on a terminal)."),
+    ]
+
+    def deco(f):
+        for opt in reversed(opts):
+            f = opt(f)
+        return f
+
+    return deco
+
+
+def _train_config(config_file, flags: dict, where: str = "flags"):
+    from hcdg.pipeline.config import from_dict, merge
+    from hcdg.stages.train import TrainConfig
+
+    base = _read_toml(config_file) if config_file else {}
+    return from_dict(TrainConfig, merge(base, flags), where=config_file or where)
+
+
+@main.command("train")
+@_train_options(sweep=False)
+@click.option("--resume", is_flag=True, default=False, help="Continue the run in --out from its newest checkpoint.")
+def train_cmd(config_file, resume, **flags) -> None:
+    """Train the hand pose network from cached CLIP features (stage two).
+
+    \b
+    Example (paper setting, r = 0.6, l3 = 0.1):
+    hcdg train --store STORE --dataset freihand --root FREIHAND --out runs/r0.6 --ratio 0.6
+    """
+    from hcdg.stages import train as stage
+
+    cfg = _train_config(config_file, {**flags, "resume": resume or None})
+    done = stage.run(cfg)
+    click.echo(
+        f"trained {done['total_steps']} steps -> {cfg.out}: val EPE {done['val_epe_mm']:.2f} mm "
+        f"(mean-pose EPE {done['val_mean_pose_epe_mm']:.2f} mm)"
+    )
+
+
+def _axis(value, conv, name):
+    if value is None:
+        return ()
+    try:
+        return tuple(conv(v.strip()) for v in str(value).split(",") if v.strip())
+    except ValueError:
+        raise HcdgError(f"{name}: expected {_FLOAT_LIST}, got {value!r}") from None
+
+
+@main.command("sweep")
+@_train_options(sweep=True)
+def sweep_cmd(config_file, out, mode, aug, combine, ratio, lambda_con, con_loss, **flags) -> None:
+    """Run a grid of training runs against one store (one run folder per point, resumable).
+
+    \b
+    Example (Table 4a ratios):
+    hcdg sweep --ratio 0.4,0.6,0.8,0.9 --store STORE --root FREIHAND --out sweeps/ratio
+    """
+    from hcdg.stages import sweep as stage
+
+    base = _train_config(config_file, {**flags, "out": out})
+    sweep = stage.SweepConfig(
+        out=out, base=base, mode=_axis(mode, str, "--mode"), aug=_axis(aug, str, "--aug"),
+        combine=_axis(combine, str, "--combine"), ratio=_axis(ratio, float, "--ratio"),
+        lambda_con=_axis(lambda_con, float, "--lambda-con"), con_loss=_axis(con_loss, str, "--con-loss"),
+    )
+    table = stage.run(sweep, echo=click.echo)
+    click.echo(table.drop(columns=["run_dir"]).to_string(index=False))
+
+
 # --- eval / report / viz / demo commands -------------------------------------
+
+
+@main.command("report")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=str))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Report folder: report.html, report.md, figures/, tables/ (created; may hold an earlier report).")
+@click.option("--protocol", type=click.Choice(["gtroot-2.5d", "rr-gtscale", "pa"]), default=None,
+              help="Protocol of the paper-shaped tables (default gtroot-2.5d, the paper's; all appear in the full table).")
+@click.option("--root", type=click.Choice(["wrist", "palm"]), default=None,
+              help="STB root handling in the paper-shaped tables (default wrist).")
+@click.option("--joints", type=click.Choice(["all", "visible"]), default=None,
+              help="Joint set of the paper-shaped tables (default all 21).")
+@click.option("--title", default=None, help="Page title.")
+def report_cmd(runs, out, protocol, root, joints, title) -> None:
+    """Write the results report (HTML + Markdown + CSV/parquet tables) for RUN_DIR... (run or sweep folders)."""
+    from hcdg.pipeline.config import from_dict, merge
+    from hcdg.stages import report as stage
+
+    flags = {"runs": list(runs), "out": out, "protocol": protocol, "root": root, "joints": joints, "title": title}
+    res = stage.run(from_dict(stage.ReportConfig, merge({}, flags), where="flags"))
+    for w in res["warnings"]:
+        click.echo(f"warning: {w}", err=True)
+    click.echo(f"report of {res['runs']} run(s): {res['html']} (Markdown: {res['markdown']})")
+
+
+@main.command("eval")
+@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Training run folder (from `hcdg train`): its run.json config rebuilds the network.")
+@click.option("--target", required=True, type=click.Choice(["stb", "rhd", "freihand"]),
+              help="Dataset to evaluate on (paper §4: stb and rhd).")
+@click.option("--root", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="The target dataset's root folder, in its real on-disk layout (docs/data.md).")
+@click.option("--split", default=None,
+              help="Split (default: stb test = B1Counting+B1Random, rhd evaluation, freihand training).")
+@click.option("--checkpoint", default=None,
+              help="Weights: default the finished model (model.safetensors), else the newest checkpoint; "
+                   "'final', 'latest', or a checkpoint folder RUN/checkpoints/step-N.")
+@click.option("--batch-size", type=int, default=None, help="Images per forward pass (default 32; results do not depend on it).")
+@click.option("--device", default=None, help="auto (default: cuda if available), cpu, cuda, cuda:N.")
+@click.option("--protocol", "protocols", multiple=True, type=click.Choice(["gtroot-2.5d", "rr-gtscale", "pa"]),
+              help="Protocol(s) to compute, repeatable (default all three; PROTOCOL.md §4, docs/results.md).")
+@click.option("--crops", type=click.Choice(["gt", "seed-boxes"]), default=None,
+              help="Crop boxes: gt (default; hand3d's box from the ground-truth keypoints) or seed-boxes "
+                   "(the paper authors' released boxes, given with --boxes).")
+@click.option("--boxes", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="With --crops seed-boxes: .npy of [x, y, w, h] per test frame (STB_bbox.npy (3000,4), Rhp_bbox.npy (2725,4)).")
+@click.option("--decoder", type=click.Choice(["soft-argmax", "argmax"]), default=None,
+              help="Heatmap -> 2D decoder used by gtroot-2.5d (default soft-argmax).")
+@click.option("--limit", type=int, default=None, help="Evaluate only the first N samples (quick checks).")
+@click.option("--workers", type=int, default=None, help="DataLoader worker processes for decoding and cropping (default 0).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default on).")
+def eval_cmd(run_dir, target, root, split, checkpoint, batch_size, device, protocols, crops, boxes, decoder,
+             limit, workers, progress) -> None:
+    """Evaluate a trained run on STB / RHD / FreiHAND under every protocol; write RUN/eval/<target>.parquet."""
+    from hcdg.pipeline.config import from_dict, merge
+    from hcdg.stages import eval as stage
+
+    flags = {"run": run_dir, "target": target, "root": root, "split": split, "checkpoint": checkpoint,
+             "batch_size": batch_size, "device": device, "protocols": list(protocols) or None, "crops": crops,
+             "boxes": boxes, "decoder": decoder, "limit": limit, "workers": workers, "progress": progress}
+    res = stage.run(from_dict(stage.EvalConfig, merge({}, flags), where="flags"))
+    if res["note"]:
+        click.echo(f"note: {res['note']}")
+    click.echo(stage.format_summary(res["summary_frame"]))
+    if res["random_weights"]:
+        click.echo("note: this run was trained with RANDOM-weight CLIP features; they carry no meaning.")
+    click.echo(f"{res['n_samples']} samples -> {res['results']} (summary: {res['summary']})")
+
+
+@main.group("viz")
+def viz_group() -> None:
+    """Figures from a feature store: t-SNE of features (paper Fig. 3), retrieval by a mixed feature (Fig. 4)."""
+
+
+@viz_group.command("tsne")
+@click.option("--store", required=True, type=click.Path(path_type=str), help="Feature store from `hcdg embed`.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="PNG to write (the 2D points go to the same name with .csv).")
+@click.option("--n", type=int, default=None, help="Points per group (aug and each split), subsampled with --seed (default 500).")
+@click.option("--seed", type=int, default=None, help="Seed of subsampling, prompt draw and t-SNE (default 0).")
+@click.option("--source", default=None, help="Source split key for 'aug' (default: the store's first freihand/* split).")
+@click.option("--perplexity", type=float, default=None, help="t-SNE perplexity (default 30, capped for small sets).")
+@click.option("--normalize/--no-normalize", default=None,
+              help="L2-normalise features before mixing and t-SNE (default on; off = the printed raw sum).")
+def viz_tsne_cmd(store, out, n, seed, source, perplexity, normalize) -> None:
+    """Figure 3: t-SNE of 0.5*(f_img + f_txt) of source images ('aug') and the image features of every split."""
+    from hcdg.pipeline.config import from_dict, merge
+    from hcdg.stages import viz as stage
+
+    flags = {"store": store, "out": out, "n": n, "seed": seed, "source": source, "perplexity": perplexity,
+             "normalize": normalize}
+    res = stage.tsne(from_dict(stage.TsneConfig, merge({}, flags), where="flags"))
+    groups = ", ".join(f"{g} {k}" for g, k in res["groups"].items())
+    click.echo(f"wrote {res['png']} ({groups}; points in {res['csv']})")
+
+
+@viz_group.command("retrieve")
+@click.option("--store", required=True, type=click.Path(path_type=str), help="Feature store from `hcdg embed`.")
+@click.option("--root", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Root of the source dataset (for the images).")
+@click.option("--index", type=int, required=True, help="Row of the query image in the source split (reader order).")
+@click.option("--prompt", required=True, help="Prompt text; must be one of the store's prompts (`hcdg prompts --store`).")
+@click.option("--ratio", type=float, default=None, help="Image weight r in r*f_img + (1-r)*f_txt (default 0.6).")
+@click.option("--top", type=int, default=None, help="How many ranked images to draw (default 8).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=str), help="PNG to write.")
+@click.option("--dataset", default=None, help="Source dataset of the split (default freihand).")
+@click.option("--split", default=None, help="Source split (default training).")
+@click.option("--normalize/--no-normalize", default=None, help="L2-normalise features before mixing (default on).")
+def viz_retrieve_cmd(store, root, index, prompt, ratio, top, out, dataset, split, normalize) -> None:
+    """Figure 4: rank the other source images by cosine similarity to one image's feature mixed with a prompt's."""
+    from hcdg.pipeline.config import from_dict, merge
+    from hcdg.stages import viz as stage
+
+    flags = {"store": store, "root": root, "index": index, "prompt": prompt, "ratio": ratio, "top": top,
+             "out": out, "dataset": dataset, "split": split, "normalize": normalize}
+    res = stage.retrieve(from_dict(stage.RetrieveConfig, merge({}, flags), where="flags"))
+    click.echo(f"query {res['query_id']} + prompt #{res['prompt_id']}:")
+    for line in stage.ranking_lines(res):
+        click.echo(line)
+    click.echo(f"wrote {res['png']}")
+
+
+@main.command("demo")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Demo folder (data/, store.zarr, runs/, report/); re-running skips finished steps.")
+@click.option("--model", default=None, help="CLIP model for the embeddings (default hcdg-tiny: random weights, offline).")
+@click.option("--pretrained", default=None,
+              help="Weights tag/file for --model (e.g. --model ViT-B-32 --pretrained openai where the weights can be had).")
+@click.option("--size", type=click.Choice(["small", "tiny"]), default=None,
+              help="small (default: a few minutes on 2 cores) or tiny (~1 minute; a smoke test).")
+@click.option("--device", default=None, help="auto (default), cpu, cuda, cuda:N.")
+@click.option("--progress/--no-progress", default=None, help="Progress bars of the steps (default on).")
+def demo_cmd(out, model, pretrained, size, device, progress) -> None:
+    """The whole pipeline offline: synth data -> embed -> train baseline and ie+te -> eval on STB/RHD -> report."""
+    from hcdg.pipeline.config import from_dict, merge
+    from hcdg.stages import demo as stage
+
+    flags = {"out": out, "model": model, "pretrained": pretrained, "size": size, "device": device,
+             "progress": progress}
+    res = stage.run(from_dict(stage.DemoConfig, merge({}, flags), where="flags"), echo=click.echo)
+    click.echo(f"report: {res['html']}  (Markdown: {res['markdown']})")
 
 
 if __name__ == "__main__":

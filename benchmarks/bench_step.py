@@ -1,0 +1,192 @@
+"""Training-step time at the paper's network size: baseline vs cached CLIP features vs online CLIP.
+
+One optimizer step = forward, Eq. 1 loss, backward, Adam step, on a batch of random
+256x256 crops with random targets (the data pipeline is not timed). Variants:
+
+* baseline  - no Branch2 (Table 4 "Baseline"): L_heat + L_pose.
+* ie+te     - Branch2 with f_clip gathered from in-memory tables (N=130,240 FreiHAND
+              images x 512, P=3,920 prompts x 512) and mixed at r=0.6: what `hcdg train` does.
+* online    - as ie+te, but f_img and f_txt come from running open_clip's ViT-B-32
+              image and text encoders (random weights, pretrained=None: same cost as
+              OpenAI's) on the batch inside every step, the way the paper's pipeline
+              does (frozen, no_grad).
+
+Usage:
+    python benchmarks/bench_step.py [--steps 2] [--warmup 1] [--batch 8] [--threads 2]
+        [--device cpu] [--width 1.0] [--size 256]
+
+Variants run round-robin (one step of each per round, same batch), so load from other
+processes hits them alike. Prints a Markdown table (seconds per step, samples/s, ratio to baseline) plus the CLIP
+encoder share of the online step, and an estimate of a 4-point ratio sweep both ways.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from hcdg.pipeline import losses, mixing  # noqa: E402
+from hcdg.pipeline.model import HandPoseNet, ModelConfig  # noqa: E402
+from hcdg.pipeline.prompts import table2_prompts  # noqa: E402
+
+N_FREIHAND = 130_240  # FreiHAND training images (PROTOCOL.md §3)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP preprocessing
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _batch(b: int, s: int, device: torch.device, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    h = s // 8
+    return {
+        "image": torch.rand(b, 3, s, s, generator=gen).to(device),
+        "hand_side": torch.tensor([[0.0, 1.0]]).repeat(b, 1).to(device),
+        "heatmaps": torch.rand(b, 21, h, h, generator=gen).to(device),
+        "xyz": torch.randn(b, 21, 3, generator=gen).to(device),
+        "rows": torch.randint(N_FREIHAND, (b,), generator=gen).to(device),
+    }
+
+
+class OnlineClip:
+    """open_clip ViT-B-32 image + text encoders with random weights, frozen."""
+
+    def __init__(self, device: torch.device) -> None:
+        import open_clip
+
+        self.model = open_clip.create_model("ViT-B-32", pretrained=None).to(device).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.tokenizer = open_clip.get_tokenizer("ViT-B-32")
+        self.prompts = table2_prompts().texts
+        self.mean = torch.tensor(CLIP_MEAN, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(CLIP_STD, device=device).view(1, 3, 1, 1)
+        self.device = device
+
+    @torch.no_grad()
+    def features(self, image: torch.Tensor, prompt_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = F.interpolate(image, size=224, mode="bicubic", align_corners=False).clamp(0, 1)
+        f_img = self.model.encode_image((x - self.mean) / self.std)
+        tokens = self.tokenizer([self.prompts[i] for i in prompt_ids.tolist()]).to(self.device)
+        f_txt = self.model.encode_text(tokens)
+        return f_img.float(), f_txt.float()
+
+
+class Variant:
+    """One training set-up: model + Adam (+ CLIP tables or the online CLIP encoders)."""
+
+    def __init__(self, name: str, args: argparse.Namespace, device: torch.device) -> None:
+        torch.manual_seed(0)
+        gen = torch.Generator().manual_seed(0)
+        self.name, self.device, self.batch = name, device, args.batch
+        cfg = ModelConfig(width_mult=args.width, input_size=args.size, branch2=name != "baseline")
+        self.model = HandPoseNet(cfg).to(device).train()
+        self.optim = torch.optim.Adam(self.model.parameters(), lr=1e-4, betas=(0.9, 0.999))
+        self.weights = losses.LossWeights()
+        self.img_table = self.txt_table = self.clip = None
+        if name == "ie+te":
+            self.img_table = torch.randn(N_FREIHAND, cfg.clip_dim, generator=gen).to(device)
+            self.txt_table = torch.randn(3920, cfg.clip_dim, generator=gen).to(device)
+        elif name == "online":
+            self.clip = OnlineClip(device)
+        self.pgen = torch.Generator().manual_seed(1)
+        self.times: list[float] = []
+        self.clip_times: list[float] = []
+
+    def step(self, batch: dict[str, torch.Tensor], timed: bool) -> float:
+        _sync(self.device)
+        t0 = time.perf_counter()
+        clip_feat = None
+        if self.name != "baseline":
+            pids = mixing.draw_prompt_ids(self.pgen, self.batch, n_prompts=3920)
+            if self.clip is None:
+                clip_feat = mixing.gather_mixed(self.img_table, self.txt_table, batch["rows"], pids, 0.6)
+            else:
+                tc = time.perf_counter()
+                f_img, f_txt = self.clip.features(batch["image"], pids)
+                _sync(self.device)
+                if timed:
+                    self.clip_times.append(time.perf_counter() - tc)
+                clip_feat = mixing.mix_features(f_img, f_txt, 0.6)
+        out = self.model(batch["image"], batch["hand_side"], clip_feat=clip_feat)
+        l_heat = losses.heatmap_loss(out["heatmaps"], batch["heatmaps"])
+        l_pose = losses.pose_loss(out["xyz_rel_norm"], batch["xyz"])
+        l_con = None
+        if "e1p" in out:
+            neg = losses.select_negatives(out["heatmaps"][-1], batch["heatmaps"])
+            l_con = losses.contrastive_loss(out["e1p"], out["e2p"], neg)
+        loss = losses.total_loss(l_heat, l_pose, l_con, self.weights)
+        self.optim.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optim.step()
+        _sync(self.device)
+        dt = time.perf_counter() - t0
+        if timed:
+            self.times.append(dt)
+        return dt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=2, help="timed steps per variant")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed steps per variant")
+    ap.add_argument("--batch", type=int, default=8, help="batch size (hand3d's training scripts use 8)")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--width", type=float, default=1.0, help="ModelConfig.width_mult (1.0 = paper)")
+    ap.add_argument("--size", type=int, default=256, help="ModelConfig.input_size (256 = paper)")
+    ap.add_argument("--variants", default="baseline,ie+te,online", help="comma-separated subset to run")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    print(f"# machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
+    print(f"# batch {args.batch}, input {args.size}, width {args.width}, {args.warmup} warm-up + {args.steps} timed steps")
+    variants = [Variant(n, args, device) for n in args.variants.split(",")]
+    gen = torch.Generator().manual_seed(0)
+    # round-robin: each round runs one step of every variant on the same batch, so load
+    # from other processes on a shared machine hits all variants alike
+    for i in range(args.warmup + args.steps):
+        batch = _batch(args.batch, args.size, device, gen)
+        timed = i >= args.warmup
+        for v in variants:
+            dt = v.step(batch, timed)
+            print(f"  round {i} ({'timed' if timed else 'warm-up'}) {v.name:9s} {dt:.2f} s", flush=True)
+    results = {}
+    for v in variants:
+        r = {"s_per_step": statistics.mean(v.times), "min": min(v.times), "max": max(v.times)}
+        if v.clip_times:
+            r["clip_s"] = statistics.mean(v.clip_times)
+        results[v.name] = r
+    base = results.get("baseline", {}).get("s_per_step")
+    print("\n| variant | s / step (mean) | min - max | samples/s | ratio to baseline |")
+    print("|---|---|---|---|---|")
+    for name, r in results.items():
+        ratio = f"{r['s_per_step'] / base:.2f}" if base else "-"
+        print(f"| {name} | {r['s_per_step']:.2f} | {r['min']:.2f} - {r['max']:.2f} | "
+              f"{args.batch / r['s_per_step']:.2f} | {ratio} |")
+    if "online" in results:
+        clip_s = results["online"]["clip_s"]
+        print(f"\nonline: CLIP ViT-B-32 image+text encoders take {clip_s:.2f} s of the "
+              f"{results['online']['s_per_step']:.2f} s step")
+        if "ie+te" in results:
+            cached, online = results["ie+te"]["s_per_step"], results["online"]["s_per_step"]
+            embed_pass = N_FREIHAND / args.batch * clip_s  # upper bound: includes the 8 text encodes
+            print(f"4-point ratio sweep, per 1,000 steps: cached 4 x {cached * 1000 / 3600:.2f} h "
+                  f"+ one embed pass (<= {embed_pass / 3600:.1f} h for 130,240 images at this speed) vs "
+                  f"online 4 x {online * 1000 / 3600:.2f} h")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Helpers shared by the dataset readers: image decoding, projection, file checks.
+
+Everything here raises `HcdgError` with one line naming the file and what was
+expected, so a reader never fails with a bare traceback on bad input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hcdg.pipeline.datasets.base import Sample
+from hcdg.pipeline.errors import HcdgError
+
+#: Sidecar file a synthetic-data generator may put in a dataset root (CONTRACTS.md "Datasets").
+SYNTH_SIDECAR = "hcdg_synth.json"
+
+
+def one_line(text: object) -> str:
+    """`text` with all whitespace runs (newlines included) collapsed to single spaces."""
+    return " ".join(str(text).split())
+
+
+def decode_image(path: Path) -> np.ndarray:
+    """The image at `path` as (H, W, 3) uint8 RGB; an unreadable/corrupt file raises `HcdgError`."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()  # decode now, so truncated files fail here and not later
+                rgb = img.convert("RGB")
+        return np.asarray(rgb, dtype=np.uint8)
+    except FileNotFoundError:
+        raise HcdgError(f"{path}: image file not found") from None
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombWarning,
+            Image.DecompressionBombError) as exc:
+        raise HcdgError(f"{path}: cannot decode image ({one_line(exc) or type(exc).__name__})") from None
+
+
+def with_image(sample: Sample) -> Sample:
+    """`sample` with its image decoded (uint8 RGB)."""
+    return dataclasses.replace(sample, image=decode_image(sample.image_path))
+
+
+def decode_label_image(path: Path) -> np.ndarray:
+    """A single-channel label image (e.g. RHD's mask) as (H, W) integers, without palette mapping."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            arr = np.asarray(img)
+    except FileNotFoundError:
+        raise HcdgError(f"{path}: mask file not found") from None
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        raise HcdgError(f"{path}: cannot decode mask image ({one_line(exc) or type(exc).__name__})") from None
+    if arr.ndim == 3:  # a label map saved as RGB(A): all channels carry the label
+        arr = arr[..., 0]
+    return arr
+
+
+def project(xyz: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Pinhole projection: (..., 21, 3) camera-frame points, (3, 3) intrinsics -> (..., 21, 2) pixels."""
+    xyz = np.asarray(xyz, dtype=np.float64)
+    p = xyz @ np.asarray(K, dtype=np.float64).T
+    z = p[..., 2:3]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return p[..., :2] / z
+
+
+def read_json(path: Path, what: str) -> Any:
+    """Parse the JSON file at `path`; `what` says what it should hold (for the error message)."""
+    try:
+        with open(path, "rb") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise HcdgError(f"{path}: missing {what}") from None
+    except (OSError, ValueError) as exc:
+        raise HcdgError(f"{path}: cannot read {what} ({one_line(exc)})") from None
+
+
+def as_array(value: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
+    """`value` as a float64 array of exactly `shape` (e.g. (N, 21, 3)); `where` names it in errors.
+
+    A -1 in `shape` matches any length.
+    """
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise HcdgError(f"{where}: expected numbers of shape {_fmt_shape(shape)} ({one_line(exc)})") from None
+    if arr.ndim != len(shape) or any(s != -1 and a != s for a, s in zip(arr.shape, shape)):
+        raise HcdgError(f"{where}: expected shape {_fmt_shape(shape)}, got {arr.shape}")
+    return arr
+
+
+def _fmt_shape(shape: Sequence[int]) -> str:
+    return "(" + ", ".join("N" if s == -1 else str(s) for s in shape) + ")"
+
+
+def require_dir(path: Path, what: str) -> None:
+    if not path.is_dir():
+        raise HcdgError(f"{path}: missing folder ({what})")
+
+
+def require_file(path: Path, what: str) -> None:
+    if not path.is_file():
+        raise HcdgError(f"{path}: missing {what}")
+
+
+def list_names(folder: Path, what: str) -> set[str]:
+    """The file names in `folder` (one `os.listdir`); a missing folder raises `HcdgError`."""
+    try:
+        return set(os.listdir(folder))
+    except FileNotFoundError:
+        raise HcdgError(f"{folder}: missing folder ({what})") from None
+    except OSError as exc:
+        raise HcdgError(f"{folder}: cannot list folder ({exc.strerror or exc})") from None
+
+
+def check_names(folder: Path, present: set[str], expected: Iterable[str], what: str) -> None:
+    """Every name in `expected` must be in `present` (the listing of `folder`)."""
+    expected = list(expected)
+    missing = [n for n in expected if n not in present]
+    if missing:
+        raise HcdgError(
+            f"{folder}: {len(missing)} of {len(expected)} expected {what} missing "
+            f"(first: {missing[0]})"
+        )
+
+
+def file_sizes(root: Path, rel_paths: Iterable[str]) -> list[tuple[str, int]]:
+    """(relative path, size in bytes) for each path under `root`, in the given order."""
+    base = os.fspath(root)
+    out = []
+    for rel in rel_paths:
+        try:
+            out.append((rel, os.stat(os.path.join(base, rel)).st_size))
+        except OSError as exc:
+            raise HcdgError(f"{root / rel}: cannot stat ({exc.strerror or exc})") from None
+    return out
+
+
+def read_synth_styles(root: Path) -> dict[str, Any]:
+    """Per-image style info from a synthetic dataset's `hcdg_synth.json`, keyed by image path.
+
+    Keys are image paths relative to `root` in POSIX form (e.g. "training/rgb/00000003.jpg").
+    The sidecar may hold them as ``{"images": {path: {"style": ...}}}`` or
+    ``{"styles": {path: style}}``. No sidecar (real data) gives an empty dict.
+    """
+    path = root / SYNTH_SIDECAR
+    if not path.is_file():
+        return {}
+    data = read_json(path, "synthetic-data sidecar")
+    if not isinstance(data, dict):
+        raise HcdgError(f"{path}: expected a JSON object")
+    styles: dict[str, Any] = {}
+    images = data.get("images")
+    if isinstance(images, dict):
+        for rel, info in images.items():
+            if isinstance(info, dict) and "style" in info:
+                styles[str(rel)] = info["style"]
+    plain = data.get("styles")
+    if isinstance(plain, dict):
+        styles.update({str(k): v for k, v in plain.items()})
+    return styles

@@ -1,0 +1,167 @@
+"""The hand pose network of the paper (§3.1, §3.3, Fig. 2): Branch1 + lifting + Branch2.
+
+    image (B,3,S,S) in [0,1] --(-0.5)--> PoseNet trunk --> pool3 (B,C3,S/8,S/8)
+        pool3 --> CPM stages --> heatmaps: 3 x (B,21,S/8,S/8)                 [Branch1]
+        heatmaps[-1] + hand side --> PosePrior --> canon (B,21,3)
+                                 --> ViewPoint --> rot (B,3,3)
+        xyz_rel_norm = flip(canon) @ rot  (B,21,3), root-relative, bone-normalised
+        pool3 (+ f_clip, or an augmented view) --> Branch2 --> e1p, e2p (B,128)  [training]
+
+Pieces: `model_cpm.PoseNet`, `model_lifting.PosePrior/ViewPoint`,
+`model_branch2.Branch2`. See docs/model.md for the shapes and interpretation choices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from hcdg.pipeline.config import ConfigError
+from hcdg.pipeline.errors import HcdgError
+from hcdg.pipeline.model_branch2 import Branch2
+from hcdg.pipeline.model_cpm import N_KP, PoseNet
+from hcdg.pipeline.canonical import axis_angle_to_matrix, flip_torch
+from hcdg.pipeline.model_lifting import PosePrior, ViewPoint
+
+__all__ = ["ModelConfig", "HandPoseNet", "N_KP"]
+
+# hand3d feeds images as RGB/255 - 0.5 (run.py, BinaryDbReader); our crops are in [0,1].
+INPUT_MEAN = 0.5
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture knobs; the defaults are the paper's network."""
+
+    # 1.0 = hand3d's channel counts (PROTOCOL.md §2). Smaller values build a narrow
+    # copy of the same architecture for tests and demos (channels >= 8, 21 maps kept).
+    width_mult: float = 1.0
+    # Paper §3 / Table 1: 256x256x3 crops; heatmaps at input/8 (21x32x32). Multiple of 8.
+    input_size: int = 256
+    # OpenAI ViT-B/32 embeddings are 512-d (paper §3.2, Table 1).
+    clip_dim: int = 512
+    # Table 4b: concatenation beats summation; the paper's setting is concat.
+    combine: Literal["concat", "sum"] = "concat"
+    # Branch2 exists only for training with L_con (paper §3.5); False = the "Baseline" rows.
+    branch2: bool = True
+    # Source of the positive e2: "clip" (paper §3.3) or "augment" (Table 6, normal augmentation).
+    positive: Literal["clip", "augment"] = "clip"
+    # e1/e2 are 512-d and the projection head outputs 128-d (paper §3.3, Table 1 E = R^128).
+    embed_dim: int = 512
+    proj_dim: int = 128
+    # hand3d NetworkOps.neg_slope_of_relu = 0.01 (PROTOCOL.md §2).
+    leaky_slope: float = 0.01
+    # hand3d declares PosePrior/ViewPoint dropout (keep 0.8 / 0.75) but never enables it
+    # while training (training_lifting.py: `evaluation` defaults to True): off.
+    prior_dropout: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.width_mult > 0:
+            raise ConfigError(f"model.width_mult: expected > 0, got {self.width_mult!r}")
+        if self.input_size < 16 or self.input_size % 8:
+            raise ConfigError(f"model.input_size: expected a multiple of 8 >= 16, got {self.input_size!r}")
+        if self.combine not in ("concat", "sum"):
+            raise ConfigError(f"model.combine: expected 'concat' or 'sum', got {self.combine!r}")
+        if self.positive not in ("clip", "augment"):
+            raise ConfigError(f"model.positive: expected 'clip' or 'augment', got {self.positive!r}")
+        for name in ("clip_dim", "embed_dim", "proj_dim"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name}: expected >= 1, got {getattr(self, name)!r}")
+        if self.branch2 and self.positive == "clip" and self.combine == "sum" and self.clip_dim != self.embed_dim:
+            raise ConfigError(
+                f"model.combine='sum' adds f_clip to e2, so clip_dim ({self.clip_dim}) must equal "
+                f"embed_dim ({self.embed_dim})"
+            )
+
+    @property
+    def heatmap_size(self) -> int:
+        """Side of the score maps: input_size / 8 (32 at the paper's 256)."""
+        return self.input_size // 8
+
+
+class HandPoseNet(nn.Module):
+    """CPM + PosePrior + ViewPoint (+ Branch2 when `cfg.branch2`)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.posenet = PoseNet(cfg.width_mult, cfg.leaky_slope)
+        s = cfg.heatmap_size
+        self.prior = PosePrior(s, cfg.width_mult, cfg.leaky_slope, cfg.prior_dropout)
+        self.viewpoint = ViewPoint(s, cfg.width_mult, cfg.leaky_slope, cfg.prior_dropout)
+        self.branch2: Branch2 | None = None
+        if cfg.branch2:
+            self.branch2 = Branch2(
+                self.posenet.pool3_channels, cfg.width_mult, cfg.clip_dim, cfg.embed_dim,
+                cfg.proj_dim, cfg.combine, cfg.positive,
+            )  # fmt: skip
+
+    # -- input checks ------------------------------------------------------------------
+    def _check(self, image: torch.Tensor, hand_side: torch.Tensor, name: str = "image") -> None:
+        s = self.cfg.input_size
+        if image.ndim != 4 or tuple(image.shape[1:]) != (3, s, s):
+            raise HcdgError(f"HandPoseNet: {name} must be (B,3,{s},{s}) (model.input_size), got {tuple(image.shape)}")
+        if tuple(hand_side.shape) != (image.shape[0], 2):
+            raise HcdgError(f"HandPoseNet: hand_side must be (B,2) one-hot [left,right], got {tuple(hand_side.shape)}")
+
+    # -- Branch1 -------------------------------------------------------------------------
+    def _branch1(self, pool3: torch.Tensor, hand_side: torch.Tensor) -> dict[str, torch.Tensor | list]:
+        heatmaps = self.posenet.heatmaps_from(pool3)
+        canon = self.prior(heatmaps[-1], hand_side)
+        rot = self.viewpoint(heatmaps[-1], hand_side)
+        xyz = flip_torch(canon, hand_side) @ rot
+        return {"heatmaps": heatmaps, "canon": canon, "rot": rot, "xyz_rel_norm": xyz}
+
+    def predict(self, image: torch.Tensor, hand_side: torch.Tensor) -> dict[str, torch.Tensor | list]:
+        """Test-time path (paper §3.5): Branch1 + lifting only; Branch2 is never run.
+
+        Returns `heatmaps` (3 x (B,21,S/8,S/8)), `canon` (B,21,3), `rot` (B,3,3) and
+        `xyz_rel_norm` (B,21,3). Grad mode and train/eval mode are the caller's.
+        """
+        self._check(image, hand_side)
+        return self._branch1(self.posenet.features(image - INPUT_MEAN), hand_side)
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        hand_side: torch.Tensor,
+        clip_feat: torch.Tensor | None = None,
+        pos_image: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor | list]:
+        """Training forward.
+
+        image (B,3,S,S) in [0,1]; hand_side (B,2) one-hot [left,right];
+        clip_feat (B,clip_dim) the mixed CLIP feature (positive="clip");
+        pos_image (B,3,S,S) an augmented view of `image` (positive="augment").
+        Returns predict()'s keys, plus `e1p`, `e2p` (B,proj_dim) when Branch2 is on and
+        its input is given. Giving Branch2 input to a model without Branch2, or the
+        input of the other positive mode, is an error.
+        """
+        self._check(image, hand_side)
+        pool3 = self.posenet.features(image - INPUT_MEAN)
+        out = self._branch1(pool3, hand_side)
+        b2 = self.branch2
+        if b2 is None:
+            if clip_feat is not None or pos_image is not None:
+                raise HcdgError("HandPoseNet: clip_feat/pos_image given but the model has no Branch2 (model.branch2=false)")
+            return out
+        if self.cfg.positive == "clip":
+            if pos_image is not None:
+                raise HcdgError("HandPoseNet: pos_image given but model.positive='clip' (use positive='augment')")
+            if clip_feat is not None:
+                if tuple(clip_feat.shape) != (image.shape[0], self.cfg.clip_dim):
+                    raise HcdgError(
+                        f"HandPoseNet: clip_feat must be (B,{self.cfg.clip_dim}) (model.clip_dim), got {tuple(clip_feat.shape)}"
+                    )
+                out["e1p"], out["e2p"] = b2.forward_clip(pool3, clip_feat)
+        else:
+            if clip_feat is not None:
+                raise HcdgError("HandPoseNet: clip_feat given but model.positive='augment' (use positive='clip')")
+            if pos_image is not None:
+                self._check(pos_image, hand_side, "pos_image")
+                pool3_pos = self.posenet.features(pos_image - INPUT_MEAN)
+                out["e1p"], out["e2p"] = b2.forward_views(pool3, pool3_pos)
+        return out

@@ -1,0 +1,309 @@
+"""Evaluation protocols: how a network prediction becomes metric 3D joints to compare.
+
+Cross-dataset numbers are only comparable under the same protocol (PROTOCOL.md §4),
+so every number hcdg reports carries a protocol name and a root name:
+
+* ``rr-gtscale`` (hand3d, Zimmermann & Brox 2017): the root-relative, bone-normalised
+  prediction ``xyz_rel_norm`` is scaled by the ground-truth bone length (middle
+  MCP -> PIP, joints 9 -> 10) and placed at the ground-truth root. Only the
+  articulation and its orientation are measured.
+* ``pa`` (FreiHAND toolbox): the prediction is Procrustes-aligned to the ground
+  truth with scale (centre on the mean, scale, rotate). Only the articulation is
+  measured. hcdg forbids reflections by default (see `metrics.similarity_transform`).
+* ``gtroot-2.5d`` (the paper authors' test code): 2D joints from the heatmaps mapped
+  back to the image, relative depth from the network (``xyz_rel_norm`` z times the
+  ground-truth bone length), ground-truth root depth and intrinsics to back-project.
+  EPE in the camera frame, no scale or Procrustes alignment: the root's x/y error
+  (from the 2D detection) is included. The paper's tables use this one.
+
+Roots. The network predicts a wrist at joint 0 (it is trained on FreiHAND), while STB's
+ground-truth joint 0 is the palm centre. For STB both are reported:
+
+* ``wrist``: the ground-truth palm is converted to a wrist,
+  ``wrist = mid_mcp + 2.2 * (palm - mid_mcp)``; the prediction is left as it is.
+* ``palm``: a palm point derived from the prediction, ``(wrist + middle MCP) / 2``,
+  replaces prediction joint 0 and is compared with the ground-truth palm. Under
+  ``rr-gtscale`` this palm point is what sits at the ground-truth root; under
+  ``gtroot-2.5d`` its depth is anchored to the ground-truth palm depth.
+
+For datasets whose root is the wrist (FreiHAND, RHD) only ``wrist`` applies.
+
+Frames. Prediction, ground truth, ``K`` and the heatmap->image map must all describe
+the same image (for mirrored left hands: the mirrored image and mirrored ground
+truth, as `transforms.prepare` returns them). All functions are pure numpy, batched
+over N samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hcdg.pipeline import camera, hands, metrics
+from hcdg.pipeline.errors import HcdgError
+from hcdg.pipeline.joints import MIDDLE_MCP, MIDDLE_PIP, N_JOINTS, WRIST
+
+#: Protocol names, in the order reports list them.
+PROTOCOLS: tuple[str, ...] = ("gtroot-2.5d", "rr-gtscale", "pa")
+#: The protocol of the paper's own numbers (its authors' test code; PROTOCOL.md §4).
+PAPER_PROTOCOL = "gtroot-2.5d"
+ROOTS: tuple[str, ...] = ("wrist", "palm")
+#: Heatmap decoders accepted by `decode_heatmaps`.
+DECODERS: tuple[str, ...] = ("argmax", "soft-argmax")
+
+
+@dataclass(frozen=True)
+class ProtocolResult:
+    """One protocol's outcome for a batch.
+
+    Attributes:
+        protocol, root: names from PROTOCOLS / ROOTS.
+        pred_xyz_m: (N, 21, 3) prediction after the protocol's alignment, metres, camera frame.
+        gt_xyz_m: (N, 21, 3) ground truth as compared (root converted if asked), metres.
+        errors_mm: (N, 21) per-joint Euclidean errors, millimetres.
+    """
+
+    protocol: str
+    root: str
+    pred_xyz_m: np.ndarray
+    gt_xyz_m: np.ndarray
+    errors_mm: np.ndarray
+
+
+def roots_for(gt_root: str) -> tuple[str, ...]:
+    """The root handlings to report for ground truth whose joint 0 is `gt_root`."""
+    if gt_root == "palm":
+        return ("wrist", "palm")
+    if gt_root == "wrist":
+        return ("wrist",)
+    raise HcdgError(f"gt_root: expected 'wrist' or 'palm', got {gt_root!r}")
+
+
+def _joints(x: np.ndarray, name: str) -> np.ndarray:
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim != 3 or arr.shape[1:] != (N_JOINTS, 3):
+        raise HcdgError(f"{name}: expected shape (N, {N_JOINTS}, 3), got {arr.shape}")
+    return arr
+
+
+def _check_root(gt_root: str, root: str) -> None:
+    if root not in roots_for(gt_root):
+        raise HcdgError(
+            f"root {root!r} does not apply to ground truth rooted at the {gt_root} "
+            f"(choose from {', '.join(roots_for(gt_root))})"
+        )
+
+
+def _bone_scale_m(xyz: np.ndarray) -> np.ndarray:
+    """(N,) middle MCP -> PIP length, batched (`hands.bone_scale` takes one hand; the batched
+    `canonical.bone_scale_batched` would import torch into the report)."""
+    return np.linalg.norm(xyz[:, MIDDLE_PIP] - xyz[:, MIDDLE_MCP], axis=-1)
+
+
+def image_from_heatmap(
+    crop_from_image: np.ndarray, input_size: int, heatmap_size: int
+) -> np.ndarray:
+    """The (N, 3, 3) map heatmap pixels -> image pixels for `gtroot_25d`.
+
+    Composes `camera.heatmap_to_crop` (integer-centred pixels, same field of view) with
+    the inverse of each sample's `crop_from_image` (from `transforms.prepare`; for
+    mirrored hands it ends in the mirrored image, the frame of `K` and `xyz_m` there).
+    """
+    A = np.asarray(crop_from_image, dtype=np.float64)
+    if A.ndim == 2:
+        A = A[None]
+    r = input_size / heatmap_size
+    crop_from_hm = np.array([[r, 0.0, 0.5 * r - 0.5], [0.0, r, 0.5 * r - 0.5], [0.0, 0.0, 1.0]])
+    return np.stack([camera.affine_inverse(a) @ crop_from_hm for a in A])
+
+
+# --- ground truth and prediction under a root handling --------------------------------
+
+
+def gt_for_root(gt_xyz_m: np.ndarray, gt_root: str, root: str) -> np.ndarray:
+    """The ground truth to compare with under `root` (STB palm converted for `wrist`)."""
+    gt = _joints(gt_xyz_m, "gt_xyz_m")
+    _check_root(gt_root, root)
+    if gt_root == "palm" and root == "wrist":
+        return hands.stb_palm_to_wrist(gt)
+    return gt.copy()
+
+
+def _pred_for_root(pred: np.ndarray, root: str) -> np.ndarray:
+    """The prediction (joint 0 = wrist) with joint 0 replaced by its palm point for `palm`."""
+    return hands.with_palm_root(pred) if root == "palm" else pred.copy()
+
+
+def rr_gtscale(
+    xyz_rel_norm: np.ndarray, gt_xyz_m: np.ndarray, *, gt_root: str = "wrist", root: str = "wrist"
+) -> ProtocolResult:
+    """hand3d: prediction * GT bone length + GT root.
+
+    Args:
+        xyz_rel_norm: (N, 21, 3) network output, root-relative (joint 0 = wrist = 0),
+            divided by the middle MCP -> PIP length, camera orientation.
+        gt_xyz_m: (N, 21, 3) ground truth, metres, camera frame; joint 0 is `gt_root`.
+    """
+    rel = _joints(xyz_rel_norm, "xyz_rel_norm")
+    gt = gt_for_root(gt_xyz_m, gt_root, root)
+    rel = _pred_for_root(rel, root)
+    rel = rel - rel[:, WRIST : WRIST + 1]
+    pred = rel * _bone_scale_m(gt)[:, None, None] + gt[:, WRIST : WRIST + 1]
+    return ProtocolResult("rr-gtscale", root, pred, gt, metrics.joint_errors_mm(pred, gt))
+
+
+def pa(
+    pred_xyz: np.ndarray,
+    gt_xyz_m: np.ndarray,
+    *,
+    gt_root: str = "wrist",
+    root: str = "wrist",
+    allow_reflection: bool = False,
+) -> ProtocolResult:
+    """FreiHAND toolbox: Procrustes alignment with scale onto the ground truth.
+
+    Args:
+        pred_xyz: (N, 21, 3) prediction in any scale and placement (e.g. `xyz_rel_norm`),
+            camera orientation; joint 0 is a wrist.
+        allow_reflection: see `metrics.similarity_transform` (False: proper rotations only).
+    """
+    pred = _pred_for_root(_joints(pred_xyz, "pred_xyz"), root)
+    gt = gt_for_root(gt_xyz_m, gt_root, root)
+    aligned = metrics.procrustes_align(pred, gt, allow_reflection=allow_reflection)
+    return ProtocolResult("pa", root, aligned, gt, metrics.joint_errors_mm(aligned, gt))
+
+
+def decode_heatmaps(
+    heatmaps: np.ndarray, method: str = "soft-argmax", window_px: int | None = 3
+) -> np.ndarray:
+    """Joint positions from heatmaps, in heatmap pixel coordinates.
+
+    Coordinates are (x = column, y = row) with pixel centres at integers, so a
+    peak in cell (row 5, column 7) decodes to (7, 5).
+
+    Args:
+        heatmaps: (N, J, H, W) scores (e.g. the last CPM stage).
+        method: "argmax" (the best cell; quantised to whole heatmap pixels) or
+            "soft-argmax" (the centroid of the non-negative scores, sub-pixel).
+        window_px: soft-argmax only: use the (2w+1)^2 cells around the argmax
+            (robust to clutter elsewhere in the map); None uses the whole map.
+            Default 3 cells = 24 px on the 256 crop, covering the authors' 10 px
+            and most of hand3d's 25 px target sigma (PROTOCOL.md §2).
+    Returns:
+        (N, J, 2) float64.
+    """
+    hm = np.asarray(heatmaps, dtype=np.float64)
+    if hm.ndim != 4:
+        raise HcdgError(f"heatmaps: expected shape (N, J, H, W), got {hm.shape}")
+    if method not in DECODERS:
+        raise HcdgError(f"heatmap decoder: expected one of {', '.join(DECODERS)}, got {method!r}")
+    n, j, h, w = hm.shape
+    flat = hm.reshape(n, j, h * w)
+    idx = flat.argmax(axis=-1)
+    x0 = (idx % w).astype(np.float64)
+    y0 = (idx // w).astype(np.float64)
+    if method == "argmax":
+        return np.stack([x0, y0], axis=-1)
+    weights = np.clip(hm, 0.0, None)
+    xs = np.arange(w, dtype=np.float64)
+    ys = np.arange(h, dtype=np.float64)
+    if window_px is not None:
+        in_x = np.abs(xs[None, None, :] - x0[..., None]) <= window_px  # (N, J, W)
+        in_y = np.abs(ys[None, None, :] - y0[..., None]) <= window_px  # (N, J, H)
+        weights = weights * (in_y[..., :, None] & in_x[..., None, :])
+    total = weights.sum(axis=(-1, -2))
+    safe = np.where(total > 0, total, 1.0)
+    x = (weights.sum(axis=-2) * xs).sum(axis=-1) / safe
+    y = (weights.sum(axis=-1) * ys).sum(axis=-1) / safe
+    x = np.where(total > 0, x, x0)
+    y = np.where(total > 0, y, y0)
+    return np.stack([x, y], axis=-1)
+
+
+def heatmap_to_image(uv_hm: np.ndarray, image_from_heatmap: np.ndarray) -> np.ndarray:
+    """Apply (N, 3, 3) homogeneous maps (heatmap pixels -> image pixels) to (N, J, 2) points."""
+    uv = np.asarray(uv_hm, dtype=np.float64)
+    A = np.asarray(image_from_heatmap, dtype=np.float64)
+    if A.ndim == 2:
+        A = np.broadcast_to(A, (uv.shape[0], 3, 3))
+    if A.shape != (uv.shape[0], 3, 3):
+        raise HcdgError(f"image_from_heatmap: expected (N, 3, 3) or (3, 3), got {A.shape}")
+    hom = np.concatenate([uv, np.ones(uv.shape[:-1] + (1,))], axis=-1) @ np.swapaxes(A, -1, -2)
+    return hom[..., :2] / hom[..., 2:3]
+
+
+def gtroot_25d(
+    xyz_rel_norm: np.ndarray,
+    uv_hm: np.ndarray,
+    image_from_heatmap: np.ndarray,
+    gt_xyz_m: np.ndarray,
+    K: np.ndarray,
+    *,
+    gt_root: str = "wrist",
+    root: str = "wrist",
+) -> ProtocolResult:
+    """The paper authors' protocol: heatmap 2D + network relative depth + GT root depth.
+
+    Args:
+        xyz_rel_norm: (N, 21, 3) network output; only its z (relative depth) is used.
+        uv_hm: (N, 21, 2) joint positions in heatmap pixels (`decode_heatmaps`).
+        image_from_heatmap: (N, 3, 3) or (3, 3) map heatmap pixels -> image pixels
+            (the caller composes crop<-heatmap scaling with the inverse crop affine).
+        gt_xyz_m: (N, 21, 3) ground truth, metres, camera frame; joint 0 is `gt_root`.
+        K: (N, 3, 3) or (3, 3) ground-truth intrinsics of the image.
+    Depth of each joint = GT root depth + (z_rel - z_rel of the root) * GT bone length;
+    the root is the wrist, or for `palm` the predicted palm point.
+    """
+    rel = _joints(xyz_rel_norm, "xyz_rel_norm")
+    gt = gt_for_root(gt_xyz_m, gt_root, root)
+    uv_img = heatmap_to_image(uv_hm, image_from_heatmap)
+    if uv_img.shape != rel.shape[:2] + (2,):
+        raise HcdgError(f"uv_hm: expected shape {rel.shape[:2] + (2,)}, got {np.shape(uv_hm)}")
+    Km = np.asarray(K, dtype=np.float64)
+    if Km.ndim == 2:
+        Km = np.broadcast_to(Km, (rel.shape[0], 3, 3))
+    if Km.shape != (rel.shape[0], 3, 3):
+        raise HcdgError(f"K: expected (N, 3, 3) or (3, 3), got {Km.shape}")
+    z_rel = rel[..., 2]
+    z_root_rel = 0.5 * (z_rel[:, WRIST] + z_rel[:, MIDDLE_MCP]) if root == "palm" else z_rel[:, WRIST]
+    z_m = gt[:, WRIST, 2:3] + (z_rel - z_root_rel[:, None]) * _bone_scale_m(gt)[:, None]
+    pred = camera.backproject(uv_img, z_m, Km)
+    pred = _pred_for_root(pred, root)
+    return ProtocolResult("gtroot-2.5d", root, pred, gt, metrics.joint_errors_mm(pred, gt))
+
+
+def run_protocols(
+    xyz_rel_norm: np.ndarray,
+    gt_xyz_m: np.ndarray,
+    *,
+    gt_root: str = "wrist",
+    K: np.ndarray | None = None,
+    uv_hm: np.ndarray | None = None,
+    image_from_heatmap: np.ndarray | None = None,
+    protocols: tuple[str, ...] = PROTOCOLS,
+) -> list[ProtocolResult]:
+    """Every requested protocol under every root that applies to `gt_root`.
+
+    `gtroot-2.5d` needs `K`, `uv_hm` and `image_from_heatmap`; asking for it without
+    them is an error.
+    """
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown:
+        raise HcdgError(f"protocol: unknown {unknown[0]!r} (choose from {', '.join(PROTOCOLS)})")
+    out: list[ProtocolResult] = []
+    for protocol in protocols:
+        for root in roots_for(gt_root):
+            if protocol == "rr-gtscale":
+                out.append(rr_gtscale(xyz_rel_norm, gt_xyz_m, gt_root=gt_root, root=root))
+            elif protocol == "pa":
+                out.append(pa(xyz_rel_norm, gt_xyz_m, gt_root=gt_root, root=root))
+            else:
+                if K is None or uv_hm is None or image_from_heatmap is None:
+                    raise HcdgError("protocol gtroot-2.5d needs K, uv_hm and image_from_heatmap")
+                out.append(
+                    gtroot_25d(
+                        xyz_rel_norm, uv_hm, image_from_heatmap, gt_xyz_m, K, gt_root=gt_root, root=root
+                    )
+                )
+    return out

@@ -1,0 +1,242 @@
+"""Render a hand as shaded capsules and flat palm triangles (numpy, z-buffered).
+
+Each finger bone is a tapered capsule (a sphere swept along the bone); the palm
+is four flat triangles fanned from the wrist plus metacarpal capsules; the
+forearm is a thick capsule leaving the wrist away from the fingers. Each
+primitive is evaluated per pixel inside its own bounding box only: distance of
+the pixel to the projected bone (in 2D), the front surface's depth from the
+bone's depth and radius, and a Lambert shade from the surface normal. A
+z-buffer keeps the nearest surface, so fingers occlude each other, the palm and
+the arm. This is an impostor renderer, not a ray tracer: silhouettes of bones
+seen end-on are approximate, depth ordering is exact to a few millimetres.
+
+A joint is *visible* when it projects inside the image and the nearest
+surface at its pixel lies no further in front of it than its own radius plus
+`VISIBLE_TOL_M` (so a finger crossing in front hides it).
+
+Pixel convention: pixel (row i, column j) has its centre at uv = (j, i).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hcdg.pipeline import joints as J
+
+#: Slack when deciding whether the surface at a joint's pixel is that joint's own (metres).
+VISIBLE_TOL_M = 0.004
+#: Part labels in `RenderLayer.part`: 0 nothing, 1 forearm, 2 palm, 3.. finger segments.
+PART_NONE, PART_FOREARM, PART_PALM = 0, 1, 2
+#: Number of hand part labels (palm + 15 finger segments), as in RHD's masks (16 per hand).
+N_HAND_PARTS = 16
+
+# Metric radii at hand size 1 (metres).
+_FINGER_R = np.array(
+    [  # radius at MCP, PIP, DIP, tip (thumb: at joints 1, 2, 3, tip)
+        [0.0120, 0.0108, 0.0098, 0.0088],
+        [0.0095, 0.0085, 0.0077, 0.0068],
+        [0.0098, 0.0088, 0.0079, 0.0070],
+        [0.0092, 0.0083, 0.0075, 0.0067],
+        [0.0080, 0.0072, 0.0066, 0.0060],
+    ]
+)
+_PALM_HALF_THICK = 0.0115
+_METACARPAL_R = 0.0095
+_FOREARM_R = (0.0240, 0.0300)  # at the wrist, at the far end
+_FOREARM_LEN = 0.20
+
+
+@dataclass(frozen=True)
+class Lighting:
+    """Lambert lighting: shade = ambient + diffuse * max(0, n . direction).
+
+    `direction` points from the surface towards the light, camera frame (x right, y down,
+    z forward); the default lights from the upper left, in front of the hand.
+    """
+
+    direction: tuple[float, float, float] = (-0.35, -0.55, -0.76)
+    ambient: float = 0.38
+    diffuse: float = 0.70
+
+
+@dataclass(frozen=True)
+class RenderLayer:
+    """One rendered hand, before colouring.
+
+    Attributes:
+        shade: (H, W) float32 Lambert factor, 0 where no hand.
+        part: (H, W) uint8 part label (0 nothing, 1 forearm, 2 palm, 3 + 3*finger + segment).
+        depth: (H, W) float32 metres of the nearest surface, inf where no hand.
+        visible: (21,) bool, joint inside the image and not occluded.
+        uv: (21, 2) float64 projected joints.
+    """
+
+    shade: np.ndarray
+    part: np.ndarray
+    depth: np.ndarray
+    visible: np.ndarray
+    uv: np.ndarray
+
+    @property
+    def mask(self) -> np.ndarray:
+        """(H, W) bool: hand or forearm pixels."""
+        return self.part > 0
+
+
+def joint_radii(size: float) -> np.ndarray:
+    """(21,) metric radius of the surface around each joint (FreiHAND order) for a hand of `size`."""
+    r = np.zeros(21)
+    r[0] = _FOREARM_R[0]
+    for fi in range(5):
+        base = 1 + 4 * fi
+        r[base : base + 4] = _FINGER_R[fi]
+        if fi > 0:  # MCPs sit inside the palm slab
+            r[base] = max(r[base], _PALM_HALF_THICK)
+    return r * size
+
+
+class _Canvas:
+    """Z-buffer, shade and part buffers plus the camera, for drawing primitives."""
+
+    def __init__(self, h: int, w: int, K: np.ndarray, light: Lighting):
+        self.h, self.w = h, w
+        self.fx, self.fy = float(K[0, 0]), float(K[1, 1])
+        self.K = K
+        self.depth = np.full((h, w), np.inf, dtype=np.float32)
+        self.shade = np.zeros((h, w), dtype=np.float32)
+        self.part = np.zeros((h, w), dtype=np.uint8)
+        ld = np.asarray(light.direction, dtype=np.float64)
+        self.L = (ld / np.linalg.norm(ld)).astype(np.float32)
+        self.ambient, self.diffuse = np.float32(light.ambient), np.float32(light.diffuse)
+
+    def _box(self, lo: np.ndarray, hi: np.ndarray):
+        x0, y0 = max(int(np.floor(lo[0])), 0), max(int(np.floor(lo[1])), 0)
+        x1, y1 = min(int(np.ceil(hi[0])) + 1, self.w), min(int(np.ceil(hi[1])) + 1, self.h)
+        if x0 >= x1 or y0 >= y1:
+            return None
+        xs = np.arange(x0, x1, dtype=np.float32)[None, :]
+        ys = np.arange(y0, y1, dtype=np.float32)[:, None]
+        return (slice(y0, y1), slice(x0, x1)), xs, ys
+
+    def _commit(self, win, z, inside, shade, label: int) -> None:
+        sub = self.depth[win]
+        upd = inside & (z < sub)
+        sub[upd] = z[upd]
+        self.shade[win][upd] = shade[upd]
+        self.part[win][upd] = label
+
+    def capsule(self, a: np.ndarray, b: np.ndarray, ra: float, rb: float, label: int) -> None:
+        """Tapered capsule between camera-frame points a, b (metres) with metric radii ra, rb."""
+        za, zb = float(a[2]), float(b[2])
+        if za <= 0.02 or zb <= 0.02:
+            return
+        ua = np.array([self.fx * a[0] / za + self.K[0, 2], self.fy * a[1] / za + self.K[1, 2]])
+        ub = np.array([self.fx * b[0] / zb + self.K[0, 2], self.fy * b[1] / zb + self.K[1, 2]])
+        pa, pb = self.fx * ra / za, self.fx * rb / zb  # pixel radii
+        rmax = max(pa, pb)
+        box = self._box(np.minimum(ua, ub) - rmax, np.maximum(ua, ub) + rmax)
+        if box is None:
+            return
+        win, xs, ys = box
+        d = (ub - ua).astype(np.float32)
+        inv = np.float32(1.0 / max(float(d @ d), 1e-9))
+        dx, dy = xs - np.float32(ua[0]), ys - np.float32(ua[1])
+        t = np.clip((dx * d[0] + dy * d[1]) * inv, 0.0, 1.0)
+        ex, ey = dx - t * d[0], dy - t * d[1]
+        r = np.float32(pa) + t * np.float32(pb - pa)
+        s2 = (ex * ex + ey * ey) / (r * r)
+        inside = s2 < 1.0
+        if not inside.any():
+            return
+        nz = np.sqrt(np.maximum(1.0 - s2, 0.0))
+        z = np.float32(za) + t * np.float32(zb - za) - (np.float32(ra) + t * np.float32(rb - ra)) * nz
+        ndl = (ex * self.L[0] + ey * self.L[1]) / r - nz * self.L[2]
+        shade = self.ambient + self.diffuse * np.maximum(ndl, 0.0)
+        self._commit(win, z, inside, shade, label)
+
+    def triangle(self, p: np.ndarray, offset: float, label: int) -> None:
+        """Flat triangle through camera-frame points p (3, 3), moved `offset` metres towards the camera."""
+        if (p[:, 2] <= 0.02).any():
+            return
+        uv = (p @ self.K.T)[:, :2] / p[:, 2:3]
+        box = self._box(uv.min(0), uv.max(0))
+        if box is None:
+            return
+        win, xs, ys = box
+        (x0, y0), (x1, y1), (x2, y2) = uv
+        den = (y1 - y2) * (x0 - x2) + (x2 - x1) * (y0 - y2)
+        if abs(den) < 1e-6:
+            return
+        w0 = ((y1 - y2) * (xs - x2) + (x2 - x1) * (ys - y2)) / np.float32(den)
+        w1 = ((y2 - y0) * (xs - x2) + (x0 - x2) * (ys - y2)) / np.float32(den)
+        w2 = 1.0 - w0 - w1
+        inside = (w0 >= 0) & (w1 >= 0) & (w2 >= 0)
+        if not inside.any():
+            return
+        n = np.cross(p[1] - p[0], p[2] - p[0])
+        n = n / max(np.linalg.norm(n), 1e-12)
+        if n[2] > 0:
+            n = -n
+        z = (w0 * p[0, 2] + w1 * p[1, 2] + w2 * p[2, 2] - offset).astype(np.float32)
+        shade = np.full(z.shape, self.ambient + self.diffuse * max(float(n @ self.L), 0.0), np.float32)
+        self._commit(win, z, inside, shade, label)
+
+
+def render_hand(
+    xyz_cam: np.ndarray,
+    K: np.ndarray,
+    height: int,
+    width: int,
+    size: float = 1.0,
+    light: Lighting = Lighting(),
+    forearm: bool = True,
+) -> RenderLayer:
+    """Render one hand (either side).
+
+    Args:
+        xyz_cam: (21, 3) joints, metres, camera frame, FreiHAND order.
+        K: (3, 3) intrinsics, pixels.
+        height, width: image size, pixels.
+        size: the hand's size factor (scales the radii; `HandBatch.size`).
+        light: Lambert lighting.
+        forearm: draw the forearm (part label 1).
+
+    Returns:
+        A `RenderLayer` (shade, part, depth buffers and the joints' visibility).
+    """
+    xyz = np.asarray(xyz_cam, dtype=np.float64)
+    K = np.asarray(K, dtype=np.float64)
+    cv = _Canvas(height, width, K, light)
+    fr = _FINGER_R * size
+    wrist = xyz[J.WRIST]
+    if forearm:
+        away = wrist - xyz[J.MIDDLE_MCP]
+        away /= max(np.linalg.norm(away), 1e-9)
+        length = _FOREARM_LEN * size
+        if away[2] < 0:  # keep the far end in front of the camera
+            length = min(length, (wrist[2] - 0.08) / -away[2])
+        if length > 0.01:
+            cv.capsule(wrist, wrist + length * away, _FOREARM_R[0] * size, _FOREARM_R[1] * size, PART_FOREARM)
+    # Palm: fan of flat triangles, slab half-thickness towards the camera, plus metacarpals.
+    mcps = [J.MCP[f] for f in J.FINGERS]  # thumb joint 1, index..pinky MCPs
+    for a, b in zip(mcps[:-1], mcps[1:]):
+        cv.triangle(xyz[[J.WRIST, a, b]], _PALM_HALF_THICK * size, PART_PALM)
+    cv.capsule(wrist, xyz[1], _FOREARM_R[0] * size * 0.55, fr[0, 0], PART_PALM)
+    for m in mcps[1:]:
+        cv.capsule(wrist, xyz[m], _METACARPAL_R * size, _METACARPAL_R * size, PART_PALM)
+    cv.capsule(xyz[mcps[1]], xyz[mcps[4]], _METACARPAL_R * size, _METACARPAL_R * size * 0.9, PART_PALM)
+    # Fingers: three tapered segments each.
+    for fi in range(5):
+        base = 1 + 4 * fi
+        for s in range(3):
+            cv.capsule(xyz[base + s], xyz[base + s + 1], fr[fi, s], fr[fi, s + 1], 3 + 3 * fi + s)
+
+    uv = (xyz @ K.T)[:, :2] / xyz[:, 2:3]
+    col, row = np.rint(uv[:, 0]).astype(int), np.rint(uv[:, 1]).astype(int)
+    inside = (col >= 0) & (col < width) & (row >= 0) & (row < height) & (xyz[:, 2] > 0)
+    surf = np.full(21, -np.inf)
+    surf[inside] = cv.depth[row[inside], col[inside]]
+    visible = inside & (surf >= xyz[:, 2] - joint_radii(size) - VISIBLE_TOL_M)
+    return RenderLayer(shade=cv.shade, part=cv.part, depth=cv.depth, visible=visible, uv=uv)

@@ -1,0 +1,246 @@
+"""Training data on the fly: crops with geometric and colour augmentation, a held-out split.
+
+Pure (no file layout policy): a torch `Dataset` over any `HandDataset` reader. Each
+item goes through the shared transform `hcdg.pipeline.transforms.prepare` (crop around
+the hand, left hands mirrored to right) with a random scale / rotation / translation
+(`GeomAug`), then colour jitter, and carries the row of the sample in the feature
+store's image table (`feat_row`) so the training step can gather its cached CLIP
+feature on the device.
+
+Determinism: nothing here holds RNG state. Item keys are `(epoch, reader index)` and
+the augmentation of an item is drawn from `numpy.random.default_rng([seed, epoch,
+index])`; the order of an epoch is a permutation drawn from `(seed, epoch)`. So the
+data a step sees is a function of (seed, step) alone: the same with any number of
+loader workers, after a resume, and whatever the number of DDP ranks (each rank takes
+its slice of the global batch).
+
+Trade-off (documented in docs/training.md): the cached CLIP image feature is that of
+the *un-augmented* image (the store is computed once, by `hcdg embed`), while the
+network sees the augmented crop. The feature still describes the sample's content and
+style; what it does not see is the random crop/rotation/jitter of the step. The paper
+computes CLIP on the fly, but CLIP is trained to be largely invariant to such mild
+geometric/photometric changes, and caching is what makes training as fast as the
+baseline and a ratio sweep reuse one store.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+#: `numpy.random.default_rng` stream tags, so the order and augmentation streams never collide.
+_ORDER_TAG = 0x0DE2
+_AUG_TAG = 0xA06
+_SPLIT_TAG = 0x5B17
+
+
+@dataclass(frozen=True)
+class ColorJitter:
+    """Photometric jitter of the crop, factors drawn uniformly in [1 - x, 1 + x].
+
+    Magnitudes 0.2 are the common torchvision-style choice; the paper does not state its
+    training augmentation (hand3d used none beyond cropping), so these are ours.
+    """
+
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+
+
+def color_jitter(image: np.ndarray, jitter: ColorJitter, rng: np.random.Generator) -> np.ndarray:
+    """Jitter a float image (3, H, W) in [0, 1]: brightness, contrast, saturation (random order not used).
+
+    Returns a new float32 array clipped to [0, 1].
+    """
+    img = image.astype(np.float32, copy=True)
+    b, c, s = (1.0 + rng.uniform(-m, m) if m > 0 else 1.0 for m in (jitter.brightness, jitter.contrast, jitter.saturation))
+    img *= b
+    gray = 0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2]  # ITU-R 601 luma
+    img = (img - gray.mean()) * c + gray.mean()
+    gray = 0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2]
+    img = (img - gray[None]) * s + gray[None]
+    return np.clip(img, 0.0, 1.0).astype(np.float32)
+
+
+#: Keys of an item (and of a collated batch) the training step uses.
+ITEM_KEYS = ("image", "heatmaps", "xyz_rel_norm", "bone_scale_m", "hand_side", "visible", "feat_row", "index")
+
+
+class AugmentedSamples(Dataset):
+    """Items `(epoch, reader_index) -> dict of tensors` for training or validation.
+
+    Args:
+        reader: any `HandDataset`.
+        crop: the `transforms.CropConfig` (crop size = network input size).
+        geom: a `transforms.GeomAug` for training, None for validation (no augmentation).
+        color: colour jitter for training, None for none.
+        seed: the run's seed; with (epoch, index) it fixes each item's augmentation.
+        feature_rows: (len(reader),) int64 row of each sample in the store's image
+            table, or None when the run uses no CLIP features (rows are then -1).
+    """
+
+    def __init__(
+        self,
+        reader: Any,
+        crop: Any,
+        geom: Any | None,
+        color: ColorJitter | None,
+        seed: int,
+        feature_rows: np.ndarray | None = None,
+    ) -> None:
+        self.reader = reader
+        self.crop = crop
+        self.geom = geom
+        self.color = color
+        self.seed = int(seed)
+        self.feature_rows = None if feature_rows is None else np.asarray(feature_rows, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        from hcdg.pipeline.transforms import prepare
+
+        epoch, index = (int(k) for k in key)
+        rng = np.random.default_rng([self.seed, _AUG_TAG, epoch, index])
+        sample = self.reader[index]
+        out = prepare(sample, self.crop, self.geom, rng)
+        image = np.asarray(out["image"], dtype=np.float32)
+        if self.color is not None:
+            image = color_jitter(image, self.color, rng)
+        row = -1 if self.feature_rows is None else int(self.feature_rows[index])
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image)),
+            "heatmaps": torch.from_numpy(np.asarray(out["heatmaps"], dtype=np.float32)),
+            "xyz_rel_norm": torch.from_numpy(np.asarray(out["xyz_rel_norm"], dtype=np.float32)),
+            "bone_scale_m": torch.tensor(float(out["bone_scale_m"]), dtype=torch.float32),
+            "hand_side": torch.from_numpy(np.asarray(out["hand_side"], dtype=np.float32)),
+            "visible": torch.from_numpy(np.asarray(out["visible"], dtype=bool)),
+            "feat_row": torch.tensor(row, dtype=torch.int64),
+            "index": torch.tensor(index, dtype=torch.int64),
+        }
+
+
+# --- which samples train, which validate ---------------------------------------------
+
+
+def pose_groups(reader: Any) -> np.ndarray:
+    """(N,) int group id per sample: samples sharing a group never straddle train/val.
+
+    FreiHAND's training split holds every pose 4 times (green screen + 3 background
+    versions; PROTOCOL.md §3: annotation index = id mod n_poses), so its group is the pose
+    id; elsewhere each sample is its own group.
+    """
+    n = len(reader)
+    if getattr(reader, "dataset", None) == "freihand" and getattr(reader, "split", None) == "training":
+        n_poses = getattr(reader, "n_poses", None) or (n // 4 if n % 4 == 0 and n >= 4 else n)
+        return np.arange(n, dtype=np.int64) % int(n_poses)
+    return np.arange(n, dtype=np.int64)
+
+
+def split_train_val(groups: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, val indices), sorted, holding out ~`val_fraction` of the groups.
+
+    The held-out groups are a seeded random choice; with a fraction > 0 at least one
+    group is held out and at least one kept.
+    """
+    groups = np.asarray(groups)
+    uniq = np.unique(groups)
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    n_val = 0 if val_fraction == 0 else min(max(1, round(val_fraction * len(uniq))), len(uniq) - 1)
+    perm = np.random.default_rng([int(seed), _SPLIT_TAG]).permutation(len(uniq))
+    val_groups = uniq[perm[:n_val]]
+    is_val = np.isin(groups, val_groups)
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def rel_norm_pose(xyz_m: np.ndarray, side: str) -> np.ndarray:
+    """(21, 3) root-relative, bone-normalised pose of a hand, left hands mirrored (x -> -x).
+
+    Same convention as `transforms.prepare`'s `xyz_rel_norm` (root = joint 0, bone =
+    middle MCP->PIP, joints 9->10).
+    """
+    xyz = np.asarray(xyz_m, dtype=np.float64)
+    if side == "left":
+        xyz = xyz * np.array([-1.0, 1.0, 1.0])
+    bone = float(np.linalg.norm(xyz[10] - xyz[9]))
+    return (xyz - xyz[0]) / bone
+
+
+def mean_pose(reader: Any, indices: Sequence[int]) -> np.ndarray:
+    """(21, 3) mean `rel_norm_pose` over the given samples (annotations only, no image decode)."""
+    acc = np.zeros((21, 3))
+    for i in indices:
+        s = reader.annotation(int(i))
+        acc += rel_norm_pose(s.xyz, s.side)
+    return (acc / max(1, len(indices))).astype(np.float32)
+
+
+# --- batch order -------------------------------------------------------------------------
+
+
+def epoch_order(train_indices: np.ndarray, seed: int, epoch: int) -> np.ndarray:
+    """The training indices in the order epoch `epoch` visits them (a function of seed, epoch)."""
+    perm = np.random.default_rng([int(seed), _ORDER_TAG, int(epoch)]).permutation(len(train_indices))
+    return np.asarray(train_indices)[perm]
+
+
+class GlobalBatchSampler:
+    """Yields this rank's slice of each global batch, from step `start_step` to `total_steps`.
+
+    Global batch `k` of epoch `e` is `epoch_order(...)[k*B:(k+1)*B]` (the last partial
+    batch of an epoch is dropped so every step sees B samples); rank `r` of `world`
+    takes items `[r*B/world, (r+1)*B/world)`. Items are `(epoch, reader index)` keys.
+    """
+
+    def __init__(
+        self,
+        train_indices: np.ndarray,
+        batch_size: int,
+        seed: int,
+        start_step: int,
+        total_steps: int,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
+        if batch_size % world:
+            raise ValueError(f"batch size {batch_size} is not divisible by {world} processes")
+        self.train_indices = np.asarray(train_indices)
+        self.batch_size = batch_size
+        self.steps_per_epoch = len(self.train_indices) // batch_size
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"{len(self.train_indices)} training samples are fewer than one batch of {batch_size}")
+        self.seed, self.start_step, self.total_steps = seed, start_step, total_steps
+        self.local = batch_size // world
+        self.rank = rank
+
+    def __len__(self) -> int:
+        return max(0, self.total_steps - self.start_step)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        order, order_epoch = None, -1
+        for step in range(self.start_step, self.total_steps):
+            epoch, k = divmod(step, self.steps_per_epoch)
+            if epoch != order_epoch:
+                order, order_epoch = epoch_order(self.train_indices, self.seed, epoch), epoch
+            lo = k * self.batch_size + self.rank * self.local
+            yield [(epoch, int(i)) for i in order[lo : lo + self.local]]  # type: ignore[index]
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Full global batches per epoch (the last partial batch is dropped)."""
+    return max(0, n_train // batch_size)
+
+
+def total_steps(n_train: int, batch_size: int, steps: int | None, epochs: int | None) -> int:
+    """The run's length in optimizer steps: `steps` when given, else `epochs` full epochs."""
+    if steps is not None:
+        return int(steps)
+    return int(math.floor(epochs or 0)) * steps_per_epoch(n_train, batch_size)

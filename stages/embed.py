@@ -1,0 +1,323 @@
+"""Stage one, `hcdg embed`: frozen CLIP over every image of a split and all prompts, once.
+
+Streaming and resumable (docs/store.md):
+
+* the prompts are encoded once per store (each distinct string once), skipped
+  when the store already holds them;
+* images are processed chunk by chunk (`chunk_rows` rows; the unit of resume and
+  of sharding). Each chunk is cut into batches the same way on every run, so a
+  resumed or sharded run computes every row exactly as an uninterrupted one does
+  (bit-identical stores on the same device, precision and batch size);
+* DataLoader workers decode and preprocess (the model's own open_clip transform)
+  while the model runs; finished chunks go to a writer thread through a queue of
+  at most `QUEUE_CHUNKS` chunks, so writes do not stall the model and memory
+  stays bounded whatever N is;
+* `--shard i/n` (or RANK/WORLD_SIZE under torchrun) takes the i-th of n
+  contiguous chunk ranges; n processes, at once or one after another, give the
+  same store as one.
+
+Test hook (tests only, documented here): `HCDG_TEST_KILL_AFTER_CHUNKS=k` makes
+the writer thread, after k chunks, write the next chunk's features *without*
+its done flag and then SIGKILL its own process, so the kill-and-resume tests
+hit the worst moment deterministically.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hcdg.pipeline.clip import DEFAULT_MODEL, TINY_MODEL, ClipEncoder, ImageRows, load_encoder
+from hcdg.pipeline.errors import HcdgError
+from hcdg.pipeline.prompts import PromptList, select_prompts
+from hcdg.store import fingerprint as fpr
+from hcdg.store.feature_writer import SplitWriter, StoreWriter
+from hcdg.store.features import DEFAULT_CHUNK_ROWS, check_split_key
+
+#: Finished chunks waiting for the writer thread (bounds memory: 2 x chunk_rows x D floats).
+QUEUE_CHUNKS = 2
+KILL_HOOK = "HCDG_TEST_KILL_AFTER_CHUNKS"
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """What `hcdg embed` computes and where it writes.
+
+    Defaults: the paper's encoder (§3.2: OpenAI ViT-B/32, frozen) and prompts (Table 2).
+    """
+
+    dataset: str  # "freihand" | "rhd" | "stb" (real on-disk formats; `hcdg synth` writes them too)
+    root: str  # dataset root folder
+    store: str  # Zarr folder, or HDF5 file when it ends in .h5
+    split: str | None = None  # None: the reader's default (freihand training, rhd evaluation, stb test)
+    key: str | None = None  # split key in the store; None: "<dataset>/<split>"
+    cameras: tuple[str, ...] = ()  # STB only: camera views (reader default BB_left)
+    model: str = DEFAULT_MODEL  # paper §3.2: ViT-B/32
+    pretrained: str | None = None  # None: "openai" (paper §3.2) for models with that tag, "none" for hcdg-tiny
+    seed: int = 0  # seed of random weights (pretrained "none"); recorded in the fingerprint
+    precision: str = "auto"  # fp32 | fp16 | bf16 | auto (fp16 on CUDA, fp32 on CPU)
+    device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
+    batch_size: int = 256  # images per forward; fills a GPU, chunk-aligned (never spans chunks)
+    workers: int = 4  # DataLoader processes decoding + preprocessing (0: in the main process)
+    dtype: str = "float16"  # stored dtype (issue #3: float16 default; float32 option)
+    chunk_rows: int = DEFAULT_CHUNK_ROWS  # rows per chunk (only when a split is created)
+    shard: str | None = None  # "i/n": this process's share of the chunks; None: all (or torchrun rank)
+    limit: int | None = None  # only the first N images of the split (recorded in its fingerprint)
+    skip_corrupt: bool = False  # record unreadable images as skipped rows instead of failing
+    prompt_file: str | None = None  # own prompt list, one per line (default: Table 2)
+    prompt_filter: str | None = None  # regex keeping only matching prompts
+    text_batch_size: int = 256  # prompts per text forward
+    progress: bool = True  # tqdm progress bar with images/s
+
+
+@dataclass(frozen=True)
+class EmbedSummary:
+    key: str
+    store: str
+    rows: int
+    complete_rows: int
+    embedded: int
+    skipped: int
+    seconds: float
+    text_computed: bool
+    n_prompts: int
+    shard: tuple[int, int]
+    random_weights: bool
+
+    def line(self) -> str:
+        rate = self.embedded / self.seconds if self.seconds > 0 else 0.0
+        shard = f" (shard {self.shard[0]}/{self.shard[1]})" if self.shard[1] > 1 else ""
+        text = "encoded" if self.text_computed else "already present"
+        skipped = f", {self.skipped} skipped" if self.skipped else ""
+        return (f"embedded {self.embedded} images of {self.key}{shard} in {self.seconds:.1f} s ({rate:.1f} img/s)"
+                f"{skipped}; split {self.complete_rows}/{self.rows} rows complete; {self.n_prompts} prompts "
+                f"{text}; store {self.store}")
+
+
+def parse_shard(shard: str | None) -> tuple[int, int]:
+    """"i/n" -> (i, n); None -> torchrun's (RANK, WORLD_SIZE) when set, else (0, 1)."""
+    if shard is None:
+        world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+        return (int(os.environ.get("RANK", "0") or 0), world) if world > 1 else (0, 1)
+    try:
+        i, n = (int(x) for x in shard.split("/"))
+    except ValueError:
+        raise HcdgError(f"--shard {shard}: expected i/n, e.g. 0/2") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise HcdgError(f"--shard {shard}: expected 0 <= i < n")
+    return i, n
+
+
+def shard_chunks(n_chunks: int, shard: tuple[int, int]) -> range:
+    """The contiguous chunk range of shard (i, n): chunks [i*C//n, (i+1)*C//n)."""
+    i, n = shard
+    return range(i * n_chunks // n, (i + 1) * n_chunks // n)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0") or 0))
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise HcdgError(f"--device {device}: expected auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise HcdgError(f"--device {device}: no CUDA device available here")
+    return dev
+
+
+def resolve_pretrained(model: str, pretrained: str | None) -> str:
+    if pretrained is not None:
+        return pretrained
+    if model == TINY_MODEL:
+        return "none"
+    if model.startswith(("local-dir:", "hf-hub:")):
+        return ""
+    import open_clip
+
+    if "openai" in open_clip.list_pretrained_tags_by_model(model.replace("/", "-")):
+        return "openai"
+    raise HcdgError(f"--model {model}: has no 'openai' weights; name them with --pretrained TAG|FILE|none")
+
+
+def chunk_batches(writer: SplitWriter, chunks: list[int], batch_size: int) -> Iterator[list[int]]:
+    """Row-index batches, each inside one chunk, cut the same way on every run."""
+    for c in chunks:
+        rows = writer.rows(c)
+        for start in range(rows.start, rows.stop, batch_size):
+            yield list(range(start, min(start + batch_size, rows.stop)))
+
+
+def _encode_prompts(encoder: ClipEncoder, prompts: PromptList, batch_size: int, progress: bool) -> tuple[np.ndarray, int]:
+    from tqdm import tqdm
+
+    distinct, inverse = prompts.distinct()
+    parts = []
+    for start in tqdm(range(0, len(distinct), batch_size), desc="prompts", unit="batch", disable=not progress,
+                      file=sys.stderr):
+        parts.append(encoder.encode_texts(distinct[start:start + batch_size], batch_size))
+    feats = torch.cat(parts).numpy()
+    return feats[np.asarray(inverse)], len(distinct)
+
+
+class _ChunkWriterThread(threading.Thread):
+    """Writes finished chunks off the model's thread; remembers the first error."""
+
+    def __init__(self, writer: SplitWriter) -> None:
+        super().__init__(name="hcdg-embed-writer", daemon=True)
+        self.writer = writer
+        self.queue: queue.Queue = queue.Queue(maxsize=QUEUE_CHUNKS)
+        self.error: BaseException | None = None
+        self.written = 0
+        hook = os.environ.get(KILL_HOOK)
+        self.kill_after = int(hook) if hook else None
+
+    def run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            chunk, feats, errors = item
+            if self.error is not None:
+                continue
+            try:
+                if self.kill_after is not None and self.written >= self.kill_after:
+                    g = self.writer.group  # test hook: the chunk's bytes land, its done flag never does
+                    g["feats"][self.writer.rows(chunk).start:self.writer.rows(chunk).stop] = feats.astype(g["feats"].dtype)
+                    os.kill(os.getpid(), signal.SIGKILL)
+                self.writer.write_chunk(chunk, feats, errors)
+                self.written += 1
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+                self.error = exc
+
+    def put(self, item: Any) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(item)
+
+    def finish(self) -> None:
+        self.queue.put(None)
+        self.join()
+        if self.error is not None:
+            raise HcdgError(f"writing the store failed: {type(self.error).__name__}: {self.error}") from self.error
+
+
+def _open_dataset(cfg: EmbedConfig) -> Any:
+    from hcdg.pipeline.datasets import open_dataset
+
+    if not Path(cfg.root).is_dir():
+        raise HcdgError(f"--root {cfg.root}: dataset root folder not found")
+    options = {"cameras": tuple(cfg.cameras)} if cfg.cameras else {}
+    if cfg.cameras and cfg.dataset != "stb":
+        raise HcdgError("--camera: only for --dataset stb")
+    return open_dataset(cfg.dataset, Path(cfg.root), cfg.split, **options), options
+
+
+def run(cfg: EmbedConfig, *, dataset: Any = None) -> EmbedSummary:
+    """Embed the prompts (once per store) and every image of one split into `cfg.store`.
+
+    `dataset` (a `HandDataset`) replaces opening `cfg.dataset` at `cfg.root` when given.
+    """
+    t0 = time.perf_counter()
+    shard = parse_shard(cfg.shard)
+    if cfg.batch_size < 1 or cfg.workers < 0 or (cfg.limit is not None and cfg.limit < 1):
+        raise HcdgError("--batch-size and --limit must be positive, --workers >= 0")
+    device = resolve_device(cfg.device)
+    precision = cfg.precision if cfg.precision != "auto" else ("fp16" if device.type == "cuda" else "fp32")
+    prompts = select_prompts(cfg.prompt_file, cfg.prompt_filter)
+    options: dict[str, Any] = {}
+    if dataset is None:
+        dataset, options = _open_dataset(cfg)
+    key = check_split_key(cfg.key or f"{dataset.dataset}/{dataset.split}")
+    n = len(dataset) if cfg.limit is None else min(cfg.limit, len(dataset))
+    ids = [dataset.sample_id(i) for i in range(n)]
+    split_fp = fpr.split_fingerprint(dataset.manifest(), dataset=dataset.dataset, split=dataset.split,
+                                     options=options, limit=cfg.limit)
+    # The encoder (weights resolved, failing fast) before the store is touched.
+    encoder = load_encoder(cfg.model, resolve_pretrained(cfg.model, cfg.pretrained), seed=cfg.seed,
+                           precision=precision, device=device)
+    identity = encoder.identity()
+    store_fp = fpr.store_fingerprint(identity, prompts.digest(), len(prompts), cfg.dtype)
+    weights_at = str(encoder.source.path.resolve()) if encoder.source.path else None
+    store = StoreWriter(cfg.store, store_fp, encoder.embed_dim, created={"weights_path": weights_at})
+    text_computed = store.ensure_text(list(prompts.ids), list(prompts.texts), prompts.source,
+                                      lambda: _encode_prompts(encoder, prompts, cfg.text_batch_size, cfg.progress))
+    provenance = {"root": str(Path(dataset.root).resolve()), "hcdg_argv": sys.argv[1:], "torch": torch.__version__,
+                  "device": str(device), "batch_size": cfg.batch_size,
+                  "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    writer = store.open_split(key, ids, cfg.chunk_rows, split_fp, provenance)
+    embedded = skipped = 0
+    if writer is not None:
+        done = writer.done()
+        todo = [c for c in shard_chunks(writer.n_chunks, shard) if not done[c]]
+        embedded, skipped = _embed_chunks(cfg, dataset, encoder, writer, todo, device)
+    store.export_h5()
+    from hcdg.store.features import store_info
+
+    info = {s["key"]: s for s in store_info(cfg.store)["splits"]}[key]
+    return EmbedSummary(key=key, store=str(cfg.store), rows=info["rows"], complete_rows=info["complete_rows"],
+                        embedded=embedded, skipped=skipped, seconds=time.perf_counter() - t0,
+                        text_computed=text_computed, n_prompts=len(prompts), shard=shard,
+                        random_weights=identity["weights"]["kind"] == "random")
+
+
+def _embed_chunks(cfg: EmbedConfig, dataset: Any, encoder: ClipEncoder, writer: SplitWriter, todo: list[int],
+                  device: torch.device) -> tuple[int, int]:
+    """Run the model over chunks `todo`; returns (rows embedded, rows skipped)."""
+    from tqdm import tqdm
+
+    if not todo:
+        return 0, 0
+    paths = [dataset.image_path(i) for i in range(writer.n_rows)]
+    rows_ds = ImageRows(paths, encoder.preprocess, encoder.image_size)
+    loader = torch.utils.data.DataLoader(
+        rows_ds, batch_sampler=list(chunk_batches(writer, todo, cfg.batch_size)), num_workers=cfg.workers,
+        pin_memory=device.type == "cuda", persistent_workers=False,
+        prefetch_factor=4 if cfg.workers else None, worker_init_fn=_worker_init,
+    )
+    thread = _ChunkWriterThread(writer)
+    thread.start()
+    total = sum(len(writer.rows(c)) for c in todo)
+    bar = tqdm(total=total, unit="img", desc=f"embed {dataset.dataset}/{dataset.split}", disable=not cfg.progress,
+               file=sys.stderr, smoothing=0.1)
+    chunk = -1
+    buf: np.ndarray | None = None
+    errors: list[str] = []
+    skipped = 0
+    try:
+        for index, pixels, errs in loader:
+            first = int(index[0])
+            if buf is None:
+                chunk = first // writer.chunk_rows
+                buf, errors = np.empty((len(writer.rows(chunk)), encoder.embed_dim), np.float32), []
+            feats = encoder.encode_images(pixels).cpu().numpy()
+            for row, err in zip(index.tolist(), errs):
+                if err and not cfg.skip_corrupt:
+                    raise HcdgError(f"{paths[row]}: unreadable image ({err}); fix or remove it, or pass "
+                                    "--skip-corrupt to record it as a skipped row")
+                skipped += bool(err)
+            off = first - writer.rows(chunk).start
+            buf[off:off + len(feats)] = feats
+            errors.extend(errs)
+            bar.update(len(feats))
+            if off + len(feats) == buf.shape[0]:
+                thread.put((chunk, buf, errors))
+                buf = None
+    finally:
+        bar.close()
+        thread.finish()  # chunks finished so far are written whatever happened
+    return total, skipped
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # decode/preprocess workers: one thread each, the model gets the cores

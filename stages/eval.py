@@ -1,0 +1,414 @@
+"""`hcdg eval`: a trained run's Branch1 on a target split, under every evaluation protocol.
+
+    run.json + model.safetensors (or a checkpoint)  --> HandPoseNet (Branch1 only, paper §3.5)
+    reader (stb | rhd | freihand) --transforms.prepare--> crop (left hands mirrored to right,
+        box from the GT keypoints or the authors' released boxes)
+    model.predict --> heatmaps, xyz_rel_norm
+    protocols.run_protocols (in the mirrored frame prepare works in)
+        --> un-mirror (x -> -x) --> results in the dataset's own camera frame
+    store.results.write_results --> RUN_DIR/eval/<target>.parquet + <target>-summary.parquet
+
+Every protocol (`rr-gtscale`, `pa`, `gtroot-2.5d`; PROTOCOL.md §4) is computed for every
+sample; STB (palm-rooted ground truth) gets both roots, `wrist` and `palm`
+(`protocols.roots_for`). Re-running replaces only that target's two files (and its
+`eval/<target>.json` record).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from hcdg.pipeline.config import ConfigError, to_dict
+from hcdg.pipeline.errors import HcdgError
+from hcdg.pipeline.protocols import DECODERS, PROTOCOLS
+
+Target = Literal["stb", "rhd", "freihand"]
+TARGETS = ("stb", "rhd", "freihand")
+CROPS = ("gt", "seed-boxes")
+
+#: RHD evaluation images the paper authors' test code skips (its `Rhp` dataset class has a
+#: file list; of it only these three lie in the 2,728-image evaluation split), which is why
+#: their released `Rhp_bbox.npy` has 2,725 rows (PROTOCOL.md §3-4).
+RHD_AUTHORS_DROPPED = ("00162", "00359", "01488")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What `hcdg eval` evaluates, and how.
+
+    Attributes:
+        run: the training run folder (holds run.json and model.safetensors / checkpoints/).
+        target: dataset to evaluate on (paper §4: STB and RHD; FreiHAND for in-domain checks).
+        root: the target dataset's root folder (PROTOCOL.md §3 layout).
+        split: None = the reader's default (stb "test", rhd "evaluation", freihand "training").
+        checkpoint: None = the finished model (model.safetensors), else the newest
+            checkpoint; "latest"; or a checkpoint folder (RUN/checkpoints/step-...).
+        batch_size: images per forward pass (does not change results).
+        device: "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
+        protocols: which protocols to compute; default all (PROTOCOL.md §4).
+        crops: "gt" = hand3d's box from the ground-truth keypoints (with the run's crop_scale);
+            "seed-boxes" = the authors' released [x, y, w, h] boxes from `boxes` (their
+            test protocol, PROTOCOL.md §4).
+        boxes: the .npy file of boxes for crops="seed-boxes" (STB (3000, 4), RHD (2725, 4)).
+        decoder: heatmap -> 2D decoder for gtroot-2.5d (`protocols.decode_heatmaps`).
+        limit: evaluate only the first N samples (quick checks); None = all.
+        workers: DataLoader worker processes for decoding + cropping (0 = in process).
+        progress: show a progress bar.
+    """
+
+    run: str = ""
+    target: Target = "stb"
+    root: str = ""
+    split: str | None = None
+    checkpoint: str | None = None
+    batch_size: int = 32
+    device: str = "auto"
+    protocols: tuple[str, ...] = PROTOCOLS
+    crops: Literal["gt", "seed-boxes"] = "gt"
+    boxes: str | None = None
+    decoder: str = "soft-argmax"
+    limit: int | None = None
+    workers: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ConfigError(f"--target: expected one of {', '.join(TARGETS)}, got {self.target!r}")
+        if self.crops not in CROPS:
+            raise ConfigError(f"--crops: expected one of {', '.join(CROPS)}, got {self.crops!r}")
+        if self.crops == "seed-boxes" and not self.boxes:
+            raise ConfigError("--crops seed-boxes: needs the box file (--boxes FILE.npy)")
+        if self.crops == "gt" and self.boxes:
+            raise ConfigError("--boxes: only used with --crops seed-boxes")
+        unknown = [p for p in self.protocols if p not in PROTOCOLS]
+        if unknown or not self.protocols:
+            raise ConfigError(f"--protocol: expected some of {', '.join(PROTOCOLS)}, got {list(self.protocols)!r}")
+        if self.decoder not in DECODERS:
+            raise ConfigError(f"--decoder: expected one of {', '.join(DECODERS)}, got {self.decoder!r}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size: expected >= 1, got {self.batch_size!r}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"--limit: expected >= 1, got {self.limit!r}")
+        if self.workers < 0:
+            raise ConfigError(f"--workers: expected >= 0, got {self.workers!r}")
+
+
+# --------------------------------------------------------------------------- the model
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A Branch1-only network with the crop geometry it was trained with."""
+
+    model: Any  # HandPoseNet with branch2=False, eval mode, on the device
+    crop: Any  # transforms.CropConfig
+    source: str  # the weights file / checkpoint folder read
+    step: int | None
+
+
+def _resolve_device(spec: str):
+    import torch
+
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(spec)
+    except RuntimeError:
+        raise HcdgError(f"--device: not a torch device: {spec!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise HcdgError(f"--device {spec}: CUDA is not available on this machine")
+    return dev
+
+
+def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: str = "cpu") -> LoadedModel:
+    """Rebuild the network of a training run from its recorded config and load its weights.
+
+    Only Branch1 (CPM + PosePrior + ViewPoint) is built; Branch2's weights in the file are
+    ignored (paper §3.5: test time uses Branch1 only). Raises HcdgError for a folder that is
+    not a training run, a run with no weights yet, a checkpoint of another config (its
+    recorded config hash differs from run.json's) or weights that do not fit the model
+    the config describes.
+    """
+    import torch
+
+    from hcdg.pipeline.config import from_dict
+    from hcdg.pipeline.model import HandPoseNet, ModelConfig
+    from hcdg.pipeline.transforms import CropConfig
+    from hcdg.store import checkpoints as ck
+    from hcdg.store.runs import read_run
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise HcdgError(f"--run {run_dir}: no such folder (expected a training run folder)")
+    record = read_run(run_dir)
+    if record.get("stage") != "train":
+        raise HcdgError(f"--run {run_dir}: holds a {record.get('stage')!r} run, not a training run")
+    cfg = record.get("config", {})
+    run_hash = record.get("config_hash")
+    dev = _resolve_device(device)
+
+    model_cfg: dict[str, Any] = {
+        k: cfg[k] for k in ("width_mult", "input_size", "combine") if k in cfg
+    }
+    crop_cfg: dict[str, Any] = {
+        "input_size": cfg.get("input_size", 256),
+        "sigma_px": cfg.get("sigma_px", 10.0),
+        "crop_scale": cfg.get("crop_scale", 1.0),
+    }
+    step: int | None = None
+    final = run_dir / ck.MODEL_WEIGHTS
+    use_final = checkpoint in (None, "final") and (run_dir / ck.MODEL_META).is_file()
+    if checkpoint == "final" and not use_final:
+        raise HcdgError(f"--checkpoint final: {run_dir} has no {ck.MODEL_META}; the training run has not finished")
+    if use_final:
+        state, meta = ck.load_model_state(run_dir, device="cpu")
+        if run_hash and meta.get("config_hash") and meta["config_hash"] != run_hash:
+            raise HcdgError(
+                f"{final}: written by a different training config than {run_dir / 'run.json'} "
+                f"(config hash {str(meta['config_hash'])[:12]}..., run has {run_hash[:12]}...)"
+            )
+        model_cfg = {k: v for k, v in meta.get("model_config", model_cfg).items()}
+        crop_cfg = dict(meta.get("crop", crop_cfg))
+        step = meta.get("step")
+        source = str(final)
+    else:
+        if checkpoint in (None, "latest"):
+            path = ck.latest_checkpoint(run_dir)
+            if path is None:
+                raise HcdgError(
+                    f"--run {run_dir}: no trained weights ({ck.MODEL_WEIGHTS}) and no checkpoint under "
+                    f"{ck.CHECKPOINT_DIR}/; train the run first (`hcdg train --out {run_dir} ...`)"
+                )
+        else:
+            path = Path(checkpoint)
+            if not path.is_dir():
+                raise HcdgError(f"--checkpoint {checkpoint}: no such checkpoint folder (expected RUN/checkpoints/step-...)")
+        loaded = ck.load_checkpoint(path, expect_config_hash=run_hash, device="cpu")
+        state, step, source = loaded.model_state, loaded.step, str(path)
+
+    model_cfg = {**model_cfg, "branch2": False}
+    try:
+        mcfg = from_dict(ModelConfig, model_cfg, where=f"{run_dir}/run.json model")
+        crop = from_dict(CropConfig, {k: v for k, v in crop_cfg.items() if v is not None}, where=f"{run_dir} crop")
+    except HcdgError as exc:
+        raise HcdgError(f"--run {run_dir}: cannot rebuild the model from its recorded config ({exc})") from None
+    model = HandPoseNet(mcfg)
+    branch1 = {k: v for k, v in state.items() if not k.startswith("branch2.")}
+    try:
+        model.load_state_dict(branch1, strict=True)
+    except RuntimeError as exc:
+        first = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc))
+        raise HcdgError(
+            f"{source}: the weights do not fit the network described by {run_dir}/run.json "
+            f"(width_mult={mcfg.width_mult}, input_size={mcfg.input_size}): {first[:200]}"
+        ) from None
+    model.to(dev).eval()
+    if crop.input_size != mcfg.input_size:
+        raise HcdgError(f"--run {run_dir}: crop input_size {crop.input_size} != model input_size {mcfg.input_size}")
+    return LoadedModel(model=model, crop=crop, source=source, step=step)
+
+
+# --------------------------------------------------------------------------- the data
+
+
+def _load_boxes(path: str) -> np.ndarray:
+    p = Path(path)
+    if not p.is_file():
+        raise HcdgError(f"--boxes {path}: no such file (expected a .npy of [x, y, w, h] rows)")
+    try:
+        boxes = np.load(p, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise HcdgError(f"--boxes {path}: not a numeric .npy array ({str(exc).splitlines()[0]})") from None
+    if boxes.ndim != 2 or boxes.shape[1] != 4 or not np.issubdtype(boxes.dtype, np.number):
+        raise HcdgError(f"--boxes {path}: expected an (N, 4) array of [x, y, w, h], got {boxes.shape} {boxes.dtype}")
+    if not np.all(np.isfinite(boxes)) or np.any(boxes[:, 2:] <= 0):
+        raise HcdgError(f"--boxes {path}: boxes must be finite with width and height > 0")
+    return boxes.astype(np.float64)
+
+
+def select_samples(reader: Any, cfg: EvalConfig) -> tuple[list[int], np.ndarray | None, str]:
+    """(reader indices to evaluate, their (n, 4) boxes or None, a note on what was dropped).
+
+    Seed boxes are matched to samples by position in reader order. RHD's evaluation split
+    has 2,728 images and the authors' file 2,725 rows: their test code skips three images
+    (`RHD_AUTHORS_DROPPED`), which are skipped here too. Any other count mismatch is an error.
+    """
+    n = len(reader)
+    indices = list(range(n))
+    boxes = None
+    note = ""
+    if cfg.crops == "seed-boxes":
+        boxes = _load_boxes(cfg.boxes or "")
+        if len(boxes) != n and reader.dataset == "rhd" and len(boxes) == n - len(RHD_AUTHORS_DROPPED):
+            ids = [reader.sample_id(i) for i in indices]
+            drop = {ids.index(s) for s in RHD_AUTHORS_DROPPED if s in ids}
+            if len(drop) == len(RHD_AUTHORS_DROPPED):
+                indices = [i for i in indices if i not in drop]
+                note = f"skipped RHD {', '.join(RHD_AUTHORS_DROPPED)} (the authors' test code drops them)"
+        if len(boxes) != len(indices):
+            raise HcdgError(
+                f"--boxes {cfg.boxes}: {len(boxes)} boxes for {n} samples of {reader.dataset}/{reader.split}; "
+                "expected one [x, y, w, h] row per sample in reader order "
+                "(the authors' files: STB test (3000, 4), RHD evaluation (2725, 4))"
+            )
+    if cfg.limit is not None:
+        indices = indices[: cfg.limit]
+        boxes = None if boxes is None else boxes[: cfg.limit]
+    return indices, boxes, note
+
+
+class _Prepared:
+    """torch Dataset: reader index -> `transforms.prepare` output (no augmentation)."""
+
+    def __init__(self, reader: Any, indices: list[int], boxes: np.ndarray | None, crop: Any) -> None:
+        self.reader, self.indices, self.boxes, self.crop = reader, indices, boxes, crop
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        from hcdg.pipeline.camera import CropBox
+        from hcdg.pipeline.transforms import prepare
+
+        sample = self.reader[self.indices[i]]
+        box = None if self.boxes is None else CropBox.from_xywh(self.boxes[i])
+        out = prepare(sample, self.crop, None, None, box=box)
+        keep = ("image", "hand_side", "xyz_m", "K", "crop_from_image", "image_from_original", "visible", "mirrored")
+        item = {k: out[k] for k in keep}
+        item["sample_id"] = sample.sample_id
+        item["gt_root"] = sample.root
+        return item
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _unmirror(xyz: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
+    """(N, 21, 3) points of mirrored samples mapped back to their own camera frame (x -> -x)."""
+    out = np.array(xyz, dtype=np.float64)
+    out[mirrored, :, 0] *= -1.0
+    return out
+
+
+def predict_split(loaded: LoadedModel, dataset: _Prepared, cfg: EvalConfig, desc: str) -> dict[str, Any]:
+    """Run Branch1 over the prepared samples; gather what the protocols need (mirrored frame)."""
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from hcdg.pipeline import protocols
+
+    dev = next(loaded.model.parameters()).device
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers)
+    keys = ("xyz_m", "K", "crop_from_image", "image_from_original", "visible", "mirrored")
+    acc: dict[str, list] = {k: [] for k in (*keys, "xyz_rel_norm", "uv_hm", "sample_id", "gt_root")}
+    with torch.inference_mode():
+        for batch in tqdm(loader, desc=desc, unit="batch", disable=not cfg.progress, dynamic_ncols=True):
+            out = loaded.model.predict(batch["image"].to(dev), batch["hand_side"].to(dev))
+            heat = out["heatmaps"][-1].float().cpu().numpy()
+            acc["uv_hm"].append(protocols.decode_heatmaps(heat, cfg.decoder))
+            acc["xyz_rel_norm"].append(out["xyz_rel_norm"].float().cpu().numpy().astype(np.float64))
+            for k in keys:
+                acc[k].append(np.asarray(batch[k]))
+            acc["sample_id"].extend(batch["sample_id"])
+            acc["gt_root"].extend(batch["gt_root"])
+    if not acc["sample_id"]:
+        raise HcdgError(f"{desc}: no samples to evaluate")
+    res = {k: np.concatenate(v) for k, v in acc.items() if k not in ("sample_id", "gt_root")}
+    res["sample_id"], res["gt_root"] = acc["sample_id"], acc["gt_root"]
+    res["mirrored"] = res["mirrored"].astype(bool)
+    return res
+
+
+def evaluate_predictions(pred: dict[str, Any], crop: Any, protocols_: tuple[str, ...]) -> tuple[list[Any], np.ndarray]:
+    """Every protocol on gathered predictions; results un-mirrored into each dataset's own frame.
+
+    Returns (ProtocolResults with pred/gt in the original camera frame, (N, 21, 2) predicted
+    2D joints in original image pixels from the heatmaps).
+    """
+    from hcdg.pipeline import protocols
+
+    roots = sorted(set(pred["gt_root"]))
+    if len(roots) != 1:
+        raise HcdgError(f"evaluation: samples mix ground-truth roots {roots}; evaluate one dataset at a time")
+    img_from_hm = protocols.image_from_heatmap(pred["crop_from_image"], crop.input_size, crop.heatmap_size)
+    results = protocols.run_protocols(
+        pred["xyz_rel_norm"], pred["xyz_m"], gt_root=roots[0], K=pred["K"], uv_hm=pred["uv_hm"],
+        image_from_heatmap=img_from_hm, protocols=protocols_,
+    )  # fmt: skip
+    m = pred["mirrored"]
+    results = [
+        dataclasses.replace(r, pred_xyz_m=_unmirror(r.pred_xyz_m, m), gt_xyz_m=_unmirror(r.gt_xyz_m, m))
+        for r in results
+    ]
+    uv_img = protocols.heatmap_to_image(pred["uv_hm"], img_from_hm)  # mirrored image pixels
+    uv_orig = protocols.heatmap_to_image(uv_img, pred["image_from_original"])  # the flip is its own inverse
+    return results, uv_orig
+
+
+def format_summary(summary: Any) -> str:
+    """The summary table as text: one line per protocol x root (all joints)."""
+    s = summary[summary["joints"] == "all"]
+    cols = ["target", "protocol", "root", "n_samples", "epe_mean_mm", "epe_median_mm", "auc_0_50_20", "auc_20_50_hand3d"]
+    return s[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}" if abs(v) >= 1.5 else f"{v:.3f}")
+
+
+def run(cfg: EvalConfig) -> dict[str, Any]:
+    """Evaluate `cfg.run` on `cfg.target`; write the results; return paths and the summary.
+
+    Returns {"results": Path, "summary": Path, "record": Path, "summary_frame": DataFrame,
+    "n_samples": int, "random_weights": bool}.
+    """
+    from hcdg.pipeline.datasets import open_dataset
+    from hcdg.store import results as rs
+    from hcdg.store.atomic import atomic_write_json
+
+    if not cfg.run:
+        raise HcdgError("--run: the training run folder is required")
+    if not cfg.root:
+        raise HcdgError("--root: the target dataset's root folder is required")
+    t0 = time.perf_counter()
+    loaded = load_run_model(cfg.run, cfg.checkpoint, cfg.device)
+    reader = open_dataset(cfg.target, Path(cfg.root), cfg.split)
+    indices, boxes, note = select_samples(reader, cfg)
+    if not indices:
+        raise HcdgError(f"--root {cfg.root}: {cfg.target}/{reader.split} holds no samples")
+    dataset = _Prepared(reader, indices, boxes, loaded.crop)
+    pred = predict_split(loaded, dataset, cfg, desc=f"eval {Path(cfg.run).name} on {cfg.target}/{reader.split}")
+    results, uv_px = evaluate_predictions(pred, loaded.crop, cfg.protocols)
+
+    run_cols = rs.run_columns(cfg.run)
+    n = len(pred["sample_id"])
+    extra = {
+        "mirrored": pred["mirrored"].tolist(),
+        "pred_uv_px": [u.reshape(-1).tolist() for u in uv_px],
+        "crops": [cfg.crops] * n,
+        "decoder": [cfg.decoder] * n,
+        "checkpoint_step": [loaded.step] * n,
+    }
+    from hcdg.store.runs import read_run
+
+    frame = rs.results_frame(
+        run=run_cols["run"], target=cfg.target, split=reader.split, sample_ids=pred["sample_id"],
+        results=results, visible=pred["visible"], config=read_run(cfg.run).get("config", {}),
+        random_weights=run_cols["random_weights"], extra=extra,
+    )  # fmt: skip
+    res_path, sum_path = rs.write_results(cfg.run, cfg.target, frame)
+    summary = rs.read_summary(sum_path)
+    record_path = Path(cfg.run) / rs.EVAL_DIR / f"{cfg.target}.json"
+    atomic_write_json(record_path, {
+        "eval_config": to_dict(cfg), "weights": loaded.source, "checkpoint_step": loaded.step,
+        "crop": to_dict(loaded.crop), "split": reader.split, "n_samples": n, "note": note,
+        "random_weights": run_cols["random_weights"], "seconds": round(time.perf_counter() - t0, 2),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })  # fmt: skip
+    return {
+        "results": res_path, "summary": sum_path, "record": record_path, "summary_frame": summary,
+        "n_samples": n, "random_weights": run_cols["random_weights"], "note": note,
+    }  # fmt: skip

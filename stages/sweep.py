@@ -1,0 +1,153 @@
+"""Stage `hcdg sweep`: a grid of training runs against one feature store.
+
+    hcdg sweep --ratio 0.4,0.6,0.8,0.9 [--lambda-con ...] [--combine ...] [--mode ...]
+               --out SWEEP_DIR <train flags>
+
+Each grid point is an ordinary training run (`stages.train.run`) in
+`SWEEP_DIR/<name>`, where the name lists the point's swept values in a fixed axis
+order, e.g. `mode=ie+te,ratio=0.6,lambda_con=0.1`. Values that do not affect a point
+are left out of its name and the duplicate points dropped (baseline ignores ratio,
+combine and the contrastive settings; ie / te ignore ratio), so
+`--mode baseline,ie,ie+te --ratio 0.9,0.8,0.6,0.4` is exactly Table 4a: 6 runs.
+
+Resumable: a point whose folder holds a finished run of the same config (`done.json`
+with the same config hash) is skipped; an unfinished one is resumed from its newest
+checkpoint; a folder holding a different run is refused (HcdgError). After every point
+`SWEEP_DIR/sweep.parquet` is rewritten atomically with one row per point.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hcdg.pipeline.errors import HcdgError
+from hcdg.stages.train import TrainConfig
+from hcdg.store.atomic import atomic_path
+
+SWEEP_FILE = "sweep.parquet"
+#: Axis order in point names (and columns of the table).
+AXES = ("mode", "aug", "combine", "ratio", "lambda_con", "con_loss")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """The grid (each axis: values to try; empty = keep the base run's value) and the base run."""
+
+    out: str
+    base: TrainConfig
+    mode: tuple[str, ...] = ()
+    aug: tuple[str, ...] = ()
+    combine: tuple[str, ...] = ()
+    ratio: tuple[float, ...] = ()
+    lambda_con: tuple[float, ...] = ()
+    con_loss: tuple[str, ...] = ()
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _relevant(cfg: TrainConfig, axis: str) -> bool:
+    """Whether `axis` changes what run `cfg` computes."""
+    if axis in ("mode", "aug"):
+        return True
+    if cfg.mode == "baseline":
+        return False
+    if axis == "ratio":
+        return cfg.uses_clip and cfg.mode == "ie+te"
+    if axis == "combine":
+        return cfg.uses_clip
+    return True  # lambda_con, con_loss: any Branch2 run
+
+
+def grid(sweep: SweepConfig) -> list[tuple[str, dict[str, Any], TrainConfig]]:
+    """(name, swept values, run config) per distinct point, in grid order."""
+    swept = [a for a in AXES if getattr(sweep, a)]
+    if not swept:
+        raise HcdgError("hcdg sweep: give at least one axis to sweep (--ratio, --lambda-con, --combine, --mode, ...)")
+    points: list[tuple[str, dict[str, Any], TrainConfig]] = []
+    seen: set[str] = set()
+    for values in itertools.product(*(getattr(sweep, a) for a in swept)):
+        changes = dict(zip(swept, values))
+        try:
+            cfg = dataclasses.replace(sweep.base, **changes)
+        except (ValueError, TypeError) as exc:
+            raise HcdgError(f"hcdg sweep: point {changes}: {exc}") from None
+        shown = {a: v for a, v in changes.items() if _relevant(cfg, a)}
+        name = ",".join(f"{a}={_fmt(v)}" for a, v in shown.items()) or "base"
+        if name in seen:
+            continue
+        seen.add(name)
+        points.append((name, shown, dataclasses.replace(cfg, out=str(Path(sweep.out) / name), resume=True)))
+    return points
+
+
+def _finished(cfg: TrainConfig) -> dict[str, Any] | None:
+    """The done record when `cfg.out` holds this exact run, finished; else None."""
+    from hcdg.stages.train_loop import DONE_FILE
+    from hcdg.store.runs import RUN_FILE
+
+    out = Path(cfg.out)
+    if not (out / DONE_FILE).is_file() or not (out / RUN_FILE).is_file():
+        return None
+    done = json.loads((out / DONE_FILE).read_text())
+    run = json.loads((out / RUN_FILE).read_text())
+    if done.get("config_hash") != run.get("config_hash"):
+        return None
+    from hcdg.stages.train import identity
+
+    ident_now = identity(cfg, run.get("store_fingerprint"), run["config"].get("data_ids_sha256", ""))
+    if ident_now != run.get("config"):
+        return None  # a different run lives there; train.run will refuse it with a clear error
+    want = cfg.total_steps_given
+    if want is not None and done.get("total_steps") != want:
+        return None
+    if want is None and done.get("epochs") != cfg.epochs:
+        return None
+    return done
+
+
+def _write_table(out: Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    with atomic_path(out / SWEEP_FILE) as tmp:
+        df.to_parquet(tmp, index=False)
+    return df
+
+
+def run(sweep: SweepConfig, echo: Any = print) -> pd.DataFrame:
+    """Run (or resume) every point; returns the table written to SWEEP_DIR/sweep.parquet."""
+    from hcdg.stages import train
+
+    out = Path(sweep.out)
+    points = grid(sweep)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    for i, (name, shown, cfg) in enumerate(points, 1):
+        t0 = time.perf_counter()
+        done = _finished(cfg)
+        status = "skipped (finished)"
+        if done is None:
+            echo(f"[{i}/{len(points)}] {name}")
+            try:
+                done = train.run(cfg)
+            except HcdgError as exc:
+                raise HcdgError(f"sweep point {name}: {exc}") from None
+            status = "trained"
+        else:
+            echo(f"[{i}/{len(points)}] {name}: finished earlier, skipped")
+        rows.append({
+            "point": name, **{a: shown.get(a) for a in AXES if getattr(sweep, a)},
+            "status": status, "steps": done.get("total_steps"), "val_epe_mm": done.get("val_epe_mm"),
+            "val_mean_pose_epe_mm": done.get("val_mean_pose_epe_mm"), "run_dir": cfg.out,
+            "wall_s": time.perf_counter() - t0,
+        })  # fmt: skip
+        table = _write_table(out, rows)
+    return table

@@ -1,0 +1,207 @@
+"""Stage two, `hcdg train`: the hand pose network trained from cached CLIP features.
+
+    store (hcdg embed) --load once--> image table (N,D), text table (P,D) on the device
+    reader --AugmentedSamples--> crops + heatmaps + targets + store row
+    per step: f_clip = mix(f_img[rows], f_txt[prompt ids], r)  (paper §3.3, no CLIP run)
+              L = l1 L_heat + l2 L_pose + l3 L_con             (paper §3.4, Eq. 1)
+    every N steps: checkpoint (safetensors + JSON); per epoch: validation EPE
+
+`run(config)` is the whole stage. With `nproc > 1` (or under `torchrun`) it trains with
+DistributedDataParallel; see `stages/train_dist.py`. The run folder layout, resume and
+DDP semantics are described in docs/training.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from hcdg.pipeline.config import ConfigError, to_dict
+from hcdg.pipeline.errors import HcdgError
+from hcdg.pipeline.augment import AugConfig
+from hcdg.pipeline.train_data import ColorJitter
+from hcdg.pipeline.transforms import GeomAug
+
+Mode = Literal["baseline", "ie", "te", "ie+te"]
+MODES = ("baseline", "ie", "te", "ie+te")
+
+#: Config keys that do not change what a run computes (paths, devices, cadence, length):
+#: a `--resume` may change them. Everything else must match the run folder's record.
+#: Run length when neither --steps nor --epochs is given: hand3d trains PoseNet for
+#: 30,000 iterations (training_posenet.py `max_iter`); the paper gives no length.
+DEFAULT_STEPS = 30_000
+
+RUNTIME_KEYS = frozenset(
+    {"store", "root", "out", "resume", "device", "workers", "nproc", "checkpoint_every", "log_every",
+     "steps", "epochs", "progress"}
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything `hcdg train` needs. Defaults are the paper's setting where it gives one."""
+
+    # --- data -------------------------------------------------------------------------
+    store: str | None = None  # feature store from `hcdg embed` (not needed for baseline / aug=normal)
+    dataset: Literal["freihand", "rhd"] = "freihand"  # paper §3.4: trained on FreiHAND only
+    root: str = ""  # dataset root folder (PROTOCOL.md §3 layout)
+    split: str = "training"  # FreiHAND's training split (130,240 images)
+    out: str = ""  # run folder
+    val_fraction: float = 0.02  # held-out poses for the per-epoch validation EPE (ours)
+    # --- method (paper §3.3-3.4, Tables 4-6) --------------------------------------------
+    mode: Mode = "ie+te"  # the paper's method: image + text features mixed (Table 4a)
+    ratio: float = 0.6  # r in f = r f_img + (1-r) f_txt; §3.3: 0.6 for STB, 0.9 for RHD
+    combine: Literal["concat", "sum"] = "concat"  # Table 4b: concatenation is the paper's choice
+    lambda_heat: float = 1.0  # l1, §3.4
+    lambda_pose: float = 1.0  # l2, §3.4
+    lambda_con: float = 0.1  # l3, §3.4 / Table 5
+    con_loss: Literal["paper", "hinge"] = "paper"  # Eq. 4 as printed; hinge = bounded reading
+    margin: float = 0.5  # hinge margin; reuses Eq. 4's 0.5 (no source gives one)
+    aug: Literal["clip", "normal"] = "clip"  # Table 6: "normal" = six augmentations make the positive
+    normalize_features: bool = True  # L2-normalise f_img, f_txt before mixing (paper silent)
+    prompt_filter: str = ""  # regex over the store's prompts; "" = all of Table 2 (§3.3)
+    # --- optimisation ---------------------------------------------------------------------
+    steps: int | None = None  # total optimizer steps (wins over epochs)
+    epochs: int | None = None  # total epochs when steps is not given; neither: DEFAULT_STEPS
+    batch_size: int = 8  # global batch; paper silent, hand3d's training scripts use 8
+    lr: float = 1e-4  # Adam learning rate, §3.4
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam betas, §3.4
+    # --- network ----------------------------------------------------------------------------
+    width_mult: float = 1.0  # 1.0 = hand3d channel counts (PROTOCOL.md §2)
+    input_size: int = 256  # §3.1: 256x256 crops, heatmaps at 1/8 (32x32)
+    sigma_px: float = 10.0  # heatmap Gaussian std on the input crop: the authors' code (PROTOCOL.md §2)
+    crop_scale: float = 1.0  # x hand3d's keypoint crop side (transforms.CropConfig)
+    augment: bool = True  # geometric + colour augmentation of the training crops
+    geom: GeomAug = field(default_factory=GeomAug)  # scale / rotation / translation (transforms.GeomAug)
+    color: ColorJitter = field(default_factory=ColorJitter)  # brightness / contrast / saturation
+    normal_aug: AugConfig = field(default_factory=AugConfig)  # Table 6's six augmentations (aug=normal)
+    # --- execution ----------------------------------------------------------------------------
+    precision: Literal["fp32", "bf16"] = "fp32"
+    device: str = "auto"  # "auto" = cuda when available, else cpu
+    seed: int = 0
+    checkpoint_every: int = 1000  # steps between checkpoints (and one at the end)
+    log_every: int = 50  # steps between metrics rows
+    val_every: int = 0  # extra validation every N steps (0 = only per epoch and at the end)
+    workers: int = 2  # DataLoader worker processes (0 = load in the training process)
+    nproc: int = 1  # local DDP processes (gloo on CPU, nccl on CUDA); torchrun sets its own
+    resume: bool = False
+    progress: bool = True  # tqdm progress bar on rank 0
+
+    def __post_init__(self) -> None:
+        def bad(opt: str, msg: str) -> ConfigError:
+            return ConfigError(f"{opt}: {msg}")
+
+        if self.mode not in MODES:
+            raise bad("--mode", f"expected one of {', '.join(MODES)}, got {self.mode!r}")
+        if not 0.0 <= self.ratio <= 1.0:
+            raise bad("--ratio", f"expected a value in [0, 1], got {self.ratio!r}")
+        if self.aug not in ("clip", "normal"):
+            raise bad("--aug", f"expected 'clip' or 'normal', got {self.aug!r}")
+        if self.aug == "normal" and self.mode == "baseline":
+            raise bad("--aug normal", "needs Branch2, but --mode baseline has none (use --mode ie+te)")
+        if self.combine not in ("concat", "sum"):
+            raise bad("--combine", f"expected 'concat' or 'sum', got {self.combine!r}")
+        if self.con_loss not in ("paper", "hinge"):
+            raise bad("--con-loss", f"expected 'paper' or 'hinge', got {self.con_loss!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise bad("--precision", f"expected 'fp32' or 'bf16', got {self.precision!r}")
+        for name in ("lambda_heat", "lambda_pose", "lambda_con", "margin"):
+            if getattr(self, name) < 0:
+                raise bad(f"--{name.replace('_', '-')}", f"expected >= 0, got {getattr(self, name)!r}")
+        if self.steps is not None and self.steps < 1:
+            raise bad("--steps", f"expected >= 1, got {self.steps!r}")
+        if self.epochs is not None and self.epochs < 1:
+            raise bad("--epochs", f"expected >= 1, got {self.epochs!r}")
+        if self.batch_size < 2:
+            raise bad("--batch-size", f"expected >= 2 (L_con picks negatives in the batch), got {self.batch_size!r}")
+        if not self.lr > 0:
+            raise bad("--lr", f"expected > 0, got {self.lr!r}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise bad("betas", f"expected two values in [0, 1), got {self.betas!r}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise bad("--val-fraction", f"expected a value in [0, 1), got {self.val_fraction!r}")
+        for name in ("checkpoint_every", "log_every", "nproc"):
+            if getattr(self, name) < 1:
+                raise bad(f"--{name.replace('_', '-')}", f"expected >= 1, got {getattr(self, name)!r}")
+        if self.workers < 0 or self.val_every < 0:
+            raise bad("--workers/--val-every", "expected >= 0")
+        if self.batch_size % self.nproc:
+            raise bad("--batch-size", f"the global batch {self.batch_size} must be divisible by --nproc {self.nproc}")
+        if self.prompt_filter:
+            try:
+                re.compile(self.prompt_filter)
+            except re.error as exc:
+                raise bad("--prompt-filter", f"not a valid regular expression ({exc})") from None
+
+    # -- derived -------------------------------------------------------------------------------
+    @property
+    def uses_clip(self) -> bool:
+        """Whether the run reads CLIP features from the store (Branch2 with a CLIP positive)."""
+        return self.mode != "baseline" and self.aug == "clip"
+
+    @property
+    def effective_ratio(self) -> float | None:
+        """The image weight r actually used: ie -> 1, te -> 0, ie+te -> ratio, else None."""
+        if not self.uses_clip:
+            return None
+        return {"ie": 1.0, "te": 0.0}.get(self.mode, self.ratio)
+
+    @property
+    def total_steps_given(self) -> int | None:
+        """`steps`, or DEFAULT_STEPS when neither steps nor epochs is given."""
+        if self.steps is None and self.epochs is None:
+            return DEFAULT_STEPS
+        return self.steps
+
+    @property
+    def split_key(self) -> str:
+        return f"{self.dataset}/{self.split}"
+
+
+def identity(cfg: TrainConfig, store_fingerprint: dict[str, Any] | None, data_ids_sha256: str) -> dict[str, Any]:
+    """What defines a run (compared on `--resume`): the config minus runtime keys, plus data identity."""
+    d = {k: v for k, v in to_dict(cfg).items() if k not in RUNTIME_KEYS}
+    d["effective_ratio"] = cfg.effective_ratio
+    d["data_ids_sha256"] = data_ids_sha256
+    d["store_fingerprint_sha256"] = (
+        None if store_fingerprint is None
+        else hashlib.sha256(json.dumps(store_fingerprint, sort_keys=True, default=str).encode()).hexdigest()
+    )  # fmt: skip
+    return d
+
+
+def ids_sha256(ids: list[str]) -> str:
+    """sha256 of the ordered sample ids (what the run trained on)."""
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()
+
+
+def run(cfg: TrainConfig) -> dict[str, Any]:
+    """Train (or resume) the run in `cfg.out`; returns `done.json`'s record.
+
+    With `cfg.nproc > 1` outside torchrun, spawns that many local processes.
+    """
+    from hcdg.stages import train_dist, train_loop
+
+    if not cfg.out:
+        raise HcdgError("--out: a run folder is required")
+    if not cfg.root:
+        raise HcdgError("--root: the dataset root folder is required")
+    if cfg.uses_clip and not cfg.store:
+        raise HcdgError(f"--store: mode {cfg.mode!r} mixes cached CLIP features; give the store from `hcdg embed`")
+    env = train_dist.torchrun_env()
+    if env is not None:
+        return train_loop.train(cfg, env)
+    if cfg.nproc > 1:
+        train_loop.preflight(cfg)  # errors surface here, once, before any process starts
+        return train_dist.spawn(cfg)
+    return train_loop.train(cfg, train_dist.DistEnv(rank=0, world=1, local_rank=0, spawned=False))
+
+
+def replace(cfg: TrainConfig, **changes: Any) -> TrainConfig:
+    """`cfg` with some fields changed (validated again)."""
+    return dataclasses.replace(cfg, **changes)

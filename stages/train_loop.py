@@ -1,0 +1,377 @@
+"""The training loop of `hcdg train` (one process; DDP when `env.world > 1`).
+
+Order of work: open the data and the store (checking they belong together), record
+the run folder, build model + Adam (restored from the newest checkpoint on resume),
+then step from the checkpoint's step to the run's total. Per step the data is a
+function of (seed, step) only (`pipeline.train_data`), prompt ids are drawn from a
+generator seeded by (seed, step), so a resumed run redoes exactly the same steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hcdg.pipeline import losses
+from hcdg.pipeline.config import to_dict
+from hcdg.pipeline.errors import HcdgError
+from hcdg.stages.train import TrainConfig, identity, ids_sha256
+from hcdg.stages.train_dist import DistEnv
+from hcdg.store.atomic import atomic_write_json
+
+DONE_FILE = "done.json"
+#: Test-only hook: raise SystemExit right after this step (simulates a kill mid-run).
+STOP_ENV = "HCDG_TEST_STOP_AFTER_STEP"
+_PROMPT_TAG = 0x9F0
+_NAUG_TAG = 0xA09
+
+
+def read_done(out: str | Path) -> dict[str, Any]:
+    """`done.json` of a finished run (HcdgError when the run has not finished)."""
+    path = Path(out) / DONE_FILE
+    if not path.is_file():
+        raise HcdgError(f"{out}: the training run has not finished (no {DONE_FILE})")
+    return json.loads(path.read_text())
+
+
+def _step_seed(seed: int, tag: int, step: int, rank: int = 0) -> int:
+    return int(np.random.SeedSequence([int(seed), tag, int(step), int(rank)]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
+    if spec == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(spec)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise HcdgError(f"--device {spec}: CUDA is not available on this machine")
+        if dev.index is None:
+            dev = torch.device(f"cuda:{local_rank}")
+    return dev
+
+
+# --- data + store -------------------------------------------------------------------------
+
+
+@dataclass
+class Data:
+    """The reader, its store rows and the CLIP tables (on the device) of one run."""
+
+    reader: Any
+    ids_sha256: str
+    feature_rows: np.ndarray | None  # (len(reader),) row in the store's image table
+    img_table: torch.Tensor | None  # (N, D) raw image features
+    txt_table: torch.Tensor | None  # (P, D) raw text features
+    prompt_subset: list[int] | None  # rows of txt_table to draw from (None = all)
+    fingerprint: dict[str, Any] | None
+    skipped: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # reader indices
+
+
+def open_data(cfg: TrainConfig, device: torch.device, *, load_tables: bool = True, check_files: bool = True) -> Data:
+    """Open the dataset and (when given) the store; refuse a store built from other data.
+
+    The store's split must hold exactly the reader's sample ids, in any order, and
+    (with `check_files`) its recorded dataset manifest digest (every file's relative
+    path and size, `store.fingerprint`) must equal the data's. Rows the embed stage
+    skipped as unreadable images (NaN features) are dropped from training.
+    """
+    import re
+
+    from hcdg.pipeline.datasets import open_dataset
+
+    reader = open_dataset(cfg.dataset, Path(cfg.root), cfg.split)
+    ids = [reader.sample_id(i) for i in range(len(reader))]
+    data = Data(reader, ids_sha256(ids), None, None, None, None, None)
+    if cfg.store is None:
+        return data
+    from hcdg.store import features
+    from hcdg.store.fingerprint import manifest_fingerprint
+
+    store = Path(cfg.store)
+    if not store.exists():
+        raise HcdgError(f"--store {store}: no such feature store (build it with `hcdg embed`)")
+    data.fingerprint = features.read_fingerprint(store)
+    split_fp = data.fingerprint.get("splits", {}).get(cfg.split_key)
+    if split_fp is None:
+        have = ", ".join(data.fingerprint.get("splits", {})) or "none"
+        raise HcdgError(f"--store {store}: holds no split {cfg.split_key!r} (splits: {have}); "
+                        f"run `hcdg embed --dataset {cfg.dataset} --split {cfg.split}` on it")
+    if check_files:
+        stored = split_fp.get("manifest", {}).get("digest")
+        here = manifest_fingerprint(reader.manifest())
+        if stored != here["digest"]:
+            raise HcdgError(
+                f"--store {store}: split {cfg.split_key} was embedded from other files than those under "
+                f"{cfg.root} (manifest digest {str(stored)[:12]}... vs {here['digest'][:12]}..., "
+                f"{split_fp.get('manifest', {}).get('n_files')} vs {here['n_files']} files); rebuild it with `hcdg embed`"
+            )
+    if not cfg.uses_clip:
+        return data
+    store_ids, img = features.load_split(store, cfg.split_key, device if load_tables else "cpu", include_skipped=True)
+    row_of = {sid: r for r, sid in enumerate(store_ids)}
+    missing = [sid for sid in ids if sid not in row_of]
+    if missing or len(store_ids) != len(ids):
+        raise HcdgError(
+            f"--store {store}: split {cfg.split_key} holds {len(store_ids)} sample ids, the data under "
+            f"{cfg.root} has {len(ids)} ({len(missing)} missing from the store"
+            + (f", first {missing[0]!r}" if missing else "")
+            + "); the store was built from other data: rebuild it with `hcdg embed`"
+        )
+    prompts, txt = features.load_text(store, device if load_tables else "cpu")
+    if img.shape[1] != txt.shape[1]:
+        raise HcdgError(f"--store {store}: image features are {img.shape[1]}-d but text features {txt.shape[1]}-d")
+    subset = None
+    if cfg.prompt_filter:
+        rx = re.compile(cfg.prompt_filter)
+        subset = [i for i, t in enumerate(prompts) if rx.search(t)]
+        if not subset:
+            raise HcdgError(f"--prompt-filter {cfg.prompt_filter!r}: matches none of the store's {len(prompts)} prompts")
+    data.feature_rows = np.array([row_of[s] for s in ids], dtype=np.int64)
+    data.skipped = np.flatnonzero(~torch.isfinite(img).all(dim=1).cpu().numpy()[data.feature_rows])
+    data.img_table, data.txt_table, data.prompt_subset = img.float(), txt.float(), subset
+    return data
+
+
+def prepare_folder(cfg: TrainConfig, data: Data) -> str:
+    """Record (or, with --resume, re-open) the run folder; returns the run's config hash."""
+    from hcdg.store.checkpoints import config_hash
+    from hcdg.store.runs import prepare_run
+
+    ident = identity(cfg, data.fingerprint, data.ids_sha256)
+    runtime = {k: v for k, v in to_dict(cfg).items() if k not in ident}
+    prepare_run(
+        cfg.out, stage="train", config=ident, seed=cfg.seed, resume=cfg.resume,
+        extra={"runtime": runtime, "store_fingerprint": data.fingerprint, "config_hash": config_hash(ident)},
+    )  # fmt: skip
+    return config_hash(ident)
+
+
+def preflight(cfg: TrainConfig) -> None:
+    """All checks a run makes before training, plus the run folder record (used before spawning)."""
+    data = open_data(cfg, torch.device("cpu"), load_tables=False, check_files=True)
+    prepare_folder(cfg, data)
+
+
+# --- model, step, validation ---------------------------------------------------------------
+
+
+def build_model(cfg: TrainConfig, clip_dim: int | None) -> torch.nn.Module:
+    from hcdg.pipeline.model import HandPoseNet, ModelConfig
+
+    mcfg = ModelConfig(
+        width_mult=cfg.width_mult, input_size=cfg.input_size, clip_dim=clip_dim or 512, combine=cfg.combine,
+        branch2=cfg.mode != "baseline", positive="clip" if cfg.aug == "clip" else "augment",
+    )  # fmt: skip
+    return HandPoseNet(mcfg)
+
+
+def _loss_terms(cfg: TrainConfig, model: torch.nn.Module, batch: dict[str, torch.Tensor], data: Data,
+                step: int, env: DistEnv, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(total loss, detached [loss, heat, pose, con]) of one step on this rank's slice."""
+    from hcdg.pipeline import augment, mixing
+
+    image, side = batch["image"], batch["hand_side"]
+    kwargs: dict[str, torch.Tensor] = {}
+    if cfg.uses_clip:
+        gen = torch.Generator().manual_seed(_step_seed(cfg.seed, _PROMPT_TAG, step))
+        kw = {"subset": data.prompt_subset} if data.prompt_subset else {"n_prompts": data.txt_table.shape[0]}
+        pids = mixing.draw_prompt_ids(gen, cfg.batch_size, **kw)  # the global batch's ids
+        local = cfg.batch_size // env.world
+        pids = pids[env.rank * local : (env.rank + 1) * local]
+        kwargs["clip_feat"] = mixing.gather_mixed(
+            data.img_table, data.txt_table, batch["feat_row"], pids, cfg.effective_ratio, cfg.normalize_features
+        )
+    elif cfg.mode != "baseline":  # aug == "normal": an augmented view is the positive
+        gen = torch.Generator().manual_seed(_step_seed(cfg.seed, _NAUG_TAG, step, env.rank))
+        kwargs["pos_image"] = augment.normal_augment(image, gen, cfg.normal_aug)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        out = model(image, side, **kwargs)
+    heat_gt = batch["heatmaps"]
+    l_heat = losses.heatmap_loss([h.float() for h in out["heatmaps"]], heat_gt, batch["visible"])
+    l_pose = losses.pose_loss(out["xyz_rel_norm"].float(), batch["xyz_rel_norm"])
+    l_con = None
+    if "e1p" in out:
+        neg = losses.select_negatives(out["heatmaps"][-1].float(), heat_gt)
+        l_con = losses.contrastive_loss(out["e1p"].float(), out["e2p"].float(), neg, cfg.con_loss, cfg.margin)
+    w = losses.LossWeights(cfg.lambda_heat, cfg.lambda_pose, cfg.lambda_con)
+    total = losses.total_loss(l_heat, l_pose, l_con, w)
+    con = l_con.detach() if l_con is not None else torch.zeros((), device=total.device)
+    return total, torch.stack([total.detach(), l_heat.detach(), l_pose.detach(), con])
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, loader: Any, mean_pose: torch.Tensor, device: torch.device,
+             precision: str) -> tuple[float, float]:
+    """(EPE mm of the model, EPE mm of predicting `mean_pose`): root-relative, GT bone scale."""
+    was_training = model.training
+    model.eval()
+    err_sum, mean_sum, count = 0.0, 0.0, 0
+    for batch in loader:
+        image = batch["image"].to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            pred = model.predict(image, batch["hand_side"].to(device))["xyz_rel_norm"].float()
+        gt = batch["xyz_rel_norm"].to(device)
+        bone_mm = batch["bone_scale_m"].to(device)[:, None] * 1000.0
+        err_sum += float(((pred - gt).norm(dim=-1) * bone_mm).sum())
+        mean_sum += float(((mean_pose.to(device)[None] - gt).norm(dim=-1) * bone_mm).sum())
+        count += gt.shape[0] * gt.shape[1]
+    model.train(was_training)
+    if count == 0:
+        return float("nan"), float("nan")
+    return err_sum / count, mean_sum / count
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
+    """Train this process's share of the run; returns the done record (rank 0 writes it)."""
+    from torch.utils.data import DataLoader
+
+    from hcdg.pipeline.train_data import (
+        AugmentedSamples, GlobalBatchSampler, mean_pose, pose_groups, split_train_val, steps_per_epoch,
+        total_steps,
+    )  # fmt: skip
+    from hcdg.pipeline.transforms import CropConfig
+    from hcdg.stages import train_dist
+    from hcdg.store.checkpoints import config_hash, latest_checkpoint, load_checkpoint, save_checkpoint, save_model
+    from hcdg.store.metrics_log import MetricsLog
+
+    t_start = time.perf_counter()
+    device = resolve_device(cfg.device, env.local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    train_dist.init(env, device)
+    try:
+        data = open_data(cfg, device, check_files=env.rank == 0 and not env.spawned)
+        if env.rank == 0 and not env.spawned:
+            prepare_folder(cfg, data)
+        chash = config_hash(identity(cfg, data.fingerprint, data.ids_sha256))
+        train_dist.barrier(env, device)
+        out = Path(cfg.out)
+
+        reader = data.reader
+        train_idx, val_idx = split_train_val(pose_groups(reader), cfg.val_fraction, cfg.seed)
+        if len(data.skipped):  # images the embed stage could not read have no CLIP feature
+            train_idx = np.setdiff1d(train_idx, data.skipped)
+            val_idx = np.setdiff1d(val_idx, data.skipped)
+        try:
+            spe = steps_per_epoch(len(train_idx), cfg.batch_size)
+            if spe < 1:
+                raise ValueError
+        except ValueError:
+            raise HcdgError(
+                f"--batch-size {cfg.batch_size}: larger than the {len(train_idx)} training samples of {cfg.root}"
+            ) from None
+        total = total_steps(len(train_idx), cfg.batch_size, cfg.total_steps_given, cfg.epochs)
+
+        torch.manual_seed(cfg.seed)
+        clip_dim = None if data.img_table is None else int(data.img_table.shape[1])
+        model = build_model(cfg, clip_dim).to(device)
+        optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
+        start = 0
+        ckpt = latest_checkpoint(out) if cfg.resume else None
+        if ckpt is not None:
+            ck = load_checkpoint(ckpt, expect_config_hash=chash)
+            model.load_state_dict(ck.model_state)
+            optim.load_state_dict(ck.optimizer_state)
+            ck.restore_rng()
+            start = ck.step
+            if start > total:
+                raise HcdgError(f"{ckpt}: checkpoint is at step {start}, past the requested total of {total} steps")
+        if start == total and (out / DONE_FILE).is_file():
+            return read_done(out)
+
+        crop = CropConfig(input_size=cfg.input_size, sigma_px=cfg.sigma_px, crop_scale=cfg.crop_scale)
+        geom = cfg.geom if cfg.augment else None
+        color = cfg.color if cfg.augment else None
+        train_ds = AugmentedSamples(reader, crop, geom, color, cfg.seed, data.feature_rows)
+        sampler = GlobalBatchSampler(train_idx, cfg.batch_size, cfg.seed, start, total, env.rank, env.world)
+        loader = DataLoader(train_ds, batch_sampler=sampler, num_workers=cfg.workers,
+                            pin_memory=device.type == "cuda")
+        val_ds = AugmentedSamples(reader, crop, None, None, cfg.seed, data.feature_rows)
+        val_loader = DataLoader(val_ds, sampler=[(0, int(i)) for i in val_idx], batch_size=cfg.batch_size,
+                                num_workers=cfg.workers)
+        mean_src = train_idx[:: max(1, len(train_idx) // 10000)]
+        mpose = torch.from_numpy(mean_pose(reader, mean_src))
+
+        net = model
+        if env.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+        log = MetricsLog(out, resume_step=start) if env.rank == 0 else None
+        last_val: tuple[float, float] = (float("nan"), float("nan"))
+        if log is not None and log.rows:
+            vals = [r for r in log.rows if r.get("kind") == "val"]
+            if vals:
+                last_val = (float(vals[-1]["val_epe_mm"]), float(vals[-1]["val_mean_pose_epe_mm"]))
+        stop_after = int(os.environ.get(STOP_ENV, "0") or 0)
+
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=start, desc=f"train {out.name}", unit="step", dynamic_ncols=True,
+                   disable=(env.rank != 0) or (None if cfg.progress else True))
+        model.train()
+        t_log, n_log = time.perf_counter(), 0
+        for step_idx, batch in zip(range(start, total), loader):
+            step, epoch = step_idx + 1, step_idx // spe
+            batch = _to_device(batch, device)
+            loss, terms = _loss_terms(cfg, net, batch, data, step_idx, env, device)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+            n_log += cfg.batch_size
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == total:
+                terms = train_dist.all_mean(env, terms).tolist()
+                now = time.perf_counter()
+                if log is not None:
+                    log.append([{
+                        "kind": "train", "step": step, "epoch": epoch, "loss": terms[0], "loss_heat": terms[1],
+                        "loss_pose": terms[2], "loss_con": terms[3], "lr": optim.param_groups[0]["lr"],
+                        "samples_per_s": n_log / max(now - t_log, 1e-9), "wall_s": now - t_start,
+                    }])  # fmt: skip
+                    bar.set_postfix(loss=f"{terms[0]:.4f}")
+                t_log, n_log = now, 0
+            if step % spe == 0 or step == total or (cfg.val_every and step % cfg.val_every == 0):
+                if env.rank == 0 and len(val_idx):
+                    last_val = validate(model, val_loader, mpose, device, cfg.precision)
+                    log.append([{"kind": "val", "step": step, "epoch": epoch, "val_epe_mm": last_val[0],
+                                 "val_mean_pose_epe_mm": last_val[1], "wall_s": time.perf_counter() - t_start}])
+                train_dist.barrier(env, device)
+            if env.rank == 0 and (step % cfg.checkpoint_every == 0 or step == total):
+                save_checkpoint(out, step=step, epoch=epoch, model_state=model.state_dict(),
+                                optimizer_state=optim.state_dict(), cfg_hash=chash)
+            if stop_after and step == stop_after:
+                bar.close()
+                raise SystemExit(f"{STOP_ENV}={stop_after}: stopped after step {step} (test hook)")
+        bar.close()
+
+        done = {
+            "step": total, "total_steps": total, "epochs": total / spe, "steps_per_epoch": spe,
+            "n_train": int(len(train_idx)), "n_val": int(len(val_idx)), "val_epe_mm": last_val[0],
+            "val_mean_pose_epe_mm": last_val[1], "config_hash": chash, "world_size": env.world,
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }  # fmt: skip
+        if env.rank == 0:
+            meta = {"model_config": to_dict(model.cfg), "config_hash": chash, "step": total,
+                    "crop": to_dict(crop), "train_config": to_dict(cfg)}
+            save_model(out, model.state_dict(), meta)
+            atomic_write_json(out / DONE_FILE, done)
+        train_dist.barrier(env, device)
+        return done
+    finally:
+        train_dist.shutdown(env)

@@ -1,0 +1,275 @@
+"""The CLIP feature store: reading it (layout, loaders for stage two, completeness).
+
+A store is a Zarr v3 directory, or one HDF5 file when its path ends in `.h5`,
+with the same layout (docs/store.md):
+
+    /                      attrs["hcdg"]: format, version, dim, fingerprint, created
+    /text/feats            (P, D) float16|float32   raw text features, prompt order
+    /text/norms            (P,)   float32           L2 norm of each raw float32 row
+    /text/prompts          (P,)   str               the prompt strings
+    /text/ids              (P,)   int64             the prompt ids (Table 2 ids)
+    /text                  attrs["hcdg"]: source, n_distinct  (written last = complete)
+    /splits/<dataset>/<split>/feats  (N, D)  chunked (chunk_rows, D) along N
+                             /norms  (N,)    float32
+                             /valid  (N,)    bool   False = image skipped as unreadable
+                             /errors (N,)    str    why a row was skipped ("" otherwise)
+                             /ids    (N,)    str    the reader's sample ids, reader order
+                             /done   (C,)    uint8  1 once chunk c is written (one file each)
+                             attrs["hcdg"]: n_rows, chunk_rows, fingerprint, provenance
+
+Features are the encoder's raw output (not normalised: the consumer decides).
+An HDF5 store is only ever written whole (temp file + rename); work in progress
+lives in a Zarr staging folder beside it (`PATH.partial.zarr`), see
+`hcdg.store.feature_writer`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hcdg.pipeline.errors import HcdgError
+
+FORMAT = "hcdg-feature-store"
+VERSION = 1
+ATTR = "hcdg"
+TEXT = "text"
+SPLITS = "splits"
+DTYPES = ("float16", "float32")
+#: Rows per chunk: the unit of work, of resume and of sharding (about 1 MB of float16 at D=512).
+DEFAULT_CHUNK_ROWS = 1024
+_WARNED: set[str] = set()
+
+
+def is_h5(path: str | Path) -> bool:
+    """HDF5 when the path ends in `.h5`, else a Zarr directory."""
+    return str(path).endswith(".h5")
+
+
+def staging_path(path: str | Path) -> Path:
+    """The Zarr folder holding an HDF5 store's work in progress."""
+    return Path(str(path) + ".partial.zarr")
+
+
+def split_node(key: str) -> str:
+    return f"{SPLITS}/{key}"
+
+
+def check_split_key(key: str) -> str:
+    """Split keys are `<dataset>/<split>` (two non-empty parts, e.g. "freihand/training")."""
+    parts = key.split("/")
+    if len(parts) != 2 or not all(p and p.strip() == p and p not in (".", "..") for p in parts):
+        raise HcdgError(f"split key {key!r}: expected '<dataset>/<split>', e.g. 'freihand/training'")
+    return key
+
+
+class StoreReader:
+    """Read access to one store file/folder (Zarr or HDF5), nodes named by `/` paths."""
+
+    def __init__(self, path: str | Path, *, zarr_dir: bool | None = None) -> None:
+        self.path = Path(path)
+        self.kind = "zarr" if (zarr_dir if zarr_dir is not None else not is_h5(path)) else "hdf5"
+        if not self.path.exists():
+            raise HcdgError(f"{self.path}: no feature store there (run `hcdg embed --store {self.path}`)")
+        try:
+            if self.kind == "zarr":
+                import zarr
+
+                self._root: Any = zarr.open_group(str(self.path), mode="r")
+            else:
+                import h5py
+
+                self._root = h5py.File(self.path, "r")
+            meta = self.attrs("")
+        except HcdgError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any unreadable store is one clear line
+            raise HcdgError(f"{self.path}: not a readable feature store ({type(exc).__name__}: {exc})") from None
+        if not meta or meta.get("format") != FORMAT:
+            raise HcdgError(f"{self.path}: not an hcdg feature store (no '{ATTR}' metadata of format {FORMAT})")
+        if meta.get("version") != VERSION:
+            raise HcdgError(f"{self.path}: store format version {meta.get('version')}, this hcdg reads {VERSION}")
+        self.meta = meta
+
+    def close(self) -> None:
+        if self.kind == "hdf5":
+            self._root.close()
+
+    def __enter__(self) -> StoreReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def has(self, node: str) -> bool:
+        try:
+            self._root[node] if node else self._root
+            return True
+        except KeyError:
+            return False
+
+    def attrs(self, node: str) -> dict[str, Any] | None:
+        """The node's `hcdg` attributes (None when the node or its attributes are absent)."""
+        if node and not self.has(node):
+            return None
+        obj = self._root[node] if node else self._root
+        raw = obj.attrs.get(ATTR)
+        if raw is None:
+            return None
+        return json.loads(raw) if isinstance(raw, (str, bytes)) else dict(raw)
+
+    def read(self, node: str, sel: Any = slice(None)) -> np.ndarray:
+        arr = self._root[node][sel]
+        if self.kind == "hdf5" and arr.dtype.kind == "O":
+            arr = np.array([a.decode("utf-8") if isinstance(a, bytes) else a for a in arr], dtype=object)
+        return np.asarray(arr)
+
+    def split_keys(self) -> list[str]:
+        """Keys `<dataset>/<split>` of the splits whose metadata is written."""
+        if not self.has(SPLITS):
+            return []
+        keys = []
+        for ds in sorted(self._root[SPLITS].keys()):
+            for sp in sorted(self._root[f"{SPLITS}/{ds}"].keys()):
+                if self.attrs(split_node(f"{ds}/{sp}")) is not None:
+                    keys.append(f"{ds}/{sp}")
+        return keys
+
+    def text_complete(self) -> bool:
+        return self.attrs(TEXT) is not None
+
+    def split_progress(self, key: str) -> dict[str, Any]:
+        """Rows/chunks done for a split whose metadata exists."""
+        meta = self.attrs(split_node(key)) or {}
+        n, r = int(meta["n_rows"]), int(meta["chunk_rows"])
+        done = self.read(f"{split_node(key)}/done").astype(bool)
+        sizes = np.minimum(r, n - r * np.arange(done.size))
+        valid = self.read(f"{split_node(key)}/valid")
+        ids = self.read(f"{split_node(key)}/ids")
+        row_done = np.repeat(done, sizes)
+        skipped = [str(i) for i in ids[row_done & ~valid]]
+        return {
+            "key": key, "rows": n, "complete_rows": int(sizes[done].sum()), "chunk_rows": r,
+            "chunks": int(done.size), "complete_chunks": int(done.sum()),
+            "complete": bool(done.all()), "skipped": len(skipped), "skipped_ids": skipped[:20],
+        }
+
+
+def _open(path: str | Path) -> StoreReader:
+    reader = StoreReader(path)
+    _warn_if_random(reader)
+    return reader
+
+
+def _warn_if_random(reader: StoreReader) -> None:
+    weights = reader.meta.get("fingerprint", {}).get("encoder", {}).get("weights", {})
+    key = str(reader.path.resolve())
+    if weights.get("kind") == "random" and key not in _WARNED:
+        _WARNED.add(key)
+        model = reader.meta["fingerprint"]["encoder"].get("model")
+        print(f"warning: {reader.path} holds features of RANDOM {model} weights (seed {weights.get('seed')}): "
+              "fine for tests and the demo, meaningless as CLIP features", file=sys.stderr)
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The store's root metadata (format, version, dim, fingerprint, created)."""
+    with StoreReader(path) as reader:
+        return reader.meta
+
+
+def read_fingerprint(path: str | Path) -> dict[str, Any]:
+    """The store-level fingerprint plus `splits`: {key: split fingerprint}."""
+    with StoreReader(path) as reader:
+        fp = dict(reader.meta["fingerprint"])
+        fp["splits"] = {k: reader.attrs(split_node(k))["fingerprint"] for k in reader.split_keys()}
+        return fp
+
+
+def _to_device(feats: np.ndarray, device: str | torch.device) -> torch.Tensor:
+    # One host array -> one transfer (in the stored dtype: half the bytes for float16) -> float32.
+    return torch.from_numpy(np.ascontiguousarray(feats)).to(device).float()
+
+
+def load_text(path: str | Path, device: str | torch.device = "cpu") -> tuple[list[str], torch.Tensor]:
+    """(prompts: P strings in prompt-id order, feats: (P, D) float32 on `device`), raw text features."""
+    with _open(path) as reader:
+        if not reader.text_complete():
+            raise HcdgError(f"{path}: holds no complete text features (run `hcdg embed` on it first)")
+        prompts = [str(t) for t in reader.read(f"{TEXT}/prompts")]
+        return prompts, _to_device(reader.read(f"{TEXT}/feats"), device)
+
+
+def load_text_ids(path: str | Path) -> list[int]:
+    """The prompt ids (Table 2 ids, or positions in a user prompt file), aligned with `load_text`."""
+    with StoreReader(path) as reader:
+        return [int(i) for i in reader.read(f"{TEXT}/ids")]
+
+
+def load_split(path: str | Path, split_key: str, device: str | torch.device = "cpu",
+               *, include_skipped: bool = False) -> tuple[list[str], torch.Tensor]:
+    """(ids: N sample ids in reader order, feats: (N, D) float32 on `device`), raw image features.
+
+    The split must be complete. Rows skipped as unreadable images (`--skip-corrupt`)
+    are left out unless `include_skipped` (their features are NaN).
+    """
+    check_split_key(split_key)
+    with _open(path) as reader:
+        node = split_node(split_key)
+        if reader.attrs(node) is None:
+            have = ", ".join(reader.split_keys()) or "none"
+            raise HcdgError(f"{path}: holds no split {split_key!r} (splits: {have})")
+        progress = reader.split_progress(split_key)
+        if not progress["complete"]:
+            raise HcdgError(
+                f"{path}: split {split_key} is incomplete ({progress['complete_rows']}/{progress['rows']} rows); "
+                "rerun the same `hcdg embed` command to finish it"
+            )
+        ids = [str(i) for i in reader.read(f"{node}/ids")]
+        feats = reader.read(f"{node}/feats")
+        if progress["skipped"] and not include_skipped:
+            keep = reader.read(f"{node}/valid").astype(bool)
+            print(f"warning: {path}: {split_key}: leaving out {progress['skipped']} skipped rows", file=sys.stderr)
+            ids = [i for i, k in zip(ids, keep) if k]
+            feats = feats[keep]
+        return ids, _to_device(feats, device)
+
+
+def store_info(path: str | Path) -> dict[str, Any]:
+    """Metadata and completeness of a store (for an HDF5 store, including work in progress)."""
+    path = Path(path)
+    readers: list[StoreReader] = []
+    if not is_h5(path) or path.exists():
+        readers.append(_open(path))
+    if is_h5(path) and staging_path(path).exists():
+        readers.append(StoreReader(staging_path(path), zarr_dir=True))
+    if not readers:
+        raise HcdgError(f"{path}: no feature store there (run `hcdg embed --store {path}`)")
+    try:
+        meta = readers[0].meta
+        text: dict[str, Any] = {"count": 0, "complete": False}
+        splits: dict[str, dict[str, Any]] = {}
+        for reader in readers:  # the finished file first; staging only adds what it lacks
+            if not text["complete"] and reader.text_complete():
+                tmeta = reader.attrs(TEXT)
+                text = {"count": int(reader._root[f"{TEXT}/feats"].shape[0]), "complete": True, **tmeta}
+            for key in reader.split_keys():
+                if key not in splits:
+                    smeta = reader.attrs(split_node(key))
+                    splits[key] = {**reader.split_progress(key), "fingerprint": smeta["fingerprint"],
+                                   "provenance": smeta.get("provenance", {})}
+        return {
+            "path": str(path), "format": "hdf5" if is_h5(path) else "zarr", "version": meta["version"],
+            "dim": meta["dim"], "dtype": meta["fingerprint"]["dtype"],
+            "random_weights": meta["fingerprint"]["encoder"]["weights"].get("kind") == "random",
+            "fingerprint": meta["fingerprint"], "created": meta.get("created", {}),
+            "text": text, "splits": list(splits.values()),
+            "complete": text["complete"] and all(s["complete"] for s in splits.values()),
+        }
+    finally:
+        for reader in readers:
+            reader.close()

@@ -1,0 +1,404 @@
+"""Evaluation results on disk: per-sample parquet, per-target summaries, loading many runs.
+
+Layout inside a run folder (docs/results.md has the full schema):
+
+* ``RUN_DIR/eval/<target>.parquet``: one row per sample x protocol x root, with the 21
+  per-joint errors and the aligned prediction and ground truth (metres, camera frame),
+  so any metric can be recomputed without the model.
+* ``RUN_DIR/eval/<target>-summary.parquet``: one row per protocol x root x joint set
+  ("all" joints, or only the "visible" ones), with EPE, AUCs and the PCK curve.
+
+Both are written atomically (temp file + rename); writing one target never touches
+another target's files. `load_results` concatenates the per-sample files of many runs
+(sweep folders are expanded) into one DataFrame.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hcdg.pipeline import metrics
+from hcdg.pipeline.errors import HcdgError
+from hcdg.store.atomic import atomic_path
+from hcdg.store.metrics_log import METRICS_FILE
+from hcdg.store.runs import RUN_FILE, read_run
+
+EVAL_DIR = "eval"
+N_JOINTS = 21
+ERR_COLUMNS: tuple[str, ...] = tuple(f"err_mm_{j:02d}" for j in range(N_JOINTS))
+CFG_PREFIX = "cfg."
+#: Joint sets a summary row can cover.
+JOINT_SETS = ("all", "visible")
+
+#: Fixed columns of the per-sample table, in order, with their arrow types.
+RESULT_SCHEMA: dict[str, pa.DataType] = {
+    "run": pa.string(),
+    "target": pa.string(),
+    "split": pa.string(),
+    "sample_id": pa.string(),
+    "protocol": pa.string(),
+    "root": pa.string(),
+    "epe_mm": pa.float64(),
+    **{c: pa.float64() for c in ERR_COLUMNS},
+    "visible": pa.list_(pa.bool_(), N_JOINTS),
+    "pred_xyz_m": pa.list_(pa.float32(), 3 * N_JOINTS),
+    "gt_xyz_m": pa.list_(pa.float32(), 3 * N_JOINTS),
+    "random_weights": pa.bool_(),
+}
+
+#: Fixed columns of the summary table, in order.
+SUMMARY_SCHEMA: dict[str, pa.DataType] = {
+    "run": pa.string(),
+    "target": pa.string(),
+    "split": pa.string(),
+    "protocol": pa.string(),
+    "root": pa.string(),
+    "joints": pa.string(),
+    "n_samples": pa.int64(),
+    "epe_mean_mm": pa.float64(),
+    "epe_median_mm": pa.float64(),
+    "auc_0_50_20": pa.float64(),
+    "auc_0_50_100": pa.float64(),
+    "auc_20_50_hand3d": pa.float64(),
+    "pck_thresholds_mm": pa.list_(pa.float64()),
+    "pck": pa.list_(pa.float64()),
+    "random_weights": pa.bool_(),
+}
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def results_path(run_dir: str | Path, target: str) -> Path:
+    """``RUN_DIR/eval/<target>.parquet``."""
+    return Path(run_dir) / EVAL_DIR / f"{target}.parquet"
+
+
+def summary_path(run_dir: str | Path, target: str) -> Path:
+    """``RUN_DIR/eval/<target>-summary.parquet``."""
+    return Path(run_dir) / EVAL_DIR / f"{target}-summary.parquet"
+
+
+# --------------------------------------------------------------------------- run metadata
+
+
+def flatten_config(config: Mapping[str, Any], prefix: str = CFG_PREFIX) -> dict[str, Any]:
+    """Nested config dict -> flat ``{"cfg.mode": ..., "cfg.geom.scale_range": ...}``.
+
+    Scalars stay as they are; lists and other non-scalars become JSON strings so every
+    column has one plain type.
+    """
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten_config(value, prefix=name + "."))
+        elif value is None or isinstance(value, (bool, int, float, str)):
+            out[name] = value
+        else:
+            out[name] = json.dumps(value, sort_keys=True, default=str)
+    return out
+
+
+def _find_key(obj: Any, key: str) -> list[Any]:
+    found: list[Any] = []
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            if k == key:
+                found.append(v)
+            found.extend(_find_key(v, key))
+    elif isinstance(obj, list):
+        for v in obj:
+            found.extend(_find_key(v, key))
+    return found
+
+
+def random_weights_of(record: Mapping[str, Any]) -> bool:
+    """True when a run record says anywhere (config, store fingerprint, extras) ``random_weights: true``,
+    or holds a store fingerprint whose encoder weights are random (``weights: {kind: "random"}``,
+    what `hcdg train` records for a store built with e.g. ``--model hcdg-tiny``)."""
+    if any(v is True for v in _find_key(record, "random_weights")):
+        return True
+    return any(isinstance(w, Mapping) and w.get("kind") == "random" for w in _find_key(record, "weights"))
+
+
+def run_columns(run_dir: str | Path) -> dict[str, Any]:
+    """What every results row of a run carries: ``run`` (folder name), ``random_weights``
+    and the flattened ``cfg.*`` of its `run.json`."""
+    record = read_run(run_dir)
+    return {
+        "run": Path(run_dir).name,
+        "random_weights": random_weights_of(record),
+        **flatten_config(record.get("config", {})),
+    }
+
+
+# --------------------------------------------------------------------------- building tables
+
+
+def results_frame(
+    *,
+    run: str,
+    target: str,
+    split: str,
+    sample_ids: Sequence[str],
+    results: Iterable[Any],
+    visible: np.ndarray | None = None,
+    config: Mapping[str, Any] | None = None,
+    random_weights: bool = False,
+    extra: Mapping[str, Sequence[Any]] | None = None,
+) -> pd.DataFrame:
+    """The per-sample table of one run on one target.
+
+    Args:
+        run: run name (usually the run folder's name).
+        target, split: the evaluated dataset and split.
+        sample_ids: (N,) the samples, in the order of the results' arrays.
+        results: `protocols.ProtocolResult`s (anything with protocol, root,
+            pred_xyz_m (N,21,3), gt_xyz_m (N,21,3), errors_mm (N,21)).
+        visible: (N, 21) bool visibility of the ground-truth joints (None = all).
+        config: the run's resolved config (nested dict); stored as ``cfg.*`` columns.
+        random_weights: the CLIP features came from random weights.
+        extra: more per-sample columns (each (N,)), e.g. ``{"mirrored": [...]}``.
+    """
+    ids = [str(s) for s in sample_ids]
+    n = len(ids)
+    vis = np.ones((n, N_JOINTS), bool) if visible is None else np.asarray(visible, bool).reshape(n, N_JOINTS)
+    cfg_cols = flatten_config(config or {})
+    frames = []
+    for res in results:
+        err = np.asarray(res.errors_mm, dtype=np.float64)
+        pred = np.asarray(res.pred_xyz_m, dtype=np.float32).reshape(n, 3 * N_JOINTS)
+        gt = np.asarray(res.gt_xyz_m, dtype=np.float32).reshape(n, 3 * N_JOINTS)
+        if err.shape != (n, N_JOINTS):
+            raise HcdgError(f"results_frame: {res.protocol} errors have shape {err.shape}, expected ({n}, 21)")
+        cols: dict[str, Any] = {
+            "run": run, "target": target, "split": split, "sample_id": ids,
+            "protocol": res.protocol, "root": res.root, "epe_mm": err.mean(axis=1),
+            **{c: err[:, j] for j, c in enumerate(ERR_COLUMNS)},
+            "visible": list(vis), "pred_xyz_m": list(pred), "gt_xyz_m": list(gt),
+            "random_weights": bool(random_weights),
+        }  # fmt: skip
+        for k, v in (extra or {}).items():
+            cols[k] = list(v)
+        for k, v in cfg_cols.items():
+            cols[k] = [v] * n
+        frames.append(pd.DataFrame(cols))
+    if not frames:
+        raise HcdgError("results_frame: no protocol results given")
+    return pd.concat(frames, ignore_index=True)
+
+
+def xyz_array(column: pd.Series) -> np.ndarray:
+    """A ``pred_xyz_m`` / ``gt_xyz_m`` column -> (N, 21, 3) float64 metres."""
+    if len(column) == 0:
+        return np.zeros((0, N_JOINTS, 3))
+    return np.stack([np.asarray(v, dtype=np.float64) for v in column]).reshape(-1, N_JOINTS, 3)
+
+
+def errors_array(frame: pd.DataFrame) -> np.ndarray:
+    """The 21 ``err_mm_*`` columns -> (N, 21) float64 millimetres."""
+    return frame[list(ERR_COLUMNS)].to_numpy(dtype=np.float64)
+
+
+def visible_array(frame: pd.DataFrame) -> np.ndarray:
+    """The ``visible`` column -> (N, 21) bool."""
+    if len(frame) == 0:
+        return np.zeros((0, N_JOINTS), bool)
+    return np.stack([np.asarray(v, dtype=bool) for v in frame["visible"]])
+
+
+def summarise_results(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per run x target x split x protocol x root x joint set: n, EPE mean/median, AUCs, PCK.
+
+    Statistics follow `metrics.summarise` (hand3d / FreiHAND EvalUtil conventions);
+    the run's ``cfg.*`` columns are carried over.
+    """
+    keys = ["run", "target", "split", "protocol", "root"]
+    carry = ["random_weights"] + [c for c in frame.columns if c.startswith(CFG_PREFIX)]
+    rows = []
+    for key, group in frame.groupby(keys, sort=False, dropna=False):
+        err = errors_array(group)
+        vis = visible_array(group)
+        for joints, mask in (("all", None), ("visible", vis)):
+            s = metrics.summarise(err, mask)
+            row = dict(zip(keys, key))
+            row["joints"] = joints
+            row.update(s)
+            for c in carry:
+                if c in group.columns:
+                    row[c] = group[c].iloc[0]
+            rows.append(row)
+    if not rows:
+        return pd.DataFrame(columns=list(SUMMARY_SCHEMA))
+    out = pd.DataFrame(rows)
+    return out[[c for c in SUMMARY_SCHEMA if c in out.columns] + [c for c in carry[1:] if c in out.columns]]
+
+
+# --------------------------------------------------------------------------- parquet I/O
+
+
+def _to_table(frame: pd.DataFrame, schema: Mapping[str, pa.DataType], what: str) -> pa.Table:
+    missing = [c for c in schema if c not in frame.columns]
+    if missing:
+        raise HcdgError(f"{what}: missing column(s) {', '.join(missing)}")
+    ordered = list(schema) + [c for c in frame.columns if c not in schema]
+    arrays, fields = [], []
+    for c in ordered:
+        values = frame[c]
+        if c in schema:
+            typ = schema[c]
+            if pa.types.is_list(typ) or pa.types.is_fixed_size_list(typ):
+                data = [None if v is None else np.asarray(v).tolist() for v in values]
+                arr = pa.array(data, type=typ)
+            else:
+                arr = pa.array(values.to_numpy(), type=typ, from_pandas=True)
+        else:
+            arr = pa.Array.from_pandas(values)
+        arrays.append(arr)
+        fields.append(pa.field(c, arr.type))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _write_table(path: Path, table: pa.Table) -> Path:
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return path
+
+
+def _read(path: str | Path, schema: Mapping[str, pa.DataType], what: str) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise HcdgError(f"{path}: no {what} file")
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for damaged files
+        raise HcdgError(f"{path}: not a readable parquet file ({type(exc).__name__})") from None
+    missing = [c for c in schema if c not in frame.columns]
+    if missing:
+        raise HcdgError(f"{path}: not an hcdg {what} table (missing {', '.join(missing)})")
+    return frame
+
+
+def write_results(run_dir: str | Path, target: str, frame: pd.DataFrame) -> tuple[Path, Path]:
+    """Write ``eval/<target>.parquet`` and its summary, atomically; other targets untouched.
+
+    Returns (results path, summary path).
+    """
+    table = _to_table(frame, RESULT_SCHEMA, f"results for {target}")
+    summary = _to_table(summarise_results(frame), SUMMARY_SCHEMA, f"summary for {target}")
+    return (
+        _write_table(results_path(run_dir, target), table),
+        _write_table(summary_path(run_dir, target), summary),
+    )
+
+
+def read_results(path: str | Path) -> pd.DataFrame:
+    """One per-sample results file (schema checked)."""
+    return _read(path, RESULT_SCHEMA, "results")
+
+
+def read_summary(path: str | Path) -> pd.DataFrame:
+    """One summary file (schema checked)."""
+    return _read(path, SUMMARY_SCHEMA, "summary")
+
+
+# --------------------------------------------------------------------------- many runs
+
+
+def _is_run(folder: Path) -> bool:
+    if not (folder / RUN_FILE).is_file():
+        return False
+    try:
+        return read_run(folder).get("stage") != "sweep"
+    except HcdgError:
+        return False
+
+
+def find_run_dirs(paths: Iterable[str | Path], max_depth: int = 3) -> list[Path]:
+    """Run folders among `paths`: a folder with a `run.json` is a run; any other folder
+    (e.g. a sweep folder) is searched for run folders up to `max_depth` levels down.
+
+    Order: as given, sub-folders sorted by name; duplicates dropped.
+    """
+    out: list[Path] = []
+
+    def walk(folder: Path, depth: int) -> None:
+        if _is_run(folder):
+            out.append(folder)
+            return
+        if depth >= max_depth:
+            return
+        for child in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            walk(child, depth + 1)
+
+    for p in paths:
+        folder = Path(p)
+        if not folder.is_dir():
+            raise HcdgError(f"{folder}: no such folder (expected a run folder or a sweep folder)")
+        before = len(out)
+        walk(folder, 0)
+        if len(out) == before:
+            raise HcdgError(f"{folder}: holds no run folder (no {RUN_FILE} found up to {max_depth} levels down)")
+    seen: set[Path] = set()
+    unique = []
+    for p in out:
+        r = p.resolve()
+        if r not in seen:
+            seen.add(r)
+            unique.append(p)
+    return unique
+
+
+def result_files(run_dir: str | Path) -> list[Path]:
+    """The per-sample results files of a run (``eval/*.parquet`` minus summaries), sorted."""
+    folder = Path(run_dir) / EVAL_DIR
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("*.parquet") if not p.name.endswith("-summary.parquet"))
+
+
+def load_results(run_dirs: Iterable[str | Path]) -> pd.DataFrame:
+    """Every per-sample result of every run (sweep folders expanded), one DataFrame.
+
+    Adds ``run_dir`` (the folder, as a string) so runs with equal names stay apart.
+    Runs without results contribute nothing; an empty frame has the fixed columns.
+    """
+    frames = []
+    for run_dir in find_run_dirs(run_dirs):
+        for path in result_files(run_dir):
+            frame = read_results(path)
+            frame["run_dir"] = str(run_dir)
+            frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=[*RESULT_SCHEMA, "run_dir"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def read_loss_curves(run_dir: str | Path) -> pd.DataFrame | None:
+    """The training metrics of a run (``RUN_DIR/metrics.parquet``), or None when absent.
+
+    Missing optional columns (``loss_heat``, ``val_epe_mm``, ...) are added as NaN, so
+    callers can plot any run; a damaged file is a clear error.
+    """
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return None
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:
+        raise HcdgError(f"{path}: not a readable parquet file ({type(exc).__name__})") from None
+    if "step" not in frame.columns:
+        raise HcdgError(f"{path}: not a training metrics table (no 'step' column)")
+    for col in ("loss", "loss_heat", "loss_pose", "loss_con", "lr", "samples_per_s", "val_epe_mm"):
+        if col not in frame.columns:
+            frame[col] = np.nan
+    return frame.sort_values("step", kind="stable").reset_index(drop=True)
