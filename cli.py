@@ -105,7 +105,135 @@ def data_show(dataset, root, split, cameras, hand, index, png) -> None:
     click.echo(json.dumps(out))
 
 
+@main.command("synth")
+@click.option("--format", "fmt", required=True, type=_DATASET_CHOICE,
+              help="On-disk layout to write: freihand (source), rhd or stb (targets).")
+@click.option("--out", required=True, type=click.Path(path_type=str),
+              help="Dataset root to create (written to a temp folder, renamed into place at the end).")
+@click.option("--n", "n", type=int, default=None,
+              help="freihand: training poses (4 images each; default 256); rhd: evaluation images "
+                   "(default 256); stb: frames per sequence, B1Counting and B1Random (default 128).")
+@click.option("--n-other", type=int, default=None,
+              help="freihand: evaluation poses (default 64); rhd: training images (default 64); stb: unused.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Random seed; the same seed and sizes give the same bytes.")
+@click.option("--style", default=None,
+              help="source | mixed-target | HAND_COLOUR:COLOUR[:room|background] in Table 2 words, "
+                   "'*' = drawn per image (e.g. 'black:dotted:room', 'peach:*'). "
+                   "Default: freihand source, rhd/stb mixed-target.")
+@click.option("--overwrite", is_flag=True, default=False, help="Replace an existing, different dataset at --out.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+def synth_cmd(fmt, out, n, n_other, seed, style, overwrite, progress) -> None:
+    """Write synthetic hands in a real dataset layout (the offline default; docs/synthetic.md)."""
+    from hcdg.stages import synth as stage
+
+    cfg = stage.SynthConfig(format=fmt, out=out, n=n, n_other=n_other, seed=seed, style=style, overwrite=overwrite)
+    report = stage.run(cfg, progress=progress)
+    if report["skipped"]:
+        click.echo(f"{report['root']}: already holds this {fmt} dataset (seed {seed}, style {report['style']}); nothing to do")
+    else:
+        click.echo(f"wrote {report['images']} {fmt} images to {report['root']} "
+                   f"(style {report['style']}, seed {seed}) in {report['seconds']:.1f} s")
+
+
 # --- prompts / embed / store commands (stage one) ---------------------------
+
+
+@main.command("prompts")
+@click.option("--store", type=click.Path(path_type=str), default=None,
+              help="Print the prompt list this feature store holds (default: the paper's Table 2).")
+@click.option("--prompt-file", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Print this prompt list instead (one prompt per line; ids = line order).")
+@click.option("--prompt-filter", default=None, help="Regular expression: print only the prompts it matches.")
+def prompts_cmd(store, prompt_file, prompt_filter) -> None:
+    """Print prompts as `id<TAB>text` lines (Table 2: 3,920 prompts, ids 0..3919)."""
+    from hcdg.stages import store_cmds
+
+    click.echo("\n".join(store_cmds.prompt_lines(store, prompt_file, prompt_filter)))
+
+
+@main.command("embed")
+@click.option("--dataset", required=True, type=click.Choice(["freihand", "rhd", "stb"]),
+              help="Dataset format to read (synthetic data from `hcdg synth` uses the same formats).")
+@click.option("--root", required=True, type=click.Path(path_type=str), help="Dataset root folder.")
+@click.option("--split", default=None, help="Split (default: freihand training, rhd evaluation, stb test).")
+@click.option("--camera", "cameras", multiple=True, type=click.Choice(["BB_left", "BB_right", "SK"]),
+              help="STB only: camera view(s), repeatable (default BB_left).")
+@click.option("--store", required=True, type=click.Path(path_type=str),
+              help="Feature store: a Zarr folder, or one HDF5 file when the path ends in .h5.")
+@click.option("--key", default=None, help="Split key in the store (default: <dataset>/<split>).")
+@click.option("--model", default=None, help="open_clip model, hcdg-tiny, local-dir:DIR or hf-hub:ORG/REPO "
+              "(default ViT-B-32, paper §3.2).")
+@click.option("--pretrained", default=None, help="Weights: an open_clip tag (default openai), TAG=FILE, a weights "
+              "file, or none (random weights from --seed; hcdg-tiny's default).")
+@click.option("--seed", type=int, default=None, help="Seed of random weights (default 0).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default=None,
+              help="Compute precision (default auto: fp16 on CUDA, fp32 on CPU).")
+@click.option("--device", default=None, help="auto (default: cuda if available), cpu, cuda, cuda:N.")
+@click.option("--batch-size", type=int, default=None, help="Images per forward (default 256).")
+@click.option("--workers", type=int, default=None, help="DataLoader processes decoding images (default 4).")
+@click.option("--dtype", type=click.Choice(["float16", "float32"]), default=None,
+              help="Stored dtype of the features (default float16).")
+@click.option("--chunk-rows", type=int, default=None,
+              help="Rows per chunk, the unit of resume and sharding (default 1024; used when a split is created).")
+@click.option("--shard", default=None, help="i/n: embed only the i-th of n chunk ranges (default: all, or "
+              "RANK/WORLD_SIZE under torchrun).")
+@click.option("--limit", type=int, default=None, help="Embed only the first N images of the split.")
+@click.option("--skip-corrupt", is_flag=True, default=None,
+              help="Record unreadable images as skipped rows instead of stopping.")
+@click.option("--prompt-file", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Own prompt list, one per line (default: the paper's Table 2).")
+@click.option("--prompt-filter", default=None, help="Regular expression: keep only matching prompts.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar with images/s (default on).")
+def embed_cmd(cameras, **flags) -> None:
+    """Stage one: frozen CLIP features of every image of a split and of all prompts, into a store.
+
+    \b
+    Resumable (rerun the same command after a kill), shardable (--shard i/n).
+    Example (offline demo with the tiny random model):
+    hcdg embed --dataset freihand --root SYNTH/freihand --store feats.zarr --model hcdg-tiny
+    """
+    from hcdg.pipeline.config import from_dict
+    from hcdg.stages import embed as stage
+
+    cfg = from_dict(stage.EmbedConfig, {k: v for k, v in {**flags, "cameras": cameras or None}.items()
+                                        if v is not None}, where="flags")
+    summary = stage.run(cfg)
+    click.echo(summary.line())
+
+
+@main.group("store")
+def store_group() -> None:
+    """Inspect and check feature stores written by `hcdg embed`."""
+
+
+@store_group.command("info")
+@click.argument("path", type=click.Path(path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (counts, splits, fingerprint).")
+def store_info_cmd(path, as_json) -> None:
+    """Print a store's metadata, fingerprint and completeness."""
+    from hcdg.stages import store_cmds
+
+    click.echo(store_cmds.info(path, as_json))
+
+
+@store_group.command("verify")
+@click.argument("path", type=click.Path(path_type=str))
+@click.option("--sample", type=int, default=16, show_default=True, help="Random rows re-encoded per table.")
+@click.option("--split", "split_key", default=None, help="Only this split key (default: every split).")
+@click.option("--root", default=None, help="Dataset root, when it moved since `hcdg embed`.")
+@click.option("--pretrained", default=None, help="Weights file, when it moved since `hcdg embed`.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed drawing the rows.")
+def store_verify_cmd(path, sample, split_key, root, pretrained, device, seed) -> None:
+    """Re-encode random rows with the recorded encoder and compare with the stored ones."""
+    from hcdg.stages import store_cmds
+
+    report = store_cmds.verify(store_cmds.VerifyConfig(store=path, sample=sample, split=split_key, root=root,
+                                                       pretrained=pretrained, device=device, seed=seed))
+    click.echo(store_cmds.verify_text(report))
+    if not report["ok"]:
+        raise HcdgError(f"{path}: stored features differ from a fresh encoding (see above)")
 
 # --- train / sweep commands (stage two) -------------------------------------
 

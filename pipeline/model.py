@@ -146,7 +146,9 @@ class HandPoseNet(nn.Module):
         b2 = self.branch2
         if b2 is None:
             if clip_feat is not None or pos_image is not None:
-                raise HcdgError("HandPoseNet: clip_feat/pos_image given but the model has no Branch2 (model.branch2=false)")
+                raise HcdgError(
+                    "HandPoseNet: clip_feat/pos_image given but the model has no Branch2 (model.branch2=false)"
+                )
             return out
         if self.cfg.positive == "clip":
             if pos_image is not None:
@@ -154,7 +156,8 @@ class HandPoseNet(nn.Module):
             if clip_feat is not None:
                 if tuple(clip_feat.shape) != (image.shape[0], self.cfg.clip_dim):
                     raise HcdgError(
-                        f"HandPoseNet: clip_feat must be (B,{self.cfg.clip_dim}) (model.clip_dim), got {tuple(clip_feat.shape)}"
+                        f"HandPoseNet: clip_feat must be (B,{self.cfg.clip_dim}) (model.clip_dim), "
+                        f"got {tuple(clip_feat.shape)}"
                     )
                 out["e1p"], out["e2p"] = b2.forward_clip(pool3, clip_feat)
         else:

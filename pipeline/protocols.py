@@ -6,7 +6,11 @@ so every number hcdg reports carries a protocol name and a root name:
 * ``rr-gtscale`` (hand3d, Zimmermann & Brox 2017): the root-relative, bone-normalised
   prediction ``xyz_rel_norm`` is scaled by the ground-truth bone length (middle
   MCP -> PIP, joints 9 -> 10) and placed at the ground-truth root. Only the
-  articulation and its orientation are measured.
+  articulation and its orientation are measured. The prediction is re-rooted first
+  (its joint 0 moved to the origin): hand3d's `eval3d_full.py` adds the GT root to the
+  raw output, so there a residual offset of the predicted root also counts; the
+  PosePrior's FC output leaves joint 0 only approximately at 0, so the two readings
+  can differ slightly.
 * ``pa`` (FreiHAND toolbox): the prediction is Procrustes-aligned to the ground
   truth with scale (centre on the mean, scale, rotate). Only the articulation is
   measured. hcdg forbids reflections by default (see `metrics.similarity_transform`).

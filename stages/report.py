@@ -177,7 +177,13 @@ def _load_run(folder: Path, warnings: list[str]) -> RunInfo:
     )  # fmt: skip
 
 
-def _epe(run: RunInfo, target: str, cfg: ReportConfig) -> float | None:
+def load_runs(paths: tuple[str, ...] | list[str]) -> tuple[list[RunInfo], list[str]]:
+    """The runs under `paths` (run or sweep folders) and the warnings met reading them."""
+    warnings: list[str] = []
+    return [_load_run(f, warnings) for f in store.find_run_dirs(paths)], warnings
+
+
+def epe_of(run: RunInfo, target: str, cfg: ReportConfig) -> float | None:
     """The run's mean EPE on `target` under the report's protocol / root / joint set."""
     s = run.summary
     if s.empty:
@@ -203,7 +209,7 @@ def _rerun_row(table: str, method: str, setting: str, source: str, per_target: d
     row: dict[str, Any] = {"table": table, "method": method, "setting": setting, "source": source}
     all_runs: list[RunInfo] = []
     for t in published.TARGETS:
-        vals = [(r, v) for r in per_target.get(t, []) if (v := _epe(r, t, cfg)) is not None]
+        vals = [(r, v) for r in per_target.get(t, []) if (v := epe_of(r, t, cfg)) is not None]
         row[f"{t}_epe_mm"] = sum(v for _, v in vals) / len(vals) if vals else math.nan
         row[f"{t}_n_runs"] = len(vals)
         all_runs += [r for r, _ in vals if r not in all_runs]
@@ -263,7 +269,12 @@ def _extra_rows(key: str, runs: list[RunInfo], cfg: ReportConfig, done: list[dic
                 groups.setdefault(("IE+TE", setting, f["con_loss"]), []).append(r)
     out = []
     for (method, setting, form), members in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], str(kv[0][2]))):
-        note = "not in the paper" if key != "3" else "per-ratio view of the same runs"
+        if key != "3":
+            note = "setting not in the paper"
+        elif method == "Baseline":
+            note = "no CLIP (Table 4(a) baseline), for reference"
+        else:
+            note = "one ratio for both targets"
         per_target = {t: members for t in published.TARGETS}
         out.append(_rerun_row(key, method, setting, _source(form, cfg), per_target, cfg, note))
     return out
@@ -324,11 +335,9 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
         raise HcdgError(f"--root: expected one of {', '.join(ROOTS)}, got {cfg.root!r}")
     if cfg.joints not in store.JOINT_SETS:
         raise HcdgError(f"--joints: expected one of {', '.join(store.JOINT_SETS)}, got {cfg.joints!r}")
-    folders = store.find_run_dirs(cfg.runs)
+    runs, warnings = load_runs(cfg.runs)
     out = Path(cfg.out)
     _prepare_out(out)
-    warnings: list[str] = []
-    runs = [_load_run(f, warnings) for f in folders]
 
     tables: dict[str, pd.DataFrame] = {f"table{spec.key}": paper_table(spec.key, runs, cfg) for spec in published.TABLES}
     tables["full_results"] = full_table(runs)
@@ -345,12 +354,15 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
     for name, png in figures.items():
         with atomic_path(out / "figures" / f"{name}.png") as tmp:
             tmp.write_bytes(png)
+    for stale in (out / "figures").glob("*.png"):  # an earlier report's figure this one lacks
+        if stale.stem not in figures:
+            stale.unlink()
     page = render.Page(cfg=cfg, runs=runs, tables=tables, figures=figures, warnings=warnings,
                        created=time.strftime("%Y-%m-%d %H:%M:%S"))  # fmt: skip
     atomic_write_text(out / "report.html", render.html(page))
     atomic_write_text(out / "report.md", render.markdown(page))
     atomic_write_json(out / REPORT_MARKER, {
-        "config": to_dict(cfg), "run_folders": [str(f) for f in folders], "created": page.created,
+        "config": to_dict(cfg), "run_folders": [str(r.folder) for r in runs], "created": page.created,
         "warnings": warnings,
     })  # fmt: skip
     return {"html": str(out / "report.html"), "markdown": str(out / "report.md"), "tables": written,

@@ -113,7 +113,7 @@ class StoreWriter:
         if not is_h5(self.path) and self.path.is_file():
             raise HcdgError(f"{self.path}: is a file; a Zarr store is a folder (end the path in .h5 for HDF5)")
         try:
-            self.zarr_path.mkdir(parents=True, exist_ok=True)
+            (self.path.parent if is_h5(self.path) else self.path).mkdir(parents=True, exist_ok=True)
             with store_lock(self.path):
                 self.root = self._open_root()
         except PermissionError as exc:
@@ -129,6 +129,7 @@ class StoreWriter:
             with StoreReader(self.path) as reader:
                 self._refuse_if_different(self.path, reader.meta)
                 reference = reader.meta
+        self.zarr_path.mkdir(exist_ok=True)
         entries = {p.name for p in self.zarr_path.iterdir()}
         if entries and "zarr.json" not in entries:
             raise HcdgError(f"{self.zarr_path}: folder exists and is not a feature store")

@@ -6,6 +6,42 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+# --- synth engineer: small synthetic datasets in the real on-disk layouts -----------------
+# Each fixture writes its root once per test session (per xdist worker) with `hcdg synth`'s
+# stage and returns the root Path. Their `hcdg_synth.json` records seed, style and counts;
+# `hcdg.pipeline.synth.writers.plan_poses(seed, format, split, n)` gives back the joints.
+import pytest as _synth_pytest  # noqa: E402
+
+#: Seed of the shared synthetic fixtures.
+SYNTH_SEED = 0
+
+
+def _synth_root(tmp_path_factory, fmt: str, n: int, n_other: int):
+    from hcdg.stages.synth import SynthConfig, run
+
+    root = tmp_path_factory.mktemp(f"synth_{fmt}") / "root"
+    run(SynthConfig(format=fmt, out=str(root), n=n, n_other=n_other, seed=SYNTH_SEED), progress=False)
+    return root
+
+
+@_synth_pytest.fixture(scope="session")
+def synth_freihand(tmp_path_factory):
+    """FreiHAND-format root: 12 training poses (48 images: 4 versions), 4 evaluation images; style source."""
+    return _synth_root(tmp_path_factory, "freihand", 12, 4)
+
+
+@_synth_pytest.fixture(scope="session")
+def synth_rhd(tmp_path_factory):
+    """RHD-format root (the RHD_published_v2 folder): 8 evaluation, 4 training images; mixed target styles."""
+    return _synth_root(tmp_path_factory, "rhd", 8, 4)
+
+
+@_synth_pytest.fixture(scope="session")
+def synth_stb(tmp_path_factory):
+    """STB-format root: B1Counting and B1Random, 8 frames each, BB_left + BB_right; mixed target styles."""
+    return _synth_root(tmp_path_factory, "stb", 8, 0)
+
+
 # --- datasets engineer: a scratch folder for trees of many placeholder files --------------
 import contextlib as _contextlib  # noqa: E402
 import shutil as _shutil  # noqa: E402
@@ -13,6 +49,20 @@ import tempfile as _tempfile  # noqa: E402
 from pathlib import Path as _Path  # noqa: E402
 
 import pytest as _pytest  # noqa: E402
+
+
+def _remove_tree(path):
+    """`shutil.rmtree` for flat trees of many files, ~2x faster (unlink by directory fd)."""
+    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
+        fd = os.open(dirpath, os.O_RDONLY)
+        try:
+            for name in filenames:
+                os.unlink(name, dir_fd=fd)
+            for name in dirnames:
+                os.rmdir(name, dir_fd=fd)
+        finally:
+            os.close(fd)
+    _shutil.rmtree(path, ignore_errors=True)
 
 
 @_pytest.fixture(scope="module")
@@ -27,6 +77,6 @@ def many_files_dir(tmp_path_factory):
         path = _Path(_tempfile.mkdtemp(prefix="hcdg-test-", dir=shm))
         yield path
         with _contextlib.suppress(OSError):
-            _shutil.rmtree(path)
+            _remove_tree(path)
     else:
         yield tmp_path_factory.mktemp("many_files")

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from hcdg.pipeline import joints
-from hcdg.pipeline.datasets import open_dataset
+from hcdg.pipeline.datasets import HandDataset, open_dataset
 from hcdg.pipeline.datasets.rhd import RhdDataset
 from hcdg.pipeline.errors import HcdgError
 
@@ -83,6 +83,7 @@ def _rhd_root(tmp_path: Path, swap: tuple[int, ...] = ()) -> Path:
 
 def test_real_images_decode_and_labelled_hand_is_chosen(tmp_path):
     ds = open_dataset("rhd", _rhd_root(tmp_path))  # default split: evaluation
+    assert isinstance(ds, HandDataset) and (ds.dataset, ds.split) == ("rhd", "evaluation")
     labels = _real_labels()
     assert len(ds) == 3 and [ds.sample_id(i) for i in range(3)] == ["00111", "01111", "11111"]
     for i, (rid, lab) in enumerate(sorted(labels.items())):
@@ -141,6 +142,19 @@ def test_manifest(tmp_path):
     assert rels[0] == "evaluation/anno_evaluation.pickle"
     assert rels[1:] == [f"evaluation/{k}/{i:05d}.png" for k in ("color", "mask") for i in (111, 1111, 11111)]
     assert all(size == (root / r).stat().st_size for r, size in man)
+    # a fixed hand reads no masks, so they are not part of what the split depends on
+    assert [r for r, _ in open_dataset("rhd", root, hand="right").manifest()] == rels[:4]
+
+
+def test_synthetic_sidecar_style_is_copied(tmp_path):
+    root = _rhd_root(tmp_path)
+    sidecar = {"generator": "test", "style": "mixed-target", "images": {
+        "evaluation/color/01111.png": {"style": {"hand_colour": "peach", "colour": "green"}, "side": "left"}}}
+    (root / "hcdg_synth.json").write_text(json.dumps(sidecar))
+    ds = open_dataset("rhd", root)
+    assert ds.annotation(1).extra["style"] == {"hand_colour": "peach", "colour": "green"}
+    assert "style" not in ds.annotation(0).extra
+    assert [r for r, _ in ds.manifest()][:2] == ["evaluation/anno_evaluation.pickle", "hcdg_synth.json"]
 
 
 class _Evil:

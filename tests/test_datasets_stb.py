@@ -10,7 +10,7 @@ import pytest
 import scipy.io
 
 from hcdg.pipeline import joints
-from hcdg.pipeline.datasets import open_dataset
+from hcdg.pipeline.datasets import HandDataset, open_dataset
 from hcdg.pipeline.datasets.stb import StbDataset, rodrigues
 from hcdg.pipeline.errors import HcdgError
 
@@ -56,6 +56,7 @@ def real_root(many_files_dir):
 @needs_real
 def test_real_labels_project_into_the_left_image(real_root):
     ds = open_dataset("stb", real_root, split="B1Counting")
+    assert isinstance(ds, HandDataset)
     assert len(ds) == 1500  # from the .mat, not hard-coded in the reader
     s = ds[0]
     assert s.sample_id == "B1Counting/BB_left_0"

@@ -47,6 +47,8 @@ def test_random_weights_found_anywhere_in_the_record():
     assert results.random_weights_of({"config": {}, "store_fingerprint": {"clip": {"random_weights": True}}})
     assert not results.random_weights_of({"config": {"random_weights": False}})
     assert not results.random_weights_of({})
+    assert results.random_weights_of({"fp": {"encoder": {"weights": {"kind": "random"}}}})
+    assert not results.random_weights_of({"fp": {"encoder": {"weights": {"kind": "openai"}}}})
 
 
 def test_round_trip_keeps_schema_and_values(tmp_path):

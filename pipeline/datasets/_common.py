@@ -149,6 +149,11 @@ def file_sizes(root: Path, rel_paths: Iterable[str]) -> list[tuple[str, int]]:
     return out
 
 
+def sidecar_rels(root: Path) -> list[str]:
+    """`[SYNTH_SIDECAR]` when `root` has one (readers read it, so manifests list it), else `[]`."""
+    return [SYNTH_SIDECAR] if (root / SYNTH_SIDECAR).is_file() else []
+
+
 def read_synth_styles(root: Path) -> dict[str, Any]:
     """Per-image style info from a synthetic dataset's `hcdg_synth.json`, keyed by image path.
 

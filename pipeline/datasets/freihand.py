@@ -103,7 +103,7 @@ class FreiHandDataset:
         return c.with_image(self.annotation(index))
 
     def manifest(self) -> list[tuple[str, int]]:
-        rels = [f"{self.split}_{kind}.json" for kind in ("xyz", "K", "scale")]
+        rels = [f"{self.split}_{kind}.json" for kind in ("xyz", "K", "scale")] + c.sidecar_rels(self.root)
         rels += [self._rel_image(i) for i in range(self._n_images)]
         return c.file_sizes(self.root, rels)
 

@@ -146,8 +146,8 @@ class RhdDataset:
         return c.with_image(self.annotation(index))
 
     def manifest(self) -> list[tuple[str, int]]:
-        rels = [self._anno_rel]
-        for kind in ("color", "mask"):
+        rels = [self._anno_rel] + c.sidecar_rels(self.root)
+        for kind in ("color", "mask") if self.hand == "auto" else ("color",):
             rels += [self._rel(kind, i) for i in range(len(self._ids))]
         return c.file_sizes(self.root, rels)
 

@@ -228,6 +228,7 @@ class StbDataset:
         rels = list(self._label_rels)
         if self._params_used:
             rels.append(CAMERA_PARAMS_FILE)
+        rels += c.sidecar_rels(self.root)
         for block, (_, _, _, xyz, _) in enumerate(self._blocks):
             rels += [self._rel_image(block, f) for f in range(len(xyz))]
         return c.file_sizes(self.root, rels)

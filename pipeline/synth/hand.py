@@ -55,9 +55,39 @@ BONE_BASE_M = np.array(
     ]
 )
 #: Rest splay of index, middle, ring, pinky (degrees, positive towards the thumb).
-_SPLAY_DEG = np.array([7.0, 0.0, -8.0, -17.0])
+SPLAY_DEG = np.array([7.0, 0.0, -8.0, -17.0])
 #: Range of the per-hand size factor.
 SIZE_RANGE = (0.93, 1.07)
+
+
+#: Joint limits (degrees). Fingers index..pinky: MCP, PIP, DIP flexion (towards the palm);
+#: the thumb: flexion of its three joints. Abduction is relative to each finger's rest splay.
+FINGER_FLEX_LIMITS_DEG = ((-15.0, 90.0), (0.0, 110.0), (0.0, 80.0))
+THUMB_FLEX_LIMITS_DEG = ((-10.0, 35.0), (0.0, 60.0), (-10.0, 80.0))
+ABDUCTION_LIMIT_DEG = 20.0
+THUMB_ABDUCTION_LIMITS_DEG = (-10.0, 35.0)
+
+
+@dataclass(frozen=True)
+class HandParams:
+    """Shape and articulation of N right hands (hand frame, metres, degrees).
+
+    Attributes:
+        mcp: (N, 4, 3) MCP positions of index, middle, ring, pinky.
+        thumb_base: (N, 3) the thumb's first joint (FreiHAND joint 1).
+        bones: (N, 5, 3) bone lengths (proximal, middle, distal), thumb first.
+        size: (N,) size factor.
+        flex: (N, 5, 3) flexion per joint (thumb row: its joints 1, 2, 3; fingers: MCP, PIP, DIP).
+        abduction: (N, 5) thumb: palmar abduction; fingers: splay towards the thumb, absolute
+            (the rest splay `SPLAY_DEG` included).
+    """
+
+    mcp: np.ndarray
+    thumb_base: np.ndarray
+    bones: np.ndarray
+    size: np.ndarray
+    flex: np.ndarray
+    abduction: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -88,15 +118,24 @@ def _rodrigues(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
     return np.eye(3) + s * kx + (1.0 - c) * (kx @ kx)
 
 
-def sample_hands(rng: np.random.Generator, n: int) -> HandBatch:
-    """`n` random right hands (shape and articulation) in the hand frame."""
-    deg = np.pi / 180.0
+def default_params(n: int = 1) -> HandParams:
+    """`n` copies of the mean hand (size 1), open and flat: no flexion, rest splay, thumb abducted 10 deg."""
+    return HandParams(
+        mcp=np.repeat(_MCP_BASE[None] * (PALM_LENGTH_M / 0.090), n, 0),
+        thumb_base=np.repeat(_THUMB_BASE[None], n, 0),
+        bones=np.repeat(BONE_BASE_M[None], n, 0),
+        size=np.ones(n),
+        flex=np.zeros((n, 5, 3)),
+        abduction=np.repeat(np.concatenate([[10.0], SPLAY_DEG])[None], n, 0),
+    )
+
+
+def sample_params(rng: np.random.Generator, n: int) -> HandParams:
+    """`n` random hand shapes and articulations within the joint limits."""
     size = rng.uniform(*SIZE_RANGE, n)
     palm = size * rng.uniform(0.97, 1.03, n)  # palm-length factor
     width = rng.uniform(0.92, 1.08, n)  # palm width factor
     cup = rng.uniform(0.0, 1.0, n)  # palm arch
-
-    xyz = np.zeros((n, 21, 3))
     # MCPs of index..pinky: base layout, width scaled in x, jittered 2 mm, arched towards +z.
     mcp = _MCP_BASE[None] * np.stack([width, np.ones(n), np.ones(n)], -1)[:, None]
     mcp = mcp + rng.normal(0.0, 0.002, (n, 4, 3)) * np.array([1.0, 1.0, 0.5])
@@ -104,7 +143,6 @@ def sample_hands(rng: np.random.Generator, n: int) -> HandBatch:
     mcp[:, 1] = _MCP_BASE[1]  # middle MCP fixes the palm length exactly
     mcp = mcp * palm[:, None, None] * (PALM_LENGTH_M / 0.090)
     thumb_base = (_THUMB_BASE + rng.normal(0.0, 0.002, (n, 3))) * size[:, None]
-
     bones = BONE_BASE_M[None] * size[:, None, None] * rng.uniform(0.96, 1.04, (n, 5, 3))
 
     # One grip value per hand couples the fingers; some fingers break away (pointing, pinching).
@@ -114,39 +152,61 @@ def sample_hands(rng: np.random.Generator, n: int) -> HandBatch:
     curl = np.where(free, rng.random((n, 5)) * 0.3, curl)
     spread = rng.uniform(-0.4, 1.0, n)  # fingers together .. spread
 
-    # Fingers index..pinky.
+    flex = np.zeros((n, 5, 3))
     c = curl[:, 1:]
-    mcp_flex = np.clip(-10.0 + 100.0 * c + rng.normal(0, 6, (n, 4)), -15.0, 90.0) * deg
-    pip_flex = np.clip(105.0 * c + rng.normal(0, 8, (n, 4)), 0.0, 110.0) * deg
-    dip_flex = np.clip(pip_flex / deg * 2.0 / 3.0 + rng.normal(0, 5, (n, 4)), 0.0, 80.0) * deg
-    abd = _SPLAY_DEG * (1.0 + spread[:, None] * (1.0 - c)) + rng.normal(0, 3, (n, 4))
-    abd = np.clip(abd, _SPLAY_DEG - 20.0, _SPLAY_DEG + 20.0) * deg
-    f_dir = np.stack([np.sin(abd), np.cos(abd), np.zeros_like(abd)], -1)  # (n,4,3) in palm plane
+    (m0, m1), (p0, p1), (d0, d1) = FINGER_FLEX_LIMITS_DEG
+    flex[:, 1:, 0] = np.clip(-10.0 + 100.0 * c + rng.normal(0, 6, (n, 4)), m0, m1)
+    flex[:, 1:, 1] = np.clip(105.0 * c + rng.normal(0, 8, (n, 4)), p0, p1)
+    flex[:, 1:, 2] = np.clip(flex[:, 1:, 1] * 2.0 / 3.0 + rng.normal(0, 5, (n, 4)), d0, d1)  # DIP ~ 2/3 PIP
+    ct = curl[:, 0]
+    (a0, a1), (b0, b1), (e0, e1) = THUMB_FLEX_LIMITS_DEG
+    flex[:, 0, 0] = np.clip(-5.0 + 35.0 * ct + rng.normal(0, 6, n), a0, a1)
+    flex[:, 0, 1] = np.clip(55.0 * ct + rng.normal(0, 8, n), b0, b1)
+    flex[:, 0, 2] = np.clip(-5.0 + 75.0 * ct + rng.normal(0, 8, n), e0, e1)
+
+    abd = np.zeros((n, 5))
+    splay = SPLAY_DEG * (1.0 + spread[:, None] * (1.0 - c)) + rng.normal(0, 3, (n, 4))
+    abd[:, 1:] = np.clip(splay, SPLAY_DEG - ABDUCTION_LIMIT_DEG, SPLAY_DEG + ABDUCTION_LIMIT_DEG)
+    abd[:, 0] = np.clip(rng.normal(10.0, 12.0, n) + 15.0 * ct, *THUMB_ABDUCTION_LIMITS_DEG)
+    return HandParams(mcp=mcp, thumb_base=thumb_base, bones=bones, size=size, flex=flex, abduction=abd)
+
+
+def forward_kinematics(p: HandParams) -> np.ndarray:
+    """(N, 21, 3) joints (hand frame, metres, FreiHAND order) of hands `p`.
+
+    Each finger bends in the plane spanned by its splay direction (in the palm plane) and
+    the palm normal +z; the thumb bends from its (abducted) rest direction across the palm.
+    """
+    deg = np.pi / 180.0
+    n = len(p.size)
+    xyz = np.zeros((n, 21, 3))
+    abd = p.abduction[:, 1:] * deg
+    f_dir = np.stack([np.sin(abd), np.cos(abd), np.zeros_like(abd)], -1)  # (n,4,3) in the palm plane
     normal = np.array([0.0, 0.0, 1.0])
-    cum = np.cumsum(np.stack([mcp_flex, pip_flex, dip_flex], -1), -1)  # (n,4,3)
+    cum = np.cumsum(p.flex[:, 1:] * deg, -1)  # (n,4,3)
     seg = np.cos(cum)[..., None] * f_dir[:, :, None] + np.sin(cum)[..., None] * normal
-    seg = seg * bones[:, 1:, :, None]
-    chain = mcp[:, :, None] + np.cumsum(seg, axis=2)  # (n,4,3 joints,3)
+    chain = p.mcp[:, :, None] + np.cumsum(seg * p.bones[:, 1:, :, None], axis=2)  # (n,4,3,3)
     for fi in range(4):
         base = J.MCP[J.FINGERS[fi + 1]]
-        xyz[:, base] = mcp[:, fi]
+        xyz[:, base] = p.mcp[:, fi]
         xyz[:, base + 1 : base + 4] = chain[:, fi]
-
-    # Thumb: rest direction out, up and slightly palmar; it curls across the palm.
+    # Thumb: rest direction out, up and slightly palmar, abducted towards the palm normal.
     t_rest = _unit(np.array([0.75, 0.60, 0.28]))
-    t_abd = np.clip(rng.normal(10.0, 12.0, n) + 15.0 * curl[:, 0], -10.0, 35.0) * deg
-    r_abd = _rodrigues(np.broadcast_to(np.cross(t_rest, normal), (n, 3)), t_abd)
+    r_abd = _rodrigues(np.broadcast_to(np.cross(t_rest, normal), (n, 3)), p.abduction[:, 0] * deg)
     t_dir = r_abd @ t_rest
-    t_bend = _unit(np.array([-0.6, 0.1, 0.8]) - (t_dir @ np.array([-0.6, 0.1, 0.8]))[:, None] * t_dir)
-    ct = curl[:, 0]
-    t1 = np.clip(-5.0 + 35.0 * ct + rng.normal(0, 6, n), -10.0, 35.0)
-    t2 = np.clip(55.0 * ct + rng.normal(0, 8, n), 0.0, 60.0)
-    t3 = np.clip(-5.0 + 75.0 * ct + rng.normal(0, 8, n), -10.0, 80.0)
-    tcum = np.cumsum(np.stack([t1, t2, t3], -1) * deg, -1)  # (n,3)
+    across = np.array([-0.6, 0.1, 0.8])
+    t_bend = _unit(across - (t_dir @ across)[:, None] * t_dir)
+    tcum = np.cumsum(p.flex[:, 0] * deg, -1)  # (n,3)
     tseg = np.cos(tcum)[..., None] * t_dir[:, None] + np.sin(tcum)[..., None] * t_bend[:, None]
-    xyz[:, 1] = thumb_base
-    xyz[:, 2:5] = thumb_base[:, None] + np.cumsum(tseg * bones[:, 0, :, None], axis=1)
-    return HandBatch(xyz=xyz, size=size)
+    xyz[:, 1] = p.thumb_base
+    xyz[:, 2:5] = p.thumb_base[:, None] + np.cumsum(tseg * p.bones[:, 0, :, None], axis=1)
+    return xyz
+
+
+def sample_hands(rng: np.random.Generator, n: int) -> HandBatch:
+    """`n` random right hands (shape and articulation) in the hand frame."""
+    params = sample_params(rng, n)
+    return HandBatch(xyz=forward_kinematics(params), size=params.size)
 
 
 def mirror_x(xyz: np.ndarray) -> np.ndarray:

@@ -44,6 +44,8 @@ _FINGER_R = np.array(
 )
 _PALM_HALF_THICK = 0.0115
 _METACARPAL_R = 0.0095
+_WRIST_HALF_WIDTH = 0.022
+_PALM_CORE_R = 0.0092
 _FOREARM_R = (0.0240, 0.0300)  # at the wrist, at the far end
 _FOREARM_LEN = 0.20
 
@@ -156,8 +158,13 @@ class _Canvas:
         shade = self.ambient + self.diffuse * np.maximum(ndl, 0.0)
         self._commit(win, z, inside, shade, label)
 
-    def triangle(self, p: np.ndarray, offset: float, label: int) -> None:
-        """Flat triangle through camera-frame points p (3, 3), moved `offset` metres towards the camera."""
+    def vertex_shade(self, normal: np.ndarray) -> np.ndarray:
+        """Lambert shade of unit normals (..., 3) (camera frame)."""
+        return self.ambient + self.diffuse * np.maximum(normal @ self.L, 0.0)
+
+    def triangle(self, p: np.ndarray, shade: np.ndarray, offset: float, label: int) -> None:
+        """Triangle through camera-frame points p (3, 3), moved `offset` metres towards the camera,
+        with per-vertex shades (3,) interpolated across it (Gouraud)."""
         if (p[:, 2] <= 0.02).any():
             return
         uv = (p @ self.K.T)[:, :2] / p[:, 2:3]
@@ -172,16 +179,25 @@ class _Canvas:
         w0 = ((y1 - y2) * (xs - x2) + (x2 - x1) * (ys - y2)) / np.float32(den)
         w1 = ((y2 - y0) * (xs - x2) + (x0 - x2) * (ys - y2)) / np.float32(den)
         w2 = 1.0 - w0 - w1
-        inside = (w0 >= 0) & (w1 >= 0) & (w2 >= 0)
+        # Grow the triangle by ~0.75 px so that neighbours sharing an edge leave no crack.
+        eps = np.float32(0.75 / max(float(np.abs(uv[:, None] - uv[None]).max()), 1.0))
+        inside = (w0 >= -eps) & (w1 >= -eps) & (w2 >= -eps)
         if not inside.any():
             return
-        n = np.cross(p[1] - p[0], p[2] - p[0])
-        n = n / max(np.linalg.norm(n), 1e-12)
-        if n[2] > 0:
-            n = -n
-        z = (w0 * p[0, 2] + w1 * p[1, 2] + w2 * p[2, 2] - offset).astype(np.float32)
-        shade = np.full(z.shape, self.ambient + self.diffuse * max(float(n @ self.L), 0.0), np.float32)
-        self._commit(win, z, inside, shade, label)
+        iz = 1.0 / p[:, 2]  # perspective-correct depth: 1/z is linear in screen space
+        z = (1.0 / (w0 * np.float32(iz[0]) + w1 * np.float32(iz[1]) + w2 * np.float32(iz[2]))
+             - np.float32(offset)).astype(np.float32)
+        sh = (w0 * shade[0] + w1 * shade[1] + w2 * shade[2]).astype(np.float32)
+        self._commit(win, z, inside, sh, label)
+
+
+def _palm_polygon(xyz: np.ndarray, size: float) -> np.ndarray:
+    """(7, 3) palm outline: radial wrist edge, thumb base, index..pinky MCPs, ulnar wrist edge."""
+    lateral = xyz[J.MCP["index"]] - xyz[J.MCP["pinky"]]
+    lateral /= max(np.linalg.norm(lateral), 1e-9)
+    w = xyz[J.WRIST]
+    mcps = [xyz[J.MCP[f]] for f in J.FINGERS]
+    return np.stack([w + _WRIST_HALF_WIDTH * size * lateral, *mcps, w - _WRIST_HALF_WIDTH * size * lateral])
 
 
 def render_hand(
@@ -219,14 +235,31 @@ def render_hand(
             length = min(length, (wrist[2] - 0.08) / -away[2])
         if length > 0.01:
             cv.capsule(wrist, wrist + length * away, _FOREARM_R[0] * size, _FOREARM_R[1] * size, PART_FOREARM)
-    # Palm: fan of flat triangles, slab half-thickness towards the camera, plus metacarpals.
+    # Palm: a fan of triangles from the wrist over the palm outline, the slab's half-thickness
+    # towards the camera, smooth-shaded with vertex normals facing the camera; plus metacarpals.
     mcps = [J.MCP[f] for f in J.FINGERS]  # thumb joint 1, index..pinky MCPs
-    for a, b in zip(mcps[:-1], mcps[1:]):
-        cv.triangle(xyz[[J.WRIST, a, b]], _PALM_HALF_THICK * size, PART_PALM)
-    cv.capsule(wrist, xyz[1], _FOREARM_R[0] * size * 0.55, fr[0, 0], PART_PALM)
-    for m in mcps[1:]:
-        cv.capsule(wrist, xyz[m], _METACARPAL_R * size, _METACARPAL_R * size, PART_PALM)
+    outline = _palm_polygon(xyz, size)
+    tri_n = np.cross(outline[:-1] - wrist, outline[1:] - wrist)
+    tri_n /= np.maximum(np.linalg.norm(tri_n, axis=1, keepdims=True), 1e-12)
+    tri_n *= np.where(tri_n[:, 2:3] > 0, -1.0, 1.0)  # the side facing the camera
+    vert_n = np.zeros((len(outline), 3))
+    vert_n[:-1] += tri_n
+    vert_n[1:] += tri_n
+    centre_n = tri_n.sum(0)
+    vert_n /= np.maximum(np.linalg.norm(vert_n, axis=1, keepdims=True), 1e-12)
+    centre_n /= max(np.linalg.norm(centre_n), 1e-12)
+    vshade, cshade = cv.vertex_shade(vert_n), float(cv.vertex_shade(centre_n))
+    for k in range(len(outline) - 1):
+        cv.triangle(np.stack([wrist, outline[k], outline[k + 1]]),
+                    np.array([cshade, vshade[k], vshade[k + 1]]), _PALM_HALF_THICK * size, PART_PALM)
+    # Rounded palm edges (behind the slab's surface inside the outline, so only its rim shows):
+    # thenar (wrist -> thumb base), ulnar edge (-> pinky MCP), knuckles (index -> pinky MCP).
+    cv.capsule(outline[0], xyz[1], _METACARPAL_R * size, fr[0, 0], PART_PALM)
+    cv.capsule(outline[-1], xyz[mcps[4]], _METACARPAL_R * size, _METACARPAL_R * size, PART_PALM)
     cv.capsule(xyz[mcps[1]], xyz[mcps[4]], _METACARPAL_R * size, _METACARPAL_R * size * 0.9, PART_PALM)
+    # The slab's thickness when seen edge-on: metacarpals just behind its surface.
+    for m in mcps[1:4]:
+        cv.capsule(wrist, xyz[m], _PALM_CORE_R * size, _PALM_CORE_R * size, PART_PALM)
     # Fingers: three tapered segments each.
     for fi in range(5):
         base = 1 + 4 * fi

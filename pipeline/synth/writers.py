@@ -265,7 +265,7 @@ def write_freihand(root: Path, n_train: int, n_eval: int, seed: int, style: str 
         _write(root / f"{split}_K.json", _json(plan.K.tolist()))
         scale = np.linalg.norm(plan.xyz[:, J.MIDDLE_PIP] - plan.xyz[:, J.MIDDLE_MCP], axis=-1)
         _write(root / f"{split}_scale.json", _json(scale.tolist()))
-    return _sidecar(root, "freihand", seed, style, {"training_poses": n_train, "evaluation": n_eval}, images)
+    return _sidecar(root, "freihand", seed, style, counts("freihand", n_train, n_eval), images)
 
 
 def _freihand_style(spec: S.StyleSpec, split: str, version: int, rng: np.random.Generator) -> S.Style:
@@ -335,7 +335,7 @@ def write_rhd(root: Path, n_eval: int, n_train: int, seed: int, style: str = "mi
             if progress:
                 progress(1)
         _write(root / f"{split}/anno_{split}.pickle", pickle.dumps(anno, protocol=2))
-    return _sidecar(root, "rhd", seed, style, {"training": n_train, "evaluation": n_eval}, images)
+    return _sidecar(root, "rhd", seed, style, counts("rhd", n_eval, n_train), images)
 
 
 # --- STB --------------------------------------------------------------------------------
@@ -394,7 +394,7 @@ def write_stb(root: Path, n_frames: int, seed: int, style: str = "mixed-target",
                 if progress:
                     progress(1)
         _write(root / f"labels/{seq}_BB.mat", _mat_bytes(stb_hand_para(plan.xyz)))
-    return _sidecar(root, "stb", seed, style, {"frames_per_sequence": n_frames}, images)
+    return _sidecar(root, "stb", seed, style, counts("stb", n_frames, 0), images)
 
 
 def write_dataset(fmt: str, root: Path, n: int, n_other: int, seed: int, style: str | None = None,
@@ -410,6 +410,15 @@ def write_dataset(fmt: str, root: Path, n: int, n_other: int, seed: int, style: 
     if fmt == "stb":
         return write_stb(root, n, seed, style, progress)
     raise ValueError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
+
+
+def counts(fmt: str, n: int, n_other: int) -> dict[str, int]:
+    """The sizes `write_dataset(fmt, ..., n, n_other)` records in the sidecar."""
+    if fmt == "freihand":
+        return {"training_poses": n, "evaluation_poses": n_other}
+    if fmt == "rhd":
+        return {"evaluation": n, "training": n_other}
+    return {"frames_per_sequence": n}
 
 
 def n_images(fmt: str, n: int, n_other: int) -> int:
