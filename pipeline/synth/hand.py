@@ -19,8 +19,8 @@ splay; thumb: palmar abduction -10..35, flexion -10..35 / 0..60 / -10..80.
 One "grip" value per hand couples the fingers (open hands, fists, pointing,
 pinches all occur).
 
-The camera: `place_hands` rotates each hand uniformly at random (SO(3)), puts it
-0.3-0.7 m in front of the camera (per-format range) and draws an intrinsic
+The camera: `place_hands` rotates each hand uniformly at random (SO(3)), puts the
+centre of its bounding box 0.3-0.7 m in front of the camera (per-format range) and draws an intrinsic
 matrix K (fx within a realistic range for the image size, principal point near
 the centre, or a fixed K) such that every joint projects inside the image with a
 margin. Convention: pixel centres at integer coordinates, `uv = (K @ xyz)[:2] / z`.
@@ -306,8 +306,8 @@ def place_hands(
         m = len(todo)
         if m == 0:
             break
-        centre = 0.5 * (xyz_hand[todo].min(1) + xyz_hand[todo].max(1))
-        rel = (xyz_hand[todo] - centre[:, None]) @ np.swapaxes(random_rotations(rng, m), 1, 2)
+        rel = xyz_hand[todo] @ np.swapaxes(random_rotations(rng, m), 1, 2)
+        rel -= 0.5 * (rel.min(1) + rel.max(1))[:, None]  # the box around the hand: centred on the axis
         depth = rng.uniform(*policy.depth_m, m)
         K = np.zeros((m, 3, 3))
         K[:, 2, 2] = 1.0
