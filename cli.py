@@ -171,7 +171,7 @@ def prompts_cmd(store, prompt_file, prompt_filter) -> None:
               help="Compute precision (default auto: fp16 on CUDA, fp32 on CPU).")
 @click.option("--device", default=None, help="auto (default: cuda if available), cpu, cuda, cuda:N.")
 @click.option("--batch-size", type=int, default=None, help="Images per forward (default 256).")
-@click.option("--workers", type=int, default=None, help="DataLoader processes decoding images (default 4).")
+@click.option("--workers", type=int, default=None, help="DataLoader processes decoding images (default: CPUs - 1, at most 16; 0 = main process).")
 @click.option("--dtype", type=click.Choice(["float16", "float32"]), default=None,
               help="Stored dtype of the features (default float16).")
 @click.option("--chunk-rows", type=int, default=None,
@@ -405,7 +405,7 @@ def report_cmd(runs, out, protocol, root, joints, title) -> None:
 @click.option("--root", required=True, type=click.Path(file_okay=False, path_type=str),
               help="The target dataset's root folder, in its real on-disk layout (docs/data.md).")
 @click.option("--split", default=None,
-              help="Split (default: stb test = B1Counting+B1Random, rhd evaluation, freihand training).")
+              help="Split (default: the test split: stb test = B1Counting+B1Random, rhd evaluation, freihand evaluation).")
 @click.option("--checkpoint", default=None,
               help="Weights: default the finished model (model.safetensors), else the newest checkpoint; "
                    "'final', 'latest', or a checkpoint folder RUN/checkpoints/step-N.")

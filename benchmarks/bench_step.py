@@ -15,6 +15,8 @@ Usage:
     python benchmarks/bench_step.py [--steps 2] [--warmup 1] [--batch 8] [--threads 2]
         [--device cpu] [--width 1.0] [--size 256]
 
+Wall time suffers from other processes on a shared machine; process CPU time (all of
+this process's threads) does much less so, and with `--threads 1` it is the work done.
 Variants run round-robin (one step of each per round, same batch), so load from other
 processes hits them alike. Prints a Markdown table (seconds per step, samples/s, ratio to baseline) plus the CLIP
 encoder share of the online step, and an estimate of a 4-point ratio sweep both ways.
@@ -101,22 +103,25 @@ class Variant:
             self.clip = OnlineClip(device)
         self.pgen = torch.Generator().manual_seed(1)
         self.times: list[float] = []
+        self.cpu_times: list[float] = []
         self.clip_times: list[float] = []
+        self.clip_cpu: list[float] = []
 
     def step(self, batch: dict[str, torch.Tensor], timed: bool) -> float:
         _sync(self.device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         clip_feat = None
         if self.name != "baseline":
             pids = mixing.draw_prompt_ids(self.pgen, self.batch, n_prompts=3920)
             if self.clip is None:
                 clip_feat = mixing.gather_mixed(self.img_table, self.txt_table, batch["rows"], pids, 0.6)
             else:
-                tc = time.perf_counter()
+                tc, cc = time.perf_counter(), time.process_time()
                 f_img, f_txt = self.clip.features(batch["image"], pids)
                 _sync(self.device)
                 if timed:
                     self.clip_times.append(time.perf_counter() - tc)
+                    self.clip_cpu.append(time.process_time() - cc)
                 clip_feat = mixing.mix_features(f_img, f_txt, 0.6)
         out = self.model(batch["image"], batch["hand_side"], clip_feat=clip_feat)
         l_heat = losses.heatmap_loss(out["heatmaps"], batch["heatmaps"])
@@ -130,10 +135,11 @@ class Variant:
         loss.backward()
         self.optim.step()
         _sync(self.device)
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
         if timed:
             self.times.append(dt)
-        return dt
+            self.cpu_times.append(dc)
+        return dt, dc
 
 
 def main() -> None:
@@ -145,6 +151,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--width", type=float, default=1.0, help="ModelConfig.width_mult (1.0 = paper)")
     ap.add_argument("--size", type=int, default=256, help="ModelConfig.input_size (256 = paper)")
+    ap.add_argument("--sweep-steps", type=int, default=0,
+                    help="steps per sweep point for the sweep estimate (0 = one FreiHAND epoch)")
     ap.add_argument("--variants", default="baseline,ie+te,online", help="comma-separated subset to run")
     args = ap.parse_args()
     if args.threads:
@@ -161,31 +169,40 @@ def main() -> None:
         batch = _batch(args.batch, args.size, device, gen)
         timed = i >= args.warmup
         for v in variants:
-            dt = v.step(batch, timed)
-            print(f"  round {i} ({'timed' if timed else 'warm-up'}) {v.name:9s} {dt:.2f} s", flush=True)
+            dt, dc = v.step(batch, timed)
+            print(f"  round {i} ({'timed' if timed else 'warm-up'}) {v.name:9s} wall {dt:.2f} s, "
+                  f"process CPU {dc:.2f} s", flush=True)
     results = {}
     for v in variants:
-        r = {"s_per_step": statistics.mean(v.times), "min": min(v.times), "max": max(v.times)}
+        r = {"s_per_step": statistics.mean(v.times), "min": min(v.times), "max": max(v.times),
+             "cpu_s": statistics.mean(v.cpu_times)}
         if v.clip_times:
             r["clip_s"] = statistics.mean(v.clip_times)
+            r["clip_cpu_s"] = statistics.mean(v.clip_cpu)
         results[v.name] = r
     base = results.get("baseline", {}).get("s_per_step")
-    print("\n| variant | s / step (mean) | min - max | samples/s | ratio to baseline |")
-    print("|---|---|---|---|---|")
+    base_cpu = results.get("baseline", {}).get("cpu_s")
+    print("\n| variant | wall s / step (mean) | min - max | samples/s | wall ratio | process CPU s / step | CPU ratio |")
+    print("|---|---|---|---|---|---|---|")
     for name, r in results.items():
         ratio = f"{r['s_per_step'] / base:.2f}" if base else "-"
+        cratio = f"{r['cpu_s'] / base_cpu:.2f}" if base_cpu else "-"
         print(f"| {name} | {r['s_per_step']:.2f} | {r['min']:.2f} - {r['max']:.2f} | "
-              f"{args.batch / r['s_per_step']:.2f} | {ratio} |")
+              f"{args.batch / r['s_per_step']:.2f} | {ratio} | {r['cpu_s']:.2f} | {cratio} |")
     if "online" in results:
-        clip_s = results["online"]["clip_s"]
-        print(f"\nonline: CLIP ViT-B-32 image+text encoders take {clip_s:.2f} s of the "
-              f"{results['online']['s_per_step']:.2f} s step")
+        on = results["online"]
+        print(f"\nonline: the CLIP ViT-B-32 image+text encoders take {on['clip_s']:.2f} s wall "
+              f"({on['clip_cpu_s']:.2f} s process CPU) of the step")
         if "ie+te" in results:
-            cached, online = results["ie+te"]["s_per_step"], results["online"]["s_per_step"]
-            embed_pass = N_FREIHAND / args.batch * clip_s  # upper bound: includes the 8 text encodes
-            print(f"4-point ratio sweep, per 1,000 steps: cached 4 x {cached * 1000 / 3600:.2f} h "
-                  f"+ one embed pass (<= {embed_pass / 3600:.1f} h for 130,240 images at this speed) vs "
-                  f"online 4 x {online * 1000 / 3600:.2f} h")
+            # one embed pass ~ encoding every training image once (+ 3,920 prompts, small);
+            # the clip timing includes 8 text encodes per batch, so this is an upper bound
+            embed = N_FREIHAND / args.batch * on["clip_cpu_s"]
+            cached, online = results["ie+te"]["cpu_s"], on["cpu_s"]
+            n = args.sweep_steps or N_FREIHAND // args.batch
+            print(f"4-point ratio sweep, {n:,} steps per point, process-CPU hours: cached "
+                  f"4 x {cached * n / 3600:.1f} + one embed pass (<= {embed / 3600:.1f}) = "
+                  f"{(4 * cached * n + embed) / 3600:.1f}; online 4 x {online * n / 3600:.1f} = "
+                  f"{4 * online * n / 3600:.1f}")
 
 
 if __name__ == "__main__":

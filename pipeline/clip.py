@@ -137,14 +137,16 @@ def _tag_files(tag_cfg: dict[str, Any]) -> tuple[str, list[str]]:
     return repo_id, names
 
 
-def _missing_weights_error(model: str, tag: str, repo_id: str, names: Sequence[str]) -> HcdgError:
+def _missing_weights_error(model: str, tag: str | None, repo_id: str, names: Sequence[str]) -> HcdgError:
     why = "HF_HUB_OFFLINE is set" if _offline() else "the Hugging Face hub is unreachable"
+    where = f"--pretrained {tag}: weights for {model}/{tag}" if tag else f"--model {model}: its config and weights"
+    files = " and ".join(names) if not tag else " or ".join(names)
+    alternative = (f"or pass the file itself: --pretrained {tag}=/path/to/{names[0]}" if tag
+                   else f"or put them in one folder and pass --model local-dir:/path/to/folder")
     return HcdgError(
-        f"--pretrained {tag}: weights for {model}/{tag} are not available ({why}): place "
-        f"{' or '.join(names)} from https://huggingface.co/{repo_id} in the Hugging Face cache "
-        f"{_hf_cache_dir()} (e.g. `huggingface-cli download {repo_id} {names[0]}` on a connected "
-        f"machine, then copy that cache folder here), or pass the file itself: "
-        f"--pretrained {tag}=/path/to/{names[0]}"
+        f"{where} are not available ({why}): place {files} from https://huggingface.co/{repo_id} in the "
+        f"Hugging Face cache {_hf_cache_dir()} (e.g. `huggingface-cli download {repo_id} {names[0]}` on a "
+        f"connected machine, then copy that cache folder here), {alternative}"
     )
 
 
@@ -177,7 +179,7 @@ def _resolve_schema(model: str) -> WeightSource:
                 weights = Path(hf_hub_download(repo_id, name))
                 break
     if config is None or weights is None or config.parent != weights.parent:
-        raise _missing_weights_error(model, "(hub)", repo_id, ["open_clip_config.json", *names])
+        raise _missing_weights_error(model, None, repo_id, ["open_clip_config.json", names[0]])
     return WeightSource(model=f"local-dir:{config.parent}", kind="local-dir", path=config.parent)
 
 
@@ -277,9 +279,10 @@ class ClipEncoder:
                     require_pretrained=source.kind != "random",
                     weights_only=True,
                 )
-            except (RuntimeError, ValueError, OSError, KeyError) as exc:
+            except Exception as exc:  # noqa: BLE001 - a bad weights file/config: one line naming it
                 what = source.path or source.model
-                raise HcdgError(f"cannot build CLIP {source.model} from {what}: {str(exc).splitlines()[0]}") from None
+                first = (str(exc).splitlines() or [""])[0]
+                raise HcdgError(f"cannot build CLIP {source.model} from {what}: {type(exc).__name__}: {first}") from None
         self.model = model.to(self.device).eval().requires_grad_(False)
         self.preprocess = preprocess
         self.tokenizer = open_clip.get_tokenizer(source.model)

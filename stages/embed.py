@@ -69,7 +69,7 @@ class EmbedConfig:
     precision: str = "auto"  # fp32 | fp16 | bf16 | auto (fp16 on CUDA, fp32 on CPU)
     device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
     batch_size: int = 256  # images per forward; fills a GPU, chunk-aligned (never spans chunks)
-    workers: int = 4  # DataLoader processes decoding + preprocessing (0: in the main process)
+    workers: int | None = None  # DataLoader decode/preprocess processes; None: CPUs - 1 (1..16); 0: main process
     dtype: str = "float16"  # stored dtype (issue #3: float16 default; float32 option)
     chunk_rows: int = DEFAULT_CHUNK_ROWS  # rows per chunk (only when a split is created)
     shard: str | None = None  # "i/n": this process's share of the chunks; None: all (or torchrun rank)
@@ -89,20 +89,22 @@ class EmbedSummary:
     complete_rows: int
     embedded: int
     skipped: int
-    seconds: float
+    seconds: float  # the whole command
+    image_seconds: float  # the image loop alone (DataLoader start to last chunk written)
     text_computed: bool
     n_prompts: int
     shard: tuple[int, int]
     random_weights: bool
 
     def line(self) -> str:
-        rate = self.embedded / self.seconds if self.seconds > 0 else 0.0
+        rate = self.embedded / self.image_seconds if self.image_seconds > 0 else 0.0
         shard = f" (shard {self.shard[0]}/{self.shard[1]})" if self.shard[1] > 1 else ""
         text = "encoded" if self.text_computed else "already present"
         skipped = f", {self.skipped} skipped" if self.skipped else ""
-        return (f"embedded {self.embedded} images of {self.key}{shard} in {self.seconds:.1f} s ({rate:.1f} img/s)"
-                f"{skipped}; split {self.complete_rows}/{self.rows} rows complete; {self.n_prompts} prompts "
-                f"{text}; store {self.store}")
+        random = " (RANDOM weights)" if self.random_weights else ""
+        return (f"embedded {self.embedded} images of {self.key}{shard} in {self.seconds:.1f} s (images "
+                f"{rate:.1f} img/s){skipped}; split {self.complete_rows}/{self.rows} rows complete; "
+                f"{self.n_prompts} prompts {text}; store {self.store}{random}")
 
 
 def parse_shard(shard: str | None) -> tuple[int, int]:
@@ -148,8 +150,9 @@ def resolve_pretrained(model: str, pretrained: str | None) -> str:
         return ""
     import open_clip
 
-    if "openai" in open_clip.list_pretrained_tags_by_model(model.replace("/", "-")):
-        return "openai"
+    name = model.replace("/", "-")
+    if name not in open_clip.list_models() or "openai" in open_clip.list_pretrained_tags_by_model(name):
+        return "openai"  # (an unknown model is reported by `resolve_weights`)
     raise HcdgError(f"--model {model}: has no 'openai' weights; name them with --pretrained TAG|FILE|none")
 
 
@@ -230,7 +233,7 @@ def run(cfg: EmbedConfig, *, dataset: Any = None) -> EmbedSummary:
     """
     t0 = time.perf_counter()
     shard = parse_shard(cfg.shard)
-    if cfg.batch_size < 1 or cfg.workers < 0 or (cfg.limit is not None and cfg.limit < 1):
+    if cfg.batch_size < 1 or (cfg.workers or 0) < 0 or (cfg.limit is not None and cfg.limit < 1):
         raise HcdgError("--batch-size and --limit must be positive, --workers >= 0")
     device = resolve_device(cfg.device)
     precision = cfg.precision if cfg.precision != "auto" else ("fp16" if device.type == "cuda" else "fp32")
@@ -257,16 +260,18 @@ def run(cfg: EmbedConfig, *, dataset: Any = None) -> EmbedSummary:
                   "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     writer = store.open_split(key, ids, cfg.chunk_rows, split_fp, provenance)
     embedded = skipped = 0
+    t_images = time.perf_counter()
     if writer is not None:
         done = writer.done()
         todo = [c for c in shard_chunks(writer.n_chunks, shard) if not done[c]]
         embedded, skipped = _embed_chunks(cfg, dataset, encoder, writer, todo, device)
+    t_images = time.perf_counter() - t_images
     store.export_h5()
     from hcdg.store.features import store_info
 
     info = {s["key"]: s for s in store_info(cfg.store)["splits"]}[key]
     return EmbedSummary(key=key, store=str(cfg.store), rows=info["rows"], complete_rows=info["complete_rows"],
-                        embedded=embedded, skipped=skipped, seconds=time.perf_counter() - t0,
+                        embedded=embedded, skipped=skipped, seconds=time.perf_counter() - t0, image_seconds=t_images,
                         text_computed=text_computed, n_prompts=len(prompts), shard=shard,
                         random_weights=identity["weights"]["kind"] == "random")
 
@@ -280,10 +285,12 @@ def _embed_chunks(cfg: EmbedConfig, dataset: Any, encoder: ClipEncoder, writer: 
         return 0, 0
     paths = [dataset.image_path(i) for i in range(writer.n_rows)]
     rows_ds = ImageRows(paths, encoder.preprocess, encoder.image_size)
+    # Default: every core but the one feeding the model (JPEG decoding is the usual bottleneck on a GPU).
+    workers = min(16, max(1, (os.cpu_count() or 2) - 1)) if cfg.workers is None else cfg.workers
     loader = torch.utils.data.DataLoader(
-        rows_ds, batch_sampler=list(chunk_batches(writer, todo, cfg.batch_size)), num_workers=cfg.workers,
+        rows_ds, batch_sampler=list(chunk_batches(writer, todo, cfg.batch_size)), num_workers=workers,
         pin_memory=device.type == "cuda", persistent_workers=False,
-        prefetch_factor=4 if cfg.workers else None, worker_init_fn=_worker_init,
+        prefetch_factor=4 if workers else None, worker_init_fn=_worker_init,
     )
     thread = _ChunkWriterThread(writer)
     thread.start()

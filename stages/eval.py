@@ -31,6 +31,8 @@ from hcdg.pipeline.protocols import DECODERS, PROTOCOLS
 Target = Literal["stb", "rhd", "freihand"]
 TARGETS = ("stb", "rhd", "freihand")
 CROPS = ("gt", "seed-boxes")
+#: Split evaluated when --split is not given: each dataset's test split (paper §4.1).
+DEFAULT_SPLITS = {"stb": "test", "rhd": "evaluation", "freihand": "evaluation"}
 
 #: RHD evaluation images the paper authors' test code skips (its `Rhp` dataset class has a
 #: file list; of it only these three lie in the 2,728-image evaluation split), which is why
@@ -46,7 +48,8 @@ class EvalConfig:
         run: the training run folder (holds run.json and model.safetensors / checkpoints/).
         target: dataset to evaluate on (paper §4: STB and RHD; FreiHAND for in-domain checks).
         root: the target dataset's root folder (PROTOCOL.md §3 layout).
-        split: None = the reader's default (stb "test", rhd "evaluation", freihand "training").
+        split: None = the test split: stb "test" (B1Counting + B1Random), rhd "evaluation",
+            freihand "evaluation" (not the reader's default "training": that is the source data).
         checkpoint: None = the finished model (model.safetensors), else the newest
             checkpoint; "latest"; or a checkpoint folder (RUN/checkpoints/step-...).
         batch_size: images per forward pass (does not change results).
@@ -375,7 +378,7 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         raise HcdgError("--root: the target dataset's root folder is required")
     t0 = time.perf_counter()
     loaded = load_run_model(cfg.run, cfg.checkpoint, cfg.device)
-    reader = open_dataset(cfg.target, Path(cfg.root), cfg.split)
+    reader = open_dataset(cfg.target, Path(cfg.root), cfg.split or DEFAULT_SPLITS[cfg.target])
     indices, boxes, note = select_samples(reader, cfg)
     if not indices:
         raise HcdgError(f"--root {cfg.root}: {cfg.target}/{reader.split} holds no samples")

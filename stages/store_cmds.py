@@ -15,11 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.prompts import select_prompts
-from hcdg.store import features as fs
 from hcdg.store import fingerprint as fpr
 
 #: Relative error allowed per row, ||stored - fresh|| / ||fresh||: float16 storage rounds
@@ -36,6 +34,8 @@ def prompt_lines(store: str | None = None, prompt_file: str | None = None,
         return select_prompts(prompt_file, prompt_filter).lines()
     if prompt_file:
         raise HcdgError("--prompt-file: not with --store (the store's own list is printed)")
+    from hcdg.store import features as fs
+
     prompts, _ = fs.load_text(store, "cpu")
     ids = fs.load_text_ids(store)
     if prompt_filter:
@@ -85,6 +85,8 @@ def info_text(info: dict[str, Any]) -> str:
 
 
 def info(path: str, as_json: bool = False) -> str:
+    from hcdg.store import features as fs
+
     data = fs.store_info(path)
     return json.dumps(data, indent=2) if as_json else info_text(data)
 
@@ -106,7 +108,7 @@ def _rel_errors(stored: np.ndarray, fresh: np.ndarray) -> np.ndarray:
     return np.linalg.norm(stored.astype(np.float64) - fresh, axis=1) / np.maximum(np.linalg.norm(fresh, axis=1), 1e-12)
 
 
-def _encoder_for(meta: dict[str, Any], cfg: VerifyConfig, device: torch.device) -> Any:
+def _encoder_for(meta: dict[str, Any], cfg: VerifyConfig, device: Any) -> Any:
     from hcdg.pipeline.clip import load_encoder
 
     enc = meta["fingerprint"]["encoder"]
@@ -131,15 +133,19 @@ def _encoder_for(meta: dict[str, Any], cfg: VerifyConfig, device: torch.device) 
 
 
 def verify(cfg: VerifyConfig) -> dict[str, Any]:
-    """Re-encode `cfg.sample` random rows per table and compare; raises HcdgError on a mismatch."""
+    """Re-encode `cfg.sample` random rows per table and compare (report["ok"] False on a mismatch)."""
+    import torch
+
+    from hcdg.store import features as fs
     from hcdg.pipeline.clip import ImageRows
     from hcdg.pipeline.datasets import open_dataset
     from hcdg.stages.embed import resolve_device
 
     info_ = fs.store_info(cfg.store)
-    meta = fs.read_meta(cfg.store) if not fs.is_h5(cfg.store) or Path(cfg.store).exists() else None
-    if meta is None:
-        raise HcdgError(f"{cfg.store}: nothing finished to verify yet (work in progress only)")
+    meta = fs.read_meta(cfg.store)
+    if cfg.split and cfg.split not in {s["key"] for s in info_["splits"]}:
+        raise HcdgError(f"--split {cfg.split}: not in {cfg.store} (splits: "
+                        f"{', '.join(s['key'] for s in info_['splits']) or 'none'})")
     device = resolve_device(cfg.device)
     encoder = _encoder_for(meta, cfg, device)
     same = encoder.precision == meta["fingerprint"]["encoder"]["precision"]

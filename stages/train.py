@@ -168,10 +168,11 @@ def identity(cfg: TrainConfig, store_fingerprint: dict[str, Any] | None, data_id
     d = {k: v for k, v in to_dict(cfg).items() if k not in RUNTIME_KEYS}
     d["effective_ratio"] = cfg.effective_ratio
     d["data_ids_sha256"] = data_ids_sha256
-    d["store_fingerprint_sha256"] = (
-        None if store_fingerprint is None
-        else hashlib.sha256(json.dumps(store_fingerprint, sort_keys=True, default=str).encode()).hexdigest()
-    )  # fmt: skip
+    d["store_fingerprint_sha256"] = None
+    if store_fingerprint is not None:  # the store level + the training split (other splits may come later)
+        used = {k: v for k, v in store_fingerprint.items() if k != "splits"}
+        used["split"] = store_fingerprint.get("splits", {}).get(cfg.split_key)
+        d["store_fingerprint_sha256"] = hashlib.sha256(json.dumps(used, sort_keys=True, default=str).encode()).hexdigest()
     return d
 
 

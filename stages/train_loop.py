@@ -311,6 +311,9 @@ def train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
         if env.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
+            if device.type == "cuda":  # global BatchNorm statistics in Branch2's head (not available on CPU)
+                model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
             net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
         log = MetricsLog(out, resume_step=start) if env.rank == 0 else None
         last_val: tuple[float, float] = (float("nan"), float("nan"))

@@ -287,6 +287,6 @@ def _write_h5(path: Path, staged: StoreReader, new_text: bool, new_splits: list[
                 if data.dtype.kind in ("T", "U", "O"):
                     g.create_dataset(name, data=np.array([str(x) for x in data], dtype=object), dtype=str_dt)
                 else:
-                    chunks = tuple(arr.chunks) if data.ndim and data.size else None
+                    chunks = tuple(min(c, n) for c, n in zip(arr.chunks, data.shape)) if data.size else None
                     g.create_dataset(name, data=data, chunks=chunks)
             g.attrs[ATTR] = fpr.canonical_json(staged.attrs(node))

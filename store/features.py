@@ -25,6 +25,7 @@ lives in a Zarr staging folder beside it (`PATH.partial.zarr`), see
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -221,14 +222,20 @@ def load_split(path: str | Path, split_key: str, device: str | torch.device = "c
     with _open(path) as reader:
         node = split_node(split_key)
         if reader.attrs(node) is None:
-            have = ", ".join(reader.split_keys()) or "none"
-            raise HcdgError(f"{path}: holds no split {split_key!r} (splits: {have})")
-        progress = reader.split_progress(split_key)
+            staged = {s["key"]: s for s in store_info(path)["splits"]}  # an .h5's work in progress
+            if split_key not in staged:
+                raise HcdgError(f"{path}: holds no split {split_key!r} (splits: {', '.join(staged) or 'none'})")
+            progress = staged[split_key]
+        else:
+            progress = reader.split_progress(split_key)
         if not progress["complete"]:
             raise HcdgError(
                 f"{path}: split {split_key} is incomplete ({progress['complete_rows']}/{progress['rows']} rows); "
                 "rerun the same `hcdg embed` command to finish it"
             )
+        if reader.attrs(node) is None:
+            raise HcdgError(f"{path}: split {split_key} is complete in {staging_path(path)} but not yet written "
+                            "into the .h5; rerun the same `hcdg embed` command")
         ids = [str(i) for i in reader.read(f"{node}/ids")]
         feats = reader.read(f"{node}/feats")
         if progress["skipped"] and not include_skipped:
@@ -273,3 +280,17 @@ def store_info(path: str | Path) -> dict[str, Any]:
     finally:
         for reader in readers:
             reader.close()
+
+
+def array_digests(path: str | Path) -> dict[str, str]:
+    """SHA-256 of every array's bytes, by node: two stores with equal digests hold identical data."""
+    out = {}
+    with StoreReader(path) as reader:
+        nodes = [f"{TEXT}/{a}" for a in ("feats", "norms", "prompts", "ids")] if reader.text_complete() else []
+        for key in reader.split_keys():
+            nodes += [f"{split_node(key)}/{a}" for a in ("feats", "norms", "valid", "errors", "ids", "done")]
+        for node in nodes:
+            a = reader.read(node)
+            raw = a.tobytes() if a.dtype.kind not in "OTU" else json.dumps([str(x) for x in a]).encode()
+            out[node] = hashlib.sha256(raw).hexdigest()
+    return out

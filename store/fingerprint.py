@@ -58,8 +58,10 @@ def split_fingerprint(manifest: Iterable[tuple[str, int]], *, dataset: str, spli
     }
 
 
-def _short(value: Any, width: int = 60) -> str:
-    text = canonical_json(value) if not isinstance(value, str) else repr(value)
+def _short(value: Any, width: int = 40) -> str:
+    if isinstance(value, str):
+        return repr(value) if len(value) <= width else repr(value[:16]) + "..."
+    text = canonical_json(value)
     return text if len(text) <= width else text[: width - 3] + "..."
 
 

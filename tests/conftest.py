@@ -80,3 +80,19 @@ def many_files_dir(tmp_path_factory):
             _remove_tree(path)
     else:
         yield tmp_path_factory.mktemp("many_files")
+
+
+# --- training engineer: a tiny feature store over `synth_freihand` -------------------------
+@_pytest.fixture(scope="session")
+def synth_freihand_store(synth_freihand, tmp_path_factory):
+    """`hcdg embed --model hcdg-tiny` (random weights) of synth_freihand's training split.
+
+    Prompts: the 560 Table 2 prompts starting with "one " (a quick text pass). Returns the store path.
+    """
+    from hcdg.stages.embed import EmbedConfig
+    from hcdg.stages.embed import run as embed_run
+
+    store = tmp_path_factory.mktemp("store") / "feats.zarr"
+    embed_run(EmbedConfig(dataset="freihand", root=str(synth_freihand), store=str(store), model="hcdg-tiny",
+                          workers=0, device="cpu", prompt_filter="^one ", progress=False))
+    return store

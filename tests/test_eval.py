@@ -50,9 +50,10 @@ def make_run(folder: Path, *, width: float = 0.125, input_size: int = 32, crop_s
 
 
 @pytest.fixture(scope="module")
-def data(synth_stb, synth_rhd) -> dict[str, Path]:
-    """The shared synthetic sets (tests/conftest.py): STB 2 x 8 left hands, RHD 8 of either side."""
-    return {"stb": synth_stb, "rhd": synth_rhd}
+def data(synth_stb, synth_rhd, synth_freihand) -> dict[str, Path]:
+    """The shared synthetic sets (tests/conftest.py): STB 2 x 8 left hands, RHD 8 of either side,
+    FreiHAND 4 evaluation images."""
+    return {"stb": synth_stb, "rhd": synth_rhd, "freihand": synth_freihand}
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +87,10 @@ def test_rows_per_sample_and_protocol_and_rerun_replaces_only_that_target(data, 
     rhd = rs.read_results(rs.results_path(run_dir, "rhd"))
     assert len(rhd) == len(open_dataset("rhd", data["rhd"])) * 3 and set(rhd["root"]) == {"wrist"}
     assert rhd["cfg.width_mult"].eq(0.125).all()  # the run's config columns
+
+    fh = rs.read_results(ev.run(_cfg(run_dir, "freihand", data["freihand"]))["results"])
+    assert set(fh["split"]) == {"evaluation"} and len(fh) == len(open_dataset("freihand", data["freihand"], "evaluation")) * 3
+    assert not fh["mirrored"].any()
 
     rhd_files = {p: _sha(p) for p in (rs.results_path(run_dir, "rhd"), rs.summary_path(run_dir, "rhd"))}
     ev.run(_cfg(run_dir, "stb", data["stb"], protocols=("pa",), limit=4))

@@ -205,3 +205,19 @@ def test_bad_inputs_are_one_line_errors():
         model(image, side, clip_feat=clip[:, :10])
     with pytest.raises(HcdgError, match="positive='augment'"):
         model(image, side, pos_image=image)
+
+
+def test_prior_dropout_is_off_by_default_and_hand3d_rates_when_on():
+    torch.manual_seed(0)
+    off = HandPoseNet(ModelConfig(**SMALL, branch2=False)).train()
+    on = HandPoseNet(ModelConfig(**SMALL, branch2=False, prior_dropout=True)).train()
+    assert not any(isinstance(m, torch.nn.Dropout) for m in off.modules())
+    rates = [m.p for m in on.prior.modules() if isinstance(m, torch.nn.Dropout)]
+    rates += [m.p for m in on.viewpoint.modules() if isinstance(m, torch.nn.Dropout)]
+    assert rates == [0.2, 0.2, 0.25, 0.25]
+    image, side, _ = _inputs(on.cfg)
+    with torch.no_grad():
+        a, b = on(image, side)["canon"], on(image, side)["canon"]
+        assert not torch.equal(a, b)  # dropout active in train mode
+        on.eval()
+        assert torch.equal(on(image, side)["canon"], on(image, side)["canon"])

@@ -27,6 +27,8 @@ from hcdg.pipeline import joints as J
 
 #: Slack when deciding whether the surface at a joint's pixel is that joint's own (metres).
 VISIBLE_TOL_M = 0.004
+#: A hand with fewer visible pixels than this behind its own forearm is rendered without the arm.
+MIN_HAND_PIXELS = 50
 #: Part labels in `RenderLayer.part`: 0 nothing, 1 forearm, 2 palm, 3.. finger segments.
 PART_NONE, PART_FOREARM, PART_PALM = 0, 1, 2
 #: Number of hand part labels (palm + 15 finger segments), as in RHD's masks (16 per hand).
@@ -105,62 +107,84 @@ class _Canvas:
     def __init__(self, h: int, w: int, K: np.ndarray, light: Lighting):
         self.h, self.w = h, w
         self.fx, self.fy = float(K[0, 0]), float(K[1, 1])
+        self.cx, self.cy = float(K[0, 2]), float(K[1, 2])
         self.K = K
         self.depth = np.full((h, w), np.inf, dtype=np.float32)
         self.shade = np.zeros((h, w), dtype=np.float32)
         self.part = np.zeros((h, w), dtype=np.uint8)
+        self._xs = np.arange(w, dtype=np.float32)[None, :]
+        self._ys = np.arange(h, dtype=np.float32)[:, None]
         ld = np.asarray(light.direction, dtype=np.float64)
-        self.L = (ld / np.linalg.norm(ld)).astype(np.float32)
-        self.ambient, self.diffuse = np.float32(light.ambient), np.float32(light.diffuse)
+        ld = ld / np.linalg.norm(ld)
+        self.L = ld.astype(np.float32)
+        self.lx, self.ly, self.lz = (float(v) for v in ld)
+        self.ambient, self.diffuse = float(light.ambient), float(light.diffuse)
 
-    def _box(self, lo: np.ndarray, hi: np.ndarray):
-        x0, y0 = max(int(np.floor(lo[0])), 0), max(int(np.floor(lo[1])), 0)
-        x1, y1 = min(int(np.ceil(hi[0])) + 1, self.w), min(int(np.ceil(hi[1])) + 1, self.h)
+    def _box(self, lo0: float, lo1: float, hi0: float, hi1: float):
+        x0, y0 = max(int(np.floor(lo0)), 0), max(int(np.floor(lo1)), 0)
+        x1, y1 = min(int(np.ceil(hi0)) + 1, self.w), min(int(np.ceil(hi1)) + 1, self.h)
         if x0 >= x1 or y0 >= y1:
             return None
-        xs = np.arange(x0, x1, dtype=np.float32)[None, :]
-        ys = np.arange(y0, y1, dtype=np.float32)[:, None]
-        return (slice(y0, y1), slice(x0, x1)), xs, ys
+        return (slice(y0, y1), slice(x0, x1)), self._xs[:, x0:x1], self._ys[y0:y1]
 
     def _commit(self, win, z, inside, shade, label: int) -> None:
         sub = self.depth[win]
-        upd = inside & (z < sub)
-        sub[upd] = z[upd]
-        self.shade[win][upd] = shade[upd]
-        self.part[win][upd] = label
+        upd = z < sub
+        upd &= inside
+        np.copyto(sub, z, where=upd)
+        np.copyto(self.shade[win], shade, where=upd)
+        np.copyto(self.part[win], np.uint8(label), where=upd)
 
     def capsule(self, a: np.ndarray, b: np.ndarray, ra: float, rb: float, label: int) -> None:
         """Tapered capsule between camera-frame points a, b (metres) with metric radii ra, rb."""
         za, zb = float(a[2]), float(b[2])
         if za <= 0.02 or zb <= 0.02:
             return
-        ua = np.array([self.fx * a[0] / za + self.K[0, 2], self.fy * a[1] / za + self.K[1, 2]])
-        ub = np.array([self.fx * b[0] / zb + self.K[0, 2], self.fy * b[1] / zb + self.K[1, 2]])
+        ua0, ua1 = self.fx * float(a[0]) / za + self.cx, self.fy * float(a[1]) / za + self.cy
+        ub0, ub1 = self.fx * float(b[0]) / zb + self.cx, self.fy * float(b[1]) / zb + self.cy
         pa, pb = self.fx * ra / za, self.fx * rb / zb  # pixel radii
         rmax = max(pa, pb)
-        box = self._box(np.minimum(ua, ub) - rmax, np.maximum(ua, ub) + rmax)
+        box = self._box(min(ua0, ub0) - rmax, min(ua1, ub1) - rmax, max(ua0, ub0) + rmax, max(ua1, ub1) + rmax)
         if box is None:
             return
         win, xs, ys = box
-        d = (ub - ua).astype(np.float32)
-        inv = np.float32(1.0 / max(float(d @ d), 1e-9))
-        dx, dy = xs - np.float32(ua[0]), ys - np.float32(ua[1])
-        t = np.clip((dx * d[0] + dy * d[1]) * inv, 0.0, 1.0)
-        ex, ey = dx - t * d[0], dy - t * d[1]
-        r = np.float32(pa) + t * np.float32(pb - pa)
-        s2 = (ex * ex + ey * ey) / (r * r)
+        d0, d1 = ub0 - ua0, ub1 - ua1
+        inv = 1.0 / max(d0 * d0 + d1 * d1, 1e-9)
+        dx, dy = xs - ua0, ys - ua1  # (1, nx), (ny, 1)
+        t = dx * (d0 * inv) + dy * (d1 * inv)  # position of the closest point along the bone
+        np.maximum(t, 0.0, out=t)
+        np.minimum(t, 1.0, out=t)
+        ex = dx - t * d0  # pixel minus its closest point on the bone
+        ey = dy - t * d1
+        r = t * (pb - pa)
+        r += pa
+        s2 = ex * ex
+        s2 += ey * ey
+        s2 /= r * r
         inside = s2 < 1.0
         if not inside.any():
             return
-        nz = np.sqrt(np.maximum(1.0 - s2, 0.0))
-        z = np.float32(za) + t * np.float32(zb - za) - (np.float32(ra) + t * np.float32(rb - ra)) * nz
-        ndl = (ex * self.L[0] + ey * self.L[1]) / r - nz * self.L[2]
-        shade = self.ambient + self.diffuse * np.maximum(ndl, 0.0)
-        self._commit(win, z, inside, shade, label)
+        nz = 1.0 - s2  # the normal's component towards the camera, squared
+        np.maximum(nz, 0.0, out=nz)
+        np.sqrt(nz, out=nz)
+        z = t * (zb - za)
+        z += za
+        rad = t * (rb - ra)
+        rad += ra
+        rad *= nz
+        z -= rad
+        ndl = ex * self.lx
+        ndl += ey * self.ly
+        ndl /= r
+        ndl -= nz * self.lz
+        np.maximum(ndl, 0.0, out=ndl)
+        ndl *= self.diffuse
+        ndl += self.ambient
+        self._commit(win, z, inside, ndl, label)
 
     def vertex_shade(self, normal: np.ndarray) -> np.ndarray:
         """Lambert shade of unit normals (..., 3) (camera frame)."""
-        return self.ambient + self.diffuse * np.maximum(normal @ self.L, 0.0)
+        return self.ambient + self.diffuse * np.maximum(normal @ self.L.astype(np.float64), 0.0)
 
     def triangle(self, p: np.ndarray, shade: np.ndarray, offset: float, label: int) -> None:
         """Triangle through camera-frame points p (3, 3), moved `offset` metres towards the camera,
@@ -168,7 +192,8 @@ class _Canvas:
         if (p[:, 2] <= 0.02).any():
             return
         uv = (p @ self.K.T)[:, :2] / p[:, 2:3]
-        box = self._box(uv.min(0), uv.max(0))
+        lo, hi = uv.min(0), uv.max(0)
+        box = self._box(lo[0], lo[1], hi[0], hi[1])
         if box is None:
             return
         win, xs, ys = box
@@ -217,7 +242,8 @@ def render_hand(
         height, width: image size, pixels.
         size: the hand's size factor (scales the radii; `HandBatch.size`).
         light: Lambert lighting.
-        forearm: draw the forearm (part label 1).
+        forearm: draw the forearm (part label 1); it is dropped when it would leave fewer than
+            `MIN_HAND_PIXELS` hand pixels in view.
 
     Returns:
         A `RenderLayer` (shade, part, depth buffers and the joints' visibility).
@@ -231,8 +257,8 @@ def render_hand(
         away = wrist - xyz[J.MIDDLE_MCP]
         away /= max(np.linalg.norm(away), 1e-9)
         length = _FOREARM_LEN * size
-        if away[2] < 0:  # keep the far end in front of the camera
-            length = min(length, (wrist[2] - 0.08) / -away[2])
+        if away[2] < 0:  # an arm reaching towards the camera stops at 60% of the wrist's depth
+            length = min(length, 0.4 * wrist[2] / -away[2])
         if length > 0.01:
             cv.capsule(wrist, wrist + length * away, _FOREARM_R[0] * size, _FOREARM_R[1] * size, PART_FOREARM)
     # Palm: a fan of triangles from the wrist over the palm outline, the slab's half-thickness
@@ -266,6 +292,9 @@ def render_hand(
         for s in range(3):
             cv.capsule(xyz[base + s], xyz[base + s + 1], fr[fi, s], fr[fi, s + 1], 3 + 3 * fi + s)
 
+    if forearm and np.count_nonzero(cv.part >= PART_PALM) < MIN_HAND_PIXELS:
+        # The arm hides (nearly) the whole hand: drop the arm rather than lose the sample.
+        return render_hand(xyz, K, height, width, size=size, light=light, forearm=False)
     uv = (xyz @ K.T)[:, :2] / xyz[:, 2:3]
     col, row = np.rint(uv[:, 0]).astype(int), np.rint(uv[:, 1]).astype(int)
     inside = (col >= 0) & (col < width) & (row >= 0) & (row < height) & (xyz[:, 2] > 0)

@@ -234,7 +234,7 @@ def _check_empty(root: Path) -> None:
 
 #: Skin recolouring of FreiHAND's versions 1-3 (per-channel jitter), like the real set's
 #: homogenised / sample-coloured / auto-coloured post-processing.
-_VERSION_SKIN_JITTER = (0.0, 0.04, 0.08, 0.12)
+_VERSION_SKIN_JITTER = (0.0, 0.03, 0.06, 0.09)
 
 
 def write_freihand(root: Path, n_train: int, n_eval: int, seed: int, style: str = "source",

@@ -1,0 +1,240 @@
+"""`hcdg demo`: the whole pipeline, offline, on the embedded default (README's first command).
+
+    synth   FreiHAND-format source (green screen + source backgrounds, one skin tone),
+            RHD- and STB-format targets (styles drawn from the Table 2 vocabulary)
+    embed   all three splits + the prompts, with the tiny random-weight CLIP (`hcdg-tiny`)
+            or a real one (`--model ViT-B-32 --pretrained openai` where the weights can be had)
+    train   `baseline` (no Branch2) and `ie+te` (r = 0.6, paper §3.3), briefly, with a
+            narrow small-input copy of the paper's network
+    eval    both runs on both targets, every protocol (`hcdg eval`)
+    report  `hcdg report` over the two runs, plus Figures 3-4 from the store (`hcdg viz`)
+
+Layout of `--out`::
+
+    demo.json                 the demo's config and, per step, when it finished and its seconds
+    data/{freihand,rhd,stb}/  synthetic datasets in the real on-disk formats
+    store.zarr                CLIP features (image splits + prompts)
+    runs/{baseline,ie+te}/    training runs, each with eval/<target>.parquet
+    report/report.html        the report (and report.md, tables/, figures/)
+    figures/fig3-tsne.png, figures/fig4-retrieve.png
+
+Every step calls the other stages' `run(...)` directly. Re-running the same command skips
+what is finished (each stage is itself resumable/idempotent); a folder holding a demo of
+another configuration is refused.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from hcdg.pipeline.config import ConfigError, to_dict
+from hcdg.pipeline.errors import HcdgError
+
+DEMO_FILE = "demo.json"
+TARGETS = ("stb", "rhd")
+#: The two runs of the demo: the paper's Baseline row and its method at r = 0.6 (§3.3, Table 4a).
+RUNS = (("baseline", "baseline"), ("ie+te", "ie+te"))
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """How big the demo is. Sizes are small on purpose: this shows the pipeline, it does not
+    reproduce the paper's numbers (docs/reproducing.md does that on the real data)."""
+
+    freihand_poses: int  # synthetic FreiHAND training poses (x4 images: 4 versions, as the real set)
+    freihand_eval: int  # FreiHAND evaluation poses (unused by the demo, the format needs >= 1)
+    rhd_eval: int  # RHD evaluation images (the target split)
+    stb_frames: int  # STB frames per sequence (B1Counting + B1Random)
+    input_size: int  # crop side (paper: 256); heatmaps at 1/8
+    width_mult: float  # channel multiplier (paper: 1.0)
+    steps: int  # training steps per run
+    batch_size: int
+    prompt_filter: str | None  # None = all 3,920 Table 2 prompts
+    tsne_n: int  # points per group in Figure 3
+
+
+SIZES: dict[str, DemoSize] = {
+    # a few minutes on 2 CPU cores (docs/demo.md has measured times)
+    "small": DemoSize(freihand_poses=128, freihand_eval=8, rhd_eval=64, stb_frames=32, input_size=64,
+                      width_mult=0.125, steps=200, batch_size=16, prompt_filter=None, tsne_n=200),
+    # a smoke test of every step (tests/test_demo.py); nothing is learnt at this size
+    "tiny": DemoSize(freihand_poses=12, freihand_eval=1, rhd_eval=6, stb_frames=3, input_size=32,
+                     width_mult=0.125, steps=6, batch_size=8, prompt_filter=r"^a photo of (black|white) hand with (dotted|lake) ",
+                     tsne_n=12),
+}
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """`hcdg demo`.
+
+    Attributes:
+        out: the demo folder (created; re-running resumes it).
+        model, pretrained: the CLIP encoder of `hcdg embed`. Default "hcdg-tiny" with random
+            weights: runs offline anywhere, but its features carry no meaning (the report
+            says so). ViT-B-32 + openai is the paper's (§3.2), when the weights can be had.
+        size: "small" (default) or "tiny" (a smoke test).
+        ratio: r of the ie+te run; 0.6 = the paper's STB choice (§3.3).
+        device: "auto" (cuda when available), "cpu", "cuda", ...
+        seed: seed of the synthetic data, of the random CLIP weights and of training.
+        progress: progress bars of the steps.
+    """
+
+    out: str = ""
+    model: str = "hcdg-tiny"
+    pretrained: str | None = None
+    size: Literal["small", "tiny"] = "small"
+    ratio: float = 0.6
+    device: str = "auto"
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.size not in SIZES:
+            raise ConfigError(f"--size: expected one of {', '.join(SIZES)}, got {self.size!r}")
+        if not 0.0 <= self.ratio <= 1.0:
+            raise ConfigError(f"--ratio: expected a value in [0, 1], got {self.ratio!r}")
+
+
+def _identity(cfg: DemoConfig) -> dict[str, Any]:
+    """What must match for a re-run to resume a demo folder (not device/progress)."""
+    d = to_dict(cfg)
+    return {k: d[k] for k in ("model", "pretrained", "size", "ratio", "seed")} | {"sizes": to_dict(SIZES[cfg.size])}
+
+
+def _open_record(out: Path, cfg: DemoConfig) -> dict[str, Any]:
+    import json
+
+    from hcdg.store.atomic import atomic_write_json
+
+    path = out / DEMO_FILE
+    ident = _identity(cfg)
+    if path.is_file():
+        record = json.loads(path.read_text())
+        if record.get("identity") != ident:
+            raise HcdgError(
+                f"--out {out}: holds a demo of another configuration ({DEMO_FILE} differs: "
+                f"size/model/seed); use a new --out folder"
+            )
+        return record
+    if out.exists() and any(out.iterdir()):
+        raise HcdgError(f"--out {out}: exists, is not empty and holds no demo ({DEMO_FILE}); use a new folder")
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"identity": ident, "steps": {}}
+    atomic_write_json(path, record)
+    return record
+
+
+class _Steps:
+    """Runs named steps once; records finished ones (with seconds) in demo.json."""
+
+    def __init__(self, out: Path, record: dict[str, Any], echo: Callable[[str], None]) -> None:
+        self.out, self.record, self.echo = out, record, echo
+
+    def __call__(self, name: str, what: str, fn: Callable[[], Any], *, always: bool = False) -> Any:
+        from hcdg.store.atomic import atomic_write_json
+
+        if not always and name in self.record["steps"]:
+            self.echo(f"[demo] {what}: done before, skipped")
+            return None
+        self.echo(f"[demo] {what} ...")
+        t0 = time.perf_counter()
+        result = fn()
+        sec = round(time.perf_counter() - t0, 1)
+        self.record["steps"][name] = {"seconds": sec, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        atomic_write_json(self.out / DEMO_FILE, self.record)
+        self.echo(f"[demo] {what}: {sec} s")
+        return result
+
+
+def _pick_prompt(prompts: list[str]) -> str:
+    """A prompt for Figure 4 far from the source style (dark hand, outdoor colour), when present."""
+    for p in prompts:
+        if "dark brown" in p and "mountain" in p:
+            return p
+    return prompts[len(prompts) // 2]
+
+
+def run(cfg: DemoConfig, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or resume) the demo in `cfg.out`; returns {"html", "markdown", "out", "seconds", ...}."""
+    from hcdg.stages import embed, report, synth, train, viz
+    from hcdg.stages import eval as evaluate
+    from hcdg.store import features
+    from hcdg.store.results import summary_path
+
+    if not cfg.out:
+        raise HcdgError("--out: the demo folder is required")
+    size = SIZES[cfg.size]
+    out = Path(cfg.out)
+    t_start = time.perf_counter()
+    record = _open_record(out, cfg)
+    step = _Steps(out, record, echo)
+    data = {"freihand": out / "data" / "freihand", "rhd": out / "data" / "rhd", "stb": out / "data" / "stb"}
+    store = out / "store.zarr"
+
+    # 1. synthetic data in the real formats (source: green screen; targets: shifted styles)
+    counts = {"freihand": (size.freihand_poses, size.freihand_eval), "rhd": (size.rhd_eval, 1),
+              "stb": (size.stb_frames, None)}
+    for i, (fmt, (n, n_other)) in enumerate(counts.items()):
+        step(f"synth/{fmt}", f"synthesising {fmt}-format data ({n} {'poses x 4' if fmt == 'freihand' else 'images'})",
+             lambda fmt=fmt, n=n, n_other=n_other, i=i: synth.run(
+                 synth.SynthConfig(format=fmt, out=str(data[fmt]), n=n, n_other=n_other, seed=cfg.seed + i),
+                 progress=cfg.progress))
+
+    # 2. CLIP features of every split (and the prompts) in one store
+    for fmt in ("freihand", "stb", "rhd"):
+        step(f"embed/{fmt}", f"embedding {fmt} with {cfg.model}",
+             lambda fmt=fmt: embed.run(embed.EmbedConfig(
+                 dataset=fmt, root=str(data[fmt]), store=str(store), model=cfg.model, pretrained=cfg.pretrained,
+                 seed=cfg.seed, device=cfg.device, workers=0, prompt_filter=size.prompt_filter,
+                 progress=cfg.progress)))
+    random_weights = bool(features.store_info(store)["random_weights"])
+
+    # 3. training: the Baseline row and the method (ie+te at r)
+    run_dirs = {}
+    for name, mode in RUNS:
+        run_dirs[name] = out / "runs" / name
+        tcfg = train.TrainConfig(
+            store=str(store) if mode != "baseline" else None, dataset="freihand", root=str(data["freihand"]),
+            out=str(run_dirs[name]), mode=mode, ratio=cfg.ratio, steps=size.steps, batch_size=size.batch_size,
+            width_mult=size.width_mult, input_size=size.input_size, device=cfg.device, seed=cfg.seed, workers=0,
+            checkpoint_every=max(size.steps // 2, 1), log_every=max(size.steps // 20, 1), resume=True,
+            progress=cfg.progress, val_fraction=0.05,
+        )  # fmt: skip
+        step(f"train/{name}", f"training {name} ({size.steps} steps, width x{size.width_mult}, "
+             f"{size.input_size} px crops)", lambda tcfg=tcfg: train.run(tcfg))
+
+    # 4. evaluation of both runs on both targets, every protocol
+    for name in run_dirs:
+        for target in TARGETS:
+            step(f"eval/{name}/{target}", f"evaluating {name} on {target}",
+                 lambda name=name, target=target: evaluate.run(evaluate.EvalConfig(
+                     run=str(run_dirs[name]), target=target, root=str(data[target]), device=cfg.device,
+                     progress=cfg.progress)))
+            if not summary_path(run_dirs[name], target).is_file():
+                raise HcdgError(f"{run_dirs[name]}: evaluation on {target} left no summary; remove "
+                                f"'eval/{name}/{target}' from {out / DEMO_FILE} and re-run")
+
+    # 5. Figures 3-4 from the store, then the report
+    figs = out / "figures"
+    step("viz/tsne", "drawing Figure 3 (t-SNE of the features)", lambda: viz.tsne(viz.TsneConfig(
+        store=str(store), out=str(figs / "fig3-tsne.png"), n=size.tsne_n, seed=cfg.seed)))
+    prompts, _ = features.load_text(store)
+    step("viz/retrieve", "drawing Figure 4 (retrieval by a mixed feature)", lambda: viz.retrieve(viz.RetrieveConfig(
+        store=str(store), root=str(data["freihand"]), out=str(figs / "fig4-retrieve.png"), index=0,
+        prompt=_pick_prompt(prompts), ratio=cfg.ratio, top=8)))
+    weights = f"{cfg.model} with RANDOM weights" if random_weights else f"{cfg.model} ({cfg.pretrained})"
+    title = (f"hcdg demo ({cfg.size}): synthetic FreiHAND -> synthetic STB / RHD, CLIP = {weights}")
+    rep = step("report", "writing the report", lambda: report.run(report.ReportConfig(
+        runs=(str(out / "runs"),), out=str(out / "report"), title=title)), always=True)
+    seconds = round(time.perf_counter() - t_start, 1)
+    if random_weights:
+        echo("[demo] note: the CLIP features come from RANDOM weights (offline default): they carry no meaning, "
+             "so baseline vs ie+te here says nothing about the paper's claim (docs/demo.md).")
+    echo(f"[demo] finished in {seconds} s; figures in {figs}")
+    return {"html": rep["html"], "markdown": rep["markdown"], "out": str(out), "seconds": seconds,
+            "runs": {k: str(v) for k, v in run_dirs.items()}, "random_weights": random_weights}
