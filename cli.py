@@ -433,6 +433,7 @@ def eval_cmd(run_dir, target, root, split, checkpoint, batch_size, device, proto
              "batch_size": batch_size, "device": device, "protocols": list(protocols) or None, "crops": crops,
              "boxes": boxes, "decoder": decoder, "limit": limit, "workers": workers, "progress": progress}
     res = stage.run(from_dict(stage.EvalConfig, merge({}, flags), where="flags"))
+    click.echo(f"weights: {res['weights']} (step {res['checkpoint_step']})")
     if res["note"]:
         click.echo(f"note: {res['note']}")
     click.echo(stage.format_summary(res["summary_frame"]))

@@ -138,8 +138,6 @@ def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: s
     recorded config hash differs from run.json's) or weights that do not fit the model
     the config describes.
     """
-    import torch
-
     from hcdg.pipeline.config import from_dict
     from hcdg.pipeline.model import HandPoseNet, ModelConfig
     from hcdg.pipeline.transforms import CropConfig
@@ -156,9 +154,7 @@ def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: s
     run_hash = record.get("config_hash")
     dev = _resolve_device(device)
 
-    model_cfg: dict[str, Any] = {
-        k: cfg[k] for k in ("width_mult", "input_size", "combine") if k in cfg
-    }
+    model_cfg: dict[str, Any] = {k: cfg[k] for k in ("width_mult", "input_size", "combine") if k in cfg}
     crop_cfg: dict[str, Any] = {
         "input_size": cfg.get("input_size", 256),
         "sigma_px": cfg.get("sigma_px", 10.0),
@@ -176,7 +172,7 @@ def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: s
                 f"{final}: written by a different training config than {run_dir / 'run.json'} "
                 f"(config hash {str(meta['config_hash'])[:12]}..., run has {run_hash[:12]}...)"
             )
-        model_cfg = {k: v for k, v in meta.get("model_config", model_cfg).items()}
+        model_cfg = dict(meta.get("model_config", model_cfg))
         crop_cfg = dict(meta.get("crop", crop_cfg))
         step = meta.get("step")
         source = str(final)
@@ -413,5 +409,6 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
     })  # fmt: skip
     return {
         "results": res_path, "summary": sum_path, "record": record_path, "summary_frame": summary,
+        "weights": loaded.source, "checkpoint_step": loaded.step,
         "n_samples": n, "random_weights": run_cols["random_weights"], "note": note,
     }  # fmt: skip

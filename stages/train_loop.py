@@ -262,6 +262,8 @@ def train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
         train_dist.barrier(env, device)
         out = Path(cfg.out)
 
+        if cfg.batch_size % env.world:
+            raise HcdgError(f"--batch-size {cfg.batch_size}: the global batch must be divisible by the {env.world} processes")
         reader = data.reader
         train_idx, val_idx = split_train_val(pose_groups(reader), cfg.val_fraction, cfg.seed)
         if len(data.skipped):  # images the embed stage could not read have no CLIP feature

@@ -247,6 +247,8 @@ class StoreWriter:
         if not is_h5(self.path):
             return False
         with store_lock(self.path):
+            if not (self.zarr_path / "zarr.json").exists():
+                return False  # another process already folded everything in
             staged = StoreReader(self.zarr_path, zarr_dir=True)
             new_text = staged.text_complete()
             new_splits = [k for k in staged.split_keys() if staged.split_progress(k)["complete"]]
