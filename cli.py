@@ -290,6 +290,10 @@ def _train_options(sweep: bool):
         click.option("--epochs", type=int, default=None, help="Total epochs, when --steps is not given (neither: 30,000 steps)."),
         click.option("--batch-size", type=int, default=None, help="Global batch size (default 8; split over --nproc)."),
         click.option("--lr", type=float, default=None, help="Adam learning rate (default 1e-4, paper §3.4)."),
+        click.option("--lr-drops", default=None,
+                     help="Comma-separated steps at which the learning rate drops by --lr-drop-factor "
+                          "(default none: constant, paper §3.4; hand3d: 10000,20000)."),
+        click.option("--lr-drop-factor", type=float, default=None, help="Learning-rate multiplier at each drop (default 0.1)."),
         click.option("--width-mult", type=float, default=None, help="Channel multiplier of the network (default 1.0 = paper)."),
         click.option("--input-size", type=int, default=None, help="Crop side in pixels, multiple of 8 (default 256 = paper)."),
         click.option("--augment/--no-augment", default=None, help="Geometric + colour augmentation of the crops (default on)."),
@@ -318,6 +322,8 @@ def _train_config(config_file, flags: dict, where: str = "flags"):
     from hcdg.stages.train import TrainConfig
 
     base = _read_toml(config_file) if config_file else {}
+    if flags.get("lr_drops") is not None:
+        flags = {**flags, "lr_drops": _axis(flags["lr_drops"], int, "--lr-drops")}
     return from_dict(TrainConfig, merge(base, flags), where=config_file or where)
 
 

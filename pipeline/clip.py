@@ -22,8 +22,8 @@ file and where to put it (open_clip itself would retry the download for ~45 s):
 * models named `local-dir:DIR` or `hf-hub:ORG/REPO` carry their own weights
   (`pretrained` is then ignored, as in open_clip).
 
-`hcdg-tiny` (1.8 M parameters, 512-d output like ViT-B-32 so downstream code
-runs unchanged) is registered through open_clip's own config mechanism
+`hcdg-tiny` (1.8 M parameters, 64x64 input, 32-token text context (Table 2
+prompts need at most 14), 512-d output like ViT-B-32 so downstream code runs unchanged) is registered through open_clip's own config mechanism
 (`open_clip.add_model_config` on the JSON files in `clip_configs/`).
 """
 

@@ -60,7 +60,7 @@ class DemoSize:
 SIZES: dict[str, DemoSize] = {
     # a few minutes on 2 CPU cores (docs/demo.md has measured times)
     "small": DemoSize(freihand_poses=128, freihand_eval=8, rhd_eval=64, stb_frames=32, input_size=64,
-                      width_mult=0.125, steps=150, batch_size=16, prompt_filter=None, tsne_n=200),
+                      width_mult=0.125, steps=120, batch_size=16, prompt_filter=None, tsne_n=200),
     # a smoke test of every step (tests/test_demo.py); nothing is learnt at this size
     "tiny": DemoSize(freihand_poses=12, freihand_eval=1, rhd_eval=6, stb_frames=3, input_size=32,
                      width_mult=0.125, steps=6, batch_size=8, prompt_filter=r"^a photo of (black|white) hand with (dotted|lake) ",

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hcdg.pipeline.clip import DEFAULT_MODEL, TINY_MODEL, ClipEncoder, ImageRows, load_encoder
+from hcdg.pipeline.clip import DEFAULT_MODEL, TINY_MODEL, ClipEncoder, ImageRows, resolve_weights
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.prompts import PromptList, select_prompts
 from hcdg.store import fingerprint as fpr
@@ -237,6 +237,10 @@ def run(cfg: EmbedConfig, *, dataset: Any = None) -> EmbedSummary:
         raise HcdgError("--batch-size and --limit must be positive, --workers >= 0")
     device = resolve_device(cfg.device)
     precision = cfg.precision if cfg.precision != "auto" else ("fp16" if device.type == "cuda" else "fp32")
+    if precision == "fp16" and device.type == "cpu":
+        raise HcdgError("--precision fp16 needs a GPU (--device cuda); use fp32 or bf16 on the CPU")
+    # Weights first: a missing file fails in well under a second, before any dataset scan.
+    source = resolve_weights(cfg.model, resolve_pretrained(cfg.model, cfg.pretrained))
     prompts = select_prompts(cfg.prompt_file, cfg.prompt_filter)
     options: dict[str, Any] = {}
     if dataset is None:
@@ -246,9 +250,8 @@ def run(cfg: EmbedConfig, *, dataset: Any = None) -> EmbedSummary:
     ids = [dataset.sample_id(i) for i in range(n)]
     split_fp = fpr.split_fingerprint(dataset.manifest(), dataset=dataset.dataset, split=dataset.split,
                                      options=options, limit=cfg.limit)
-    # The encoder (weights resolved, failing fast) before the store is touched.
-    encoder = load_encoder(cfg.model, resolve_pretrained(cfg.model, cfg.pretrained), seed=cfg.seed,
-                           precision=precision, device=device)
+    # The encoder is built (a bad weights file fails here) before the store is touched.
+    encoder = ClipEncoder(source, seed=cfg.seed, precision=precision, device=device)
     identity = encoder.identity()
     store_fp = fpr.store_fingerprint(identity, prompts.digest(), len(prompts), cfg.dtype)
     weights_at = str(encoder.source.path.resolve()) if encoder.source.path else None

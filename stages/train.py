@@ -71,6 +71,10 @@ class TrainConfig:
     batch_size: int = 8  # global batch; paper silent, hand3d's training scripts use 8
     lr: float = 1e-4  # Adam learning rate, §3.4
     betas: tuple[float, float] = (0.9, 0.999)  # Adam betas, §3.4
+    # Steps at which the learning rate is multiplied by lr_drop_factor. The paper gives one
+    # constant rate (§3.4): (). hand3d's PoseNet schedule is (10000, 20000) with factor 0.1.
+    lr_drops: tuple[int, ...] = ()
+    lr_drop_factor: float = 0.1
     # --- network ----------------------------------------------------------------------------
     width_mult: float = 1.0  # 1.0 = hand3d channel counts (PROTOCOL.md §2)
     input_size: int = 256  # §3.1: 256x256 crops, heatmaps at 1/8 (32x32)
@@ -121,6 +125,10 @@ class TrainConfig:
             raise bad("--batch-size", f"expected >= 2 (L_con picks negatives in the batch), got {self.batch_size!r}")
         if not self.lr > 0:
             raise bad("--lr", f"expected > 0, got {self.lr!r}")
+        if any(d < 1 for d in self.lr_drops) or list(self.lr_drops) != sorted(self.lr_drops):
+            raise bad("--lr-drops", f"expected increasing step numbers >= 1, got {list(self.lr_drops)}")
+        if not 0 < self.lr_drop_factor <= 1:
+            raise bad("--lr-drop-factor", f"expected a value in (0, 1], got {self.lr_drop_factor!r}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise bad("betas", f"expected two values in [0, 1), got {self.betas!r}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -157,6 +165,10 @@ class TrainConfig:
         if self.steps is None and self.epochs is None:
             return DEFAULT_STEPS
         return self.steps
+
+    def lr_at(self, step_idx: int) -> float:
+        """Learning rate of 0-based step `step_idx` (piecewise constant, `lr_drops`)."""
+        return self.lr * self.lr_drop_factor ** sum(step_idx >= d for d in self.lr_drops)
 
     @property
     def split_key(self) -> str:

@@ -337,6 +337,8 @@ def train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
             loss, terms = _loss_terms(cfg, net, batch, data, step_idx, env, device)
             optim.zero_grad(set_to_none=True)
             loss.backward()
+            for group in optim.param_groups:
+                group["lr"] = cfg.lr_at(step_idx)
             optim.step()
             n_log += cfg.batch_size
             bar.update(1)
