@@ -18,12 +18,11 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
+from hcdg.pipeline.augment import AugConfig
 from hcdg.pipeline.config import ConfigError, to_dict
 from hcdg.pipeline.errors import HcdgError
-from hcdg.pipeline.augment import AugConfig
 from hcdg.pipeline.train_data import ColorJitter
 from hcdg.pipeline.transforms import GeomAug
 

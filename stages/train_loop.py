@@ -157,7 +157,24 @@ def prepare_folder(cfg: TrainConfig, data: Data) -> str:
 def preflight(cfg: TrainConfig) -> None:
     """All checks a run makes before training, plus the run folder record (used before spawning)."""
     data = open_data(cfg, torch.device("cpu"), load_tables=False, check_files=True)
+    plan(cfg, data, cfg.nproc)
     prepare_folder(cfg, data)
+
+
+def plan(cfg: TrainConfig, data: Data, world: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """(train indices, val indices, steps per epoch, total steps); HcdgError for sizes that cannot work."""
+    from hcdg.pipeline.train_data import pose_groups, split_train_val, steps_per_epoch, total_steps
+
+    if cfg.batch_size % world:
+        raise HcdgError(f"--batch-size {cfg.batch_size}: the global batch must be divisible by the {world} processes")
+    train_idx, val_idx = split_train_val(pose_groups(data.reader), cfg.val_fraction, cfg.seed)
+    if len(data.skipped):  # images the embed stage could not read have no CLIP feature
+        train_idx = np.setdiff1d(train_idx, data.skipped)
+        val_idx = np.setdiff1d(val_idx, data.skipped)
+    spe = steps_per_epoch(len(train_idx), cfg.batch_size)
+    if spe < 1:
+        raise HcdgError(f"--batch-size {cfg.batch_size}: larger than the {len(train_idx)} training samples of {cfg.root}")
+    return train_idx, val_idx, spe, total_steps(len(train_idx), cfg.batch_size, cfg.total_steps_given, cfg.epochs)
 
 
 # --- model, step, validation ---------------------------------------------------------------
@@ -240,10 +257,7 @@ def train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
     """Train this process's share of the run; returns the done record (rank 0 writes it)."""
     from torch.utils.data import DataLoader
 
-    from hcdg.pipeline.train_data import (
-        AugmentedSamples, GlobalBatchSampler, mean_pose, pose_groups, split_train_val, steps_per_epoch,
-        total_steps,
-    )  # fmt: skip
+    from hcdg.pipeline.train_data import AugmentedSamples, GlobalBatchSampler, mean_pose
     from hcdg.pipeline.transforms import CropConfig
     from hcdg.stages import train_dist
     from hcdg.store.checkpoints import config_hash, latest_checkpoint, load_checkpoint, save_checkpoint, save_model
@@ -256,29 +270,14 @@ def train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
     train_dist.init(env, device)
     try:
         data = open_data(cfg, device, check_files=env.rank == 0 and not env.spawned)
+        train_idx, val_idx, spe, total = plan(cfg, data, env.world)  # bad sizes: refused before any write
         if env.rank == 0 and not env.spawned:
             prepare_folder(cfg, data)
         chash = config_hash(identity(cfg, data.fingerprint, data.ids_sha256))
         train_dist.barrier(env, device)
         out = Path(cfg.out)
 
-        if cfg.batch_size % env.world:
-            raise HcdgError(f"--batch-size {cfg.batch_size}: the global batch must be divisible by the {env.world} processes")
         reader = data.reader
-        train_idx, val_idx = split_train_val(pose_groups(reader), cfg.val_fraction, cfg.seed)
-        if len(data.skipped):  # images the embed stage could not read have no CLIP feature
-            train_idx = np.setdiff1d(train_idx, data.skipped)
-            val_idx = np.setdiff1d(val_idx, data.skipped)
-        try:
-            spe = steps_per_epoch(len(train_idx), cfg.batch_size)
-            if spe < 1:
-                raise ValueError
-        except ValueError:
-            raise HcdgError(
-                f"--batch-size {cfg.batch_size}: larger than the {len(train_idx)} training samples of {cfg.root}"
-            ) from None
-        total = total_steps(len(train_idx), cfg.batch_size, cfg.total_steps_given, cfg.epochs)
-
         torch.manual_seed(cfg.seed)
         clip_dim = None if data.img_table is None else int(data.img_table.shape[1])
         model = build_model(cfg, clip_dim).to(device)
@@ -379,6 +378,6 @@ def train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
             save_model(out, model.state_dict(), meta)
             atomic_write_json(out / DONE_FILE, done)
         train_dist.barrier(env, device)
-        return done
+        return done if env.rank == 0 else read_done(out)  # rank 0 holds the validation numbers
     finally:
         train_dist.shutdown(env)

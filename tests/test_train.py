@@ -31,7 +31,7 @@ def test_killed_and_resumed_run_reproduces_the_uninterrupted_run(synth_freihand,
     # ie+te exercises everything that must be restored: augmentation, prompt draws, feature
     # mixing, BatchNorm in the projection head, Adam moments. 10 of the 12 poses train
     # (40 images / 4 = 10 steps per epoch), so 11 steps also cross an epoch boundary.
-    kw = dict(steps=11, checkpoint_every=3, log_every=1, val_every=4, mode="ie+te", ratio=0.6)
+    kw = dict(steps=11, checkpoint_every=3, log_every=1, val_every=4, mode="ie+te", ratio=0.6, lr_drops=(7,))
     full = _cfg(synth_freihand, tmp_path / "full", synth_freihand_store, **kw)
     train.run(full)
 
@@ -109,6 +109,7 @@ def test_bad_input_gives_one_line_errors(synth_freihand, synth_freihand_store, t
     _one_line_error(_cli(*flags, "--split", "evaluation", "--steps", 1), "holds no split 'freihand/evaluation'")
     _one_line_error(_cli(*_tiny_flags(synth_freihand, tmp_path / "r"), "--steps", 1), "--store")
     _one_line_error(_cli(*flags, "--mode", "baseline", "--aug", "normal", "--steps", 1), "--aug normal")
+    _one_line_error(_cli(*flags, "--batch-size", 64, "--steps", 1), "--batch-size 64", "40 training samples")
     (tmp_path / "bad.toml").write_text("ratoi = 0.5\n")
     _one_line_error(_cli(*flags, "--config", tmp_path / "bad.toml"), "unknown key 'ratoi'")
     assert not (tmp_path / "r").exists()  # nothing half-written by any refused run

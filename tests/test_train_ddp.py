@@ -1,7 +1,6 @@
 """DDP: two CPU processes on gloo train like one process with the same global batch."""
 
 import pandas as pd
-import torch
 
 from hcdg.stages import train
 from hcdg.store.checkpoints import load_model_state
