@@ -508,7 +508,7 @@ def viz_retrieve_cmd(store, root, index, prompt, ratio, top, out, dataset, split
 @click.option("--pretrained", default=None,
               help="Weights tag/file for --model (e.g. --model ViT-B-32 --pretrained openai where the weights can be had).")
 @click.option("--size", type=click.Choice(["small", "tiny"]), default=None,
-              help="small (default: a few minutes on 2 cores) or tiny (~1 minute; a smoke test).")
+              help="small (default: about 2 minutes on 2 idle CPU cores) or tiny (a smoke test, under a minute).")
 @click.option("--device", default=None, help="auto (default), cpu, cuda, cuda:N.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars of the steps (default on).")
 def demo_cmd(out, model, pretrained, size, device, progress) -> None:
