@@ -69,7 +69,8 @@ def model_only(args, data: Path, n: int) -> tuple[dict, object]:
 
     from hcdg.pipeline.clip import ImageRows, load_encoder
     from hcdg.pipeline.datasets import open_dataset
-    from hcdg.stages.embed import resolve_device, resolve_pretrained
+    from hcdg.pipeline.devices import resolve_device
+    from hcdg.stages.embed import resolve_pretrained
 
     device = resolve_device(args.device)
     precision = args.precision if args.precision != "auto" else ("fp16" if device.type == "cuda" else "fp32")

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hcdg.pipeline.devices import resolve_device
 from hcdg.pipeline.clip import DEFAULT_MODEL, TINY_MODEL, ClipEncoder, ImageRows, resolve_weights
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.prompts import PromptList, select_prompts
@@ -125,20 +126,6 @@ def shard_chunks(n_chunks: int, shard: tuple[int, int]) -> range:
     """The contiguous chunk range of shard (i, n): chunks [i*C//n, (i+1)*C//n)."""
     i, n = shard
     return range(i * n_chunks // n, (i + 1) * n_chunks // n)
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0") or 0))
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise HcdgError(f"--device {device}: expected auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise HcdgError(f"--device {device}: no CUDA device available here")
-    return dev
 
 
 def resolve_pretrained(model: str, pretrained: str | None) -> str:

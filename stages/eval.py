@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from hcdg.pipeline.config import ConfigError, to_dict
+from hcdg.pipeline.devices import resolve_device
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.protocols import DECODERS, PROTOCOLS
 
@@ -115,20 +116,6 @@ class LoadedModel:
     step: int | None
 
 
-def _resolve_device(spec: str):
-    import torch
-
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(spec)
-    except RuntimeError:
-        raise HcdgError(f"--device: not a torch device: {spec!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise HcdgError(f"--device {spec}: CUDA is not available on this machine")
-    return dev
-
-
 def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: str = "cpu") -> LoadedModel:
     """Rebuild the network of a training run from its recorded config and load its weights.
 
@@ -152,7 +139,7 @@ def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: s
         raise HcdgError(f"--run {run_dir}: holds a {record.get('stage')!r} run, not a training run")
     cfg = record.get("config", {})
     run_hash = record.get("config_hash")
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
 
     model_cfg: dict[str, Any] = {k: cfg[k] for k in ("width_mult", "input_size", "combine") if k in cfg}
     crop_cfg: dict[str, Any] = {

@@ -139,7 +139,7 @@ def verify(cfg: VerifyConfig) -> dict[str, Any]:
     from hcdg.store import features as fs
     from hcdg.pipeline.clip import ImageRows
     from hcdg.pipeline.datasets import open_dataset
-    from hcdg.stages.embed import resolve_device
+    from hcdg.pipeline.devices import resolve_device
 
     info_ = fs.store_info(cfg.store)
     meta = fs.read_meta(cfg.store)

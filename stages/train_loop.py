@@ -22,6 +22,7 @@ import torch
 
 from hcdg.pipeline import losses
 from hcdg.pipeline.config import to_dict
+from hcdg.pipeline.devices import resolve_device
 from hcdg.pipeline.errors import HcdgError
 from hcdg.stages.train import TrainConfig, identity, ids_sha256
 from hcdg.stages.train_dist import DistEnv
@@ -44,18 +45,6 @@ def read_done(out: str | Path) -> dict[str, Any]:
 
 def _step_seed(seed: int, tag: int, step: int, rank: int = 0) -> int:
     return int(np.random.SeedSequence([int(seed), tag, int(step), int(rank)]).generate_state(1, np.uint64)[0] >> 1)
-
-
-def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
-    if spec == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(spec)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise HcdgError(f"--device {spec}: CUDA is not available on this machine")
-        if dev.index is None:
-            dev = torch.device(f"cuda:{local_rank}")
-    return dev
 
 
 # --- data + store -------------------------------------------------------------------------
