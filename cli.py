@@ -283,6 +283,8 @@ def _train_options(sweep: bool):
         click.option("--lambda-heat", type=float, default=None, help="Weight l1 of L_heat (default 1)."),
         click.option("--lambda-pose", type=float, default=None, help="Weight l2 of L_pose (default 1)."),
         click.option("--margin", type=float, default=None, help="Hinge margin of --con-loss hinge (default 0.5)."),
+        click.option("--con-negative", default=None,
+                     help="Eq. 4's e_neg: e1 (the other sample's image-only encoding, default) | e2 (its CLIP-enriched one)."),
         click.option("--normalize-features/--no-normalize-features", default=None,
                      help="L2-normalise image and text features before mixing (default on; the paper is silent)."),
         click.option("--prompt-filter", default=None, help="Regular expression: draw only the store's prompts it matches."),

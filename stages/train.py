@@ -61,6 +61,7 @@ class TrainConfig:
     lambda_con: float = 0.1  # l3, §3.4 / Table 5
     con_loss: Literal["paper", "hinge"] = "paper"  # Eq. 4 as printed; hinge = bounded reading
     margin: float = 0.5  # hinge margin; reuses Eq. 4's 0.5 (no source gives one)
+    con_negative: Literal["e1", "e2"] = "e1"  # e_neg of Eq. 4: the other sample's e1' (docs/model.md)
     aug: Literal["clip", "normal"] = "clip"  # Table 6: "normal" = six augmentations make the positive
     normalize_features: bool = True  # L2-normalise f_img, f_txt before mixing (paper silent)
     prompt_filter: str = ""  # regex over the store's prompts; "" = all of Table 2 (§3.3)
@@ -111,6 +112,8 @@ class TrainConfig:
             raise bad("--combine", f"expected 'concat' or 'sum', got {self.combine!r}")
         if self.con_loss not in ("paper", "hinge"):
             raise bad("--con-loss", f"expected 'paper' or 'hinge', got {self.con_loss!r}")
+        if self.con_negative not in ("e1", "e2"):
+            raise bad("--con-negative", f"expected 'e1' or 'e2', got {self.con_negative!r}")
         if self.precision not in ("fp32", "bf16"):
             raise bad("--precision", f"expected 'fp32' or 'bf16', got {self.precision!r}")
         for name in ("lambda_heat", "lambda_pose", "lambda_con", "margin"):

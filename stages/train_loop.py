@@ -206,7 +206,8 @@ def _loss_terms(cfg: TrainConfig, model: torch.nn.Module, batch: dict[str, torch
     l_con = None
     if "e1p" in out:
         neg = losses.select_negatives(out["heatmaps"][-1].float(), heat_gt)
-        l_con = losses.contrastive_loss(out["e1p"].float(), out["e2p"].float(), neg, cfg.con_loss, cfg.margin)
+        l_con = losses.contrastive_loss(
+            out["e1p"].float(), out["e2p"].float(), neg, cfg.con_loss, cfg.margin, cfg.con_negative)
     w = losses.LossWeights(cfg.lambda_heat, cfg.lambda_pose, cfg.lambda_con)
     total = losses.total_loss(l_heat, l_pose, l_con, w)
     con = l_con.detach() if l_con is not None else torch.zeros((), device=total.device)

@@ -106,6 +106,7 @@ def test_bad_input_gives_one_line_errors(synth_freihand, synth_freihand_store, t
     flags = _tiny_flags(synth_freihand, tmp_path / "r", synth_freihand_store)
     _one_line_error(_cli(*flags, "--ratio", 1.5, "--steps", 1), "--ratio", "[0, 1]")
     _one_line_error(_cli(*flags, "--mode", "clip-only", "--steps", 1), "--mode")
+    _one_line_error(_cli(*flags, "--con-negative", "e3", "--steps", 1), "con_negative", "'e1', 'e2'")
     _one_line_error(_cli(*flags, "--split", "evaluation", "--steps", 1), "holds no split 'freihand/evaluation'")
     _one_line_error(_cli(*_tiny_flags(synth_freihand, tmp_path / "r"), "--steps", 1), "--store")
     _one_line_error(_cli(*flags, "--mode", "baseline", "--aug", "normal", "--steps", 1), "--aug normal")
@@ -157,3 +158,19 @@ def test_paper_rows_map_to_the_intended_network(flags, branch2, positive, ratio)
     assert cfg.effective_ratio == ratio
     if branch2:
         assert model.cfg.positive == positive and model.cfg.combine == cfg.combine
+
+
+def test_con_negative_flag_reaches_eq4(synth_freihand, synth_freihand_store, tmp_path, monkeypatch):
+    from hcdg.pipeline import losses
+
+    seen = []
+    real = losses.contrastive_loss
+
+    def spy(*args, **kwargs):
+        seen.append(args[5] if len(args) > 5 else kwargs.get("negative"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(losses, "contrastive_loss", spy)
+    for neg in ("e1", "e2"):
+        train.run(_cfg(synth_freihand, tmp_path / neg, synth_freihand_store, steps=1, mode="ie+te", con_negative=neg))
+    assert seen == ["e1", "e2"]
