@@ -121,13 +121,17 @@ def data_show(dataset, root, split, cameras, hand, index, png) -> None:
               help="source | mixed-target | HAND_COLOUR:COLOUR[:room|background] in Table 2 words, "
                    "'*' = drawn per image (e.g. 'black:dotted:room', 'peach:*'). "
                    "Default: freihand source, rhd/stb mixed-target.")
+@click.option("--views", default="any", show_default=True,
+              help="Hand orientations: any (uniform) | dorsal (back of the hand towards the camera, "
+                   "any in-plane roll, +-25 deg tilts: depth sign readable, so short runs learn).")
 @click.option("--overwrite", is_flag=True, default=False, help="Replace an existing, different dataset at --out.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
-def synth_cmd(fmt, out, n, n_other, seed, style, overwrite, progress) -> None:
+def synth_cmd(fmt, out, n, n_other, seed, style, views, overwrite, progress) -> None:
     """Write synthetic hands in a real dataset layout (the offline default; docs/synthetic.md)."""
     from hcdg.stages import synth as stage
 
-    cfg = stage.SynthConfig(format=fmt, out=out, n=n, n_other=n_other, seed=seed, style=style, overwrite=overwrite)
+    cfg = stage.SynthConfig(format=fmt, out=out, n=n, n_other=n_other, seed=seed, style=style, overwrite=overwrite,
+                            views=views)
     report = stage.run(cfg, progress=progress)
     if report["skipped"]:
         click.echo(f"{report['root']}: already holds this {fmt} dataset (seed {seed}, style {report['style']}); nothing to do")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hcdg.pipeline.errors import HcdgError
-from hcdg.pipeline.synth import styles, writers
+from hcdg.pipeline.synth import hand, styles, writers
 
 #: Default sizes (small enough for a laptop demo; the real sets are far larger:
 #: FreiHAND 32,560 poses, RHD 2,728 evaluation images, STB 1,500 frames per sequence).
@@ -43,6 +43,8 @@ class SynthConfig:
         style: "source", "mixed-target" or "HAND_COLOUR:COLOUR[:BACKGROUND]" (Table 2 words,
             "*" = drawn per image); None = freihand "source", rhd/stb "mixed-target".
         overwrite: replace an existing, different dataset at `out`.
+        views: hand orientations: "any" (uniform on SO(3), default) or "dorsal" (back of the
+            hand towards the camera, any in-plane roll, +-25 deg tilts; see `synth.hand.VIEWS`).
     """
 
     format: Literal["freihand", "rhd", "stb"]
@@ -52,6 +54,7 @@ class SynthConfig:
     seed: int = 0
     style: str | None = None
     overwrite: bool = False
+    views: str = "any"
 
     def resolved(self) -> tuple[int, int, str]:
         """(n, n_other, style) with the per-format defaults filled in."""
@@ -76,19 +79,21 @@ def _validate(cfg: SynthConfig) -> tuple[int, int, str]:
     if cfg.seed < 0:
         raise HcdgError(f"--seed {cfg.seed}: expected a non-negative integer")
     styles.parse_style(style)  # raises HcdgError naming --style
+    if cfg.views not in hand.VIEWS:
+        raise HcdgError(f"--views {cfg.views!r}: expected one of {', '.join(hand.VIEWS)}")
     return n, n_other, style
 
 
-def _same_dataset(root: Path, fmt: str, seed: int, style: str, n: int, n_other: int) -> bool:
+def _same_dataset(root: Path, fmt: str, seed: int, style: str, n: int, n_other: int, views: str) -> bool:
     """Whether `root` already holds exactly what these arguments would write."""
     try:
         info = json.loads((root / writers.SIDECAR).read_text())
     except (OSError, ValueError):
         return False
     want = writers.counts(fmt, n, n_other)
-    return (info.get("format"), info.get("version"), info.get("seed"), info.get("style"), info.get("counts")) == (
-        fmt, writers.SYNTH_VERSION, seed, style, want
-    )
+    have = (info.get("format"), info.get("version"), info.get("seed"), info.get("style"), info.get("counts"),
+            info.get("views", "any"))
+    return have == (fmt, writers.SYNTH_VERSION, seed, style, want, views)
 
 
 def run(cfg: SynthConfig, progress: bool = True) -> dict[str, Any]:
@@ -99,7 +104,7 @@ def run(cfg: SynthConfig, progress: bool = True) -> dict[str, Any]:
                "counts": writers.counts(cfg.format, n, n_other), "images": writers.n_images(cfg.format, n, n_other)}
     exists = out.exists() and (not out.is_dir() or any(out.iterdir()))
     if exists:
-        if out.is_dir() and _same_dataset(out, cfg.format, cfg.seed, style, n, n_other):
+        if out.is_dir() and _same_dataset(out, cfg.format, cfg.seed, style, n, n_other, cfg.views):
             return {**summary, "skipped": True, "seconds": 0.0}
         if not cfg.overwrite:
             raise HcdgError(f"--out {out}: exists and is not this synthetic dataset (use --overwrite to replace it)")
@@ -116,7 +121,7 @@ def run(cfg: SynthConfig, progress: bool = True) -> dict[str, Any]:
 
             bar = tqdm(total=summary["images"], desc=f"synth {cfg.format}", unit="img")
         try:
-            writers.write_dataset(cfg.format, tmp, n, n_other, cfg.seed, style, bar.update if bar else None)
+            writers.write_dataset(cfg.format, tmp, n, n_other, cfg.seed, style, bar.update if bar else None, cfg.views)
         finally:
             if bar is not None:
                 bar.close()

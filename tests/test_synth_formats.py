@@ -220,3 +220,22 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         stage.run(stage.SynthConfig(format="freihand", out=str(out), n=1, n_other=1), progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_views_flag_is_recorded_and_validated(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from hcdg.cli import main
+
+    runner = CliRunner()
+    out = tmp_path / "f"
+    args = ["synth", "--format", "freihand", "--out", str(out), "--n", "2", "--n-other", "1", "--no-progress"]
+    assert runner.invoke(main, [*args, "--views", "dorsal"]).exit_code == 0
+    assert json.loads((out / "hcdg_synth.json").read_text())["views"] == "dorsal"
+    # Same arguments but other views: a different dataset, refused without --overwrite.
+    res = runner.invoke(main, [*args, "--views", "any"])
+    assert res.exit_code != 0 and "--overwrite" in res.output
+    bad = runner.invoke(main, [*args, "--views", "sideways", "--overwrite"])
+    assert bad.exit_code != 0 and "--views 'sideways'" in bad.output.strip().splitlines()[-1]

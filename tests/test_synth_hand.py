@@ -199,3 +199,19 @@ def test_backgrounds_differ_by_style():
     for kind in S.SOURCE_BACKGROUNDS:  # source replacement backgrounds are muted
         c = np.stack([_mean_rgb(S.Style("source", S.SOURCE_SKIN, kind), s) for s in range(5)])
         assert (c.max(1) - c.min(1)).max() < 0.2
+
+
+def test_dorsal_views_show_the_back_of_the_hand_and_any_views_both_sides():
+    from hcdg.pipeline.synth.writers import plan_poses
+
+    def palm_normal_z(xyz):  # right hands: (index MCP - wrist) x (pinky MCP - wrist) is the palm side
+        n = np.cross(xyz[:, 5] - xyz[:, 0], xyz[:, 17] - xyz[:, 0])
+        return n[:, 2] / np.linalg.norm(n, axis=1)
+
+    dorsal = palm_normal_z(plan_poses(0, "freihand", "training", 64, views="dorsal").xyz)
+    uniform = palm_normal_z(plan_poses(0, "freihand", "training", 64, views="any").xyz)
+    # The palm faces away from the camera (+z) within the +-25 deg tilts (plus palm shape).
+    assert dorsal.min() > 0.7, dorsal.min()
+    assert (uniform < 0).mean() > 0.25 and (uniform > 0).mean() > 0.25
+    with pytest.raises(ValueError, match="views"):
+        plan_poses(0, "freihand", "training", 4, views="sideways")

@@ -221,6 +221,40 @@ def bone_lengths(xyz: np.ndarray) -> np.ndarray:
     return np.linalg.norm(xyz[..., children, :] - xyz[..., parents, :], axis=-1)
 
 
+#: Camera views `place_hands` draws: "any" = uniform on SO(3); "dorsal" = the back of the
+#: hand towards the camera (the hand frame's palm faces +z, away from it) with a uniform
+#: in-plane roll and +-DORSAL_TILT_DEG tilts about the two image axes. "dorsal" keeps the
+#: sign of depth readable from a uniformly coloured hand, so short training runs can learn.
+VIEWS = ("any", "dorsal")
+DORSAL_TILT_DEG = 25.0
+
+
+def _about(axis: int, angle: np.ndarray) -> np.ndarray:
+    """(n, 3, 3) rotations by `angle` (radians) about coordinate axis `axis`."""
+    c, s = np.cos(angle), np.sin(angle)
+    i, j = [(1, 2), (0, 2), (0, 1)][axis]
+    r = np.zeros((len(angle), 3, 3))
+    r[:, axis, axis] = 1.0
+    r[:, i, i], r[:, j, j], r[:, i, j], r[:, j, i] = c, c, -s, s
+    return r
+
+
+def dorsal_rotations(rng: np.random.Generator, n: int, tilt_deg: float = DORSAL_TILT_DEG) -> np.ndarray:
+    """(n, 3, 3) rotations: uniform roll about the optical axis, tilts within +-tilt_deg."""
+    roll = rng.uniform(-np.pi, np.pi, n)
+    tilt = np.deg2rad(rng.uniform(-tilt_deg, tilt_deg, (n, 2)))
+    return _about(2, roll) @ _about(0, tilt[:, 0]) @ _about(1, tilt[:, 1])
+
+
+def camera_rotations(rng: np.random.Generator, n: int, views: str = "any") -> np.ndarray:
+    """(n, 3, 3) hand-to-camera rotations for `views` (one of `VIEWS`)."""
+    if views == "any":
+        return random_rotations(rng, n)
+    if views == "dorsal":
+        return dorsal_rotations(rng, n)
+    raise ValueError(f"views {views!r}: expected one of {', '.join(VIEWS)}")
+
+
 def random_rotations(rng: np.random.Generator, n: int) -> np.ndarray:
     """(n, 3, 3) rotations uniform on SO(3) (normalised Gaussian quaternions)."""
     q = rng.normal(size=(n, 4))
@@ -283,7 +317,8 @@ def _fits(uv: np.ndarray, pol: CameraPolicy) -> np.ndarray:
 
 
 def place_hands(
-    rng: np.random.Generator, xyz_hand: np.ndarray, policy: CameraPolicy, max_tries: int = 50
+    rng: np.random.Generator, xyz_hand: np.ndarray, policy: CameraPolicy, max_tries: int = 50,
+    views: str = "any",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rotate, place and photograph hands.
 
@@ -292,6 +327,7 @@ def place_hands(
         xyz_hand: (N, 21, 3) joints in the hand frame, metres.
         policy: the camera to use.
         max_tries: redraws (rotation, depth, K, position) for hands that do not fit.
+        views: which hand orientations to draw (`VIEWS`).
 
     Returns:
         xyz_cam (N, 21, 3) metres in the camera frame, K (N, 3, 3) float64, every joint
@@ -306,7 +342,7 @@ def place_hands(
         m = len(todo)
         if m == 0:
             break
-        rel = xyz_hand[todo] @ np.swapaxes(random_rotations(rng, m), 1, 2)
+        rel = xyz_hand[todo] @ np.swapaxes(camera_rotations(rng, m, views), 1, 2)
         rel -= 0.5 * (rel.min(1) + rel.max(1))[:, None]  # the box around the hand: centred on the axis
         depth = rng.uniform(*policy.depth_m, m)
         K = np.zeros((m, 3, 3))

@@ -120,8 +120,8 @@ def _stream(fmt: str, split: str) -> int:
     return _STREAMS[(fmt, split)]
 
 
-def plan_poses(seed: int, fmt: str, split: str, n: int) -> PosePlan:
-    """Poses and cameras of split `split` of format `fmt` (deterministic in seed, n)."""
+def plan_poses(seed: int, fmt: str, split: str, n: int, views: str = "any") -> PosePlan:
+    """Poses and cameras of split `split` of format `fmt` (deterministic in seed, n, views)."""
     stream = _stream(fmt, split)
     rng = _rng(seed, stream, _POSES)
     hands = H.sample_hands(rng, n)
@@ -138,7 +138,7 @@ def plan_poses(seed: int, fmt: str, split: str, n: int) -> PosePlan:
         sides = ("left",) * n
         local = H.mirror_x(local)
         policy = STB_CAMERA
-    xyz, K = H.place_hands(rng, local, policy)
+    xyz, K = H.place_hands(rng, local, policy, views=views)
     other = _place_outside(rng, local, xyz, K, policy) if fmt == "rhd" else None
     return PosePlan(xyz=xyz, K=K, size=hands.size, side=sides, other_xyz=other)
 
@@ -207,8 +207,9 @@ def _json(obj: object) -> bytes:
     return (json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n").encode()
 
 
-def _sidecar(root: Path, fmt: str, seed: int, style: str, counts: dict, images: dict) -> dict:
+def _sidecar(root: Path, fmt: str, seed: int, style: str, counts: dict, images: dict, views: str) -> dict:
     info = {
+        "views": views,
         "generator": "hcdg.pipeline.synth",
         "version": SYNTH_VERSION,
         "format": fmt,
@@ -238,13 +239,13 @@ _VERSION_SKIN_JITTER = (0.0, 0.03, 0.06, 0.09)
 
 
 def write_freihand(root: Path, n_train: int, n_eval: int, seed: int, style: str = "source",
-                   progress: Progress = None) -> dict:
+                   progress: Progress = None, views: str = "any") -> dict:
     """FreiHAND layout under `root`: `n_train` poses x 4 training images, `n_eval` evaluation images."""
     _check_empty(root)
     spec = S.parse_style(style)
     images: dict = {}
     for split, n in (("training", n_train), ("evaluation", n_eval)):
-        plan = plan_poses(seed, "freihand", split, n)
+        plan = plan_poses(seed, "freihand", split, n, views)
         versions = 4 if split == "training" else 1
         stream = _stream("freihand", split)
         for i in range(n):
@@ -265,7 +266,7 @@ def write_freihand(root: Path, n_train: int, n_eval: int, seed: int, style: str 
         _write(root / f"{split}_K.json", _json(plan.K.tolist()))
         scale = np.linalg.norm(plan.xyz[:, J.MIDDLE_PIP] - plan.xyz[:, J.MIDDLE_MCP], axis=-1)
         _write(root / f"{split}_scale.json", _json(scale.tolist()))
-    return _sidecar(root, "freihand", seed, style, counts("freihand", n_train, n_eval), images)
+    return _sidecar(root, "freihand", seed, style, counts("freihand", n_train, n_eval), images, views)
 
 
 def _freihand_style(spec: S.StyleSpec, split: str, version: int, rng: np.random.Generator) -> S.Style:
@@ -312,13 +313,13 @@ def rhd_annotation(plan: PosePlan, i: int, visible: np.ndarray) -> dict:
 
 
 def write_rhd(root: Path, n_eval: int, n_train: int, seed: int, style: str = "mixed-target",
-              progress: Progress = None) -> dict:
+              progress: Progress = None, views: str = "any") -> dict:
     """RHD layout under `root` (the `RHD_published_v2` folder): both splits."""
     _check_empty(root)
     spec = S.parse_style(style)
     images: dict = {}
     for split, n in (("training", n_train), ("evaluation", n_eval)):
-        plan = plan_poses(seed, "rhd", split, n)
+        plan = plan_poses(seed, "rhd", split, n, views)
         stream = _stream("rhd", split)
         anno: dict = {}
         for i in range(n):
@@ -335,7 +336,7 @@ def write_rhd(root: Path, n_eval: int, n_train: int, seed: int, style: str = "mi
             if progress:
                 progress(1)
         _write(root / f"{split}/anno_{split}.pickle", pickle.dumps(anno, protocol=2))
-    return _sidecar(root, "rhd", seed, style, counts("rhd", n_eval, n_train), images)
+    return _sidecar(root, "rhd", seed, style, counts("rhd", n_eval, n_train), images, views)
 
 
 # --- STB --------------------------------------------------------------------------------
@@ -368,7 +369,7 @@ def _mat_bytes(hand_para: np.ndarray) -> bytes:
 
 
 def write_stb(root: Path, n_frames: int, seed: int, style: str = "mixed-target",
-              progress: Progress = None) -> dict:
+              progress: Progress = None, views: str = "any") -> dict:
     """STB layout under `root`: B1Counting and B1Random, `n_frames` frames each, BB stereo pair."""
     _check_empty(root)
     spec = S.parse_style(style)
@@ -376,7 +377,7 @@ def write_stb(root: Path, n_frames: int, seed: int, style: str = "mixed-target",
     w, h = STB_CAMERA.width, STB_CAMERA.height
     disparity = int(round(STB_K[0][0] * STB_BASELINE_M / STB_BACKDROP_M))
     for seq in STB_SEQUENCES:
-        plan = plan_poses(seed, "stb", seq, n_frames)
+        plan = plan_poses(seed, "stb", seq, n_frames, views)
         stream = _stream("stb", seq)
         for i in range(n_frames):
             rng = _rng(seed, stream, _IMAGE, i)
@@ -394,21 +395,21 @@ def write_stb(root: Path, n_frames: int, seed: int, style: str = "mixed-target",
                 if progress:
                     progress(1)
         _write(root / f"labels/{seq}_BB.mat", _mat_bytes(stb_hand_para(plan.xyz)))
-    return _sidecar(root, "stb", seed, style, counts("stb", n_frames, 0), images)
+    return _sidecar(root, "stb", seed, style, counts("stb", n_frames, 0), images, views)
 
 
 def write_dataset(fmt: str, root: Path, n: int, n_other: int, seed: int, style: str | None = None,
-                  progress: Progress = None) -> dict:
+                  progress: Progress = None, views: str = "any") -> dict:
     """Dispatch: freihand (n training poses, n_other evaluation poses), rhd (n evaluation,
     n_other training images), stb (n frames per sequence; n_other unused). Returns the sidecar."""
     style = style or DEFAULT_STYLE[fmt]
     root = Path(root)
     if fmt == "freihand":
-        return write_freihand(root, n, n_other, seed, style, progress)
+        return write_freihand(root, n, n_other, seed, style, progress, views)
     if fmt == "rhd":
-        return write_rhd(root, n, n_other, seed, style, progress)
+        return write_rhd(root, n, n_other, seed, style, progress, views)
     if fmt == "stb":
-        return write_stb(root, n, seed, style, progress)
+        return write_stb(root, n, seed, style, progress, views)
     raise ValueError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
 
 
