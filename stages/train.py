@@ -106,8 +106,9 @@ class TrainConfig:
             raise bad("--ratio", f"expected a value in [0, 1], got {self.ratio!r}")
         if self.aug not in ("clip", "normal"):
             raise bad("--aug", f"expected 'clip' or 'normal', got {self.aug!r}")
-        if self.aug == "normal" and self.mode == "baseline":
-            raise bad("--aug normal", "needs Branch2, but --mode baseline has none (use --mode ie+te)")
+        if self.aug == "normal" and self.mode != "ie+te":
+            # Table 6's positive is an augmented view: no CLIP feature, so the mode would be ignored.
+            raise bad("--aug normal", f"replaces the CLIP feature; use it with --mode ie+te, not --mode {self.mode}")
         if self.combine not in ("concat", "sum"):
             raise bad("--combine", f"expected 'concat' or 'sum', got {self.combine!r}")
         if self.con_loss not in ("paper", "hinge"):

@@ -110,6 +110,7 @@ def test_bad_input_gives_one_line_errors(synth_freihand, synth_freihand_store, t
     _one_line_error(_cli(*flags, "--split", "evaluation", "--steps", 1), "holds no split 'freihand/evaluation'")
     _one_line_error(_cli(*_tiny_flags(synth_freihand, tmp_path / "r"), "--steps", 1), "--store")
     _one_line_error(_cli(*flags, "--mode", "baseline", "--aug", "normal", "--steps", 1), "--aug normal")
+    _one_line_error(_cli(*flags, "--mode", "te", "--aug", "normal", "--steps", 1), "--aug normal", "--mode te")
     _one_line_error(_cli(*flags, "--batch-size", 64, "--steps", 1), "--batch-size 64", "40 training samples")
     (tmp_path / "bad.toml").write_text("ratoi = 0.5\n")
     _one_line_error(_cli(*flags, "--config", tmp_path / "bad.toml"), "unknown key 'ratoi'")
