@@ -258,6 +258,9 @@ def read_state(ckpt: str | Path) -> dict[str, Any]:
         raise HcdgError(f"{path}: not valid JSON ({exc.msg}); the checkpoint is corrupt") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise HcdgError(f"{path}: not an {FORMAT} checkpoint state")
+    missing = [k for k in ("step", "epoch", "weights_sha256", "rng", "optimizer") if k not in state]
+    if missing:
+        raise HcdgError(f"{path}: checkpoint state lacks {', '.join(missing)}; the checkpoint is corrupt")
     return state
 
 
@@ -336,4 +339,6 @@ def load_model_state(run_dir: str | Path, device: str | torch.device = "cpu") ->
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as exc:
         raise HcdgError(f"{meta_path}: not valid JSON ({exc.msg})") from None
+    if not isinstance(meta, dict):
+        raise HcdgError(f"{meta_path}: expected a JSON object (format, weights_sha256, ...)")
     return load_tensors_verified(run_dir / MODEL_WEIGHTS, meta.get("weights_sha256", ""), device=device), meta

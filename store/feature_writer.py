@@ -90,8 +90,8 @@ class SplitWriter:
         self.group["feats"][sel] = feats.astype(self.group["feats"].dtype)
         self.group["norms"][sel] = np.linalg.norm(feats, axis=1).astype(np.float32)
         self.group["valid"][sel] = valid
-        if not valid.all():
-            self.group["errors"][sel] = np.array(errors, dtype=str)
+        # Always written: a chunk rewritten on resume must not keep a killed run's error texts.
+        self.group["errors"][sel] = np.array(errors, dtype=str)
         self.group["done"][chunk] = 1  # last: the chunk counts only once its bytes are down
 
 
@@ -120,6 +120,11 @@ class StoreWriter:
             raise HcdgError(f"{self.path}: store path not writable ({exc.strerror})") from None
         except OSError as exc:
             raise HcdgError(f"{self.path}: cannot create the store ({exc.strerror or exc})") from None
+        except HcdgError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. a damaged zarr.json: one line naming the store
+            msg = " ".join(str(exc).split())
+            raise HcdgError(f"{self.zarr_path}: not a readable feature store ({type(exc).__name__}: {msg})") from None
 
     def _open_root(self) -> Any:
         import zarr

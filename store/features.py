@@ -90,7 +90,8 @@ class StoreReader:
         except HcdgError:
             raise
         except Exception as exc:  # noqa: BLE001 - any unreadable store is one clear line
-            raise HcdgError(f"{self.path}: not a readable feature store ({type(exc).__name__}: {exc})") from None
+            msg = " ".join(str(exc).split())  # one line: h5py's messages span several
+            raise HcdgError(f"{self.path}: not a readable feature store ({type(exc).__name__}: {msg})") from None
         if not meta or meta.get("format") != FORMAT:
             raise HcdgError(f"{self.path}: not an hcdg feature store (no '{ATTR}' metadata of format {FORMAT})")
         if meta.get("version") != VERSION:

@@ -59,9 +59,12 @@ def read_run(folder: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise HcdgError(f"{folder}: not a run folder (expected {RUN_FILE})")
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise HcdgError(f"{path}: not valid JSON ({exc.msg})") from None
+    if not isinstance(record, dict):
+        raise HcdgError(f"{path}: expected a JSON object (stage, config, seed, ...)")
+    return record
 
 
 def prepare_run(

@@ -135,3 +135,18 @@ def test_metrics_log_readable_after_every_append_and_truncated_on_resume(tmp_pat
     assert len(resumed.rows) == 3
     with pytest.raises(KeyError, match="unknown column"):
         resumed.append([{"kind": "train", "step": 4, "typo": 1.0}])
+
+
+def test_incomplete_state_or_non_object_model_json_is_one_clear_error(tmp_path):
+    # A state.json of the right format but missing fields, and a model.json that is not an object,
+    # used to surface as a KeyError / AttributeError traceback.
+    model, opt = _model_and_adam()
+    ck = save_checkpoint(tmp_path, step=1, epoch=0, model_state=model.state_dict(),
+                         optimizer_state=opt.state_dict(), cfg_hash="h")
+    (ck / STATE_FILE).write_text(json.dumps({"format": "hcdg-checkpoint/1", "config_hash": "h"}))
+    with pytest.raises(HcdgError, match="lacks .*weights_sha256"):
+        load_checkpoint(ck, expect_config_hash="h")
+    save_model(tmp_path, model.state_dict(), {})
+    (tmp_path / "model.json").write_text("[1]")
+    with pytest.raises(HcdgError, match="expected a JSON object"):
+        load_model_state(tmp_path)

@@ -30,3 +30,11 @@ def test_non_run_folder_refused(tmp_path):
         prepare_run(tmp_path, stage="train", config={}, seed=0)
     with pytest.raises(HcdgError, match="not a run folder"):
         read_run(tmp_path)
+
+
+def test_non_object_run_json_is_one_clear_error(tmp_path):
+    (tmp_path / "run.json").write_text("[1, 2]")  # valid JSON, not a run record: was an AttributeError
+    with pytest.raises(HcdgError, match="expected a JSON object"):
+        read_run(tmp_path)
+    with pytest.raises(HcdgError, match="expected a JSON object"):
+        prepare_run(tmp_path, stage="train", config={}, seed=0, resume=True)

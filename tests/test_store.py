@@ -172,3 +172,30 @@ def test_diff_names_nested_keys():
     m1 = fpr.manifest_fingerprint([("a.jpg", 3), ("b.jpg", 4)])
     m2 = fpr.manifest_fingerprint([("b.jpg", 4), ("a.jpg", 3)])
     assert m1["n_files"] == 2 and m1["total_bytes"] == 7 and m1["digest"] != m2["digest"]
+
+
+def test_damaged_store_metadata_is_one_line_error(tmp_path):
+    # A damaged zarr.json made StoreWriter fail with a JSONDecodeError traceback; a folder named *.h5
+    # gave a multi-line h5py message.
+    path = tmp_path / "s.zarr"
+    StoreWriter(path, _fp(), D)
+    (path / "zarr.json").write_text("{broken")
+    with pytest.raises(HcdgError, match="not a readable feature store"):
+        StoreWriter(path, _fp(), D)
+    (tmp_path / "d.h5").mkdir()
+    with pytest.raises(HcdgError, match="not a readable feature store") as err:
+        fs.read_meta(tmp_path / "d.h5")
+    assert "\n" not in str(err.value)
+
+
+def test_rewritten_chunk_does_not_keep_stale_errors(tmp_path):
+    # A run killed after writing a chunk's error texts but before its done flag: the rerun rewrites the
+    # chunk, now readable, and must clear those texts.
+    path = tmp_path / "s.zarr"
+    split = StoreWriter(path, _fp(), D).open_split("toy/train", ["a", "b"], 2, _split_fp(), {})
+    split.write_chunk(0, _rows(2), ["", "OSError: broken"])
+    split.group["done"][0] = 0
+    split.write_chunk(0, _rows(2), ["", ""])
+    with fs.StoreReader(path) as r:
+        assert r.read("splits/toy/train/errors").tolist() == ["", ""]
+        assert r.read("splits/toy/train/valid").tolist() == [True, True]
