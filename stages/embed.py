@@ -235,8 +235,13 @@ def run(cfg: EmbedConfig, *, dataset: Any = None) -> EmbedSummary:
     key = check_split_key(cfg.key or f"{dataset.dataset}/{dataset.split}")
     n = len(dataset) if cfg.limit is None else min(cfg.limit, len(dataset))
     ids = [dataset.sample_id(i) for i in range(n)]
+    if getattr(dataset, "cameras", None) is not None:
+        # The cameras the reader resolved (explicit or default), so both spellings match.
+        options = {**options, "cameras": tuple(dataset.cameras)}
+    # A limit at or above the split's size changes nothing: record it as no limit.
+    limit = cfg.limit if cfg.limit is not None and cfg.limit < len(dataset) else None
     split_fp = fpr.split_fingerprint(dataset.manifest(), dataset=dataset.dataset, split=dataset.split,
-                                     options=options, limit=cfg.limit)
+                                     options=options, limit=limit)
     # The encoder is built (a bad weights file fails here) before the store is touched.
     encoder = ClipEncoder(source, seed=cfg.seed, precision=precision, device=device)
     identity = encoder.identity()

@@ -101,6 +101,18 @@ def test_mismatched_fingerprints_are_refused_and_leave_the_store_alone(ref_store
     assert fs.array_digests(store) == before
     rerun = _embed(synth_freihand, store)  # the same command: nothing left to do
     assert rerun.embedded == 0 and not rerun.text_computed and fs.array_digests(store) == before
+    # A limit at or above the split's 48 images changes nothing, so it is the same split.
+    assert _embed(synth_freihand, store, limit=1000).embedded == 0 and fs.array_digests(store) == before
+
+
+def test_default_and_explicit_stb_camera_are_the_same_split(synth_stb, tmp_path):
+    store = tmp_path / "stb.zarr"
+    kw = {**ARGS, "workers": 0}
+    first = run(EmbedConfig(dataset="stb", root=str(synth_stb), store=str(store), **kw))
+    again = run(EmbedConfig(dataset="stb", root=str(synth_stb), store=str(store), cameras=("BB_left",), **kw))
+    assert first.embedded > 0 and again.embedded == 0
+    with pytest.raises(HcdgError, match="cameras"):
+        run(EmbedConfig(dataset="stb", root=str(synth_stb), store=str(store), cameras=("BB_right",), **kw))
 
 
 def test_info_json_and_verify(ref_store, tmp_path):
