@@ -45,3 +45,20 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json_object(path: str | os.PathLike[str], expected: str) -> dict[str, Any]:
+    """The JSON object in `path`; a one-line `HcdgError` when it is not valid JSON or not an object.
+
+    `expected` names the keys a reader looks for, for the message (e.g. "stage, config, seed, ...").
+    """
+    from hcdg.pipeline.errors import HcdgError
+
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise HcdgError(f"{path}: not valid JSON ({exc.msg})") from None
+    if not isinstance(obj, dict):
+        raise HcdgError(f"{path}: expected a JSON object ({expected})")
+    return obj

@@ -40,6 +40,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from hcdg.pipeline.errors import HcdgError
+from hcdg.store.atomic import read_json_object
 
 FORMAT = "hcdg-checkpoint/1"
 CHECKPOINT_DIR = "checkpoints"
@@ -335,10 +336,5 @@ def load_model_state(run_dir: str | Path, device: str | torch.device = "cpu") ->
     meta_path = run_dir / MODEL_META
     if not meta_path.is_file():
         raise HcdgError(f"{run_dir}: no {MODEL_META}; the training run has not finished")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise HcdgError(f"{meta_path}: not valid JSON ({exc.msg})") from None
-    if not isinstance(meta, dict):
-        raise HcdgError(f"{meta_path}: expected a JSON object (format, weights_sha256, ...)")
+    meta = read_json_object(meta_path, "format, weights_sha256, ...")
     return load_tensors_verified(run_dir / MODEL_WEIGHTS, meta.get("weights_sha256", ""), device=device), meta

@@ -9,7 +9,6 @@ command line and the start time. Opening a folder that already holds a
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import platform
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hcdg.pipeline.errors import HcdgError
-from hcdg.store.atomic import atomic_write_json
+from hcdg.store.atomic import atomic_write_json, read_json_object
 
 RUN_FILE = "run.json"
 _PACKAGES = ("hcdg", "torch", "torchvision", "open_clip_torch", "numpy", "zarr", "h5py", "pandas", "pyarrow")
@@ -58,13 +57,7 @@ def read_run(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / RUN_FILE
     if not path.is_file():
         raise HcdgError(f"{folder}: not a run folder (expected {RUN_FILE})")
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise HcdgError(f"{path}: not valid JSON ({exc.msg})") from None
-    if not isinstance(record, dict):
-        raise HcdgError(f"{path}: expected a JSON object (stage, config, seed, ...)")
-    return record
+    return read_json_object(path, "stage, config, seed, ...")
 
 
 def prepare_run(
