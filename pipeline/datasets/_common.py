@@ -68,15 +68,6 @@ def decode_label_image(path: Path) -> np.ndarray:
     return arr
 
 
-def project(xyz: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Pinhole projection: (..., 21, 3) camera-frame points, (3, 3) intrinsics -> (..., 21, 2) pixels."""
-    xyz = np.asarray(xyz, dtype=np.float64)
-    p = xyz @ np.asarray(K, dtype=np.float64).T
-    z = p[..., 2:3]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return p[..., :2] / z
-
-
 def read_json(path: Path, what: str) -> Any:
     """Parse the JSON file at `path`; `what` says what it should hold (for the error message)."""
     try:

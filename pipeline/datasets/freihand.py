@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hcdg.pipeline.camera import project
 from hcdg.pipeline.datasets import _common as c
 from hcdg.pipeline.datasets.base import Sample
 from hcdg.pipeline.errors import HcdgError
@@ -95,7 +96,7 @@ class FreiHandDataset:
             extra["style"] = self._styles[rel]
         return Sample(
             dataset=self.dataset, split=self.split, index=index, sample_id=f"{index:08d}",
-            image_path=self.root / rel, K=K, xyz=xyz, uv=c.project(xyz, K),
+            image_path=self.root / rel, K=K, xyz=xyz, uv=project(xyz, K),
             visible=np.ones(21, dtype=bool), side="right", root="wrist", extra=extra,
         )
 

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from hcdg.pipeline import joints
+from hcdg.pipeline.camera import project
 from hcdg.pipeline.datasets import _common as c
 from hcdg.pipeline.datasets.base import Sample
 from hcdg.pipeline.errors import HcdgError
@@ -217,7 +218,7 @@ class StbDataset:
             extra["style"] = self._styles[rel]
         return Sample(
             dataset=self.dataset, split=self.split, index=int(index), sample_id=f"{seq}/{cam}_{frame}",
-            image_path=self.root / rel, K=K.copy(), xyz=xyz, uv=c.project(xyz, K),
+            image_path=self.root / rel, K=K.copy(), xyz=xyz, uv=project(xyz, K),
             visible=np.ones(21, dtype=bool), side="left", root="palm", extra=extra,
         )
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hcdg.pipeline import joints as J
+from hcdg.pipeline.camera import project
 
 # --- anatomy (hand frame, metres, size factor 1) ------------------------------------
 
@@ -268,12 +269,6 @@ def random_rotations(rng: np.random.Generator, n: int) -> np.ndarray:
         ],
         axis=1,
     )
-
-
-def project(xyz: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """(..., J, 2) pixel coordinates of camera-frame points (..., J, 3) under K (..., 3, 3)."""
-    p = xyz @ np.swapaxes(K, -1, -2)
-    return p[..., :2] / p[..., 2:3]
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ import numpy as np
 from PIL import Image
 
 from hcdg.pipeline import joints as J
+from hcdg.pipeline.camera import project
 from hcdg.pipeline.synth import hand as H
 from hcdg.pipeline.synth import render as R
 from hcdg.pipeline.synth import styles as S
@@ -156,7 +157,7 @@ def _place_outside(
     sign = np.where(rng.random(n) < 0.5, -1.0, 1.0)
     out = rel + np.stack([np.zeros(n), np.zeros(n), depth], -1)[:, None]
     for _ in range(20):  # move sideways until every joint projects beyond the border
-        uv = H.project(out, K)
+        uv = project(out, K)
         outside = (uv[..., 0] < -20).all(1) | (uv[..., 0] > pol.width + 20).all(1)
         if outside.all():
             return out
@@ -302,7 +303,7 @@ def rhd_annotation(plan: PosePlan, i: int, visible: np.ndarray) -> dict:
     rendered, other = plan.xyz[i], plan.other_xyz[i]
     left, right = (rendered, other) if plan.side[i] == "left" else (other, rendered)
     xyz = np.concatenate([left[J.FREIHAND_TO_RHD], right[J.FREIHAND_TO_RHD]]).astype(np.float32)
-    uv = H.project(xyz.astype(np.float64), plan.K[i])
+    uv = project(xyz.astype(np.float64), plan.K[i])
     vis = np.zeros(42)
     vis[(0 if plan.side[i] == "left" else 21) + np.arange(21)] = visible[J.FREIHAND_TO_RHD]
     return {
