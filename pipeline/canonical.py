@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from hcdg.pipeline.errors import HcdgError
-from hcdg.pipeline.joints import MIDDLE_MCP, MIDDLE_PIP, N_JOINTS, PINKY_MCP, WRIST
+from hcdg.pipeline.hands import bone_scale_batched
+from hcdg.pipeline.joints import MIDDLE_MCP, N_JOINTS, PINKY_MCP, WRIST
 
 #: Lengths/areas below this (metres, or units of `rel_norm`) are treated as degenerate.
 _EPS = 1e-9
@@ -66,12 +67,6 @@ def flip(xyz: np.ndarray, is_right: bool | np.ndarray) -> np.ndarray:
     out = xyz.copy()
     out[..., 2] *= sign
     return out
-
-
-def bone_scale_batched(xyz: np.ndarray) -> np.ndarray:
-    """(..., 21, 3) -> (...,) length of the middle MCP -> PIP bone (joints 9 -> 10), same unit as xyz."""
-    xyz = _check_joints(xyz)
-    return np.linalg.norm(xyz[..., MIDDLE_PIP, :] - xyz[..., MIDDLE_MCP, :], axis=-1)
 
 
 def canonical_rotation(rel: np.ndarray) -> np.ndarray:

@@ -61,18 +61,26 @@ def freihand_to_stb(arr: np.ndarray) -> np.ndarray:
     return _apply_map(arr, FREIHAND_TO_STB, "freihand_to_stb")
 
 
+def bone_scale_batched(xyz: np.ndarray) -> np.ndarray:
+    """(..., 21, 3) -> (...,) length of the middle MCP -> PIP bone (joints 9 -> 10), same unit as xyz."""
+    xyz = np.asarray(xyz, dtype=np.float64)
+    if xyz.ndim < 2 or xyz.shape[-2:] != (N_JOINTS, 3):
+        raise HcdgError(f"xyz: expected shape (..., {N_JOINTS}, 3), got {xyz.shape}")
+    return np.linalg.norm(xyz[..., MIDDLE_PIP, :] - xyz[..., MIDDLE_MCP, :], axis=-1)
+
+
 def bone_scale(xyz: np.ndarray) -> float:
     """Length of the middle MCP -> PIP bone, ``||xyz[10] - xyz[9]||`` (FreiHAND order).
 
     Args:
-        xyz: (21, 3) joints, metres.
+        xyz: (21, 3) joints of one hand, metres (`bone_scale_batched` takes (..., 21, 3)).
     Returns:
         The length in the unit of `xyz` (metres). hand3d's normalising bone (PROTOCOL.md §2).
     """
     xyz = np.asarray(xyz, dtype=np.float64)
     if xyz.shape != (N_JOINTS, 3):
         raise HcdgError(f"bone_scale: expected shape ({N_JOINTS}, 3), got {xyz.shape}")
-    return float(np.linalg.norm(xyz[MIDDLE_PIP] - xyz[MIDDLE_MCP]))
+    return float(bone_scale_batched(xyz))
 
 
 def stb_palm_to_wrist(xyz: np.ndarray, factor: float = STB_PALM_TO_WRIST) -> np.ndarray:

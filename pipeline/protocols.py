@@ -46,7 +46,7 @@ import numpy as np
 
 from hcdg.pipeline import camera, hands, metrics
 from hcdg.pipeline.errors import HcdgError
-from hcdg.pipeline.joints import MIDDLE_MCP, MIDDLE_PIP, N_JOINTS, WRIST
+from hcdg.pipeline.joints import MIDDLE_MCP, N_JOINTS, WRIST
 
 #: Protocol names, in the order reports list them.
 PROTOCOLS: tuple[str, ...] = ("gtroot-2.5d", "rr-gtscale", "pa")
@@ -99,12 +99,6 @@ def _check_root(gt_root: str, root: str) -> None:
         )
 
 
-def _bone_scale_m(xyz: np.ndarray) -> np.ndarray:
-    """(N,) middle MCP -> PIP length, batched (`hands.bone_scale` takes one hand; the batched
-    `canonical.bone_scale_batched` would import torch into the report)."""
-    return np.linalg.norm(xyz[:, MIDDLE_PIP] - xyz[:, MIDDLE_MCP], axis=-1)
-
-
 def image_from_heatmap(
     crop_from_image: np.ndarray, input_size: int, heatmap_size: int
 ) -> np.ndarray:
@@ -153,7 +147,7 @@ def rr_gtscale(
     gt = gt_for_root(gt_xyz_m, gt_root, root)
     rel = _pred_for_root(rel, root)
     rel = rel - rel[:, WRIST : WRIST + 1]
-    pred = rel * _bone_scale_m(gt)[:, None, None] + gt[:, WRIST : WRIST + 1]
+    pred = rel * hands.bone_scale_batched(gt)[:, None, None] + gt[:, WRIST : WRIST + 1]
     return ProtocolResult("rr-gtscale", root, pred, gt, metrics.joint_errors_mm(pred, gt))
 
 
@@ -271,7 +265,7 @@ def gtroot_25d(
         raise HcdgError(f"K: expected (N, 3, 3) or (3, 3), got {Km.shape}")
     z_rel = rel[..., 2]
     z_root_rel = 0.5 * (z_rel[:, WRIST] + z_rel[:, MIDDLE_MCP]) if root == "palm" else z_rel[:, WRIST]
-    z_m = gt[:, WRIST, 2:3] + (z_rel - z_root_rel[:, None]) * _bone_scale_m(gt)[:, None]
+    z_m = gt[:, WRIST, 2:3] + (z_rel - z_root_rel[:, None]) * hands.bone_scale_batched(gt)[:, None]
     pred = camera.backproject(uv_img, z_m, Km)
     pred = _pred_for_root(pred, root)
     return ProtocolResult("gtroot-2.5d", root, pred, gt, metrics.joint_errors_mm(pred, gt))

@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from hcdg.pipeline import hands
+
 #: `numpy.random.default_rng` stream tags, so the order and augmentation streams never collide.
 _ORDER_TAG = 0x0DE2
 _AUG_TAG = 0xA06
@@ -170,8 +172,7 @@ def rel_norm_pose(xyz_m: np.ndarray, side: str) -> np.ndarray:
     xyz = np.asarray(xyz_m, dtype=np.float64)
     if side == "left":
         xyz = xyz * np.array([-1.0, 1.0, 1.0])
-    bone = float(np.linalg.norm(xyz[10] - xyz[9]))
-    return (xyz - xyz[0]) / bone
+    return (xyz - xyz[0]) / hands.bone_scale(xyz)
 
 
 def mean_pose(reader: Any, indices: Sequence[int]) -> np.ndarray:

@@ -54,6 +54,7 @@ from PIL import Image
 
 from hcdg.pipeline import joints as J
 from hcdg.pipeline.camera import project
+from hcdg.pipeline.hands import bone_scale_batched
 from hcdg.pipeline.synth import hand as H
 from hcdg.pipeline.synth import render as R
 from hcdg.pipeline.synth import styles as S
@@ -265,7 +266,7 @@ def write_freihand(root: Path, n_train: int, n_eval: int, seed: int, style: str 
                     progress(1)
         _write(root / f"{split}_xyz.json", _json(plan.xyz.tolist()))
         _write(root / f"{split}_K.json", _json(plan.K.tolist()))
-        scale = np.linalg.norm(plan.xyz[:, J.MIDDLE_PIP] - plan.xyz[:, J.MIDDLE_MCP], axis=-1)
+        scale = bone_scale_batched(plan.xyz)
         _write(root / f"{split}_scale.json", _json(scale.tolist()))
     return _sidecar(root, "freihand", seed, style, counts("freihand", n_train, n_eval), images, views)
 
