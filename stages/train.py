@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -25,6 +24,7 @@ from hcdg.pipeline.config import ConfigError, to_dict
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.train_data import ColorJitter
 from hcdg.pipeline.transforms import GeomAug
+from hcdg.store.fingerprint import digest
 
 Mode = Literal["baseline", "ie", "te", "ie+te"]
 MODES = ("baseline", "ie", "te", "ie+te")
@@ -187,7 +187,7 @@ def identity(cfg: TrainConfig, store_fingerprint: dict[str, Any] | None, data_id
     if store_fingerprint is not None:  # the store level + the training split (other splits may come later)
         used = {k: v for k, v in store_fingerprint.items() if k != "splits"}
         used["split"] = store_fingerprint.get("splits", {}).get(cfg.split_key)
-        d["store_fingerprint_sha256"] = hashlib.sha256(json.dumps(used, sort_keys=True, default=str).encode()).hexdigest()
+        d["store_fingerprint_sha256"] = digest(used)
     return d
 
 

@@ -41,6 +41,7 @@ from safetensors.torch import load_file, save_file
 
 from hcdg.pipeline.errors import HcdgError
 from hcdg.store.atomic import read_json_object
+from hcdg.store.fingerprint import digest
 
 FORMAT = "hcdg-checkpoint/1"
 CHECKPOINT_DIR = "checkpoints"
@@ -60,7 +61,7 @@ def sha256_file(path: Path) -> str:
 
 def config_hash(identity: dict[str, Any]) -> str:
     """sha256 of the canonical JSON of a run's identity config (what must match on resume)."""
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return digest(identity)
 
 
 # --- RNG states ------------------------------------------------------------------
