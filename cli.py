@@ -257,6 +257,16 @@ def _read_toml(path: str) -> dict:
         raise HcdgError(f"--config {path}: not valid TOML ({exc})") from None
 
 
+def _train_default(name: str) -> str:
+    """TrainConfig's default of `name`, for help strings (the dataclass is the one source)."""
+    import dataclasses
+
+    from hcdg.stages.train import TrainConfig
+
+    f = {f.name: f for f in dataclasses.fields(TrainConfig)}[name]
+    return str(f.default)
+
+
 def _train_options(sweep: bool):
     """The `hcdg train` flags (shared by `hcdg sweep`, whose grid axes take comma lists)."""
     axis = (lambda name, help_: click.option(name, default=None, help=f"{help_} Sweep axis: {_FLOAT_LIST}."))
@@ -280,13 +290,33 @@ def _train_options(sweep: bool):
         if sweep else click.option("--ratio", type=float, default=None, help="Image weight r in f = r f_img + (1-r) f_txt, in [0, 1] (default 0.6; paper: 0.6 STB, 0.9 RHD)."),
         axis("--lambda-con", "Weight l3 of L_con (Table 5: 1, 0.1, 0.01, 0.001).")
         if sweep else click.option("--lambda-con", type=float, default=None, help="Weight l3 of L_con (default 0.1, paper §3.4)."),
-        click.option("--con-loss", default=None, help="L_con form: paper (Eq. 4 as printed, default) | hinge."
+        click.option("--con-loss", default=None,
+                     help="L_con form: contrastive (d_pos + max(0, m - d_neg), Hadsell 2006) | hinge "
+                          "(max(0, d_pos - d_neg + m)) | paper-literal (Eq. 4 as printed: UNBOUNDED below, diverges; "
+                          f"docs/model.md). Default {_train_default('con_loss')}."
                      + (" Sweep axis: comma list." if sweep else "")),
+        click.option("--heat-reduction", type=click.Choice(["mean", "sum", "rmse"]), default=None,
+                     help="L_heat reduction: mean (element MSE) | sum (per-sample ||.||^2, Eq. 2 as printed) | "
+                          f"rmse (hand3d's per-keypoint RMSE). Default {_train_default('heat_reduction')}."),
+        click.option("--pose-reduction", type=click.Choice(["mean", "sum"]), default=None,
+                     help="L_pose reduction: mean (element MSE) | sum (per-sample ||.||^2, Eq. 3 as printed). "
+                          f"Default {_train_default('pose_reduction')}."),
+        click.option("--heat-stages", type=click.Choice(["all", "last"]), default=None,
+                     help=f"CPM stages L_heat supervises: all (hand3d) | last (the authors). Default {_train_default('heat_stages')}."),
+        click.option("--heat-resolution", type=click.Choice(["grid", "crop"]), default=None,
+                     help="Where L_heat compares maps: grid (S/8 heatmaps) | crop (upsampled to the S crop, hand3d "
+                          f"and the authors). Default {_train_default('heat_resolution')}."),
+        click.option("--gaussian", type=click.Choice(["exp-d2-2s2", "exp-d2-s2"]), default=None,
+                     help="Target Gaussian: exp(-d^2/(2 sigma^2)) | exp(-d^2/sigma^2) (hand3d, the authors). "
+                          f"Default {_train_default('gaussian')}."),
+        click.option("--sigma-px", type=float, default=None,
+                     help=f"Sigma of the target Gaussian in crop pixels (authors: 10 at 256). Default {_train_default('sigma_px')}."),
         click.option("--aug", default=None, help="Positive view: clip (default) | normal (Table 6: six augmentations)."
                      + (" Sweep axis: comma list." if sweep else "")),
         click.option("--lambda-heat", type=float, default=None, help="Weight l1 of L_heat (default 1)."),
         click.option("--lambda-pose", type=float, default=None, help="Weight l2 of L_pose (default 1)."),
-        click.option("--margin", type=float, default=None, help="Hinge margin of --con-loss hinge (default 0.5)."),
+        click.option("--margin", type=float, default=None,
+                     help=f"Margin m of --con-loss hinge/contrastive. Default {_train_default('margin')}."),
         click.option("--con-negative", default=None,
                      help="Eq. 4's e_neg: e1 (the other sample's image-only encoding, default) | e2 (its CLIP-enriched one)."),
         click.option("--normalize-features/--no-normalize-features", default=None,
@@ -347,9 +377,14 @@ def train_cmd(config_file, resume, **flags) -> None:
 
     cfg = _train_config(config_file, {**flags, "resume": resume or None})
     done = stage.run(cfg)
+    def num(key: str, unit: str) -> str:
+        v = done.get(key)
+        return "n/a" if v is None else f"{v:.2f} {unit}"
+
     click.echo(
-        f"trained {done['total_steps']} steps -> {cfg.out}: val EPE {done['val_epe_mm']:.2f} mm "
-        f"(mean-pose EPE {done['val_mean_pose_epe_mm']:.2f} mm)"
+        f"trained {done['total_steps']} steps -> {cfg.out}: val EPE {num('val_epe_mm', 'mm')} "
+        f"(mean pose {num('val_mean_pose_epe_mm', 'mm')}), 2D {num('val_2d_px', 'px')} "
+        f"(mean layout {num('val_mean_2d_px', 'px')})"
     )
 
 

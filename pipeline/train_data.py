@@ -71,7 +71,8 @@ def color_jitter(image: np.ndarray, jitter: ColorJitter, rng: np.random.Generato
 
 
 #: Keys of an item (and of a collated batch) the training step uses.
-ITEM_KEYS = ("image", "heatmaps", "xyz_rel_norm", "bone_scale_m", "hand_side", "visible", "feat_row", "index")
+ITEM_KEYS = ("image", "heatmaps", "uv_crop", "xyz_rel_norm", "bone_scale_m", "hand_side", "visible", "feat_row",
+             "index")
 
 
 class AugmentedSamples(Dataset):
@@ -120,6 +121,7 @@ class AugmentedSamples(Dataset):
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image)),
             "heatmaps": torch.from_numpy(np.asarray(out["heatmaps"], dtype=np.float32)),
+            "uv_crop": torch.from_numpy(np.asarray(out["uv_crop"], dtype=np.float32)),
             "xyz_rel_norm": torch.from_numpy(np.asarray(out["xyz_rel_norm"], dtype=np.float32)),
             "bone_scale_m": torch.tensor(float(out["bone_scale_m"]), dtype=torch.float32),
             "hand_side": torch.from_numpy(np.asarray(out["hand_side"], dtype=np.float32)),

@@ -42,8 +42,11 @@ class CropConfig:
         input_size: crop side in pixels; 256 (paper §3: "256 x 256 x 3-sized single RGB image").
         heatmap_size: heatmap side; None -> input_size // 8 = 32 (paper Table 1: 21 x 32 x 32;
             hand3d's PoseNet pools three times).
-        sigma_px: Gaussian std of the target heatmaps in *input-crop* pixels. 10 px = the paper
+        sigma_px: sigma of the target heatmaps in *input-crop* pixels. 10 px = the paper
             authors' code (PROTOCOL.md §2); hand3d used 25 px. On the 32 heatmap: 10 * 32/256 = 1.25 px.
+        gaussian: the formula sigma enters: "exp-d2-2s2" = exp(-d^2/(2 sigma^2)) (sigma a standard
+            deviation; hcdg before 2026-12 and the default, docs/model.md) or "exp-d2-s2" =
+            exp(-d^2/sigma^2) (hand3d and the authors: their 10 px is a std of 10/sqrt(2) = 7.1 px).
         crop_scale: multiplier on hand3d's crop side (2 x the largest distance of a visible
             keypoint from the middle MCP). 1.0 = hand3d (farthest keypoint on the border). The
             authors' STB test boxes are ~2.5x this (median; docs/geometry.md), so a run evaluated
@@ -54,6 +57,7 @@ class CropConfig:
     input_size: int = 256
     heatmap_size: int | None = None
     sigma_px: float = 10.0
+    gaussian: str = "exp-d2-2s2"
     crop_scale: float = 1.0
     min_side_px: float = camera.MIN_CROP_SIDE_PX
 
@@ -64,6 +68,8 @@ class CropConfig:
             raise ValueError(f"input_size and heatmap_size must be > 0, got {self.input_size}, {self.heatmap_size}")
         if not (self.sigma_px > 0 and self.crop_scale > 0 and self.min_side_px > 0):
             raise ValueError("sigma_px, crop_scale and min_side_px must be > 0")
+        if self.gaussian not in ("exp-d2-2s2", "exp-d2-s2"):
+            raise ValueError(f"gaussian must be 'exp-d2-2s2' or 'exp-d2-s2', got {self.gaussian!r}")
 
     @property
     def sigma_heatmap_px(self) -> float:
@@ -184,7 +190,7 @@ def prepare(
     crop = camera.warp_to_crop(image, crop_from_image @ image_from_original, cfg.input_size)
     uv_crop = camera.apply_affine(crop_from_image, uv)
     uv_hm = camera.crop_to_heatmap(uv_crop, cfg.input_size, cfg.heatmap_size)
-    heatmaps = camera.gaussian_heatmaps(uv_hm, cfg.heatmap_size, cfg.sigma_heatmap_px, visible)
+    heatmaps = camera.gaussian_heatmaps(uv_hm, cfg.heatmap_size, cfg.sigma_heatmap_px, visible, cfg.gaussian)
     tol = 1e-6  # hand3d's box puts the farthest keypoint exactly on the border: count it in
     in_crop = np.all((uv_crop >= -0.5 - tol) & (uv_crop <= cfg.input_size - 0.5 + tol), axis=1)
 
