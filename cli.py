@@ -383,6 +383,34 @@ def sweep_cmd(config_file, out, mode, aug, combine, ratio, lambda_con, con_loss,
     click.echo(table.drop(columns=["run_dir"]).to_string(index=False))
 
 
+# --- import ------------------------------------------------------------------
+
+
+@main.group("import")
+def import_group() -> None:
+    """Bring foreign networks into hcdg run folders (usable by eval, report and hcdg.load_model)."""
+
+
+@import_group.command("authors")
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Run folder to create (must not exist, or be empty).")
+def import_authors_cmd(checkpoint, out) -> None:
+    """The paper authors' released checkpoint (snapshot_45.pth.tar) -> an hcdg run folder.
+
+    Read with torch.load(weights_only=True, mmap=True): a pickle holding anything but tensors
+    is refused. CLIP, HandSegNet and their unused layers are left out. Evaluate it with
+    `hcdg eval --run OUT --protocol authors --crops seed-boxes --boxes ...`.
+    """
+    from hcdg.stages import import_authors as stage
+
+    res = stage.run(stage.ImportConfig(checkpoint=checkpoint, out=out), echo=click.echo)
+    click.echo(f"imported {res['n_tensors']} tensors (Branch2: {'yes' if res['branch2'] else 'no'}) from "
+               f"{checkpoint} (sha256 {res['sha256'][:16]}...) -> {res['out']}")
+    if res["unused"]:
+        click.echo(f"note: {len(res['unused'])} other key(s) not used, e.g. {res['unused'][0]}")
+
+
 # --- eval / report / viz / demo commands -------------------------------------
 
 

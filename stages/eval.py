@@ -135,8 +135,8 @@ def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: s
     if not run_dir.is_dir():
         raise HcdgError(f"--run {run_dir}: no such folder (expected a training run folder)")
     record = read_run(run_dir)
-    if record.get("stage") != "train":
-        raise HcdgError(f"--run {run_dir}: holds a {record.get('stage')!r} run, not a training run")
+    if record.get("stage") not in ("train", "import"):
+        raise HcdgError(f"--run {run_dir}: holds a {record.get('stage')!r} run, not a training (or imported) run")
     cfg = record.get("config", {})
     run_hash = record.get("config_hash")
     dev = resolve_device(device)
