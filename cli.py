@@ -418,8 +418,9 @@ def import_authors_cmd(checkpoint, out) -> None:
 @click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=str))
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Report folder: report.html, report.md, figures/, tables/ (created; may hold an earlier report).")
-@click.option("--protocol", type=click.Choice(["gtroot-2.5d", "rr-gtscale", "pa"]), default=None,
-              help="Protocol of the paper-shaped tables (default gtroot-2.5d, the paper's; all appear in the full table).")
+@click.option("--protocol", type=click.Choice(["authors", "2.5d-gtroot-gtbone", "rr-gtscale", "pa"]), default=None,
+              help="Protocol of the paper-shaped tables (default: authors, the paper's, when a run has results "
+                   "under it, else 2.5d-gtroot-gtbone; all appear in the full table).")
 @click.option("--root", type=click.Choice(["wrist", "palm"]), default=None,
               help="STB root handling in the paper-shaped tables (default wrist).")
 @click.option("--joints", type=click.Choice(["all", "visible"]), default=None,
@@ -451,15 +452,17 @@ def report_cmd(runs, out, protocol, root, joints, title) -> None:
                    "'final', 'latest', or a checkpoint folder RUN/checkpoints/step-N.")
 @click.option("--batch-size", type=int, default=None, help="Images per forward pass (default 32; results do not depend on it).")
 @click.option("--device", default=None, help="auto (default: cuda if available), cpu, cuda, cuda:N.")
-@click.option("--protocol", "protocols", multiple=True, type=click.Choice(["gtroot-2.5d", "rr-gtscale", "pa"]),
-              help="Protocol(s) to compute, repeatable (default all three; PROTOCOL.md §4, docs/results.md).")
+@click.option("--protocol", "protocols", multiple=True,
+              type=click.Choice(["authors", "2.5d-gtroot-gtbone", "rr-gtscale", "pa"]),
+              help="Protocol(s) to compute, repeatable (default: all that apply to the run's output: authors for "
+                   "uvd networks, the other three for xyz networks; PROTOCOL.md §4, docs/results.md).")
 @click.option("--crops", type=click.Choice(["gt", "seed-boxes"]), default=None,
               help="Crop boxes: gt (default; hand3d's box from the ground-truth keypoints) or seed-boxes "
-                   "(the paper authors' released boxes, given with --boxes).")
+                   "(the paper authors' released boxes, given with --boxes, cut as their test code cuts them).")
 @click.option("--boxes", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="With --crops seed-boxes: .npy of [x, y, w, h] per test frame (STB_bbox.npy (3000,4), Rhp_bbox.npy (2725,4)).")
 @click.option("--decoder", type=click.Choice(["soft-argmax", "argmax"]), default=None,
-              help="Heatmap -> 2D decoder used by gtroot-2.5d (default soft-argmax).")
+              help="Heatmap -> 2D decoder used by 2.5d-gtroot-gtbone (default soft-argmax).")
 @click.option("--limit", type=int, default=None, help="Evaluate only the first N samples (quick checks).")
 @click.option("--workers", type=int, default=None, help="DataLoader worker processes for decoding and cropping (default 0).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default on).")

@@ -199,3 +199,46 @@ def uvd_target(uv_crop: np.ndarray, z_m: np.ndarray, input_size: int) -> np.ndar
     z = np.asarray(z_m, dtype=np.float64)
     d = ((z - z[..., :1]) / UVD_DEPTH_HALF_RANGE_M + 1.0) / 2.0
     return np.concatenate([uv, d[..., None]], axis=-1).astype(np.float32)
+
+
+# --- their test-time geometry -----------------------------------------------------------
+
+#: Half range used to DECODE the normalised depth at test time, metres, per test set. RHD
+#: decodes with the training value (Rhp.py:204, ``0.3 / 2``); STB with ``0.13 / 2``
+#: (STB.py:192) although the target was built with ``0.3 / 2`` (STB.py:146): reproduced.
+DECODE_DEPTH_HALF_RANGE_M = {"rhd": 0.15, "stb": 0.065}
+
+
+def crop_from_xywh(xywh: np.ndarray, size: int) -> np.ndarray:
+    """(3, 3) image -> crop affine of their test code for one [x, y, w, h] box.
+
+    The box is truncated to integers (Rhp.py:124, STB.py:116: ``int(bbox[i])``, towards 0),
+    then their patch transform at scale 1, no rotation (main/preprocessing.py:149-209): the
+    box centre ``(x + w/2, y + h/2)`` goes to ``(S/2, S/2)``, the box's half width / height
+    to S/2, with integer pixel centres on both sides (cv2.warpAffine). So
+    ``u_crop = S/2 + (u - x - w/2) * S / w`` (and v with y, h). hcdg's own box crop puts
+    the centre at ``(S - 1)/2`` instead (`camera.crop_from_box`).
+    """
+    x, y, w, h = (float(np.trunc(t)) for t in np.asarray(xywh, dtype=np.float64).reshape(4))
+    if not (w > 0 and h > 0):
+        raise HcdgError(f"authors crop: box width and height must be >= 1 after truncation, got {w}, {h}")
+    sx, sy = size / w, size / h
+    return np.array([[sx, 0.0, size / 2 - sx * (x + w / 2)], [0.0, sy, size / 2 - sy * (y + h / 2)], [0.0, 0.0, 1.0]])
+
+
+def heatmap_argmax_upsampled(heatmaps: torch.Tensor, size: int, chunk: int = 8) -> np.ndarray:
+    """Their STB 2D: argmax of each map bilinearly upsampled to `size` (ColorHandPose3D.py:107-110,
+    align_corners=False; main/preprocessing.py:30-38), as (x = column, y = row) crop pixels.
+
+    heatmaps (N, J, h, w) -> (N, J, 2) float64; ties go to the first cell in row-major order
+    (numpy's argmax, which their code uses). Upsampled in chunks of `chunk` samples.
+    """
+    out = []
+    for i in range(0, heatmaps.shape[0], chunk):
+        up = torch.nn.functional.interpolate(heatmaps[i : i + chunk].float(), size=(size, size),
+                                             mode="bilinear", align_corners=False)  # fmt: skip
+        idx = up.flatten(2).cpu().numpy().argmax(-1)
+        out.append(np.stack([idx % size, idx // size], -1).astype(np.float64))
+    if not out:
+        return np.zeros((0, heatmaps.shape[1], 2))
+    return np.concatenate(out)

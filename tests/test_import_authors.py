@@ -184,3 +184,60 @@ def test_key_map_is_one_to_one():
     sources = [s for k in target for s in authors.source_keys(k)]
     assert len(sources) == len(set(sources))
     assert zipfile  # (imported for the truncated-file case's error types)
+
+
+def _boxes(reader, width):
+    from hcdg.pipeline import camera, hands
+
+    rows = []
+    for i in range(len(reader)):
+        s = hands.to_right_hand(reader.annotation(i), width=width)
+        rows.append(camera.crop_box(s.uv, s.visible, scale=1.5, image_size=None).to_xywh())
+    return rows
+
+
+def test_imported_run_evaluates_under_authors_and_reports(imported, synth_stb, synth_rhd, tmp_path):
+    import numpy as np
+
+    from hcdg.pipeline.datasets import open_dataset
+    from hcdg.store import results as rs
+
+    run = tmp_path / "run"
+    import shutil
+
+    shutil.copytree(imported, run)
+    runner = CliRunner()
+    for target, root, width in (("stb", synth_stb, 640), ("rhd", synth_rhd, 320)):
+        reader = open_dataset(target, root)
+        boxes = tmp_path / f"{target}.npy"
+        np.save(boxes, np.array(_boxes(reader, width)))
+        res = runner.invoke(main, ["eval", "--run", str(run), "--target", target, "--root", str(root),
+                                   "--crops", "seed-boxes", "--boxes", str(boxes), "--limit", "2",
+                                   "--no-progress", "--device", "cpu"])
+        assert res.exit_code == 0, res.output
+        frame = rs.read_results(rs.results_path(run, target))
+        assert set(frame["protocol"]) == {"authors"} and len(frame) == 2 * (2 if target == "stb" else 1)
+        assert np.isfinite(rs.errors_array(frame)).all()
+        # a uvd network is refused the xyz protocols, in one line
+        bad = runner.invoke(main, ["eval", "--run", str(run), "--target", target, "--root", str(root),
+                                   "--protocol", "pa", "--limit", "1", "--no-progress"])
+        assert bad.exit_code != 0 and "--protocol pa: does not apply" in bad.output
+        assert len([ln for ln in bad.output.splitlines() if ln.strip()]) == 1
+    rep = runner.invoke(main, ["report", str(run), "--out", str(tmp_path / "report")])
+    assert rep.exit_code == 0, rep.output
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "`authors`" in html or "authors" in html
+    full = __import__("pandas").read_csv(tmp_path / "report" / "tables" / "full_results.csv")
+    assert set(full["protocol"]) == {"authors"}
+
+
+def test_an_xyz_run_is_refused_the_authors_protocol(synth_stb, tmp_path):
+    from tests.test_eval import make_run
+
+    run = make_run(tmp_path / "xyz")
+    res = CliRunner().invoke(main, ["eval", "--run", str(run), "--target", "stb", "--root", str(synth_stb),
+                                    "--protocol", "authors", "--no-progress"])
+    assert res.exit_code != 0
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "--protocol authors: does not apply" in lines[0] and "uvd" in lines[0]
+    assert not (run / "eval").exists()
