@@ -300,6 +300,12 @@ def _train_options(sweep: bool):
                      help="Comma-separated steps at which the learning rate drops by --lr-drop-factor "
                           "(default none: constant, paper §3.4; hand3d: 10000,20000)."),
         click.option("--lr-drop-factor", type=float, default=None, help="Learning-rate multiplier at each drop (default 0.1)."),
+        click.option("--target", type=click.Choice(["xyz", "uvd"]), default=None,
+                     help="What L_pose regresses: xyz (hand3d's root-relative, bone-normalised; default) or uvd "
+                          "(the authors' normalised crop uv + depth; scored with `hcdg eval --protocol authors`)."),
+        click.option("--arch", type=click.Choice(["hcdg", "authors"]), default=None,
+                     help="Network layout: hcdg (default) or authors (TF-SAME + NHWC lifting, bias-free head, "
+                          "[0,1] input, their hand side; docs/model.md)."),
         click.option("--width-mult", type=float, default=None, help="Channel multiplier of the network (default 1.0 = paper)."),
         click.option("--input-size", type=int, default=None, help="Crop side in pixels, multiple of 8 (default 256 = paper)."),
         click.option("--augment/--no-augment", default=None, help="Geometric + colour augmentation of the crops (default on)."),

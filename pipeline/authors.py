@@ -53,13 +53,19 @@ IGNORED = re.compile(
 )
 
 
+#: The `ModelConfig` fields that make hcdg's layout theirs (at any width / input size).
+ARCH_OPTIONS: dict[str, Any] = {
+    "lifting_padding": "tf-same", "lifting_flatten": "nhwc", "head_bias": False, "input_offset": 0.0,
+    "hand_side": "authors",
+}  # fmt: skip
+
+
 def model_config() -> ModelConfig:
     """hcdg's `ModelConfig` of their released network (input 256, full width, Branch2 with a
     bias-free head, TF-SAME + NHWC lifting, [0, 1] input, their hand side, uvd output)."""
     return ModelConfig(
         width_mult=1.0, input_size=256, clip_dim=512, combine="concat", branch2=True, positive="clip",
-        lifting_padding="tf-same", lifting_flatten="nhwc", head_bias=False, input_offset=0.0,
-        hand_side="authors", output="uvd",
+        output="uvd", **ARCH_OPTIONS,
     )  # fmt: skip
 
 
@@ -242,3 +248,19 @@ def heatmap_argmax_upsampled(heatmaps: torch.Tensor, size: int, chunk: int = 8) 
     if not out:
         return np.zeros((0, heatmaps.shape[1], 2))
     return np.concatenate(out)
+
+
+def uvd_to_rel_norm(uvd: torch.Tensor, K_crop: torch.Tensor, root_xyz_m: torch.Tensor, bone_m: torch.Tensor,
+                    input_size: int) -> torch.Tensor:
+    """The authors' uvd read back into hcdg's root-relative, bone-normalised xyz (for validation).
+
+    uvd (B,21,3) -> uv = uvd[..., :2] * S crop pixels, depth z = z_root + (2 d - 1) * 0.15 m;
+    back-projected with K_crop (B,3,3) (the crop's intrinsics), minus the GT root
+    root_xyz_m (B,3), divided by bone_m (B,). Differentiable; any float dtype.
+    """
+    uv = uvd[..., :2] * float(input_size)
+    z = root_xyz_m[:, None, 2] + (uvd[..., 2] * 2.0 - 1.0) * UVD_DEPTH_HALF_RANGE_M
+    ones = torch.ones_like(uv[..., :1])
+    rays = torch.cat([uv, ones], -1) @ torch.linalg.inv(K_crop.to(uv.dtype)).transpose(1, 2)
+    xyz = rays * z[..., None]
+    return (xyz - root_xyz_m[:, None, :].to(xyz.dtype)) / bone_m[:, None, None].to(xyz.dtype)

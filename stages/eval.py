@@ -146,7 +146,13 @@ def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: s
     run_hash = record.get("config_hash")
     dev = resolve_device(device)
 
+    from hcdg.pipeline.authors import ARCH_OPTIONS
+
     model_cfg: dict[str, Any] = {k: cfg[k] for k in ("width_mult", "input_size", "combine") if k in cfg}
+    if "target" in cfg:  # runs that predate these keys: hcdg's layout, xyz output
+        model_cfg["output"] = cfg["target"]
+    if cfg.get("arch") == "authors":
+        model_cfg.update(ARCH_OPTIONS)
     crop_cfg: dict[str, Any] = {
         "input_size": cfg.get("input_size", 256),
         "sigma_px": cfg.get("sigma_px", 10.0),

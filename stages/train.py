@@ -76,6 +76,13 @@ class TrainConfig:
     lr_drops: tuple[int, ...] = ()
     lr_drop_factor: float = 0.1
     # --- network ----------------------------------------------------------------------------
+    # What L_pose regresses: "xyz" = hand3d's root-relative, bone-normalised coordinates (paper
+    # §3.1); "uvd" = the authors' normalised crop (u/S, v/S, ((z - z_root)/0.15 + 1)/2)
+    # (their data/Rhp/Rhp.py:148-152 `fit_joint_img`), scored under `--protocol authors`.
+    target: Literal["xyz", "uvd"] = "xyz"
+    # "hcdg" = hcdg's network; "authors" = their layout (TF-SAME + NHWC lifting, bias-free head,
+    # [0,1] input, their hand-side convention; `pipeline.authors.model_config`, docs/model.md).
+    arch: Literal["hcdg", "authors"] = "hcdg"
     width_mult: float = 1.0  # 1.0 = hand3d channel counts (PROTOCOL.md §2)
     input_size: int = 256  # §3.1: 256x256 crops, heatmaps at 1/8 (32x32)
     sigma_px: float = 10.0  # heatmap Gaussian std on the input crop: the authors' code (PROTOCOL.md §2)
@@ -109,6 +116,10 @@ class TrainConfig:
         if self.aug == "normal" and self.mode != "ie+te":
             # Table 6's positive is an augmented view: no CLIP feature, so the mode would be ignored.
             raise bad("--aug normal", f"replaces the CLIP feature; use it with --mode ie+te, not --mode {self.mode}")
+        if self.target not in ("xyz", "uvd"):
+            raise bad("--target", f"expected 'xyz' or 'uvd', got {self.target!r}")
+        if self.arch not in ("hcdg", "authors"):
+            raise bad("--arch", f"expected 'hcdg' or 'authors', got {self.arch!r}")
         if self.combine not in ("concat", "sum"):
             raise bad("--combine", f"expected 'concat' or 'sum', got {self.combine!r}")
         if self.con_loss not in ("paper", "hinge"):
