@@ -257,12 +257,34 @@ def _read_toml(path: str) -> dict:
         raise HcdgError(f"--config {path}: not valid TOML ({exc})") from None
 
 
+def _default(name: str) -> str:
+    """TrainConfig's default of field `name`, for help strings (never restate it as a literal)."""
+    import dataclasses
+
+    from hcdg.stages.train import TrainConfig
+
+    f = {f.name: f for f in dataclasses.fields(TrainConfig)}[name]
+    return str(f.default if f.default is not dataclasses.MISSING else f.default_factory())
+
+
+def _preset_note(name: str) -> str:
+    """', authors preset: VALUE' when the authors preset sets field `name`."""
+    from hcdg.stages.train import preset_values
+
+    v = preset_values("authors")
+    return f"; --preset authors: {v[name]}" if name in v else ""
+
+
 def _train_options(sweep: bool):
     """The `hcdg train` flags (shared by `hcdg sweep`, whose grid axes take comma lists)."""
     axis = (lambda name, help_: click.option(name, default=None, help=f"{help_} Sweep axis: {_FLOAT_LIST}."))
     opts = [
         click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
                      help="TOML file with TrainConfig keys; flags given on the command line win."),
+        click.option("--preset", type=click.Choice(["paper", "authors"]), default=None,
+                     help="Bundle of defaults under the TOML file and the flags: paper (TrainConfig's "
+                          f"defaults, default {_default('preset')}) or authors (their released recipe; "
+                          "docs/training.md, Presets)."),
         click.option("--store", default=None, help="Feature store from `hcdg embed` (not needed for --mode baseline or --aug normal)."),
         click.option("--dataset", type=click.Choice(["freihand", "rhd"]), default=None, help="Training dataset (paper: freihand)."),
         click.option("--root", default=None, help="Dataset root folder (real on-disk layout, or `hcdg synth` output)."),
@@ -301,11 +323,12 @@ def _train_options(sweep: bool):
                           "(default none: constant, paper §3.4; hand3d: 10000,20000)."),
         click.option("--lr-drop-factor", type=float, default=None, help="Learning-rate multiplier at each drop (default 0.1)."),
         click.option("--target", type=click.Choice(["xyz", "uvd"]), default=None,
-                     help="What L_pose regresses: xyz (hand3d's root-relative, bone-normalised; default) or uvd "
-                          "(the authors' normalised crop uv + depth; scored with `hcdg eval --protocol authors`)."),
+                     help="What L_pose regresses: xyz (hand3d's root-relative, bone-normalised) or uvd (the "
+                          "authors' normalised crop uv + depth; scored with `hcdg eval --protocol authors`). "
+                          f"Default {_default('target')}{_preset_note('target')}."),
         click.option("--arch", type=click.Choice(["hcdg", "authors"]), default=None,
-                     help="Network layout: hcdg (default) or authors (TF-SAME + NHWC lifting, bias-free head, "
-                          "[0,1] input, their hand side; docs/model.md)."),
+                     help="Network layout: hcdg or authors (TF-SAME + NHWC lifting, bias-free head, [0,1] input, "
+                          f"their hand side; docs/model.md). Default {_default('arch')}{_preset_note('arch')}."),
         click.option("--width-mult", type=float, default=None, help="Channel multiplier of the network (default 1.0 = paper)."),
         click.option("--input-size", type=int, default=None, help="Crop side in pixels, multiple of 8 (default 256 = paper)."),
         click.option("--augment/--no-augment", default=None, help="Geometric + colour augmentation of the crops (default on)."),
@@ -333,10 +356,15 @@ def _train_config(config_file, flags: dict, where: str = "flags"):
     from hcdg.pipeline.config import from_dict, merge
     from hcdg.stages.train import TrainConfig
 
+    from hcdg.stages.train import preset_values
+
     base = _read_toml(config_file) if config_file else {}
     if flags.get("lr_drops") is not None:
         flags = {**flags, "lr_drops": _axis(flags["lr_drops"], int, "--lr-drops")}
-    return from_dict(TrainConfig, merge(base, flags), where=config_file or where)
+    preset = flags.pop("preset", None) or base.get("preset") or "paper"
+    if preset not in ("paper", "authors"):
+        raise HcdgError(f"{config_file}: preset: expected 'paper' or 'authors', got {preset!r}")
+    return from_dict(TrainConfig, merge(merge(preset_values(preset), base), flags), where=config_file or where)
 
 
 @main.command("train")
