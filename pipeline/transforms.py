@@ -127,6 +127,7 @@ def prepare(
     aug: GeomAug | None = None,
     rng: np.random.Generator | None = None,
     box: CropBox | None = None,
+    crop_from_image: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """One sample -> the network's input and targets (CONTRACTS.md "Geometry").
 
@@ -136,6 +137,8 @@ def prepare(
         rng: the random stream for `aug` (unused when aug is None).
         box: a fixed crop box in the pixel frame of the image *after mirroring* (the frame
             the authors' released STB boxes use), instead of hand3d's keypoint box.
+        crop_from_image: a fixed (3, 3) image -> crop affine in that frame (e.g. the authors'
+            exact test crop, `authors.crop_from_xywh`), instead of a box; no augmentation.
     Returns:
         dict of numpy arrays:
         image (3, S, S) float32 in [0, 1]; heatmaps (21, S/8, S/8) float32;
@@ -168,6 +171,8 @@ def prepare(
     xyz = np.asarray(s.xyz, dtype=np.float64)
     visible = np.asarray(s.visible, dtype=bool).reshape(-1)
 
+    if crop_from_image is not None and (aug is not None or box is not None):
+        raise HcdgError("prepare: a fixed crop_from_image excludes a box and augmentation")
     if box is None:
         box = camera.crop_box(uv, visible, scale=cfg.crop_scale, min_side=cfg.min_side_px, image_size=(H, W))
     cx, cy, side = box.cx, box.cy, box.side
@@ -182,9 +187,12 @@ def prepare(
         cx, cy, side = cx + shift[0], cy + shift[1], side * scale_f
         roll = camera_roll(angle)
         P = roll_pixel_map(K, angle)
-    centre_rolled = camera.apply_affine(P, np.array([cx, cy]))
-    C = camera.crop_from_box(CropBox(float(centre_rolled[0]), float(centre_rolled[1]), side), cfg.input_size)
-    crop_from_image = C @ P
+    if crop_from_image is None:
+        centre_rolled = camera.apply_affine(P, np.array([cx, cy]))
+        C = camera.crop_from_box(CropBox(float(centre_rolled[0]), float(centre_rolled[1]), side), cfg.input_size)
+        crop_from_image = C @ P
+    else:
+        C = crop_from_image = np.asarray(crop_from_image, dtype=np.float64)
     K_crop = C @ K
 
     crop = camera.warp_to_crop(image, crop_from_image @ image_from_original, cfg.input_size)

@@ -46,10 +46,46 @@ RUNTIME_KEYS = frozenset(
 )
 
 
+#: Named bundles of defaults (`--preset`); flags and TOML keys given explicitly win.
+#: "paper" = TrainConfig's own defaults (today's reading of the paper's text).
+#: "authors" = the paper authors' released recipe, as far as hcdg has the knobs (docs/training.md,
+#: "Presets"; their repo: main/config.py, main/preprocessing.py, main/model_no_render.py).
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "authors": {
+        "batch_size": 32,  # main/config.py:18 train_batch_size
+        "epochs": 45,  # the released snapshot_45.pth.tar (their README; main/base.py:68)
+        "target": "uvd",  # data/Rhp/Rhp.py:148-152 fit_joint_img
+        "arch": "authors",  # colorhandpose3d/model/* (TFConv2D, NHWC flatten, head bias), [0,1] input
+        "sigma_px": 10.0,  # main/preprocessing.py:44, exp(-d^2/sigma^2) at 256
+        "ratio": 0.8,  # main/config.py:52 img_weight = 0.8 (the paper's text: 0.6 STB / 0.9 RHD)
+        # main/preprocessing.py:94-109: scale clip(N(0,1), +-1) * 0.25 + 1 -> hcdg draws uniform in the
+        # same range; rotation U(-3,3) * 30 deg with probability 0.6 -> hcdg draws U(-90, 90) always;
+        # no translation. Colour: brightness, contrast U(0.8, 1.2) (l.115-116); their per-channel
+        # x U(0.8, 1.2) has no hcdg knob (saturation 0 instead).
+        "geom": {"scale_range": (0.75, 1.25), "rotation_deg": 90.0, "translation_frac": 0.0},
+        "color": {"brightness": 0.2, "contrast": 0.2, "saturation": 0.0},
+        # Last CPM stage only, its maps upsampled to the 256 crop (ColorHandPose3D.py:107), their
+        # Gaussian exp(-d^2/sigma^2) (preprocessing.py:88). Their loss reduction is not in the
+        # release (no training loss code): hcdg's default heat_reduction is kept.
+        "heat_stages": "last",
+        "heat_resolution": "crop",
+        "gaussian": "exp-d2-s2",
+    },
+}
+def preset_values(name: str) -> dict[str, Any]:
+    """The TrainConfig values of preset `name` (pending keys only where the field exists)."""
+    if name not in PRESETS:
+        raise ConfigError(f"--preset: expected one of {', '.join(PRESETS)}, got {name!r}")
+    return {**PRESETS[name], "preset": name}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything `hcdg train` needs. Defaults are the paper's setting where it gives one."""
 
+    # which `PRESETS` bundle the defaults came from (recorded; `--preset`)
+    preset: Literal["paper", "authors"] = "paper"
     # --- data -------------------------------------------------------------------------
     store: str | None = None  # feature store from `hcdg embed` (not needed for baseline / aug=normal)
     dataset: Literal["freihand", "rhd"] = "freihand"  # paper §3.4: trained on FreiHAND only
@@ -84,6 +120,13 @@ class TrainConfig:
     lr_drops: tuple[int, ...] = ()
     lr_drop_factor: float = 0.1
     # --- network ----------------------------------------------------------------------------
+    # What L_pose regresses: "xyz" = hand3d's root-relative, bone-normalised coordinates (paper
+    # §3.1); "uvd" = the authors' normalised crop (u/S, v/S, ((z - z_root)/0.15 + 1)/2)
+    # (their data/Rhp/Rhp.py:148-152 `fit_joint_img`), scored under `--protocol authors`.
+    target: Literal["xyz", "uvd"] = "xyz"
+    # "hcdg" = hcdg's network; "authors" = their layout (TF-SAME + NHWC lifting, bias-free head,
+    # [0,1] input, their hand-side convention; `pipeline.authors.model_config`, docs/model.md).
+    arch: Literal["hcdg", "authors"] = "hcdg"
     width_mult: float = 1.0  # 1.0 = hand3d channel counts (PROTOCOL.md §2)
     input_size: int = 256  # §3.1: 256x256 crops, heatmaps at 1/8 (32x32)
     # L_heat reading (pipeline/heatmap_loss.py; the paper prints only ||h - h_gt||^2, Eq. 2).
@@ -125,6 +168,12 @@ class TrainConfig:
         if self.aug == "normal" and self.mode != "ie+te":
             # Table 6's positive is an augmented view: no CLIP feature, so the mode would be ignored.
             raise bad("--aug normal", f"replaces the CLIP feature; use it with --mode ie+te, not --mode {self.mode}")
+        if self.preset not in PRESETS:
+            raise bad("--preset", f"expected one of {', '.join(PRESETS)}, got {self.preset!r}")
+        if self.target not in ("xyz", "uvd"):
+            raise bad("--target", f"expected 'xyz' or 'uvd', got {self.target!r}")
+        if self.arch not in ("hcdg", "authors"):
+            raise bad("--arch", f"expected 'hcdg' or 'authors', got {self.arch!r}")
         if self.combine not in ("concat", "sum"):
             raise bad("--combine", f"expected 'concat' or 'sum', got {self.combine!r}")
         if self.con_loss not in ("paper-literal", "hinge", "contrastive", "paper"):

@@ -174,9 +174,13 @@ def plan(cfg: TrainConfig, data: Data, world: int) -> tuple[np.ndarray, np.ndarr
 def build_model(cfg: TrainConfig, clip_dim: int | None) -> torch.nn.Module:
     from hcdg.pipeline.model import HandPoseNet, ModelConfig
 
+    from hcdg.pipeline.authors import ARCH_OPTIONS
+
+    arch = ARCH_OPTIONS if cfg.arch == "authors" else {}  # their layout at this run's size
     mcfg = ModelConfig(
         width_mult=cfg.width_mult, input_size=cfg.input_size, clip_dim=clip_dim or 512, combine=cfg.combine,
         branch2=cfg.mode != "baseline", positive="clip" if cfg.aug == "clip" else "augment",
+        output=cfg.target, **arch,
     )  # fmt: skip
     return HandPoseNet(mcfg)
 
@@ -206,7 +210,7 @@ def _loss_terms(cfg: TrainConfig, model: torch.nn.Module, batch: dict[str, torch
     l_heat = heatmap_loss.heatmap_loss(
         [h.float() for h in out["heatmaps"]], cfg=cfg.heat_loss, gt_grid=heat_gt, uv_crop_px=batch["uv_crop"],
         crop_size=cfg.input_size, sigma_px=cfg.sigma_px, gaussian=cfg.gaussian, visible=batch["visible"])
-    l_pose = losses.pose_loss(out["xyz_rel_norm"].float(), batch["xyz_rel_norm"], cfg.pose_reduction)
+    l_pose = losses.pose_loss(out["xyz_rel_norm"].float(), batch["pose_target"], cfg.pose_reduction)  # xyz or uvd (--target)
     l_con = None
     stats: dict[str, torch.Tensor] = {}
     if "e1p" in out:
@@ -246,6 +250,11 @@ def validate(model: torch.nn.Module, loader: Any, mean_pose: torch.Tensor, devic
             out = model.predict(image, batch["hand_side"].to(device))
         pred = out["xyz_rel_norm"].float()
         gt = batch["xyz_rel_norm"].to(device)
+        if model.cfg.output == "uvd":  # metric, root-relative: back-projected with the GT root depth
+            from hcdg.pipeline.authors import uvd_to_rel_norm
+
+            pred = uvd_to_rel_norm(pred, batch["K_crop"].to(device), batch["root_xyz_m"].to(device),
+                                   batch["bone_scale_m"].to(device), image.shape[-1])
         bone_mm = batch["bone_scale_m"].to(device)[:, None] * 1000.0
         err_sum += float(((pred - gt).norm(dim=-1) * bone_mm).sum())
         mean_sum += float(((mean_pose.to(device)[None] - gt).norm(dim=-1) * bone_mm).sum())
@@ -319,11 +328,11 @@ def train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
                           crop_scale=cfg.crop_scale)
         geom = cfg.geom if cfg.augment else None
         color = cfg.color if cfg.augment else None
-        train_ds = AugmentedSamples(reader, crop, geom, color, cfg.seed, data.feature_rows)
+        train_ds = AugmentedSamples(reader, crop, geom, color, cfg.seed, data.feature_rows, target=cfg.target)
         sampler = GlobalBatchSampler(train_idx, cfg.batch_size, cfg.seed, start, total, env.rank, env.world)
         loader = DataLoader(train_ds, batch_sampler=sampler, num_workers=cfg.workers,
                             pin_memory=device.type == "cuda")
-        val_ds = AugmentedSamples(reader, crop, None, None, cfg.seed, data.feature_rows)
+        val_ds = AugmentedSamples(reader, crop, None, None, cfg.seed, data.feature_rows, target=cfg.target)
         val_loader = DataLoader(val_ds, sampler=[(0, int(i)) for i in val_idx], batch_size=cfg.batch_size,
                                 num_workers=cfg.workers)
         mean_src = train_idx[:: max(1, len(train_idx) // 10000)]
