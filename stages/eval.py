@@ -8,8 +8,9 @@
         --> un-mirror (x -> -x) --> results in the dataset's own camera frame
     store.results.write_results --> RUN_DIR/eval/<target>.parquet + <target>-summary.parquet
 
-Every protocol (`rr-gtscale`, `pa`, `gtroot-2.5d`; PROTOCOL.md §4) is computed for every
-sample; STB (palm-rooted ground truth) gets both roots, `wrist` and `palm`
+Every protocol (`rr-gtscale`, `pa`, `pa-proper`, `gtroot-2.5d`; PROTOCOL.md §4) is computed
+for every sample; STB (palm-rooted ground truth) gets both roots, `wrist` and `palm`;
+wrist-rooted data (RHD, FreiHAND) also gets hand3d's palm root under `rr-gtscale`
 (`protocols.roots_for`). Re-running replaces only that target's two files (and its
 `eval/<target>.json` record).
 """
@@ -329,10 +330,14 @@ def evaluate_predictions(pred: dict[str, Any], crop: Any, protocols_: tuple[str,
         image_from_heatmap=img_from_hm, protocols=protocols_,
     )  # fmt: skip
     m = pred["mirrored"]
+    palm_vis = protocols.palm_visible(pred["visible"]) if roots[0] == "wrist" else None
     results = [
-        dataclasses.replace(r, pred_xyz_m=_unmirror(r.pred_xyz_m, m), gt_xyz_m=_unmirror(r.gt_xyz_m, m))
+        dataclasses.replace(
+            r, pred_xyz_m=_unmirror(r.pred_xyz_m, m), gt_xyz_m=_unmirror(r.gt_xyz_m, m),
+            visible=palm_vis if (r.root == "palm" and palm_vis is not None) else r.visible,
+        )
         for r in results
-    ]
+    ]  # fmt: skip
     uv_img = protocols.heatmap_to_image(pred["uv_hm"], img_from_hm)  # mirrored image pixels
     uv_orig = protocols.heatmap_to_image(uv_img, pred["image_from_original"])  # the flip is its own inverse
     return results, uv_orig

@@ -156,7 +156,7 @@ def _load_run(folder: Path, warnings: list[str]) -> RunInfo:
         target = path.stem
         spath = store.summary_path(folder, target)
         try:
-            if spath.is_file():
+            if spath.is_file() and not store.is_legacy_pa(spath):
                 summaries.append(store.read_summary(spath))
             else:
                 summaries.append(store.summarise_results(store.read_results(path)))

@@ -25,13 +25,17 @@ PROTOCOL_NOTES = {
                    "included). The paper's numbers use this protocol.",
     "rr-gtscale": "hand3d (Zimmermann & Brox 2017): root-relative prediction scaled by the GT bone length and "
                   "placed at the GT root; measures articulation and orientation.",
-    "pa": "FreiHAND toolbox: Procrustes alignment with scale (centre, scale, rotate); measures articulation only.",
+    "pa": "FreiHAND toolbox (eval.py align_w_scale): Procrustes alignment with scale (centre, scale, rotate), "
+          "reflections admitted as the toolbox admits them; measures articulation only.",
+    "pa-proper": "as pa, but proper rotations only (det R = +1), so a mirror-image (e.g. depth-flipped) prediction "
+                 "is not forgiven. Result files from before this split called it pa.",
 }  # fmt: skip
 ROOT_NOTES = {
     "wrist": "STB's GT palm converted to a wrist (wrist = mid_MCP + 2.2 (palm - mid_MCP)); the network's wrist is "
-             "compared as it is. The only root for FreiHAND and RHD.",
-    "palm": "STB only: a palm point (wrist + middle MCP)/2 derived from the prediction replaces its joint 0 and "
-            "is compared with the GT palm.",
+             "compared as it is. FreiHAND and RHD: their own wrist.",
+    "palm": "STB: a palm point (wrist + middle MCP)/2 derived from the prediction replaces its joint 0 and "
+            "is compared with the GT palm. RHD and FreiHAND, rr-gtscale only: hand3d's RHD reading, joint 0 and "
+            "root of both GT and prediction = (wrist + middle MCP)/2.",
 }  # fmt: skip
 
 _CSS = """
