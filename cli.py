@@ -305,7 +305,9 @@ def _train_options(sweep: bool):
         click.option("--augment/--no-augment", default=None, help="Geometric + colour augmentation of the crops (default on)."),
         click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None, help="fp32 (default) or bf16 autocast."),
         click.option("--device", default=None, help="auto (default: cuda if available), cpu, cuda, cuda:N."),
-        click.option("--seed", type=int, default=None, help="Seed of initialisation, data order, augmentation, prompts (default 0)."),
+        click.option("--seed", default=None, help="Seeds of initialisation, data order, augmentation, prompts (default 0). "
+                     "Sweep axis: comma list of integers, e.g. 0,1,2 (repeats every point).")
+        if sweep else click.option("--seed", type=int, default=None, help="Seed of initialisation, data order, augmentation, prompts (default 0)."),
         click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints (default 1000)."),
         click.option("--log-every", type=int, default=None, help="Steps between metrics rows (default 50)."),
         click.option("--val-every", type=int, default=None, help="Extra validation every N steps (default 0: per epoch + at the end)."),
@@ -364,12 +366,14 @@ def _axis(value, conv, name):
 
 @main.command("sweep")
 @_train_options(sweep=True)
-def sweep_cmd(config_file, out, mode, aug, combine, ratio, lambda_con, con_loss, **flags) -> None:
+def sweep_cmd(config_file, out, mode, aug, combine, ratio, lambda_con, con_loss, seed, **flags) -> None:
     """Run a grid of training runs against one store (one run folder per point, resumable).
 
     \b
     Example (Table 4a ratios):
     hcdg sweep --ratio 0.4,0.6,0.8,0.9 --store STORE --root FREIHAND --out sweeps/ratio
+    Three seeds of each point (the report then shows mean ± std (n) and paired CIs):
+    hcdg sweep --mode baseline,ie+te --seed 0,1,2 --store STORE --root FREIHAND --out sweeps/seeds
     """
     from hcdg.stages import sweep as stage
 
@@ -378,6 +382,7 @@ def sweep_cmd(config_file, out, mode, aug, combine, ratio, lambda_con, con_loss,
         out=out, base=base, mode=_axis(mode, str, "--mode"), aug=_axis(aug, str, "--aug"),
         combine=_axis(combine, str, "--combine"), ratio=_axis(ratio, float, "--ratio"),
         lambda_con=_axis(lambda_con, float, "--lambda-con"), con_loss=_axis(con_loss, str, "--con-loss"),
+        seed=_axis(seed, int, "--seed"),
     )
     table = stage.run(sweep, echo=click.echo)
     click.echo(table.drop(columns=["run_dir"]).to_string(index=False))
@@ -390,7 +395,7 @@ def sweep_cmd(config_file, out, mode, aug, combine, ratio, lambda_con, con_loss,
 @click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=str))
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Report folder: report.html, report.md, figures/, tables/ (created; may hold an earlier report).")
-@click.option("--protocol", type=click.Choice(["gtroot-2.5d", "rr-gtscale", "pa"]), default=None,
+@click.option("--protocol", type=click.Choice(["gtroot-2.5d", "rr-gtscale", "pa", "pa-proper"]), default=None,
               help="Protocol of the paper-shaped tables (default gtroot-2.5d, the paper's; all appear in the full table).")
 @click.option("--root", type=click.Choice(["wrist", "palm"]), default=None,
               help="STB root handling in the paper-shaped tables (default wrist).")
