@@ -452,3 +452,43 @@ def read_loss_curves(run_dir: str | Path) -> pd.DataFrame | None:
         if col not in frame.columns:
             frame[col] = np.nan
     return frame.sort_values("step", kind="stable").reset_index(drop=True)
+
+
+def paired_table(
+    paths: Iterable[str | Path],
+    baseline: str | Path | None = None,
+    *,
+    joints: str = "all",
+    n_resamples: int | None = None,
+    seed: int | None = None,
+) -> pd.DataFrame:
+    """Every evaluated config against the baseline, paired per sample (what `hcdg report` shows).
+
+    Args:
+        paths: run or sweep folders (as `load_results`).
+        baseline: a run folder whose config (without its seed) is the baseline; None = the
+            runs with ``mode: baseline`` (an error if they are not one config).
+        joints: "all" or "visible": the joints each per-sample EPE averages over.
+        n_resamples, seed: bootstrap resamples and seed (default `pipeline.stats`'
+            BOOTSTRAP_RESAMPLES = 2000 and BOOTSTRAP_SEED = 0).
+    Returns:
+        One row per config group x (target, split, protocol, root, crops): ``diff_mm`` (mean
+        per-sample EPE difference, group minus baseline, seeds averaged), its bootstrap 95%
+        interval over samples (``ci_low_mm``, ``ci_high_mm``, ``beyond_noise_samples``), and
+        over seeds paired by seed (``seed_diff_mm``, ``seed_std_mm``, ``seed_ci_*``,
+        ``beyond_noise_seeds``; NaN / False with fewer than 2 paired seeds). Columns:
+        `store.paired.PAIRED_COLUMNS`.
+    """
+    from hcdg.pipeline import stats
+    from hcdg.store import paired
+
+    paths = list(paths)
+    if baseline is None:
+        base_key = paired.default_baseline(paths)
+    else:
+        base_key = paired.group_key(read_run(baseline).get("config", {}))
+    return paired.paired_differences(
+        paired.sample_epe_table(paths, joints=joints), base_key,
+        n_resamples=stats.BOOTSTRAP_RESAMPLES if n_resamples is None else n_resamples,
+        seed=stats.BOOTSTRAP_SEED if seed is None else seed,
+    )  # fmt: skip
