@@ -402,12 +402,16 @@ def sweep_cmd(config_file, out, mode, aug, combine, ratio, lambda_con, con_loss,
 @click.option("--joints", type=click.Choice(["all", "visible"]), default=None,
               help="Joint set of the paper-shaped tables (default all 21).")
 @click.option("--title", default=None, help="Page title.")
-def report_cmd(runs, out, protocol, root, joints, title) -> None:
+@click.option("--figure", "figures", multiple=True, type=click.Path(dir_okay=False, path_type=str),
+              help="Extra PNG to show (repeatable), e.g. `hcdg viz` output; fig3*/fig4*.png in a figures/ folder "
+                   "inside or beside a run folder are found without it.")
+def report_cmd(runs, out, protocol, root, joints, title, figures) -> None:
     """Write the results report (HTML + Markdown + CSV/parquet tables) for RUN_DIR... (run or sweep folders)."""
     from hcdg.pipeline.config import from_dict, merge
     from hcdg.stages import report as stage
 
-    flags = {"runs": list(runs), "out": out, "protocol": protocol, "root": root, "joints": joints, "title": title}
+    flags = {"runs": list(runs), "out": out, "protocol": protocol, "root": root, "joints": joints, "title": title,
+             "figures": list(figures) or None}
     res = stage.run(from_dict(stage.ReportConfig, merge({}, flags), where="flags"))
     for w in res["warnings"]:
         click.echo(f"warning: {w}", err=True)
