@@ -274,7 +274,7 @@ def run(cfg: EmbedConfig, *, dataset: Any = None) -> EmbedSummary:
 def _embed_chunks(cfg: EmbedConfig, dataset: Any, encoder: ClipEncoder, writer: SplitWriter, todo: list[int],
                   device: torch.device) -> tuple[int, int]:
     """Run the model over chunks `todo`; returns (rows embedded, rows skipped)."""
-    from tqdm import tqdm
+    from hcdg.stages import progress
 
     if not todo:
         return 0, 0
@@ -290,8 +290,8 @@ def _embed_chunks(cfg: EmbedConfig, dataset: Any, encoder: ClipEncoder, writer: 
     thread = _ChunkWriterThread(writer)
     thread.start()
     total = sum(len(writer.rows(c)) for c in todo)
-    bar = tqdm(total=total, unit="img", desc=f"embed {dataset.dataset}/{dataset.split}", disable=not cfg.progress,
-               file=sys.stderr, smoothing=0.1)
+    bar = progress.bar(total, f"embed {dataset.dataset}/{dataset.split}", "img", enabled=cfg.progress,
+                       rate_unit="images", smoothing=0.1)  # a status line every 30 s off a terminal
     chunk = -1
     buf: np.ndarray | None = None
     errors: list[str] = []

@@ -287,16 +287,18 @@ def predict_split(loaded: LoadedModel, dataset: _Prepared, cfg: EvalConfig, desc
     """Run Branch1 over the prepared samples; gather what the protocols need (mirrored frame)."""
     import torch
     from torch.utils.data import DataLoader
-    from tqdm import tqdm
 
     from hcdg.pipeline import protocols
+    from hcdg.stages import progress
 
     dev = next(loaded.model.parameters()).device
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers)
     keys = ("xyz_m", "K", "crop_from_image", "image_from_original", "visible", "mirrored")
     acc: dict[str, list] = {k: [] for k in (*keys, "xyz_rel_norm", "uv_hm", "sample_id", "gt_root")}
     with torch.inference_mode():
-        for batch in tqdm(loader, desc=desc, unit="batch", disable=not cfg.progress, dynamic_ncols=True):
+        bar = progress.bar(len(loader), desc, "batch", enabled=cfg.progress, rate_unit="images",
+                           rate_scale=cfg.batch_size, dynamic_ncols=True)  # status lines off a terminal
+        for batch in loader:
             out = loaded.model.predict(batch["image"].to(dev), batch["hand_side"].to(dev))
             heat = out["heatmaps"][-1].float().cpu().numpy()
             acc["uv_hm"].append(protocols.decode_heatmaps(heat, cfg.decoder))
@@ -305,6 +307,8 @@ def predict_split(loaded: LoadedModel, dataset: _Prepared, cfg: EvalConfig, desc
                 acc[k].append(np.asarray(batch[k]))
             acc["sample_id"].extend(batch["sample_id"])
             acc["gt_root"].extend(batch["gt_root"])
+            bar.update(1)
+    bar.close()
     if not acc["sample_id"]:
         raise HcdgError(f"{desc}: no samples to evaluate")
     res = {k: np.concatenate(v) for k, v in acc.items() if k not in ("sample_id", "gt_root")}
