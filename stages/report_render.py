@@ -44,9 +44,10 @@ padding:0 1em;color:#222;line-height:1.45}
 h1{font-size:1.6em}h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #ddd}
 .scroll{max-width:100%;overflow-x:auto;margin:.6em 0 1.2em}
 table{border-collapse:collapse;font-size:.85em}
-th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top;overflow-wrap:anywhere;
-max-width:22em}
+th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top;overflow-wrap:break-word;
+max-width:24em}th{font-weight:600}
 td.num{white-space:nowrap}td.sig{background:#eaf6ea}
+table.data td,table.data th{white-space:nowrap;max-width:none}
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.published td{color:#666;font-style:italic;background:#fafafa}
 .banner{border:2px solid #c0392b;background:#fdecea;padding:.8em 1em;margin:1em 0;font-weight:bold}
@@ -134,7 +135,7 @@ def figures(runs: list["RunInfo"], cfg: "ReportConfig") -> dict[str, bytes]:
             sel = allsum[(allsum["target"] == t) & (allsum["joints"] == cfg.joints)]
             protos = [p for p in PROTOCOLS if p in set(sel["protocol"])]
             fig, axes = plt.subplots(1, len(protos), figsize=(4.2 * len(protos), 3.6), squeeze=False)
-            fig.subplots_adjust(left=0.07, right=0.98, bottom=0.15, top=0.9, wspace=0.28)
+            fig.subplots_adjust(left=0.3 / fig.get_figwidth() * 2.2, right=0.98, bottom=0.15, top=0.9, wspace=0.28)
             for ax, p in zip(axes[0], protos):
                 ps = sel[sel["protocol"] == p]
                 root = cfg.root if cfg.root in set(ps["root"]) else "wrist"
@@ -167,8 +168,8 @@ def _grid(plt, n: int, width: float = 4.3, height: float = 3.0):
     cols = min(n, 3)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.1 / rows + 0.05, top=1 - 0.12 / rows, wspace=0.3,
-                        hspace=0.55)  # fmt: skip
+    h = height * rows  # keep ~0.6 in on top for the figure title + panel titles, ~0.5 in below
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.5 / h, top=1 - 0.65 / h, wspace=0.3, hspace=0.6)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, list(axes.flat)
@@ -197,7 +198,7 @@ def _loss_panels(plt, runs: list["RunInfo"]) -> bytes:
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=6)
-    fig.suptitle("training loss per run (own y axis; log scale)", fontsize=9)
+    fig.suptitle("training loss per run (own y axis; log scale, symlog where a part is <= 0)", fontsize=9, y=0.995)
     return _png(fig)
 
 
@@ -219,7 +220,8 @@ def _val_panels(plt, runs: list["RunInfo"]) -> bytes | None:
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
-    fig.suptitle("validation EPE (FreiHAND hold-out, rr-gtscale) vs predicting the mean training pose", fontsize=9)
+    fig.suptitle("validation EPE (FreiHAND hold-out, rr-gtscale) vs predicting the mean training pose", fontsize=9,
+                 y=0.995)
     return _png(fig)
 
 
@@ -236,8 +238,11 @@ def _fmt(v: Any, digits: int = 2) -> str:
     return str(v)
 
 
-def digits_to_tell_apart(values: Any, least: int = 2, most: int = 6) -> int:
-    """The fewest decimals (>= `least`, <= `most`) at which distinct finite values print distinctly."""
+def digits_to_tell_apart(values: Any, least: int = 2, most: int = 4) -> int:
+    """The fewest decimals (>= `least`, <= `most`) at which distinct finite values print distinctly.
+
+    `most` caps it: values closer than 10**-most (for EPE in mm: 0.1 um, e.g. `pa` vs
+    `pa-proper` when no reflection is chosen, apart only by the toolbox's 1e-8) are the same."""
     xs = sorted({float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)
                  and math.isfinite(float(v))})  # fmt: skip
     for d in range(least, most + 1):
@@ -312,7 +317,8 @@ PAIRED_SHOWN = ["runs", "baseline_runs", "target", "protocol", "root", "crops", 
 
 def _generic_rows(frame: pd.DataFrame, columns: list[str]) -> list[list[str]]:
     cols = [c for c in columns if c in frame.columns]
-    digits = {c: digits_to_tell_apart(frame[c], least=3 if c.startswith("auc") else 2) for c in cols}
+    digits = {c: (digits_to_tell_apart(frame[c], 3, 5) if c.startswith("auc") else digits_to_tell_apart(frame[c]))
+              for c in cols}  # fmt: skip
     return [[_fmt(r[c], digits[c]) for c in cols] for _, r in frame.iterrows()]
 
 
@@ -360,7 +366,7 @@ def _e(s: Any) -> str:
     return _html.escape(str(s))
 
 
-def _html_table(header: list[str], rows: list[tuple[bool, list[str]]], table_id: str) -> str:
+def _html_table(header: list[str], rows: list[tuple[bool, list[str]]], table_id: str, data: bool = False) -> str:
     """A table in a horizontally scrolling box (wide tables never widen the page); numeric
     cells right-aligned, cells with a '*' (an interval excluding 0) shaded."""
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
@@ -369,13 +375,16 @@ def _html_table(header: list[str], rows: list[tuple[bool, list[str]]], table_id:
         tds = []
         for c in cells:
             cls = []
-            if c[:1].isdigit() or c[:1] in "+-−" or c == "—":
+            diff = c[:1] in "+-" and "[" in c  # a paired-difference cell: wraps at its "; seeds" part
+            if (c[:1].isdigit() or c[:1] in "+-−" or c == "—") and not diff:
                 cls.append("num")
-            if "*" in c and c[:1] in "+-":
+            if diff and "*" in c:
                 cls.append("sig")
-            tds.append(f'<td class="{" ".join(cls)}">{_e(c)}</td>' if cls else f"<td>{_e(c)}</td>")
+            text = "<br>".join(_e(part) for part in c.split("; ")) if diff else _e(c)
+            tds.append(f'<td class="{" ".join(cls)}">{text}</td>' if cls else f"<td>{text}</td>")
         body.append(f'<tr class="{"published" if pub else "rerun"}">{"".join(tds)}</tr>')
-    return (f'<div class="scroll"><table id="{_e(table_id)}"><thead><tr>{head}</tr></thead>'
+    cls = ' class="data"' if data else ""
+    return (f'<div class="scroll"><table id="{_e(table_id)}"{cls}><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>')  # fmt: skip
 
 
@@ -410,7 +419,7 @@ def html(page: Page) -> str:
                      "every protocol in <code>tables/paired.csv</code> (also "
                      "<code>hcdg.store.results.paired_table</code>).</p>")  # fmt: skip
         cols = [c for c in PAIRED_SHOWN if c in shown.columns]
-        parts.append(_html_table(cols, [(False, r) for r in _generic_rows(shown, cols)], "paired"))
+        parts.append(_html_table(cols, [(False, r) for r in _generic_rows(shown, cols)], "paired", data=True))
     parts.append("<h2>Training curves</h2>")
     parts.append(_img(page.figures["loss_curves"], "loss curves") if "loss_curves" in page.figures
                  else "<p>No run has a metrics.parquet.</p>")  # fmt: skip
@@ -432,11 +441,11 @@ def html(page: Page) -> str:
         parts.append("<p>No evaluation results.</p>")
     else:
         cols = [c for c in FULL_COLUMNS if c in full.columns]
-        parts.append(_html_table(cols, [(False, r) for r in _generic_rows(full, cols)], "full_results"))
+        parts.append(_html_table(cols, [(False, r) for r in _generic_rows(full, cols)], "full_results", data=True))
     parts.append("<h2>Runs</h2>")
     runs = page.tables["runs"]
     cols = list(runs.columns)
-    parts.append(_html_table(cols, [(False, r) for r in _generic_rows(runs, cols)], "runs"))
+    parts.append(_html_table(cols, [(False, r) for r in _generic_rows(runs, cols)], "runs", data=True))
     parts.append("<p class='caption'>Tables as CSV/parquet in <code>tables/</code>; figures in <code>figures/</code>.</p>")
     parts.append("</body></html>")
     return "\n".join(parts)

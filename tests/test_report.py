@@ -265,7 +265,7 @@ def test_digits_grow_until_different_numbers_print_differently():
 
     assert rr.digits_to_tell_apart([82.9031, 82.9042, 50.0]) == 3
     assert rr.digits_to_tell_apart([82.90, 50.0]) == 2
-    assert rr.digits_to_tell_apart([1.0000001, 1.0000002]) == 6  # capped
+    assert rr.digits_to_tell_apart([1.0000001, 1.0000002]) == 4  # capped: 0.1 um apart is the same EPE
     assert rr.digits_to_tell_apart([]) == 2
 
 
