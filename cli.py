@@ -167,10 +167,10 @@ def prompts_cmd(store, prompt_file, prompt_filter) -> None:
               help="Feature store: a Zarr folder, or one HDF5 file when the path ends in .h5.")
 @click.option("--key", default=None, help="Split key in the store (default: <dataset>/<split>).")
 @click.option("--model", default=None, help="open_clip model, hcdg-tiny, local-dir:DIR or hf-hub:ORG/REPO "
-              "(default ViT-B-32, paper §3.2).")
+              "(default: an existing --store's recorded encoder, else ViT-B-32, paper §3.2).")
 @click.option("--pretrained", default=None, help="Weights: an open_clip tag (default openai), TAG=FILE, a weights "
               "file, or none (random weights from --seed; hcdg-tiny's default).")
-@click.option("--seed", type=int, default=None, help="Seed of random weights (default 0).")
+@click.option("--seed", type=int, default=None, help="Seed of random weights (default: the store's, else 0).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default=None,
               help="Compute precision (default auto: fp16 on CUDA, fp32 on CPU).")
 @click.option("--device", default=None, help="auto (default: cuda if available), cpu, cuda, cuda:N.")

@@ -71,3 +71,18 @@ def test_close_does_not_repeat_the_last_line():
     bar.update(2)
     bar.close()
     assert out.getvalue().count("step 2/2") == 1
+
+
+def test_run_all_lists_every_benchmark_and_reports_failures(tmp_path, monkeypatch, capfd):
+    from benchmarks import run_all
+
+    assert {"step", "synth", "embed", "loader"} <= set(run_all.discover())
+    bad = tmp_path / "bench_bad.py"
+    bad.write_text("raise SystemExit(3)\n")
+    good = tmp_path / "bench_good.py"
+    good.write_text("print('| ok |')\n")
+    monkeypatch.setattr(run_all, "discover", lambda: {"bad": bad, "good": good})
+    assert run_all.main([]) == 1
+    out = capfd.readouterr()
+    assert "| ok |" in out.out and "failed: bad" in out.err
+    assert run_all.main(["--only", "good"]) == 0
