@@ -16,9 +16,9 @@ which are labelled "as published, not re-run". A re-run cell is the mean over th
 group's runs (seeds) ± their standard deviation (n); beside it the paired difference
 to the re-run baseline (Table 4a's no-CLIP config) on the same samples, with its
 bootstrap 95% interval over samples and, with >= 2 seeds on both sides, its t-interval
-over seeds (`store.paired`). They use one protocol (default the paper's,
-``gtroot-2.5d``) and one STB root handling (default ``wrist``); the full table lists
-every protocol, root and joint set.
+over seeds (`store.paired`). They use one protocol (default the paper's, ``authors``,
+when any run has results under it, else ``2.5d-gtroot-gtbone``) and one STB root
+handling (default ``wrist``); the full table lists every protocol, root and joint set.
 """
 
 from __future__ import annotations
@@ -64,8 +64,9 @@ class ReportConfig:
         runs: run folders or sweep folders (searched for run folders).
         out: the report folder (created; a non-empty folder must be an earlier report).
         title: page title.
-        protocol: protocol of the paper-shaped tables; "gtroot-2.5d" is the one of the
-            paper's numbers (the authors' test code, PROTOCOL.md §4).
+        protocol: protocol of the paper-shaped tables; "authors" is the one of the paper's
+            numbers (the authors' test code, PROTOCOL.md §4). None = "authors" when some
+            run has results under it, else "2.5d-gtroot-gtbone" (xyz-output runs).
         root: STB root handling in the paper-shaped tables ("wrist": GT palm converted
             to a wrist, so the network's wrist is compared as it is; PROTOCOL.md §3).
         joints: joint set of the paper-shaped tables ("all": the paper's EPE over 21 joints).
@@ -77,7 +78,7 @@ class ReportConfig:
     runs: tuple[str, ...] = ()
     out: str = ""
     title: str = "hcdg: image-free domain generalization via CLIP, results"
-    protocol: str = "gtroot-2.5d"
+    protocol: str | None = None
     root: str = "wrist"
     joints: str = "all"
     figures: tuple[str, ...] = ()
@@ -110,6 +111,8 @@ def run_facets(config: Mapping[str, Any]) -> dict[str, Any]:
     mode = str(out["mode"]).lower() if out["mode"] is not None else None
     out["mode"] = {"iete": "ie+te", "ie_te": "ie+te", "ie-te": "ie+te"}.get(mode, mode)
     out["aug"] = "normal" if str(out["aug"]).lower() == "normal" else "clip"
+    if out["con_loss"] == "paper":  # old run folders' name of Eq. 4 as printed
+        out["con_loss"] = "paper-literal"
     for k in ("ratio", "lambda_con"):
         out[k] = None if out[k] is None else round(float(out[k]), 6)
     if out["aug"] != "normal":
@@ -331,9 +334,24 @@ def _by_group(per_target: dict[str, list[RunInfo]]) -> list[dict[str, list[RunIn
     return [{t: v[i] for t, v in split.items() if i < len(v)} for i in range(n)]
 
 
+def default_con_loss() -> str:
+    """The L_con form a run gets when it does not choose one (`TrainConfig.con_loss`)."""
+    import dataclasses
+
+    from hcdg.stages.train import TrainConfig
+
+    return {f.name: f for f in dataclasses.fields(TrainConfig)}["con_loss"].default
+
+
+def con_loss_label(form: Any) -> str:
+    """", FORM L_con" for a run whose L_con form is not the run default ("" for the
+    default and for runs without Branch2). Every form is a re-run of the paper's row:
+    the paper prints Eq. 4 and no other; the forms are readings of it (docs/model.md)."""
+    return "" if form in (None, default_con_loss()) else f", {form} L_con"
+
+
 def _source(con_loss: Any, cfg: ReportConfig) -> str:
-    variant = "" if con_loss in (None, "paper") else f", {con_loss} L_con"
-    return f"re-run{variant} ({cfg.protocol}, STB root {cfg.root})"
+    return f"re-run{con_loss_label(con_loss)} ({cfg.protocol}, STB root {cfg.root})"
 
 
 def paper_table(key: str, runs: list[RunInfo], cfg: ReportConfig | Context) -> pd.DataFrame:
@@ -356,7 +374,8 @@ def paper_table(key: str, runs: list[RunInfo], cfg: ReportConfig | Context) -> p
             for r in runs:
                 if _matches(r.facets, want):
                     per_form.setdefault(r.facets["con_loss"], {}).setdefault(t, []).append(r)
-        for form in sorted(per_form, key=lambda f: (f not in (None, "paper"), str(f))):
+        default = default_con_loss()
+        for form in sorted(per_form, key=lambda f: (f not in (None, default), str(f))):
             parts = _by_group(per_form[form])
             for i, part in enumerate(parts):
                 note = f"config {i + 1} of {len(parts)} (differs beyond the seed)" if len(parts) > 1 else ""
@@ -498,19 +517,26 @@ def _prepare_out(out: Path) -> None:
 
 def run(cfg: ReportConfig) -> dict[str, Any]:
     """Build the report; returns {"html", "markdown", "tables": [...], "runs": n, "warnings": [...]}."""
-    from hcdg.pipeline.protocols import PROTOCOLS, ROOTS
+    import dataclasses
 
+    from hcdg.pipeline.protocols import PAPER_PROTOCOL, PROTOCOLS, ROOTS, canonical_name
+
+    if cfg.protocol is not None:
+        cfg = dataclasses.replace(cfg, protocol=canonical_name(cfg.protocol))
     if not cfg.runs:
         raise HcdgError("report: give at least one run folder or sweep folder")
     if not cfg.out:
         raise HcdgError("report: --out REPORT_DIR is required")
-    if cfg.protocol not in PROTOCOLS:
+    if cfg.protocol is not None and cfg.protocol not in PROTOCOLS:
         raise HcdgError(f"--protocol: expected one of {', '.join(PROTOCOLS)}, got {cfg.protocol!r}")
     if cfg.root not in ROOTS:
         raise HcdgError(f"--root: expected one of {', '.join(ROOTS)}, got {cfg.root!r}")
     if cfg.joints not in store.JOINT_SETS:
         raise HcdgError(f"--joints: expected one of {', '.join(store.JOINT_SETS)}, got {cfg.joints!r}")
     runs, warnings = load_runs(cfg.runs)
+    if cfg.protocol is None:
+        has_paper = any((r.summary["protocol"] == PAPER_PROTOCOL).any() for r in runs if len(r.summary))
+        cfg = dataclasses.replace(cfg, protocol=PAPER_PROTOCOL if has_paper else "2.5d-gtroot-gtbone")
     extra_figures = paper_figures(cfg)
     out = Path(cfg.out)
     _prepare_out(out)

@@ -20,9 +20,13 @@ if TYPE_CHECKING:
 TARGET_TITLES = {"stb": "FreiHAND→STB", "rhd": "FreiHAND→RHD", "freihand": "FreiHAND→FreiHAND"}
 
 PROTOCOL_NOTES = {
-    "gtroot-2.5d": "the paper authors' test code: 2D from the heatmaps, network relative depth scaled by the "
-                   "GT bone length, GT root depth and intrinsics; camera-frame EPE, no alignment (root x/y error "
-                   "included). The paper's numbers use this protocol.",
+    "authors": "the paper authors' test code (their Rhp.py / STB.py evaluate_detailed): the network's normalised "
+               "uvd (RHD: regressed uv; STB: argmax of the upsampled last-stage heatmap), their depth decoding, GT "
+               "root depth and intrinsics, their crop affine; camera-frame EPE, no alignment. The paper's numbers "
+               "use this protocol; it applies to uvd-output runs (--target uvd, or `hcdg import authors`).",
+    "2.5d-gtroot-gtbone": "hcdg's 2.5D reading (formerly `gtroot-2.5d`): 2D from the heatmaps, network relative "
+                          "depth scaled by the GT bone length, GT root depth and intrinsics; camera-frame EPE, no "
+                          "alignment (root x/y error included). NOT the authors' computation.",
     "rr-gtscale": "hand3d (Zimmermann & Brox 2017): root-relative prediction scaled by the GT bone length and "
                   "placed at the GT root; measures articulation and orientation.",
     "pa": "FreiHAND toolbox (eval.py align_w_scale): Procrustes alignment with scale (centre, scale, rotate), "
@@ -88,11 +92,29 @@ def _pyplot():
     return plt
 
 
+def ratio_points(runs: list["RunInfo"], target: str, cfg: "ReportConfig") -> dict[str, dict[float, list[float]]]:
+    """Table 4(a)'s re-run points for `target`: L_con label ("" = the run default form, else
+    ", FORM L_con") -> ratio (IE = 1, TE = 0) -> EPEs mm of the runs there. Every L_con form
+    is a re-run of the paper's rows, so none is dropped; the default form comes first."""
+    from hcdg.stages.report import con_loss_label, epe_of
+
+    pts: dict[Any, dict[float, list[float]]] = {}
+    for r in runs:
+        f = r.facets
+        if f["aug"] != "clip" or f["combine"] != "concat" or f["lambda_con"] is None:
+            continue
+        if not math.isclose(f["lambda_con"], 0.1):
+            continue
+        x = {"ie+te": f["ratio"], "ie": 1.0, "te": 0.0}.get(f["mode"])
+        if x is None or (v := epe_of(r, target, cfg)) is None:
+            continue
+        pts.setdefault(con_loss_label(f["con_loss"]), {}).setdefault(float(x), []).append(v)
+    return {label: pts[label] for label in sorted(pts)}  # "" (the default form) sorts first
+
+
 def figures(runs: list["RunInfo"], cfg: "ReportConfig") -> dict[str, bytes]:
     """name -> PNG bytes: ratio_ablation, pck_<target> (one per evaluated target), loss_curves."""
     from hcdg.pipeline.protocols import PROTOCOLS
-    from hcdg.stages.report import epe_of
-
     plt = _pyplot()
     out: dict[str, bytes] = {}
     summaries = [r.summary.assign(run=r.name) for r in runs if not r.summary.empty]
@@ -102,21 +124,12 @@ def figures(runs: list["RunInfo"], cfg: "ReportConfig") -> dict[str, bytes]:
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     fig.subplots_adjust(left=0.12, right=0.97, bottom=0.13, top=0.92)
     colours = {"stb": "tab:blue", "rhd": "tab:orange"}
+    styles = ("o-", "s:", "^-.", "v--", "D:")
     for t in published.TARGETS:
-        pts: dict[float, list[float]] = {}
-        for r in runs:
-            f = r.facets
-            if f["aug"] != "clip" or f["combine"] != "concat" or f["lambda_con"] is None:
-                continue
-            if not math.isclose(f["lambda_con"], 0.1) or f["con_loss"] not in (None, "paper"):
-                continue
-            x = {"ie+te": f["ratio"], "ie": 1.0, "te": 0.0}.get(f["mode"])
-            if x is None or (v := epe_of(r, t, cfg)) is None:
-                continue
-            pts.setdefault(float(x), []).append(v)
-        if pts:
+        for i, (label, pts) in enumerate(ratio_points(runs, t, cfg).items()):
             xs = sorted(pts)
-            ax.plot(xs, [sum(pts[x]) / len(pts[x]) for x in xs], "o-", color=colours[t], label=f"{TARGET_TITLES[t]} re-run")
+            ax.plot(xs, [sum(pts[x]) / len(pts[x]) for x in xs], styles[i % len(styles)],
+                    color=colours[t], label=f"{TARGET_TITLES[t]} re-run{label}")
         pub = [(float(p.setting), p.epe_mm(t)) for p in published.rows_of("4a") if p.method == "IE+TE"]
         pub.append((1.0, next(p.epe_mm(t) for p in published.rows_of("4a") if p.method == "IE")))
         pub.sort()
@@ -323,11 +336,11 @@ def _generic_rows(frame: pd.DataFrame, columns: list[str]) -> list[list[str]]:
 
 
 def _intro(cfg: "ReportConfig") -> list[str]:
-    same = cfg.protocol == "gtroot-2.5d"
+    same = cfg.protocol == "authors"
     return [
         f"Paper-shaped tables: re-run numbers use protocol `{cfg.protocol}` ({PROTOCOL_NOTES[cfg.protocol]}) "
         f"with STB root `{cfg.root}` and joint set `{cfg.joints}`. "
-        + ("" if same else "The paper's numbers use `gtroot-2.5d`, so published and re-run rows are NOT comparable here. ")
+        + ("" if same else "The paper's numbers use `authors`, so published and re-run rows are NOT comparable here. ")
         + "Rows labelled \"as published, not re-run\" are copied from the paper (§4, Tables 3-6); "
         "the paper does not say how it handled STB's palm root.",
         "Numbers under different protocols or roots are not comparable; the full table lists all of them.",

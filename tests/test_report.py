@@ -108,7 +108,7 @@ def test_html_has_both_runs_in_the_right_cells_and_the_published_rows(built):
     t4a = p.tables["table4a"]
     assert t4a[0][:5] == ["Method", "Setting", "Source", "FreiHAND→STB EPE (mm)", "FreiHAND→RHD EPE (mm)"]
     ours = _row(t4a, "IE+TE", "0.6", "re-run")
-    assert ours[3:5] == ["31.25", "44.50"] and "gtroot-2.5d" in ours[2] and ours[7] == "ours-r06"
+    assert ours[3:5] == ["31.25", "44.50"] and "2.5d-gtroot-gtbone" in ours[2] and ours[7] == "ours-r06"
     # paired differences to the re-run baseline: every sample 8.75 / 5.5 mm lower, so the interval is a point
     assert t4a[0][5:7] == ["STB: Δ vs baseline, 95% CI", "RHD: Δ vs baseline, 95% CI"]
     assert ours[5:7] == ["-8.75 [-8.75, -8.75]*", "-5.50 [-5.50, -5.50]*"]
@@ -151,7 +151,7 @@ def test_csv_and_parquet_tables_parse_back(built):
     pub = t4a[t4a.source == report.PUBLISHED_SOURCE]
     assert pub.rhd_epe_mm.tolist() == [48.36, 48.37, 46.82, 49.43, 47.34, 63.01]
     full = pd.read_parquet(built / "tables" / "full_results.parquet")
-    assert set(full.protocol) == {"gtroot-2.5d", "rr-gtscale", "pa"} and set(full.root) == {"wrist", "palm"}
+    assert set(full.protocol) == {"2.5d-gtroot-gtbone", "rr-gtscale", "pa"} and set(full.root) == {"wrist", "palm"}
 
 
 def test_palm_root_and_protocol_switch_the_paper_tables(tmp_path):
@@ -276,3 +276,29 @@ def test_figure_option_embeds_a_png_and_refuses_other_files(tmp_path):
     res = CliRunner().invoke(main, ["report", str(runs), "--out", str(tmp_path / "o"), "--figure", str(bad)])
     assert res.exit_code != 0 and "not a PNG file" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "o").exists()  # refused before anything was written
+
+
+def test_every_con_loss_form_is_a_rerun_of_the_papers_row_labelled_unless_default(tmp_path):
+    """Each L_con form matches the paper's row (the paper prints only Eq. 4); the run default
+    is unlabelled and listed first; old run folders' "paper" reads as "paper-literal"; the
+    ratio figure keeps every form."""
+    from hcdg.stages import report_render as rr
+
+    default = report.default_con_loss()
+    forms = {"default": (default, 30.0), "hinge": ("hinge", 33.0), "old": ("paper", 36.0)}
+    for name, (form, epe) in forms.items():
+        cfg = {**BASE, "con_loss": form, "mode": "ie+te", "ratio": 0.6}
+        run = prepare_run(tmp_path / "runs" / name, stage="train", config=cfg, seed=0)
+        frame = results.results_frame(run=name, target="stb", split="test", sample_ids=["0", "1"],
+                                      results=_results(2, epe, "palm"), config=cfg, random_weights=False)  # fmt: skip
+        results.write_results(run, "stb", frame)
+    runs, _ = report.load_runs([str(tmp_path / "runs")])
+    cfg = report.ReportConfig(runs=(str(tmp_path / "runs"),), out=str(tmp_path / "rep"), protocol="2.5d-gtroot-gtbone")
+    t = report.paper_table("4a", runs, cfg)
+    rerun = t[(t.method == "IE+TE") & (t.setting == "0.6") & (t.source != report.PUBLISHED_SOURCE)]
+    assert list(rerun.stb_epe_mm) == [30.0, 33.0, 36.0]  # default first, then by form name
+    assert rerun.source.iloc[0] == "re-run (2.5d-gtroot-gtbone, STB root wrist)"
+    assert rerun.source.iloc[1].startswith("re-run, hinge L_con (")
+    assert rerun.source.iloc[2].startswith("re-run, paper-literal L_con (")
+    pts = rr.ratio_points(runs, "stb", cfg)
+    assert pts == {"": {0.6: [30.0]}, ", hinge L_con": {0.6: [33.0]}, ", paper-literal L_con": {0.6: [36.0]}}
