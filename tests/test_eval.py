@@ -279,3 +279,11 @@ def test_checkpoint_folder_is_evaluated_when_there_is_no_final_model(tmp_path, d
     frame = rs.read_results(out["results"])
     assert frame["checkpoint_step"].eq(2).all() and len(frame) == 2 * 2
     assert pd.notna(frame["epe_mm"]).all()
+
+
+def test_cli_protocol_pa_proper_alone(data, tmp_path):
+    run = make_run(tmp_path / "run")
+    res = CliRunner().invoke(main, ["eval", "--run", str(run), "--target", "rhd", "--root", str(data["rhd"]),
+                                    "--protocol", "pa-proper", "--no-progress"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert set(rs.read_results(rs.results_path(run, "rhd"))["protocol"]) == {"pa-proper"}
