@@ -229,15 +229,18 @@ def store_info_cmd(path, as_json) -> None:
 @click.option("--pretrained", default=None, help="Weights file, when it moved since `hcdg embed`.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed drawing the rows.")
-def store_verify_cmd(path, sample, split_key, root, pretrained, device, seed) -> None:
-    """Re-encode random rows with the recorded encoder and compare with the stored ones."""
+@click.option("--checksums-only", is_flag=True, default=False,
+              help="Only check every chunk against its CRC32 (needs neither the encoder nor the dataset).")
+def store_verify_cmd(path, sample, split_key, root, pretrained, device, seed, checksums_only) -> None:
+    """Check every chunk's CRC32, then re-encode random rows with the recorded encoder and compare."""
     from hcdg.stages import store_cmds
 
     report = store_cmds.verify(store_cmds.VerifyConfig(store=path, sample=sample, split=split_key, root=root,
-                                                       pretrained=pretrained, device=device, seed=seed))
+                                                       pretrained=pretrained, device=device, seed=seed,
+                                                       checksums_only=checksums_only))
     click.echo(store_cmds.verify_text(report))
     if not report["ok"]:
-        raise HcdgError(f"{path}: stored features differ from a fresh encoding (see above)")
+        raise HcdgError(store_cmds.verify_failure(report))
 
 # --- train / sweep commands (stage two) -------------------------------------
 

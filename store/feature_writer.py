@@ -32,6 +32,7 @@ import numpy as np
 
 from hcdg.pipeline.errors import HcdgError
 from hcdg.store import fingerprint as fpr
+from hcdg.store import integrity
 from hcdg.store.atomic import atomic_path
 from hcdg.store.features import (
     ATTR, DTYPES, FORMAT, SPLITS, TEXT, VERSION, StoreReader, is_h5, split_node, staging_path,
@@ -70,6 +71,8 @@ class SplitWriter:
     def __init__(self, group: Any, n_rows: int, chunk_rows: int) -> None:
         self.group, self.n_rows, self.chunk_rows = group, n_rows, chunk_rows
         self.n_chunks = max(1, -(-n_rows // chunk_rows))
+        # A split created before checksums (hcdg <= 0.1 stores) is finished without them.
+        self.checksums = integrity.SUMS in group
 
     def rows(self, chunk: int) -> range:
         """Row indices of chunk `chunk`."""
@@ -87,11 +90,17 @@ class SplitWriter:
         valid = np.array([not e for e in errors], dtype=bool)
         feats = np.where(valid[:, None], feats, np.nan).astype(np.float32)
         sel = slice(rows.start, rows.stop)
-        self.group["feats"][sel] = feats.astype(self.group["feats"].dtype)
-        self.group["norms"][sel] = np.linalg.norm(feats, axis=1).astype(np.float32)
-        self.group["valid"][sel] = valid
-        # Always written: a chunk rewritten on resume must not keep a killed run's error texts.
-        self.group["errors"][sel] = np.array(errors, dtype=str)
+        data = {
+            "feats": feats.astype(self.group["feats"].dtype),
+            "norms": np.where(valid, np.linalg.norm(feats, axis=1), np.nan).astype(np.float32),
+            "valid": valid,
+            # Always written: a chunk rewritten on resume must not keep a killed run's error texts.
+            "errors": np.array(errors, dtype=str),
+        }
+        for name in integrity.CHECKED:
+            self.group[name][sel] = data[name]
+        if self.checksums:  # after the data, before the flag: a flagged chunk always has its sums
+            self.group[integrity.SUMS][chunk] = integrity.chunk_sums(data)
         self.group["done"][chunk] = 1  # last: the chunk counts only once its bytes are down
 
 
@@ -184,13 +193,14 @@ class StoreWriter:
             feats, n_distinct = compute()
             g = self.root.require_group(TEXT)
             dtype = self.fingerprint["dtype"]
-            for name, data in (("feats", feats.astype(dtype)),
-                               ("norms", np.linalg.norm(feats.astype(np.float32), axis=1).astype(np.float32)),
-                               ("prompts", np.array(texts, dtype=str)), ("ids", np.asarray(ids, dtype=np.int64))):
+            arrays = {"feats": feats.astype(dtype),
+                      "norms": np.linalg.norm(feats.astype(np.float32), axis=1).astype(np.float32),
+                      "prompts": np.array(texts, dtype=str), "ids": np.asarray(ids, dtype=np.int64)}
+            for name, data in arrays.items():
                 arr = g.create_array(name, shape=data.shape, dtype=data.dtype if name != "prompts" else str,
                                      chunks=data.shape, compressors=None, overwrite=True)
                 arr[...] = data
-            _set_attrs(g, {"source": source, "n_distinct": n_distinct})
+            _set_attrs(g, {"source": source, "n_distinct": n_distinct, integrity.ALGO: integrity.text_sums(arrays)})
             return True
 
     # -- splits ------------------------------------------------------------------------------
@@ -238,13 +248,15 @@ class StoreWriter:
             "errors": ((n,), (r,), str, ""),
             "ids": ((n,), (r,), str, ""),
             "done": ((writer.n_chunks,), (1,), "uint8", 0),
+            integrity.SUMS: ((writer.n_chunks, len(integrity.CHECKED)), (1, len(integrity.CHECKED)), "uint32", 0),
         }
         for name, (shape, chunks, dtype, fill) in spec.items():
             g.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill,
                            compressors=None, overwrite=True)
         g["ids"][:] = np.array(ids, dtype=str)
-        _set_attrs(g, {"n_rows": n, "chunk_rows": r, "fingerprint": split_fp, "provenance": provenance})
-        return writer
+        _set_attrs(g, {"n_rows": n, "chunk_rows": r, "fingerprint": split_fp, "provenance": provenance,
+                       "checksums": integrity.ALGO})
+        return SplitWriter(g, n, r)
 
     # -- HDF5 export ---------------------------------------------------------------------------
     def export_h5(self) -> bool:
