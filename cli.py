@@ -87,7 +87,9 @@ def data_check(dataset, root, split, cameras, hand, decode, as_json) -> None:
     click.echo(f"{report['dataset']} {report['split']} at {report['root']}: OK, {report['samples']} samples{extra}")
     click.echo(f"files read: {report['files']} ({report['bytes'] / 2**20:.1f} MiB)")
     sizes = ", ".join(f"{w}x{h}" for w, h in report["image_sizes"]) or "-"
-    click.echo(f"images decoded: {report['decoded']} (sizes {sizes})")
+    note = (f"; only the first and last of {report['samples']}: `--decode all` finds a corrupt image elsewhere"
+            if decode == "ends" and report["samples"] > report["decoded"] else "")
+    click.echo(f"images decoded: {report['decoded']} (sizes {sizes}){note}")
 
 
 @data_group.command("show")
@@ -350,10 +352,12 @@ def train_cmd(config_file, resume, **flags) -> None:
 
     cfg = _train_config(config_file, {**flags, "resume": resume or None})
     done = stage.run(cfg)
-    click.echo(
-        f"trained {done['total_steps']} steps -> {cfg.out}: val EPE {done['val_epe_mm']:.2f} mm "
-        f"(mean-pose EPE {done['val_mean_pose_epe_mm']:.2f} mm)"
-    )
+
+    def mm(x):  # None (JSON null): no validation samples
+        return "n/a" if x is None or x != x else f"{x:.2f} mm"
+
+    click.echo(f"trained {done['total_steps']} steps -> {cfg.out}: val EPE {mm(done['val_epe_mm'])} "
+               f"(mean-pose EPE {mm(done['val_mean_pose_epe_mm'])})")
 
 
 def _axis(value, conv, name):

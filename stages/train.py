@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from hcdg.pipeline.augment import AugConfig
-from hcdg.pipeline.config import ConfigError, to_dict
+from hcdg.pipeline.config import ConfigError, check_finite, to_dict
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.train_data import ColorJitter
 from hcdg.pipeline.transforms import GeomAug
@@ -99,6 +99,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         def bad(opt: str, msg: str) -> ConfigError:
             return ConfigError(f"{opt}: {msg}")
+
+        check_finite(self)  # NaN/inf pass every comparison below as False: refuse them first
 
         if self.mode not in MODES:
             raise bad("--mode", f"expected one of {', '.join(MODES)}, got {self.mode!r}")

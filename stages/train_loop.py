@@ -26,7 +26,7 @@ from hcdg.pipeline.devices import resolve_device
 from hcdg.pipeline.errors import HcdgError
 from hcdg.stages.train import TrainConfig, identity, ids_sha256
 from hcdg.stages.train_dist import DistEnv
-from hcdg.store.atomic import atomic_write_json
+from hcdg.store.atomic import atomic_write_json, finite_or_none
 
 DONE_FILE = "done.json"
 #: Test-only hook: raise SystemExit right after this step (simulates a kill mid-run).
@@ -239,6 +239,25 @@ def validate(model: torch.nn.Module, loader: Any, mean_pose: torch.Tensor, devic
 # --- the run ------------------------------------------------------------------------------
 
 
+def _refuse_non_finite(loss: torch.Tensor, model: torch.nn.Module, step: int, out: Path) -> None:
+    """HcdgError at the first step whose loss or gradient is NaN/inf (checked before the optimizer step).
+
+    Under DDP the gradients are already all-reduced, so every rank stops at the same step.
+    """
+    from hcdg.store.checkpoints import latest_checkpoint
+
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    gnorm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+    bad = torch.stack([loss.detach().float(), gnorm.float().to(loss.device)])
+    if bool(torch.isfinite(bad).all()):
+        return
+    what = f"loss is {float(bad[0])}" if not torch.isfinite(bad[0]) else "a gradient is NaN or inf"
+    ckpt = latest_checkpoint(out)
+    kept = f"the newest checkpoint {ckpt} is the last good state" if ckpt else "no checkpoint was written yet"
+    raise HcdgError(f"step {step}: the {what}; stopped before the update ({kept}); "
+                    "lower --lr, or check the data and the store for bad values")
+
+
 def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
@@ -326,6 +345,7 @@ def train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
             loss, terms = _loss_terms(cfg, net, batch, data, step_idx, env, device)
             optim.zero_grad(set_to_none=True)
             loss.backward()
+            _refuse_non_finite(loss, model, step, out)  # before the update: the newest checkpoint stays good
             for group in optim.param_groups:
                 group["lr"] = cfg.lr_at(step_idx)
             optim.step()
@@ -358,8 +378,8 @@ def train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
 
         done = {
             "step": total, "total_steps": total, "epochs": total / spe, "steps_per_epoch": spe,
-            "n_train": int(len(train_idx)), "n_val": int(len(val_idx)), "val_epe_mm": last_val[0],
-            "val_mean_pose_epe_mm": last_val[1], "config_hash": chash, "world_size": env.world,
+            "n_train": int(len(train_idx)), "n_val": int(len(val_idx)), "val_epe_mm": finite_or_none(last_val[0]),
+            "val_mean_pose_epe_mm": finite_or_none(last_val[1]), "config_hash": chash, "world_size": env.world,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }  # fmt: skip
         if env.rank == 0:

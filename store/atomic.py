@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -43,8 +44,19 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_text(obj: Any) -> str:
+    """Strict JSON (RFC 8259): NaN/inf are refused (ValueError), never written as bare `NaN`."""
+    return json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def finite_or_none(x: float | None) -> float | None:
+    """`x` as a float, or None (JSON null) where it is NaN/inf: a legitimate "no value" (e.g. no validation set)."""
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    """Write `obj` as strict JSON (see `json_text`): a NaN that means "no value" must be None first."""
+    atomic_write_text(path, json_text(obj))
 
 
 def read_json_object(path: str | os.PathLike[str], expected: str) -> dict[str, Any]:

@@ -215,7 +215,7 @@ def save_checkpoint(
             "extra": extra or {},
             "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        (tmp / STATE_FILE).write_text(json.dumps(state, sort_keys=True) + "\n")
+        (tmp / STATE_FILE).write_text(json.dumps(state, sort_keys=True, allow_nan=False) + "\n")
         for f in (weights, tmp / STATE_FILE):
             with open(f, "rb+") as fh:
                 os.fsync(fh.fileno())
