@@ -14,13 +14,17 @@ from hcdg.pipeline.errors import HcdgError
 
 
 class _Group(click.Group):
-    """A click group that turns `HcdgError` into a one-line error and exit code 1."""
+    """A click group that turns `HcdgError` and `OSError` into a one-line error and exit code 1."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
         except HcdgError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # disk full, permission, not a folder, ...: one line, never a traceback
+            from hcdg.pipeline.errors import os_error_line
+
+            raise click.ClickException(os_error_line(exc)) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -215,8 +215,11 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     if env is not None:
         return train_loop.train(cfg, env)
     if cfg.nproc > 1:
-        train_loop.preflight(cfg)  # errors surface here, once, before any process starts
-        return train_dist.spawn(cfg)
+        from hcdg.store.runs import run_lock
+
+        with run_lock(cfg.out):  # held by this process for its DDP workers' whole run
+            train_loop.preflight(cfg)  # errors surface here, once, before any process starts
+            return train_dist.spawn(cfg)
     return train_loop.train(cfg, train_dist.DistEnv(rank=0, world=1, local_rank=0, spawned=False))
 
 

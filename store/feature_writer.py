@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -59,6 +60,38 @@ def store_lock(path: Path) -> Iterator[None]:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+@contextlib.contextmanager
+def shard_lock(path: str | Path, shard: tuple[int, int]) -> Iterator[None]:
+    """The writer lock of one `hcdg embed` process: `STORE.writer-I-of-N.lock` beside the store.
+
+    A second process embedding the same shard into the same store is refused with one
+    line naming the first (`store.locks`); different shards write in parallel as before.
+    A parent folder this call created is removed again when the block fails before using it.
+    """
+    from hcdg.store.locks import writer_lock
+
+    path = Path(path)
+    for p in path.parents:
+        if p.exists():
+            if not p.is_dir():
+                raise HcdgError(f"--store {path}: {p} is a file, not a folder; give a path in a folder")
+            break
+    missing = [p for p in path.parents if not p.exists()]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HcdgError(f"--store {path}: cannot create its folder {path.parent} ({exc.strerror or exc})") from None
+    i, n = shard
+    lock = Path(f"{path}.writer-{i}-of-{n}.lock")
+    try:
+        with writer_lock(lock, f"store {path}" + (f" (shard {i}/{n})" if n > 1 else "")):
+            yield
+    finally:
+        for p in missing:  # innermost first; only empty ones go
+            with contextlib.suppress(OSError):
+                p.rmdir()
 
 
 def _set_attrs(node: Any, meta: dict[str, Any]) -> None:
@@ -280,10 +313,26 @@ class StoreWriter:
             return bool(new_text or new_splits)
 
 
+def _check_space(path: Path, staged: StoreReader, replaced: set[str]) -> None:
+    """ENOSPC before writing the .h5 when its folder lacks the room (HDF5 can crash on a full disk)."""
+    need = (path.stat().st_size if path.exists() else 0) + (1 << 20)
+    for node in replaced:
+        for _, arr in staged._root[node].arrays():
+            need += int(np.prod(arr.shape)) * (arr.dtype.itemsize if arr.dtype.kind not in "OTU" else 64)
+    free = shutil.disk_usage(path.parent).free
+    if free < need:
+        raise OSError(errno.ENOSPC, f"No space left on device (writing the .h5 needs about {need / 2**20:.1f} MiB, "
+                      f"{free / 2**20:.1f} MiB free; the work so far is kept in {staging_path(path)})", str(path))
+
+
 def _write_h5(path: Path, staged: StoreReader, new_text: bool, new_splits: list[str]) -> None:
     import h5py
 
     replaced = ({TEXT} if new_text else set()) | {split_node(k) for k in new_splits}
+    for stale in path.parent.glob(f".tmp-{path.name}.*"):  # a killed export's temp file (we hold the store lock)
+        with contextlib.suppress(OSError):
+            stale.unlink()
+    _check_space(path, staged, replaced)
     str_dt = h5py.string_dtype("utf-8")
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as dst:
         dst.attrs[ATTR] = fpr.canonical_json(staged.meta)
