@@ -24,6 +24,7 @@ import fcntl
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -253,8 +254,23 @@ class StoreWriter:
             if meta is not None:
                 self._refuse_split(key, self.zarr_path, meta, split_fp, len(ids))
                 group = self.root[node]
+                self._repair(key, meta, group)
                 return SplitWriter(group, int(meta["n_rows"]), int(meta["chunk_rows"]))
             return self._create_split(node, ids, chunk_rows, split_fp, provenance)
+
+    def _repair(self, key: str, meta: dict[str, Any], group: Any) -> None:
+        """Unflag the split's damaged chunks (checksum, missing file, undecodable) so this run embeds them again."""
+        with StoreReader(self.zarr_path, zarr_dir=True) as reader:
+            check = integrity.check_split(reader, key, split_node(key), meta)
+        if check.ok:
+            return
+        if check.structural:
+            raise HcdgError(f"{check.problems[0]}; this cannot be repaired chunk by chunk: rebuild the split into a "
+                            "new --store")
+        for c in sorted(check.bad_chunks):
+            group["done"][c] = 0
+        print(f"note: {self.zarr_path}: split {key}: re-embedding {len(check.bad_chunks)} damaged chunk(s) "
+              f"{sorted(check.bad_chunks)[:10]} ({check.problems[0].split(': ', 2)[-1]})", file=sys.stderr)
 
     def _refuse_split(self, key: str, where: Path, meta: dict[str, Any], split_fp: dict[str, Any],
                       n_rows: int) -> None:

@@ -39,7 +39,8 @@ ALGO = "crc32"
 #: Arrays `hcdg train` reads from a split (checked at load time).
 TRAINING = ("feats", "valid")
 TEXT_ARRAYS = ("feats", "norms", "prompts", "ids")
-REPAIR = "rebuild it with `hcdg embed` into a new --store"
+REPAIR = ("rerun the `hcdg embed` command that wrote it (a Zarr store re-embeds its damaged chunks), or rebuild it "
+          "into a new --store")
 
 
 def crc32(a: np.ndarray) -> int:
@@ -62,6 +63,10 @@ class Check:
     problems: list[str] = field(default_factory=list)
     data: dict[str, np.ndarray] = field(default_factory=dict)
     chunks: int = 0
+    #: Chunks found damaged one by one (re-embedding them repairs the split); `structural` problems
+    #: (a missing or reshaped array, a foreign codec) cannot be repaired chunk by chunk.
+    bad_chunks: set[int] = field(default_factory=set)
+    structural: bool = False
 
     @property
     def ok(self) -> bool:
@@ -91,7 +96,7 @@ def _rows(c: int, r: int, n: int) -> str:
 
 
 def read_array(reader: Any, node: str, shape: tuple[int, ...], chunk_rows: int, where: str,
-               problems: list[str]) -> np.ndarray | None:
+               problems: list[str], bad_chunks: set[int] | None = None) -> np.ndarray | None:
     """Read a whole array, checking its shape; on a decode error, find and name the bad chunks."""
     name = node.rsplit("/", 1)[-1]
     try:
@@ -117,6 +122,8 @@ def read_array(reader: Any, node: str, shape: tuple[int, ...], chunk_rows: int, 
             reader.read(node, slice(c * chunk_rows, min((c + 1) * chunk_rows, n)))
         except Exception as exc:  # noqa: BLE001
             bad.append(f"chunk {c} ({_rows(c, chunk_rows, n)}) unreadable ({_one_line(exc)})")
+            if bad_chunks is not None:
+                bad_chunks.add(c)
     problems.append(f"{where}: array {name} " + ("; ".join(bad[:3]) + (f"; and {len(bad) - 3} more" if len(bad) > 3
                                                   else "") if bad else "unreadable"))
     return None
@@ -133,6 +140,7 @@ def check_split(reader: Any, key: str, node: str, meta: dict[str, Any], arrays: 
     check = Check(verified=has_sums, chunks=n_chunks)
     if promised and not has_sums:
         check.problems.append(f"{where}: array {SUMS} (the chunk checksums) is missing")
+        check.structural = True
     shapes = {"feats": (n, dim), "norms": (n,), "valid": (n,), "errors": (n,), "done": (n_chunks,),
               SUMS: (n_chunks, len(CHECKED))}
     shapes["ids"] = (n,)
@@ -140,11 +148,16 @@ def check_split(reader: Any, key: str, node: str, meta: dict[str, Any], arrays: 
     if not has_sums and "valid" in arrays and "errors" not in arrays:
         wanted.append("errors")  # unverified store: a row marked skipped must say why
     for name in wanted:
+        before = len(check.problems)
+        per_row = name not in ("done", SUMS, "ids")  # chunks of rows a re-embed rewrites
         got = read_array(reader, f"{node}/{name}", shapes[name], r if name not in ("done", SUMS) else 1, where,
-                         check.problems)
+                         check.problems, check.bad_chunks if per_row else None)
         if got is not None:
             check.data[name] = got
+        elif len(check.problems) > before and not (per_row and check.bad_chunks):
+            check.structural = True
     if check.problems:
+        check.structural = check.structural or not check.bad_chunks
         return check
     done = check.data["done"].astype(bool)
     sums = check.data.get(SUMS)
@@ -162,6 +175,7 @@ def check_split(reader: Any, key: str, node: str, meta: dict[str, Any], arrays: 
                     else:
                         what = "is damaged (CRC32 differs from the one written with it)"
                     check.problems.append(f"{where}: array {name} chunk {c} ({_rows(c, r, n)}) {what}")
+                    check.bad_chunks.add(int(c))
         # Without checksums: a row marked valid must hold finite features. (With them this follows:
         # the writer stores NaN only in rows it marks skipped.)
         if sums is None and "feats" in arrays and "valid" in arrays and len(check.problems) == before:
@@ -172,6 +186,7 @@ def check_split(reader: Any, key: str, node: str, meta: dict[str, Any], arrays: 
                 what = (f"is missing (no file {path})" if path is not None and not path.exists()
                         else f"holds non-finite features in {int((valid & ~finite).sum())} rows marked valid")
                 check.problems.append(f"{where}: array feats chunk {c} ({_rows(c, r, n)}) {what}")
+                check.bad_chunks.add(int(c))
             if "errors" in check.data:
                 unexplained = ~valid & (check.data["errors"][sel] == "")
                 if unexplained.any():
@@ -179,6 +194,7 @@ def check_split(reader: Any, key: str, node: str, meta: dict[str, Any], arrays: 
                     what = (f"is missing (no file {path})" if path is not None and not path.exists()
                             else f"marks {int(unexplained.sum())} rows skipped without an error")
                     check.problems.append(f"{where}: array valid chunk {c} ({_rows(c, r, n)}) {what}")
+                    check.bad_chunks.add(int(c))
     return check
 
 

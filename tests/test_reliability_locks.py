@@ -94,3 +94,12 @@ def test_same_store_shard_is_locked_other_shards_are_not(synth_freihand, tmp_pat
         with shard_lock(store, (1, 2)):  # shards of one store still write in parallel
             pass
     assert not store.exists()
+
+
+def test_ddp_parent_holds_the_lock_for_its_ranks(synth_freihand, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    with writer_lock(out / RUN_LOCK, f"run folder {out}"):
+        res = CliRunner().invoke(main, ["train", "--root", str(synth_freihand), "--out", str(out), "--steps", "1",
+                                        "--nproc", "2", *FLAGS])
+    assert "another hcdg process is writing it" in _err(res) and not list(out.iterdir())

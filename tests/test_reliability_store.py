@@ -188,3 +188,24 @@ def test_train_refuses_a_store_with_a_missing_chunk(synth_freihand, synth_freiha
     assert res.exit_code == 1 and "Traceback" not in res.output
     assert "array feats chunk 0 (rows 0-47) is missing" in res.output.strip().splitlines()[-1]
     assert not out.exists()  # refused before the first byte of the run folder
+
+
+@pytest.mark.parametrize("damage", ["delete", "flip", "truncate"])
+def test_rerunning_embed_re_embeds_damaged_chunks(synth_freihand, tmp_path, damage):
+    store = tmp_path / "s.zarr"
+    args = ["embed", "--dataset", "freihand", "--root", str(synth_freihand), "--store", str(store), "--model",
+            "hcdg-tiny", "--workers", "0", "--no-progress", "--prompt-filter", "^one white", "--chunk-rows", "16"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    before = fs.load_split(store, "freihand/training")[1].numpy()
+    chunk = store / "splits/freihand/training/feats/c/1/0"
+    if damage == "delete":
+        chunk.unlink()
+    elif damage == "flip":
+        _flip(chunk, 40)
+    else:
+        chunk.write_bytes(chunk.read_bytes()[:10])
+    with pytest.raises(HcdgError, match="array feats chunk 1 "):
+        fs.load_split(store, "freihand/training")
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0 and "re-embedding 1 damaged chunk(s) [1]" in res.stderr
+    assert np.array_equal(fs.load_split(store, "freihand/training")[1].numpy(), before)
