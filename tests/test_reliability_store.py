@@ -171,7 +171,7 @@ def test_new_store_that_lost_its_checksums_is_refused(tmp_path):
     _refused(path, "array sums (the chunk checksums) is missing")
 
 
-def test_check_costs_one_crc_per_chunk_and_array():
+def test_crc32_is_of_the_stored_bytes_and_strings_agree_across_formats():
     a = np.arange(12, dtype=np.float16)
     assert integrity.crc32(a) == integrity.crc32(a.copy()) != integrity.crc32(a[::-1].copy())
     assert integrity.crc32(np.array(["a", "b"])) == integrity.crc32(np.array([b"a", b"b"], dtype=object))
