@@ -266,12 +266,34 @@ def _read_toml(path: str) -> dict:
         raise HcdgError(f"--config {path}: not valid TOML ({exc})") from None
 
 
+def _default(name: str) -> str:
+    """TrainConfig's default of field `name`, for help strings (never restate it as a literal)."""
+    import dataclasses
+
+    from hcdg.stages.train import TrainConfig
+
+    f = {f.name: f for f in dataclasses.fields(TrainConfig)}[name]
+    return str(f.default if f.default is not dataclasses.MISSING else f.default_factory())
+
+
+def _preset_note(name: str) -> str:
+    """', authors preset: VALUE' when the authors preset sets field `name`."""
+    from hcdg.stages.train import preset_values
+
+    v = preset_values("authors")
+    return f"; --preset authors: {v[name]}" if name in v else ""
+
+
 def _train_options(sweep: bool):
     """The `hcdg train` flags (shared by `hcdg sweep`, whose grid axes take comma lists)."""
     axis = (lambda name, help_: click.option(name, default=None, help=f"{help_} Sweep axis: {_FLOAT_LIST}."))
     opts = [
         click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
                      help="TOML file with TrainConfig keys; flags given on the command line win."),
+        click.option("--preset", type=click.Choice(["paper", "authors"]), default=None,
+                     help="Bundle of defaults under the TOML file and the flags: paper (TrainConfig's "
+                          f"defaults, default {_default('preset')}) or authors (their released recipe; "
+                          "docs/training.md, Presets)."),
         click.option("--store", default=None, help="Feature store from `hcdg embed` (not needed for --mode baseline or --aug normal)."),
         click.option("--dataset", type=click.Choice(["freihand", "rhd"]), default=None, help="Training dataset (paper: freihand)."),
         click.option("--root", default=None, help="Dataset root folder (real on-disk layout, or `hcdg synth` output)."),
@@ -289,13 +311,33 @@ def _train_options(sweep: bool):
         if sweep else click.option("--ratio", type=float, default=None, help="Image weight r in f = r f_img + (1-r) f_txt, in [0, 1] (default 0.6; paper: 0.6 STB, 0.9 RHD)."),
         axis("--lambda-con", "Weight l3 of L_con (Table 5: 1, 0.1, 0.01, 0.001).")
         if sweep else click.option("--lambda-con", type=float, default=None, help="Weight l3 of L_con (default 0.1, paper §3.4)."),
-        click.option("--con-loss", default=None, help="L_con form: paper (Eq. 4 as printed, default) | hinge."
+        click.option("--con-loss", default=None,
+                     help="L_con form: contrastive (d_pos + max(0, m - d_neg), Hadsell 2006) | hinge "
+                          "(max(0, d_pos - d_neg + m)) | paper-literal (Eq. 4 as printed: UNBOUNDED below, diverges; "
+                          f"docs/model.md). Default {_default('con_loss')}."
                      + (" Sweep axis: comma list." if sweep else "")),
+        click.option("--heat-reduction", type=click.Choice(["mean", "sum", "rmse"]), default=None,
+                     help="L_heat reduction: mean (element MSE) | sum (per-sample ||.||^2, Eq. 2 as printed) | "
+                          f"rmse (hand3d's per-keypoint RMSE). Default {_default('heat_reduction')}."),
+        click.option("--pose-reduction", type=click.Choice(["mean", "sum"]), default=None,
+                     help="L_pose reduction: mean (element MSE) | sum (per-sample ||.||^2, Eq. 3 as printed). "
+                          f"Default {_default('pose_reduction')}."),
+        click.option("--heat-stages", type=click.Choice(["all", "last"]), default=None,
+                     help=f"CPM stages L_heat supervises: all (hand3d) | last (the authors). Default {_default('heat_stages')}."),
+        click.option("--heat-resolution", type=click.Choice(["grid", "crop"]), default=None,
+                     help="Where L_heat compares maps: grid (S/8 heatmaps) | crop (upsampled to the S crop, hand3d "
+                          f"and the authors). Default {_default('heat_resolution')}."),
+        click.option("--gaussian", type=click.Choice(["exp-d2-2s2", "exp-d2-s2"]), default=None,
+                     help="Target Gaussian: exp(-d^2/(2 sigma^2)) | exp(-d^2/sigma^2) (hand3d, the authors). "
+                          f"Default {_default('gaussian')}."),
+        click.option("--sigma-px", type=float, default=None,
+                     help=f"Sigma of the target Gaussian in crop pixels (authors: 10 at 256). Default {_default('sigma_px')}."),
         click.option("--aug", default=None, help="Positive view: clip (default) | normal (Table 6: six augmentations)."
                      + (" Sweep axis: comma list." if sweep else "")),
         click.option("--lambda-heat", type=float, default=None, help="Weight l1 of L_heat (default 1)."),
         click.option("--lambda-pose", type=float, default=None, help="Weight l2 of L_pose (default 1)."),
-        click.option("--margin", type=float, default=None, help="Hinge margin of --con-loss hinge (default 0.5)."),
+        click.option("--margin", type=float, default=None,
+                     help=f"Margin m of --con-loss hinge/contrastive. Default {_default('margin')}."),
         click.option("--con-negative", default=None,
                      help="Eq. 4's e_neg: e1 (the other sample's image-only encoding, default) | e2 (its CLIP-enriched one)."),
         click.option("--normalize-features/--no-normalize-features", default=None,
@@ -309,6 +351,13 @@ def _train_options(sweep: bool):
                      help="Comma-separated steps at which the learning rate drops by --lr-drop-factor "
                           "(default none: constant, paper §3.4; hand3d: 10000,20000)."),
         click.option("--lr-drop-factor", type=float, default=None, help="Learning-rate multiplier at each drop (default 0.1)."),
+        click.option("--target", type=click.Choice(["xyz", "uvd"]), default=None,
+                     help="What L_pose regresses: xyz (hand3d's root-relative, bone-normalised) or uvd (the "
+                          "authors' normalised crop uv + depth; scored with `hcdg eval --protocol authors`). "
+                          f"Default {_default('target')}{_preset_note('target')}."),
+        click.option("--arch", type=click.Choice(["hcdg", "authors"]), default=None,
+                     help="Network layout: hcdg or authors (TF-SAME + NHWC lifting, bias-free head, [0,1] input, "
+                          f"their hand side; docs/model.md). Default {_default('arch')}{_preset_note('arch')}."),
         click.option("--width-mult", type=float, default=None, help="Channel multiplier of the network (default 1.0 = paper)."),
         click.option("--input-size", type=int, default=None, help="Crop side in pixels, multiple of 8 (default 256 = paper)."),
         click.option("--augment/--no-augment", default=None, help="Geometric + colour augmentation of the crops (default on)."),
@@ -336,10 +385,15 @@ def _train_config(config_file, flags: dict, where: str = "flags"):
     from hcdg.pipeline.config import from_dict, merge
     from hcdg.stages.train import TrainConfig
 
+    from hcdg.stages.train import preset_values
+
     base = _read_toml(config_file) if config_file else {}
     if flags.get("lr_drops") is not None:
         flags = {**flags, "lr_drops": _axis(flags["lr_drops"], int, "--lr-drops")}
-    return from_dict(TrainConfig, merge(base, flags), where=config_file or where)
+    preset = flags.pop("preset", None) or base.get("preset") or "paper"
+    if preset not in ("paper", "authors"):
+        raise HcdgError(f"{config_file}: preset: expected 'paper' or 'authors', got {preset!r}")
+    return from_dict(TrainConfig, merge(merge(preset_values(preset), base), flags), where=config_file or where)
 
 
 @main.command("train")
@@ -357,11 +411,15 @@ def train_cmd(config_file, resume, **flags) -> None:
     cfg = _train_config(config_file, {**flags, "resume": resume or None})
     done = stage.run(cfg)
 
-    def mm(x):  # None (JSON null): no validation samples
-        return "n/a" if x is None or x != x else f"{x:.2f} mm"
+    def num(key: str, unit: str) -> str:
+        v = done.get(key)
+        return "n/a" if v is None else f"{v:.2f} {unit}"
 
-    click.echo(f"trained {done['total_steps']} steps -> {cfg.out}: val EPE {mm(done['val_epe_mm'])} "
-               f"(mean-pose EPE {mm(done['val_mean_pose_epe_mm'])})")
+    click.echo(
+        f"trained {done['total_steps']} steps -> {cfg.out}: val EPE {num('val_epe_mm', 'mm')} "
+        f"(mean pose {num('val_mean_pose_epe_mm', 'mm')}), 2D {num('val_2d_px', 'px')} "
+        f"(mean layout {num('val_mean_2d_px', 'px')})"
+    )
 
 
 def _axis(value, conv, name):
@@ -394,6 +452,34 @@ def sweep_cmd(config_file, out, mode, aug, combine, ratio, lambda_con, con_loss,
     click.echo(table.drop(columns=["run_dir"]).to_string(index=False))
 
 
+# --- import ------------------------------------------------------------------
+
+
+@main.group("import")
+def import_group() -> None:
+    """Bring foreign networks into hcdg run folders (usable by eval, report and hcdg.load_model)."""
+
+
+@import_group.command("authors")
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Run folder to create (must not exist, or be empty).")
+def import_authors_cmd(checkpoint, out) -> None:
+    """The paper authors' released checkpoint (snapshot_45.pth.tar) -> an hcdg run folder.
+
+    Read with torch.load(weights_only=True, mmap=True): a pickle holding anything but tensors
+    is refused. CLIP, HandSegNet and their unused layers are left out. Evaluate it with
+    `hcdg eval --run OUT --protocol authors --crops seed-boxes --boxes ...`.
+    """
+    from hcdg.stages import import_authors as stage
+
+    res = stage.run(stage.ImportConfig(checkpoint=checkpoint, out=out), echo=click.echo)
+    click.echo(f"imported {res['n_tensors']} tensors (Branch2: {'yes' if res['branch2'] else 'no'}) from "
+               f"{checkpoint} (sha256 {res['sha256'][:16]}...) -> {res['out']}")
+    if res["unused"]:
+        click.echo(f"note: {len(res['unused'])} other key(s) not used, e.g. {res['unused'][0]}")
+
+
 # --- eval / report / viz / demo commands -------------------------------------
 
 
@@ -401,8 +487,9 @@ def sweep_cmd(config_file, out, mode, aug, combine, ratio, lambda_con, con_loss,
 @click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=str))
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Report folder: report.html, report.md, figures/, tables/ (created; may hold an earlier report).")
-@click.option("--protocol", type=click.Choice(["gtroot-2.5d", "rr-gtscale", "pa"]), default=None,
-              help="Protocol of the paper-shaped tables (default gtroot-2.5d, the paper's; all appear in the full table).")
+@click.option("--protocol", type=click.Choice(["authors", "2.5d-gtroot-gtbone", "rr-gtscale", "pa"]), default=None,
+              help="Protocol of the paper-shaped tables (default: authors, the paper's, when a run has results "
+                   "under it, else 2.5d-gtroot-gtbone; all appear in the full table).")
 @click.option("--root", type=click.Choice(["wrist", "palm"]), default=None,
               help="STB root handling in the paper-shaped tables (default wrist).")
 @click.option("--joints", type=click.Choice(["all", "visible"]), default=None,
@@ -434,15 +521,17 @@ def report_cmd(runs, out, protocol, root, joints, title) -> None:
                    "'final', 'latest', or a checkpoint folder RUN/checkpoints/step-N.")
 @click.option("--batch-size", type=int, default=None, help="Images per forward pass (default 32; results do not depend on it).")
 @click.option("--device", default=None, help="auto (default: cuda if available), cpu, cuda, cuda:N.")
-@click.option("--protocol", "protocols", multiple=True, type=click.Choice(["gtroot-2.5d", "rr-gtscale", "pa"]),
-              help="Protocol(s) to compute, repeatable (default all three; PROTOCOL.md §4, docs/results.md).")
+@click.option("--protocol", "protocols", multiple=True,
+              type=click.Choice(["authors", "2.5d-gtroot-gtbone", "rr-gtscale", "pa"]),
+              help="Protocol(s) to compute, repeatable (default: all that apply to the run's output: authors for "
+                   "uvd networks, the other three for xyz networks; PROTOCOL.md §4, docs/results.md).")
 @click.option("--crops", type=click.Choice(["gt", "seed-boxes"]), default=None,
               help="Crop boxes: gt (default; hand3d's box from the ground-truth keypoints) or seed-boxes "
-                   "(the paper authors' released boxes, given with --boxes).")
+                   "(the paper authors' released boxes, given with --boxes, cut as their test code cuts them).")
 @click.option("--boxes", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="With --crops seed-boxes: .npy of [x, y, w, h] per test frame (STB_bbox.npy (3000,4), Rhp_bbox.npy (2725,4)).")
 @click.option("--decoder", type=click.Choice(["soft-argmax", "argmax"]), default=None,
-              help="Heatmap -> 2D decoder used by gtroot-2.5d (default soft-argmax).")
+              help="Heatmap -> 2D decoder used by 2.5d-gtroot-gtbone (default soft-argmax).")
 @click.option("--limit", type=int, default=None, help="Evaluate only the first N samples (quick checks).")
 @click.option("--workers", type=int, default=None, help="DataLoader worker processes for decoding and cropping (default 0).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default on).")

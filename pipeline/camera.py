@@ -227,16 +227,19 @@ def heatmap_to_crop(uv_hm: np.ndarray, input_size: int, heatmap_size: int) -> np
 
 
 def gaussian_heatmaps(
-    uv_hm: np.ndarray, size: int, sigma_px: float, visible: np.ndarray | None = None
+    uv_hm: np.ndarray, size: int, sigma_px: float, visible: np.ndarray | None = None,
+    gaussian: str = "exp-d2-2s2",
 ) -> np.ndarray:
-    """One unnormalised Gaussian per keypoint: ``exp(-d^2 / (2 sigma^2))`` at every heatmap
-    pixel centre, d = distance to the keypoint (peak 1 at the keypoint itself).
+    """One unnormalised Gaussian per keypoint at every heatmap pixel centre, d = distance
+    to the keypoint (peak 1 at the keypoint itself): ``exp(-d^2 / (2 sigma^2))``
+    (gaussian="exp-d2-2s2", sigma a standard deviation) or ``exp(-d^2 / sigma^2)``
+    (gaussian="exp-d2-s2", hand3d utils/general.py and the paper authors' code).
 
     Args:
         uv_hm: (J, 2) keypoints in heatmap pixels (`crop_to_heatmap`).
         size: heatmap side in pixels (32 for a 256 crop, paper Table 1).
-        sigma_px: standard deviation in *heatmap* pixels (the default 10 px on the 256 crop
-            of the authors' code = 1.25 heatmap px; hand3d used 25 px; PROTOCOL.md §2).
+        sigma_px: sigma in *heatmap* pixels (the authors' 10 px on the 256 crop = 1.25
+            heatmap px; hand3d used 25 px; both with "exp-d2-s2"; PROTOCOL.md §2).
         visible: (J,) bool; invisible or non-finite keypoints get an all-zero map.
     Returns:
         (J, size, size) float32, indexed [joint, v, u].
@@ -246,13 +249,16 @@ def gaussian_heatmaps(
         raise HcdgError(f"gaussian_heatmaps: expected uv_hm of shape (J, 2), got {uv_hm.shape}")
     if not sigma_px > 0:
         raise HcdgError(f"gaussian_heatmaps: sigma_px must be > 0, got {sigma_px}")
+    if gaussian not in ("exp-d2-2s2", "exp-d2-s2"):
+        raise HcdgError(f"gaussian_heatmaps: gaussian must be 'exp-d2-2s2' or 'exp-d2-s2', got {gaussian!r}")
+    denom = (2.0 if gaussian == "exp-d2-2s2" else 1.0) * sigma_px**2
     vis = np.ones(len(uv_hm), bool) if visible is None else np.asarray(visible, bool).reshape(-1)
     vis = vis & np.all(np.isfinite(uv_hm), axis=1)
     grid = np.arange(size, dtype=np.float64)
     uv = np.where(vis[:, None], uv_hm, 0.0)
-    # separable: exp(-(du^2 + dv^2) / 2s^2) = exp(-dv^2/2s^2) exp(-du^2/2s^2)
-    gu = np.exp(-((grid[None, :] - uv[:, :1]) ** 2) / (2.0 * sigma_px**2))  # (J, size) over u
-    gv = np.exp(-((grid[None, :] - uv[:, 1:2]) ** 2) / (2.0 * sigma_px**2))  # (J, size) over v
+    # separable: exp(-(du^2 + dv^2) / c) = exp(-dv^2 / c) exp(-du^2 / c)
+    gu = np.exp(-((grid[None, :] - uv[:, :1]) ** 2) / denom)  # (J, size) over u
+    gv = np.exp(-((grid[None, :] - uv[:, 1:2]) ** 2) / denom)  # (J, size) over v
     maps = gv[:, :, None] * gu[:, None, :]
     maps[~vis] = 0.0
     return maps.astype(np.float32)

@@ -1,11 +1,13 @@
 """The paper's losses (§3.4, Eq. 1-4) and hand3d's lifting loss.
 
     L = l1 * L_heat + l2 * L_pose + l3 * L_con         (Eq. 1; l1 = l2 = 1, l3 = 0.1)
-    L_heat = MSE(h, h_gt), summed over the 3 CPM stages (Eq. 2; intermediate supervision
-             on every stage as hand3d/CPM)
+    L_heat = Eq. 2, in the reading a run chooses (`pipeline.heatmap_loss`)
     L_pose = MSE(xyz_rel_norm, xyz_rel_norm_gt)        (Eq. 3)
-    L_con  = |e1'-e2'|_1 - max(0.5, |e1'-e_neg|_1)     (Eq. 4, form="paper")
-           or max(0, |e1'-e2'|_1 - |e1'-e_neg|_1 + m)  (form="hinge", bounded)
+    L_con  = |e1'-e2'|_1 - max(0.5, |e1'-e_neg|_1)     (Eq. 4 as printed, form="paper-literal";
+                                                        UNBOUNDED below: measured to diverge)
+           or max(0, |e1'-e2'|_1 - |e1'-e_neg|_1 + m)  (form="hinge", triplet margin loss)
+           or |e1'-e2'|_1 + max(0, m - |e1'-e_neg|_1)  (form="contrastive", Hadsell et al. 2006:
+                                                        Eq. 4's 0.5 read as the negative's margin)
 
 L1 distances are sums over the 128 dimensions; L_con is averaged over the anchors of
 the batch that have a negative. `e_neg` is, by default, the other sample's image-only
@@ -25,8 +27,11 @@ from hcdg.pipeline.errors import HcdgError
 
 # Eq. 4 prints max(0.5, ...): the floor under the negative distance.
 PAPER_NEG_FLOOR = 0.5
-# Hinge margin: we reuse the paper's 0.5 constant (no source gives a margin).
+# Margin of the bounded forms: we reuse the paper's 0.5 constant (no source gives a margin).
 DEFAULT_MARGIN = 0.5
+#: L_con forms. "paper" is the name run folders recorded before 2026-12 for "paper-literal".
+CON_FORMS = ("paper-literal", "hinge", "contrastive")
+CON_FORM_ALIASES = {"paper": "paper-literal"}
 
 
 @dataclass(frozen=True)
@@ -46,29 +51,35 @@ class LossWeights:
 def heatmap_loss(
     pred: Sequence[torch.Tensor], gt: torch.Tensor, visible: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Eq. 2 on every CPM stage: sum over stages of the mean squared error.
+    """Eq. 2 on every CPM stage as the element-mean MSE on the heatmap grid.
 
     pred: list of (B,21,h,w) stage maps; gt: (B,21,h,w). With `visible` (B,21) (0/1),
     each map's MSE is weighted by its visibility and averaged over visible maps (all
-    invisible -> 0). Without it, the plain mean over all elements.
+    invisible -> 0). Without it, the plain mean over all elements. The other readings
+    (per-sample sum, hand3d's RMSE, last stage, crop resolution) are
+    `pipeline.heatmap_loss.heatmap_loss`.
     """
-    total = gt.new_zeros(())
+    from hcdg.pipeline.heatmap_loss import HeatLossConfig
+    from hcdg.pipeline.heatmap_loss import heatmap_loss as _heat
+
     for p in pred:
         if p.shape != gt.shape:
             raise HcdgError(f"heatmap_loss: stage map {tuple(p.shape)} != ground truth {tuple(gt.shape)}")
-        if visible is None:
-            total = total + ((p - gt) ** 2).mean()
-        else:
-            per_map = ((p - gt) ** 2).mean(dim=(2, 3))  # (B,21)
-            w = visible.to(per_map.dtype)
-            total = total + (per_map * w).sum() / w.sum().clamp(min=1.0)
-    return total
+    return _heat(pred, cfg=HeatLossConfig("mean", "all", "grid"), gt_grid=gt, visible=visible)
 
 
-def pose_loss(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-    """Eq. 3: mean squared error over (B,21,3) root-relative, bone-normalised coordinates."""
+def pose_loss(pred: torch.Tensor, gt: torch.Tensor, reduction: Literal["mean", "sum"] = "mean") -> torch.Tensor:
+    """Eq. 3 over (B,21,3) root-relative, bone-normalised coordinates.
+
+    reduction "mean": mean squared error over every element; "sum": per-sample squared L2
+    norm ||c - c_gt||_2^2 (sum over the 63 values, Eq. 3 as printed), averaged over the batch.
+    """
     if pred.shape != gt.shape:
         raise HcdgError(f"pose_loss: prediction {tuple(pred.shape)} != ground truth {tuple(gt.shape)}")
+    if reduction == "sum":
+        return ((pred - gt) ** 2).flatten(1).sum(dim=1).mean()
+    if reduction != "mean":
+        raise HcdgError(f"pose_loss: reduction must be 'mean' or 'sum', got {reduction!r}")
     return ((pred - gt) ** 2).mean()
 
 
@@ -114,18 +125,23 @@ def contrastive_loss(
     e1p: torch.Tensor,
     e2p: torch.Tensor,
     neg_idx: torch.Tensor,
-    form: Literal["paper", "hinge"] = "paper",
+    form: str = "contrastive",
     margin: float = DEFAULT_MARGIN,
     negative: Literal["e1", "e2"] = "e1",
+    stats: dict[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Eq. 4 with anchor e1' (B,D), positive e2' (B,D), negatives by index (B,) long.
 
     d_pos = |e1'_i - e2'_i|_1, d_neg = |e1'_i - e_neg|_1 with e_neg = e1'[neg_idx[i]]
     (negative="e1", default) or e2'[neg_idx[i]] (negative="e2").
-      form="paper": d_pos - max(0.5, d_neg), exactly as printed (unbounded below).
-      form="hinge": max(0, d_pos - d_neg + margin).
+      form="paper-literal" (or "paper"): d_pos - max(0.5, d_neg), exactly as printed
+          (unbounded below: inflating the embeddings lowers it without limit).
+      form="hinge": max(0, d_pos - d_neg + margin)  (triplet margin loss).
+      form="contrastive": d_pos + max(0, margin - d_neg)  (Hadsell et al. 2006).
     Averaged over anchors with neg_idx >= 0; if there are none (batch of one) the loss
     is 0 (still attached to the graph, so every parameter receives a zero gradient).
+    With `stats` (a dict), the detached batch means d_pos, d_neg, |e1'|_2 and |e2'|_2 are
+    stored under "d_pos", "d_neg", "e1_norm", "e2_norm".
 
     Default negative e1': Fig. 2 defines e1 as the encoding "from the original sample"
     and e2 as the CLIP-augmented one, and the negative is "among the samples in the same
@@ -135,22 +151,32 @@ def contrastive_loss(
         raise HcdgError(f"contrastive_loss: e1p {tuple(e1p.shape)} and e2p {tuple(e2p.shape)} must be one (B,D) shape")
     if tuple(neg_idx.shape) != (e1p.shape[0],):
         raise HcdgError(f"contrastive_loss: neg_idx must be ({e1p.shape[0]},), got {tuple(neg_idx.shape)}")
-    if form not in ("paper", "hinge"):
-        raise HcdgError(f"contrastive_loss: form must be 'paper' or 'hinge', got {form!r}")
+    form = CON_FORM_ALIASES.get(form, form)
+    if form not in CON_FORMS:
+        raise HcdgError(f"contrastive_loss: form must be one of {', '.join(CON_FORMS)}, got {form!r}")
     if negative not in ("e1", "e2"):
         raise HcdgError(f"contrastive_loss: negative must be 'e1' or 'e2', got {negative!r}")
     valid = neg_idx >= 0
     zero = (e1p.sum() + e2p.sum()) * 0.0
+    if stats is not None:
+        with torch.no_grad():
+            stats["e1_norm"] = e1p.norm(dim=-1).mean()
+            stats["e2_norm"] = e2p.norm(dim=-1).mean()
     if not bool(valid.any()):
         return zero
     pool = e1p if negative == "e1" else e2p
     e_neg = pool[neg_idx.clamp(min=0)]
     d_pos = _l1(e1p, e2p)
     d_neg = _l1(e1p, e_neg)
-    if form == "paper":
+    if stats is not None:
+        stats["d_pos"] = d_pos[valid].detach().mean()
+        stats["d_neg"] = d_neg[valid].detach().mean()
+    if form == "paper-literal":
         per = d_pos - d_neg.clamp(min=PAPER_NEG_FLOOR)
-    else:
+    elif form == "hinge":
         per = (d_pos - d_neg + margin).clamp(min=0.0)
+    else:
+        per = d_pos + (margin - d_neg).clamp(min=0.0)
     return per[valid].mean() + zero
 
 

@@ -30,6 +30,8 @@ __all__ = ["ModelConfig", "HandPoseNet", "N_KP"]
 
 # hand3d feeds images as RGB/255 - 0.5 (run.py, BinaryDbReader); our crops are in [0,1].
 INPUT_MEAN = 0.5
+HAND_SIDES = ("hcdg", "authors")
+OUTPUTS = ("xyz", "uvd")
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,30 @@ class ModelConfig:
     # hand3d declares PosePrior/ViewPoint dropout (keep 0.8 / 0.75) but never enables it
     # while training (training_lifting.py: `evaluation` defaults to True): off.
     prior_dropout: bool = False
+    # --- options that make the network the paper authors' released one (docs/model.md,
+    # "The authors' network"). Defaults are hcdg's network; `hcdg import authors` and the
+    # `authors` training preset set the other values.
+    # Padding of the lifting streams' convs: "torch" = symmetric 1 px; "tf-same" = TensorFlow's
+    # SAME rule (authors' colorhandpose3d/model/TFConv2D.py:38-59, used by PosePrior.py:30-34,
+    # ViewPoint.py:26-31).
+    lifting_padding: Literal["torch", "tf-same"] = "torch"
+    # Flatten order of the lifting streams' last conv output: "nchw" (PyTorch) or "nhwc"
+    # (authors' PosePrior.py:63 and ViewPoint.py:65 permute to TF layout first).
+    lifting_flatten: Literal["nchw", "nhwc"] = "nchw"
+    # Bias of Branch2's projection-head output Linear (authors' PoseNet.py:137-141: bias=False).
+    head_bias: bool = True
+    # Subtracted from the [0,1] image before the trunk: 0.5 = hand3d; 0.0 = the authors, who
+    # feed ToTensor()/255 (their data/Rhp/Rhp.py:128, data/STB/STB.py:122).
+    input_offset: float = INPUT_MEAN
+    # Hand-side convention. "hcdg": the given one-hot is used (crops are mirrored to right
+    # hands, [0, 1]) and right hands get canonical z negated. "authors": every crop is fed
+    # [1, 0] ("left"; their Rhp.py:144, STB.py:138), so no z flip, and the output's x is
+    # negated (their ColorHandPose3D.py:98-104, `flip_left_hand`); the given hand side is ignored.
+    hand_side: Literal["hcdg", "authors"] = "hcdg"
+    # What `xyz_rel_norm` means (the training target): "xyz" = hand3d's root-relative,
+    # bone-normalised camera coordinates; "uvd" = the authors' normalised (u/S, v/S,
+    # ((z - z_root)/0.15 + 1)/2) in the crop (their Rhp.py:148-152, `fit_joint_img`).
+    output: Literal["xyz", "uvd"] = "xyz"
 
     def __post_init__(self) -> None:
         if not self.width_mult > 0:
@@ -67,6 +93,14 @@ class ModelConfig:
             raise ConfigError(f"model.combine: expected 'concat' or 'sum', got {self.combine!r}")
         if self.positive not in ("clip", "augment"):
             raise ConfigError(f"model.positive: expected 'clip' or 'augment', got {self.positive!r}")
+        for name, allowed in (("lifting_padding", ("torch", "tf-same")), ("lifting_flatten", ("nchw", "nhwc")),
+                              ("hand_side", HAND_SIDES), ("output", OUTPUTS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"model.{name}: expected one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if not isinstance(self.head_bias, bool):
+            raise ConfigError(f"model.head_bias: expected true or false, got {self.head_bias!r}")
+        if not (isinstance(self.input_offset, (int, float)) and abs(float(self.input_offset)) <= 1.0):
+            raise ConfigError(f"model.input_offset: expected a number in [-1, 1], got {self.input_offset!r}")
         for name in ("clip_dim", "embed_dim", "proj_dim"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"model.{name}: expected >= 1, got {getattr(self, name)!r}")
@@ -90,13 +124,14 @@ class HandPoseNet(nn.Module):
         self.cfg = cfg
         self.posenet = PoseNet(cfg.width_mult, cfg.leaky_slope)
         s = cfg.heatmap_size
-        self.prior = PosePrior(s, cfg.width_mult, cfg.leaky_slope, cfg.prior_dropout)
-        self.viewpoint = ViewPoint(s, cfg.width_mult, cfg.leaky_slope, cfg.prior_dropout)
+        lift = {"padding": cfg.lifting_padding, "flatten": cfg.lifting_flatten}
+        self.prior = PosePrior(s, cfg.width_mult, cfg.leaky_slope, cfg.prior_dropout, **lift)
+        self.viewpoint = ViewPoint(s, cfg.width_mult, cfg.leaky_slope, cfg.prior_dropout, **lift)
         self.branch2: Branch2 | None = None
         if cfg.branch2:
             self.branch2 = Branch2(
                 self.posenet.pool3_channels, cfg.width_mult, cfg.clip_dim, cfg.embed_dim,
-                cfg.proj_dim, cfg.combine, cfg.positive,
+                cfg.proj_dim, cfg.combine, cfg.positive, cfg.head_bias,
             )  # fmt: skip
 
     # -- input checks ------------------------------------------------------------------
@@ -108,21 +143,34 @@ class HandPoseNet(nn.Module):
             raise HcdgError(f"HandPoseNet: hand_side must be (B,2) one-hot [left,right], got {tuple(hand_side.shape)}")
 
     # -- Branch1 -------------------------------------------------------------------------
+    def _input(self, image: torch.Tensor) -> torch.Tensor:
+        off = float(self.cfg.input_offset)
+        return image - off if off else image
+
     def _branch1(self, pool3: torch.Tensor, hand_side: torch.Tensor) -> dict[str, torch.Tensor | list]:
         heatmaps = self.posenet.heatmaps_from(pool3)
+        if self.cfg.hand_side == "authors":
+            hand_side = torch.zeros_like(hand_side)
+            hand_side[:, 0] = 1.0  # [1, 0] for every crop (their Rhp.py:144, STB.py:138)
         canon = self.prior(heatmaps[-1], hand_side)
         rot = self.viewpoint(heatmaps[-1], hand_side)
         xyz = flip_torch(canon, hand_side) @ rot
+        if self.cfg.hand_side == "authors":  # `flip_left_hand`: x negated for "left" inputs
+            xyz = xyz * xyz.new_tensor([-1.0, 1.0, 1.0])
         return {"heatmaps": heatmaps, "canon": canon, "rot": rot, "xyz_rel_norm": xyz}
 
     def predict(self, image: torch.Tensor, hand_side: torch.Tensor) -> dict[str, torch.Tensor | list]:
         """Test-time path (paper §3.5): Branch1 + lifting only; Branch2 is never run.
 
-        Returns `heatmaps` (3 x (B,21,S/8,S/8)), `canon` (B,21,3), `rot` (B,3,3) and
-        `xyz_rel_norm` (B,21,3). Grad mode and train/eval mode are the caller's.
+        image (B,3,S,S) in [0,1]; hand_side (B,2) one-hot [left, right] (ignored under
+        ``hand_side="authors"``, which feeds [1, 0]).
+        Returns `heatmaps` (3 x (B,21,S/8,S/8), last = final stage), `canon` (B,21,3),
+        `rot` (B,3,3) and `xyz_rel_norm` (B,21,3): root-relative bone-normalised xyz, or
+        for ``output="uvd"`` the authors' normalised crop uvd. Grad mode and train/eval
+        mode are the caller's.
         """
         self._check(image, hand_side)
-        return self._branch1(self.posenet.features(image - INPUT_MEAN), hand_side)
+        return self._branch1(self.posenet.features(self._input(image)), hand_side)
 
     def forward(
         self,
@@ -141,7 +189,7 @@ class HandPoseNet(nn.Module):
         input of the other positive mode, is an error.
         """
         self._check(image, hand_side)
-        pool3 = self.posenet.features(image - INPUT_MEAN)
+        pool3 = self.posenet.features(self._input(image))
         out = self._branch1(pool3, hand_side)
         b2 = self.branch2
         if b2 is None:
@@ -165,6 +213,6 @@ class HandPoseNet(nn.Module):
                 raise HcdgError("HandPoseNet: clip_feat given but model.positive='augment' (use positive='clip')")
             if pos_image is not None:
                 self._check(pos_image, hand_side, "pos_image")
-                pool3_pos = self.posenet.features(pos_image - INPUT_MEAN)
+                pool3_pos = self.posenet.features(self._input(pos_image))
                 out["e1p"], out["e2p"] = b2.forward_views(pool3, pool3_pos)
         return out

@@ -41,15 +41,19 @@ CONV_CHANNELS = (512, 1024)  # authors' code: 1x1 convs 256->512->1024, stride 2
 
 
 class ProjectionHead(nn.Module):
-    """Linear embed->embed, BatchNorm1d, ReLU, Linear embed->proj (paper §3.3)."""
+    """Linear embed->embed, BatchNorm1d, ReLU, Linear embed->proj (paper §3.3).
 
-    def __init__(self, embed_dim: int, proj_dim: int) -> None:
+    `out_bias=False` drops the last Linear's bias, as the authors' head does (their
+    `colorhandpose3d/model/PoseNet.py:137-141`, ``bias=False``).
+    """
+
+    def __init__(self, embed_dim: int, proj_dim: int, out_bias: bool = True) -> None:
         super().__init__()
         self.net = nn.Sequential(
             nn.Linear(embed_dim, embed_dim),
             nn.BatchNorm1d(embed_dim),
             nn.ReLU(),
-            nn.Linear(embed_dim, proj_dim),
+            nn.Linear(embed_dim, proj_dim, bias=out_bias),
         )
 
     def forward(self, e: torch.Tensor) -> torch.Tensor:
@@ -68,6 +72,7 @@ class Branch2(nn.Module):
         proj_dim: int,
         combine: str,
         positive: str,
+        head_bias: bool = True,
     ) -> None:
         super().__init__()
         c1, c2 = (scaled(c, width_mult) for c in CONV_CHANNELS)
@@ -84,7 +89,7 @@ class Branch2(nn.Module):
         if positive == "clip":
             fan_in = c2 + clip_dim if combine == "concat" else c2
             self.fc_e2 = nn.Linear(fan_in, embed_dim)
-        self.head = ProjectionHead(embed_dim, proj_dim)
+        self.head = ProjectionHead(embed_dim, proj_dim, head_bias)
 
     def _project(self, e1: torch.Tensor, e2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.head(torch.cat([e1, e2], dim=0))

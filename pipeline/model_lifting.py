@@ -15,6 +15,18 @@ Leaky ReLU after every conv and hidden FC. The flatten size follows the map size
 PosePrior, 0.75 ViewPoint) but its training script never switches it on (`evaluation`
 defaults to True, training_lifting.py), so it is off unless `dropout=True`.
 
+Two layout options exist so the network can be exactly the paper authors' released one
+(their `colorhandpose3d/model/PosePrior.py`, `ViewPoint.py`, `TFConv2D.py`):
+
+* ``padding="tf-same"``: TensorFlow's "SAME" rule (`tf_same_padding`): for a stride-2 3x3
+  conv on an even map the one padding pixel goes to the bottom/right, where PyTorch's
+  ``padding=1`` pads both sides and drops the last row/column. Same output size, a
+  one-pixel shift of what each output sees (TFConv2D.py:38-59 pads this way).
+* ``flatten="nhwc"``: the (B,C,h,w) conv output is flattened in (h, w, c) order before the
+  FCs, as TensorFlow lays tensors out (PosePrior.py:63, ViewPoint.py:65 permute first).
+
+Defaults (``"torch"``, ``"nchw"``) are hcdg's network as trained since the start.
+
 Row-vector convention (CONTRACTS.md "Geometry"): xyz_rel_norm = flip(canon) @ R; the
 Rodrigues map and `flip` are `hcdg.pipeline.canonical`'s torch versions (same matrix as
 hand3d's `_get_rot_mat`).
@@ -35,13 +47,47 @@ VIEW_CONVS = (64, 128, 256)
 VIEW_FCS = (256, 128)
 VIEW_DROPOUT = 0.25  # hand3d keep_prob 0.75
 HAND_SIDE_DIM = 2  # one-hot [left, right]
+PADDINGS = ("torch", "tf-same")
+FLATTENS = ("nchw", "nhwc")
 
 
-def _conv_pairs(cin: int, channels: tuple[int, ...], slope: float) -> tuple[nn.Sequential, int]:
+def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow "SAME" padding of one axis: (before, after) pixels.
+
+    Output size ``ceil(size / stride)``; total padding
+    ``max((out - 1) * stride + kernel - size, 0)``, the odd pixel after (bottom/right).
+    E.g. size 32, kernel 3, stride 2 -> (0, 1); size 5, kernel 3, stride 2 -> (1, 1).
+    """
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class SameConv2d(nn.Conv2d):
+    """A Conv2d that pads its input by TensorFlow's "SAME" rule (`tf_same_padding`) itself.
+
+    Same parameters (and state-dict keys) as `nn.Conv2d`; built with ``padding=0``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        kh, kw = self.kernel_size
+        sh, sw = self.stride
+        top, bottom = tf_same_padding(x.shape[-2], kh, sh)
+        left, right = tf_same_padding(x.shape[-1], kw, sw)
+        return super().forward(nn.functional.pad(x, (left, right, top, bottom)))
+
+
+def _conv(cin: int, cout: int, stride: int, padding: str) -> nn.Conv2d:
+    if padding == "tf-same":
+        return SameConv2d(cin, cout, 3, stride, 0)
+    return nn.Conv2d(cin, cout, 3, stride, 1)  # symmetric 1 px: ceil(s/2) outputs
+
+
+def _conv_pairs(cin: int, channels: tuple[int, ...], slope: float, padding: str) -> tuple[nn.Sequential, int]:
     layers: list[nn.Module] = []
     for c in channels:
-        layers += [nn.Conv2d(cin, c, 3, 1, 1), nn.LeakyReLU(slope)]
-        layers += [nn.Conv2d(c, c, 3, 2, 1), nn.LeakyReLU(slope)]  # 'same': ceil(s/2)
+        layers += [_conv(cin, c, 1, padding), nn.LeakyReLU(slope)]
+        layers += [_conv(c, c, 2, padding), nn.LeakyReLU(slope)]
         cin = c
     return nn.Sequential(*layers), cin
 
@@ -64,11 +110,14 @@ def flat_side(map_size: int) -> int:
 
 
 class _Stream(nn.Module):
-    def __init__(self, convs, fcs, n_out, map_size, width_mult, slope, p_drop) -> None:
+    def __init__(self, convs, fcs, n_out, map_size, width_mult, slope, p_drop, padding, flatten) -> None:
         super().__init__()
+        if padding not in PADDINGS or flatten not in FLATTENS:
+            raise ValueError(f"lifting padding/flatten: expected {PADDINGS}/{FLATTENS}, got {padding!r}/{flatten!r}")
+        self.nhwc = flatten == "nhwc"
         convs = tuple(scaled(c, width_mult) for c in convs)
         fcs = tuple(scaled(c, width_mult) for c in fcs)
-        self.convs, c = _conv_pairs(N_KP, convs, slope)
+        self.convs, c = _conv_pairs(N_KP, convs, slope, padding)
         side = flat_side(map_size)
         self.fcs, w = _fcs(c * side * side + HAND_SIDE_DIM, fcs, slope, p_drop)
         self.out = nn.Linear(w, n_out)
@@ -76,7 +125,8 @@ class _Stream(nn.Module):
         init_output(self.out)
 
     def forward(self, heatmaps: torch.Tensor, hand_side: torch.Tensor) -> torch.Tensor:
-        x = self.convs(heatmaps).flatten(1)
+        x = self.convs(heatmaps)
+        x = (x.permute(0, 2, 3, 1) if self.nhwc else x).flatten(1)
         x = torch.cat([x, hand_side.to(x.dtype)], dim=1)
         return self.out(self.fcs(x))
 
@@ -84,10 +134,11 @@ class _Stream(nn.Module):
 class PosePrior(nn.Module):
     """(B,21,s,s) maps + (B,2) hand side -> (B,21,3) canonical coordinates (z-flipped for right)."""
 
-    def __init__(self, map_size: int, width_mult: float, leaky_slope: float, dropout: bool) -> None:
+    def __init__(self, map_size: int, width_mult: float, leaky_slope: float, dropout: bool,
+                 padding: str = "torch", flatten: str = "nchw") -> None:
         super().__init__()
         p = PRIOR_DROPOUT if dropout else 0.0
-        self.net = _Stream(PRIOR_CONVS, PRIOR_FCS, N_KP * 3, map_size, width_mult, leaky_slope, p)
+        self.net = _Stream(PRIOR_CONVS, PRIOR_FCS, N_KP * 3, map_size, width_mult, leaky_slope, p, padding, flatten)
 
     def forward(self, heatmaps: torch.Tensor, hand_side: torch.Tensor) -> torch.Tensor:
         return self.net(heatmaps, hand_side).reshape(-1, N_KP, 3)
@@ -96,10 +147,11 @@ class PosePrior(nn.Module):
 class ViewPoint(nn.Module):
     """(B,21,s,s) maps + (B,2) hand side -> (B,3,3) rotation R (canonical -> camera, row vectors)."""
 
-    def __init__(self, map_size: int, width_mult: float, leaky_slope: float, dropout: bool) -> None:
+    def __init__(self, map_size: int, width_mult: float, leaky_slope: float, dropout: bool,
+                 padding: str = "torch", flatten: str = "nchw") -> None:
         super().__init__()
         p = VIEW_DROPOUT if dropout else 0.0
-        self.net = _Stream(VIEW_CONVS, VIEW_FCS, 3, map_size, width_mult, leaky_slope, p)
+        self.net = _Stream(VIEW_CONVS, VIEW_FCS, 3, map_size, width_mult, leaky_slope, p, padding, flatten)
 
     def forward(self, heatmaps: torch.Tensor, hand_side: torch.Tensor) -> torch.Tensor:
         return axis_angle_to_matrix(self.net(heatmaps, hand_side))

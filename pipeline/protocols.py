@@ -14,11 +14,19 @@ so every number hcdg reports carries a protocol name and a root name:
 * ``pa`` (FreiHAND toolbox): the prediction is Procrustes-aligned to the ground
   truth with scale (centre on the mean, scale, rotate). Only the articulation is
   measured. hcdg forbids reflections by default (see `metrics.similarity_transform`).
-* ``gtroot-2.5d`` (the paper authors' test code): 2D joints from the heatmaps mapped
+* ``2.5d-gtroot-gtbone`` (hcdg's 2.5D reading; called ``gtroot-2.5d`` before, and wrongly
+  documented then as the paper authors' test code): 2D joints from the heatmaps mapped
   back to the image, relative depth from the network (``xyz_rel_norm`` z times the
   ground-truth bone length), ground-truth root depth and intrinsics to back-project.
   EPE in the camera frame, no scale or Procrustes alignment: the root's x/y error
-  (from the 2D detection) is included. The paper's tables use this one.
+  (from the 2D detection) is included. Result files with the old name are read as this
+  one (`canonical_name`).
+* ``authors`` (the paper authors' test code, which produced the paper's Table 3; their
+  data/Rhp/Rhp.py:186-224, data/STB/STB.py:178-213): for networks whose output is their
+  normalised uvd (``ModelConfig.output == "uvd"``), see `authors_uvd`. The three protocols
+  above read ``xyz_rel_norm`` as root-relative bone-normalised xyz and apply to
+  ``output == "xyz"`` networks only; ``authors`` to ``"uvd"`` networks only
+  (`protocols_for_output`).
 
 Roots. The network predicts a wrist at joint 0 (it is trained on FreiHAND), while STB's
 ground-truth joint 0 is the palm centre. For STB both are reported:
@@ -49,9 +57,13 @@ from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.joints import MIDDLE_MCP, N_JOINTS, WRIST
 
 #: Protocol names, in the order reports list them.
-PROTOCOLS: tuple[str, ...] = ("gtroot-2.5d", "rr-gtscale", "pa")
+PROTOCOLS: tuple[str, ...] = ("authors", "2.5d-gtroot-gtbone", "rr-gtscale", "pa")
 #: The protocol of the paper's own numbers (its authors' test code; PROTOCOL.md §4).
-PAPER_PROTOCOL = "gtroot-2.5d"
+PAPER_PROTOCOL = "authors"
+#: Names used by older result files -> today's name.
+LEGACY_NAMES = {"gtroot-2.5d": "2.5d-gtroot-gtbone"}
+#: Which protocols read which network output (`ModelConfig.output`).
+OUTPUT_PROTOCOLS = {"xyz": ("2.5d-gtroot-gtbone", "rr-gtscale", "pa"), "uvd": ("authors",)}
 ROOTS: tuple[str, ...] = ("wrist", "palm")
 #: Heatmap decoders accepted by `decode_heatmaps`.
 DECODERS: tuple[str, ...] = ("argmax", "soft-argmax")
@@ -73,6 +85,33 @@ class ProtocolResult:
     pred_xyz_m: np.ndarray
     gt_xyz_m: np.ndarray
     errors_mm: np.ndarray
+
+
+def canonical_name(protocol: str) -> str:
+    """Today's name of a protocol (``gtroot-2.5d`` -> ``2.5d-gtroot-gtbone``)."""
+    return LEGACY_NAMES.get(protocol, protocol)
+
+
+def protocols_for_output(output: str) -> tuple[str, ...]:
+    """The protocols that apply to a network whose `xyz_rel_norm` means `output` ("xyz" | "uvd")."""
+    if output not in OUTPUT_PROTOCOLS:
+        raise HcdgError(f"network output: expected 'xyz' or 'uvd', got {output!r}")
+    return OUTPUT_PROTOCOLS[output]
+
+
+def check_applies(protocols: tuple[str, ...], output: str, what: str) -> None:
+    """One-line HcdgError when a requested protocol does not read `output` networks."""
+    ok = protocols_for_output(output)
+    for p in protocols:
+        if p not in ok:
+            if p == "authors":
+                why = ("it reads the network output as the authors' normalised uvd (their fit_joint_img); "
+                       f"{what} outputs hand3d's root-relative xyz. Train with --target uvd, or import "
+                       "their checkpoint with `hcdg import authors`")
+            else:
+                why = (f"it reads the output as root-relative bone-normalised xyz; {what} outputs the "
+                       "authors' normalised uvd: use --protocol authors")
+            raise HcdgError(f"--protocol {p}: does not apply to this run: {why}")
 
 
 def roots_for(gt_root: str) -> tuple[str, ...]:
@@ -102,7 +141,7 @@ def _check_root(gt_root: str, root: str) -> None:
 def image_from_heatmap(
     crop_from_image: np.ndarray, input_size: int, heatmap_size: int
 ) -> np.ndarray:
-    """The (N, 3, 3) map heatmap pixels -> image pixels for `gtroot_25d`.
+    """The (N, 3, 3) map heatmap pixels -> image pixels for `gtroot_25d` (2.5d-gtroot-gtbone).
 
     Composes `camera.heatmap_to_crop` (integer-centred pixels, same field of view) with
     the inverse of each sample's `crop_from_image` (from `transforms.prepare`; for
@@ -241,7 +280,7 @@ def gtroot_25d(
     gt_root: str = "wrist",
     root: str = "wrist",
 ) -> ProtocolResult:
-    """The paper authors' protocol: heatmap 2D + network relative depth + GT root depth.
+    """``2.5d-gtroot-gtbone``: heatmap 2D + network relative depth x GT bone + GT root depth.
 
     Args:
         xyz_rel_norm: (N, 21, 3) network output; only its z (relative depth) is used.
@@ -268,7 +307,77 @@ def gtroot_25d(
     z_m = gt[:, WRIST, 2:3] + (z_rel - z_root_rel[:, None]) * hands.bone_scale_batched(gt)[:, None]
     pred = camera.backproject(uv_img, z_m, Km)
     pred = _pred_for_root(pred, root)
-    return ProtocolResult("gtroot-2.5d", root, pred, gt, metrics.joint_errors_mm(pred, gt))
+    return ProtocolResult("2.5d-gtroot-gtbone", root, pred, gt, metrics.joint_errors_mm(pred, gt))
+
+
+@dataclass(frozen=True)
+class AuthorsInputs:
+    """What `authors_uvd` needs beyond the network output and the ground truth.
+
+    Attributes:
+        variant: "rhd" or "stb": which of their two test scripts (RHD: regressed uv, depth
+            decoded with 0.15 m; STB: heatmap-argmax uv, 0.065 m; see `authors_uvd`).
+        uv_argmax_crop: (N, 21, 2) crop pixels of the argmax of the last-stage maps
+            upsampled to the crop (`authors.heatmap_argmax_upsampled`); used by "stb".
+        crop_from_image: (N, 3, 3) image -> crop affine of each sample (in the mirrored
+            image for mirrored samples).
+        K_image: (N, 3, 3) the dataset's own intrinsics, NOT mirrored: their code
+            back-projects mirrored crops with the original principal point.
+        input_size: crop side S (their 256).
+    """
+
+    variant: str
+    uv_argmax_crop: np.ndarray
+    crop_from_image: np.ndarray
+    K_image: np.ndarray
+    input_size: int
+
+
+def authors_uvd(
+    uvd: np.ndarray, gt_xyz_m: np.ndarray, inputs: AuthorsInputs, *, gt_root: str = "wrist", root: str = "wrist"
+) -> ProtocolResult:
+    """The paper authors' test computation (their Rhp.py:197-217, STB.py:186-205).
+
+    Args:
+        uvd: (N, 21, 3) network output read as (u/S, v/S, ((z - z_root)/0.15 + 1)/2).
+        gt_xyz_m: (N, 21, 3) ground truth, metres, in the frame of the (mirrored) crop's
+            image, joint 0 = `gt_root`. Under root "wrist" an STB palm is converted to a
+            wrist first; under "palm" it is used as it is and (as in their code) the
+            prediction's joint 0 is compared with it unchanged.
+    Per sample, with z0 = the ground truth's joint-0 depth:
+      RHD: uv = uvd[:, :2] * S; dz = (2 d - 1) * 0.15; z = z0 + dz; back to image pixels by
+           the inverse crop affine; back-projected with K_image; then z -= dz[0] (the
+           prediction's root moved to z0 in depth only, after the back-projection).
+      STB: uv = argmax of the upsampled maps; dz = (2 d - 1) * 0.065; z = z0 + dz - dz[0];
+           then the same back-projection.
+    EPE is the Euclidean distance per joint in mm; no scale or Procrustes alignment.
+    """
+    from hcdg.pipeline.authors import DECODE_DEPTH_HALF_RANGE_M
+
+    d = _joints(uvd, "uvd")
+    gt = gt_for_root(gt_xyz_m, gt_root, root)
+    n = d.shape[0]
+    if inputs.variant not in DECODE_DEPTH_HALF_RANGE_M:
+        raise HcdgError(f"authors protocol: variant must be 'rhd' or 'stb', got {inputs.variant!r}")
+    A = np.asarray(inputs.crop_from_image, dtype=np.float64).reshape(-1, 3, 3)
+    Km = np.asarray(inputs.K_image, dtype=np.float64).reshape(-1, 3, 3)
+    if A.shape[0] != n or Km.shape[0] != n:
+        raise HcdgError(f"authors protocol: expected {n} crop affines and intrinsics, got {A.shape[0]}, {Km.shape[0]}")
+    half = DECODE_DEPTH_HALF_RANGE_M[inputs.variant]
+    dz = (d[..., 2] * 2.0 - 1.0) * half
+    z0 = gt[:, 0, 2:3]
+    if inputs.variant == "stb":
+        uv = np.asarray(inputs.uv_argmax_crop, dtype=np.float64)
+        if uv.shape != (n, N_JOINTS, 2):
+            raise HcdgError(f"authors protocol: uv_argmax_crop must be ({n}, {N_JOINTS}, 2), got {uv.shape}")
+        z = z0 + dz - dz[:, :1]
+    else:
+        uv = d[..., :2] * float(inputs.input_size)
+        z = z0 + dz
+    uv_img = np.stack([camera.apply_affine(camera.affine_inverse(a), p) for a, p in zip(A, uv)])
+    pred = camera.backproject(uv_img, z, Km)
+    pred[..., 2] += gt[:, :1, 2] - pred[:, :1, 2]
+    return ProtocolResult("authors", root, pred, gt, metrics.joint_errors_mm(pred, gt))
 
 
 def run_protocols(
@@ -279,13 +388,15 @@ def run_protocols(
     K: np.ndarray | None = None,
     uv_hm: np.ndarray | None = None,
     image_from_heatmap: np.ndarray | None = None,
-    protocols: tuple[str, ...] = PROTOCOLS,
+    protocols: tuple[str, ...] = OUTPUT_PROTOCOLS["xyz"],
+    authors_inputs: AuthorsInputs | None = None,
 ) -> list[ProtocolResult]:
     """Every requested protocol under every root that applies to `gt_root`.
 
-    `gtroot-2.5d` needs `K`, `uv_hm` and `image_from_heatmap`; asking for it without
-    them is an error.
+    `2.5d-gtroot-gtbone` needs `K`, `uv_hm` and `image_from_heatmap`, `authors` needs
+    `authors_inputs` (and reads `xyz_rel_norm` as uvd); asking for them without is an error.
     """
+    protocols = tuple(canonical_name(p) for p in protocols)
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown:
         raise HcdgError(f"protocol: unknown {unknown[0]!r} (choose from {', '.join(PROTOCOLS)})")
@@ -296,9 +407,13 @@ def run_protocols(
                 out.append(rr_gtscale(xyz_rel_norm, gt_xyz_m, gt_root=gt_root, root=root))
             elif protocol == "pa":
                 out.append(pa(xyz_rel_norm, gt_xyz_m, gt_root=gt_root, root=root))
+            elif protocol == "authors":
+                if authors_inputs is None:
+                    raise HcdgError("protocol authors needs the crop affines, original intrinsics and heatmap argmax")
+                out.append(authors_uvd(xyz_rel_norm, gt_xyz_m, authors_inputs, gt_root=gt_root, root=root))
             else:
                 if K is None or uv_hm is None or image_from_heatmap is None:
-                    raise HcdgError("protocol gtroot-2.5d needs K, uv_hm and image_from_heatmap")
+                    raise HcdgError("protocol 2.5d-gtroot-gtbone needs K, uv_hm and image_from_heatmap")
                 out.append(
                     gtroot_25d(
                         xyz_rel_norm, uv_hm, image_from_heatmap, gt_xyz_m, K, gt_root=gt_root, root=root

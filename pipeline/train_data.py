@@ -71,7 +71,8 @@ def color_jitter(image: np.ndarray, jitter: ColorJitter, rng: np.random.Generato
 
 
 #: Keys of an item (and of a collated batch) the training step uses.
-ITEM_KEYS = ("image", "heatmaps", "xyz_rel_norm", "bone_scale_m", "hand_side", "visible", "feat_row", "index")
+ITEM_KEYS = ("image", "heatmaps", "uv_crop", "xyz_rel_norm", "pose_target", "bone_scale_m", "root_xyz_m",
+             "K_crop", "hand_side", "visible", "feat_row", "index")
 
 
 class AugmentedSamples(Dataset):
@@ -85,6 +86,8 @@ class AugmentedSamples(Dataset):
         seed: the run's seed; with (epoch, index) it fixes each item's augmentation.
         feature_rows: (len(reader),) int64 row of each sample in the store's image
             table, or None when the run uses no CLIP features (rows are then -1).
+        target: what `pose_target` holds: "xyz" = `xyz_rel_norm`; "uvd" = the authors'
+            normalised crop uvd (`authors.uvd_target`).
     """
 
     def __init__(
@@ -95,7 +98,11 @@ class AugmentedSamples(Dataset):
         color: ColorJitter | None,
         seed: int,
         feature_rows: np.ndarray | None = None,
+        target: str = "xyz",
     ) -> None:
+        if target not in ("xyz", "uvd"):
+            raise ValueError(f"target: expected 'xyz' or 'uvd', got {target!r}")
+        self.target = target
         self.reader = reader
         self.crop = crop
         self.geom = geom
@@ -117,11 +124,22 @@ class AugmentedSamples(Dataset):
         if self.color is not None:
             image = color_jitter(image, self.color, rng)
         row = -1 if self.feature_rows is None else int(self.feature_rows[index])
+        rel = np.asarray(out["xyz_rel_norm"], dtype=np.float32)
+        if self.target == "uvd":
+            from hcdg.pipeline.authors import uvd_target
+
+            pose = uvd_target(out["uv_crop"], np.asarray(out["xyz_m"])[:, 2], self.crop.input_size)
+        else:
+            pose = rel
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image)),
             "heatmaps": torch.from_numpy(np.asarray(out["heatmaps"], dtype=np.float32)),
-            "xyz_rel_norm": torch.from_numpy(np.asarray(out["xyz_rel_norm"], dtype=np.float32)),
+            "uv_crop": torch.from_numpy(np.asarray(out["uv_crop"], dtype=np.float32)),
+            "xyz_rel_norm": torch.from_numpy(rel),
+            "pose_target": torch.from_numpy(np.ascontiguousarray(pose, dtype=np.float32)),
             "bone_scale_m": torch.tensor(float(out["bone_scale_m"]), dtype=torch.float32),
+            "root_xyz_m": torch.from_numpy(np.asarray(out["root_xyz_m"], dtype=np.float32)),
+            "K_crop": torch.from_numpy(np.asarray(out["K_crop"], dtype=np.float32)),
             "hand_side": torch.from_numpy(np.asarray(out["hand_side"], dtype=np.float32)),
             "visible": torch.from_numpy(np.asarray(out["visible"], dtype=bool)),
             "feat_row": torch.tensor(row, dtype=torch.int64),

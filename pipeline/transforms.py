@@ -42,8 +42,11 @@ class CropConfig:
         input_size: crop side in pixels; 256 (paper §3: "256 x 256 x 3-sized single RGB image").
         heatmap_size: heatmap side; None -> input_size // 8 = 32 (paper Table 1: 21 x 32 x 32;
             hand3d's PoseNet pools three times).
-        sigma_px: Gaussian std of the target heatmaps in *input-crop* pixels. 10 px = the paper
+        sigma_px: sigma of the target heatmaps in *input-crop* pixels. 10 px = the paper
             authors' code (PROTOCOL.md §2); hand3d used 25 px. On the 32 heatmap: 10 * 32/256 = 1.25 px.
+        gaussian: the formula sigma enters: "exp-d2-2s2" = exp(-d^2/(2 sigma^2)) (sigma a standard
+            deviation; hcdg before 2026-12 and the default, docs/model.md) or "exp-d2-s2" =
+            exp(-d^2/sigma^2) (hand3d and the authors: their 10 px is a std of 10/sqrt(2) = 7.1 px).
         crop_scale: multiplier on hand3d's crop side (2 x the largest distance of a visible
             keypoint from the middle MCP). 1.0 = hand3d (farthest keypoint on the border). The
             authors' STB test boxes are ~2.5x this (median; docs/geometry.md), so a run evaluated
@@ -54,6 +57,7 @@ class CropConfig:
     input_size: int = 256
     heatmap_size: int | None = None
     sigma_px: float = 10.0
+    gaussian: str = "exp-d2-2s2"
     crop_scale: float = 1.0
     min_side_px: float = camera.MIN_CROP_SIDE_PX
 
@@ -64,6 +68,8 @@ class CropConfig:
             raise ValueError(f"input_size and heatmap_size must be > 0, got {self.input_size}, {self.heatmap_size}")
         if not (self.sigma_px > 0 and self.crop_scale > 0 and self.min_side_px > 0):
             raise ValueError("sigma_px, crop_scale and min_side_px must be > 0")
+        if self.gaussian not in ("exp-d2-2s2", "exp-d2-s2"):
+            raise ValueError(f"gaussian must be 'exp-d2-2s2' or 'exp-d2-s2', got {self.gaussian!r}")
 
     @property
     def sigma_heatmap_px(self) -> float:
@@ -121,6 +127,7 @@ def prepare(
     aug: GeomAug | None = None,
     rng: np.random.Generator | None = None,
     box: CropBox | None = None,
+    crop_from_image: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """One sample -> the network's input and targets (CONTRACTS.md "Geometry").
 
@@ -130,6 +137,8 @@ def prepare(
         rng: the random stream for `aug` (unused when aug is None).
         box: a fixed crop box in the pixel frame of the image *after mirroring* (the frame
             the authors' released STB boxes use), instead of hand3d's keypoint box.
+        crop_from_image: a fixed (3, 3) image -> crop affine in that frame (e.g. the authors'
+            exact test crop, `authors.crop_from_xywh`), instead of a box; no augmentation.
     Returns:
         dict of numpy arrays:
         image (3, S, S) float32 in [0, 1]; heatmaps (21, S/8, S/8) float32;
@@ -162,6 +171,8 @@ def prepare(
     xyz = np.asarray(s.xyz, dtype=np.float64)
     visible = np.asarray(s.visible, dtype=bool).reshape(-1)
 
+    if crop_from_image is not None and (aug is not None or box is not None):
+        raise HcdgError("prepare: a fixed crop_from_image excludes a box and augmentation")
     if box is None:
         box = camera.crop_box(uv, visible, scale=cfg.crop_scale, min_side=cfg.min_side_px, image_size=(H, W))
     cx, cy, side = box.cx, box.cy, box.side
@@ -176,15 +187,18 @@ def prepare(
         cx, cy, side = cx + shift[0], cy + shift[1], side * scale_f
         roll = camera_roll(angle)
         P = roll_pixel_map(K, angle)
-    centre_rolled = camera.apply_affine(P, np.array([cx, cy]))
-    C = camera.crop_from_box(CropBox(float(centre_rolled[0]), float(centre_rolled[1]), side), cfg.input_size)
-    crop_from_image = C @ P
+    if crop_from_image is None:
+        centre_rolled = camera.apply_affine(P, np.array([cx, cy]))
+        C = camera.crop_from_box(CropBox(float(centre_rolled[0]), float(centre_rolled[1]), side), cfg.input_size)
+        crop_from_image = C @ P
+    else:
+        C = crop_from_image = np.asarray(crop_from_image, dtype=np.float64)
     K_crop = C @ K
 
     crop = camera.warp_to_crop(image, crop_from_image @ image_from_original, cfg.input_size)
     uv_crop = camera.apply_affine(crop_from_image, uv)
     uv_hm = camera.crop_to_heatmap(uv_crop, cfg.input_size, cfg.heatmap_size)
-    heatmaps = camera.gaussian_heatmaps(uv_hm, cfg.heatmap_size, cfg.sigma_heatmap_px, visible)
+    heatmaps = camera.gaussian_heatmaps(uv_hm, cfg.heatmap_size, cfg.sigma_heatmap_px, visible, cfg.gaussian)
     tol = 1e-6  # hand3d's box puts the farthest keypoint exactly on the border: count it in
     in_crop = np.all((uv_crop >= -0.5 - tol) & (uv_crop <= cfg.input_size - 0.5 + tol), axis=1)
 

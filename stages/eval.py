@@ -8,8 +8,9 @@
         --> un-mirror (x -> -x) --> results in the dataset's own camera frame
     store.results.write_results --> RUN_DIR/eval/<target>.parquet + <target>-summary.parquet
 
-Every protocol (`rr-gtscale`, `pa`, `gtroot-2.5d`; PROTOCOL.md §4) is computed for every
-sample; STB (palm-rooted ground truth) gets both roots, `wrist` and `palm`
+Every protocol that applies to the network's output is computed for every sample
+(`2.5d-gtroot-gtbone`, `rr-gtscale`, `pa` for xyz networks; `authors` for uvd networks, e.g.
+an imported authors' checkpoint; PROTOCOL.md §4, `protocols.protocols_for_output`); STB (palm-rooted ground truth) gets both roots, `wrist` and `palm`
 (`protocols.roots_for`). Re-running replaces only that target's two files (and its
 `eval/<target>.json` record).
 """
@@ -27,7 +28,7 @@ import numpy as np
 from hcdg.pipeline.config import ConfigError, to_dict
 from hcdg.pipeline.devices import resolve_device
 from hcdg.pipeline.errors import HcdgError
-from hcdg.pipeline.protocols import DECODERS, PROTOCOLS
+from hcdg.pipeline.protocols import DECODERS, PROTOCOLS, canonical_name
 
 Target = Literal["stb", "rhd", "freihand"]
 TARGETS = ("stb", "rhd", "freihand")
@@ -55,10 +56,12 @@ class EvalConfig:
             checkpoint; "latest"; or a checkpoint folder (RUN/checkpoints/step-...).
         batch_size: images per forward pass (does not change results).
         device: "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
-        protocols: which protocols to compute; default all (PROTOCOL.md §4).
+        protocols: which protocols to compute; None = all that apply to the network's output
+            (PROTOCOL.md §4). One that does not apply is refused.
         crops: "gt" = hand3d's box from the ground-truth keypoints (with the run's crop_scale);
-            "seed-boxes" = the authors' released [x, y, w, h] boxes from `boxes` (their
-            test protocol, PROTOCOL.md §4).
+            "seed-boxes" = the authors' released [x, y, w, h] boxes from `boxes`, cut as their
+            test code cuts them (truncated to int, box centre -> crop centre S/2;
+            `authors.crop_from_xywh`; PROTOCOL.md §4).
         boxes: the .npy file of boxes for crops="seed-boxes" (STB (3000, 4), RHD (2725, 4)).
         decoder: heatmap -> 2D decoder for gtroot-2.5d (`protocols.decode_heatmaps`).
         limit: evaluate only the first N samples (quick checks); None = all.
@@ -73,7 +76,7 @@ class EvalConfig:
     checkpoint: str | None = None
     batch_size: int = 32
     device: str = "auto"
-    protocols: tuple[str, ...] = PROTOCOLS
+    protocols: tuple[str, ...] | None = None
     crops: Literal["gt", "seed-boxes"] = "gt"
     boxes: str | None = None
     decoder: str = "soft-argmax"
@@ -90,8 +93,10 @@ class EvalConfig:
             raise ConfigError("--crops seed-boxes: needs the box file (--boxes FILE.npy)")
         if self.crops == "gt" and self.boxes:
             raise ConfigError("--boxes: only used with --crops seed-boxes")
-        unknown = [p for p in self.protocols if p not in PROTOCOLS]
-        if unknown or not self.protocols:
+        if self.protocols is not None:
+            object.__setattr__(self, "protocols", tuple(canonical_name(p) for p in self.protocols))
+        unknown = [p for p in self.protocols or () if p not in PROTOCOLS]
+        if unknown or self.protocols == ():
             raise ConfigError(f"--protocol: expected some of {', '.join(PROTOCOLS)}, got {list(self.protocols)!r}")
         if self.decoder not in DECODERS:
             raise ConfigError(f"--decoder: expected one of {', '.join(DECODERS)}, got {self.decoder!r}")
@@ -135,13 +140,19 @@ def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: s
     if not run_dir.is_dir():
         raise HcdgError(f"--run {run_dir}: no such folder (expected a training run folder)")
     record = read_run(run_dir)
-    if record.get("stage") != "train":
-        raise HcdgError(f"--run {run_dir}: holds a {record.get('stage')!r} run, not a training run")
+    if record.get("stage") not in ("train", "import"):
+        raise HcdgError(f"--run {run_dir}: holds a {record.get('stage')!r} run, not a training (or imported) run")
     cfg = record.get("config", {})
     run_hash = record.get("config_hash")
     dev = resolve_device(device)
 
+    from hcdg.pipeline.authors import ARCH_OPTIONS
+
     model_cfg: dict[str, Any] = {k: cfg[k] for k in ("width_mult", "input_size", "combine") if k in cfg}
+    if "target" in cfg:  # runs that predate these keys: hcdg's layout, xyz output
+        model_cfg["output"] = cfg["target"]
+    if cfg.get("arch") == "authors":
+        model_cfg.update(ARCH_OPTIONS)
     crop_cfg: dict[str, Any] = {
         "input_size": cfg.get("input_size", 256),
         "sigma_px": cfg.get("sigma_px", 10.0),
@@ -259,14 +270,16 @@ class _Prepared:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        from hcdg.pipeline.camera import CropBox
         from hcdg.pipeline.transforms import prepare
 
         sample = self.reader[self.indices[i]]
-        box = None if self.boxes is None else CropBox.from_xywh(self.boxes[i])
-        out = prepare(sample, self.crop, None, None, box=box)
+        from hcdg.pipeline.authors import crop_from_xywh
+
+        A = None if self.boxes is None else crop_from_xywh(self.boxes[i], self.crop.input_size)
+        out = prepare(sample, self.crop, None, None, crop_from_image=A)
         keep = ("image", "hand_side", "xyz_m", "K", "crop_from_image", "image_from_original", "visible", "mirrored")
         item = {k: out[k] for k in keep}
+        item["K_image"] = np.asarray(sample.K, dtype=np.float64)  # not mirrored (authors protocol)
         item["sample_id"] = sample.sample_id
         item["gt_root"] = sample.root
         return item
@@ -292,13 +305,19 @@ def predict_split(loaded: LoadedModel, dataset: _Prepared, cfg: EvalConfig, desc
 
     dev = next(loaded.model.parameters()).device
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers)
-    keys = ("xyz_m", "K", "crop_from_image", "image_from_original", "visible", "mirrored")
-    acc: dict[str, list] = {k: [] for k in (*keys, "xyz_rel_norm", "uv_hm", "sample_id", "gt_root")}
+    from hcdg.pipeline.authors import heatmap_argmax_upsampled
+
+    keys = ("xyz_m", "K", "K_image", "crop_from_image", "image_from_original", "visible", "mirrored")
+    acc: dict[str, list] = {k: [] for k in (*keys, "xyz_rel_norm", "uv_hm", "uv_argmax_crop", "sample_id", "gt_root")}
+    need_argmax = "authors" in (cfg.protocols or ())
+    size = loaded.crop.input_size
     with torch.inference_mode():
         for batch in tqdm(loader, desc=desc, unit="batch", disable=not cfg.progress, dynamic_ncols=True):
             out = loaded.model.predict(batch["image"].to(dev), batch["hand_side"].to(dev))
             heat = out["heatmaps"][-1].float().cpu().numpy()
             acc["uv_hm"].append(protocols.decode_heatmaps(heat, cfg.decoder))
+            if need_argmax:
+                acc["uv_argmax_crop"].append(heatmap_argmax_upsampled(out["heatmaps"][-1], size))
             acc["xyz_rel_norm"].append(out["xyz_rel_norm"].float().cpu().numpy().astype(np.float64))
             for k in keys:
                 acc[k].append(np.asarray(batch[k]))
@@ -306,14 +325,18 @@ def predict_split(loaded: LoadedModel, dataset: _Prepared, cfg: EvalConfig, desc
             acc["gt_root"].extend(batch["gt_root"])
     if not acc["sample_id"]:
         raise HcdgError(f"{desc}: no samples to evaluate")
-    res = {k: np.concatenate(v) for k, v in acc.items() if k not in ("sample_id", "gt_root")}
+    res = {k: np.concatenate(v) for k, v in acc.items() if k not in ("sample_id", "gt_root") and v}
     res["sample_id"], res["gt_root"] = acc["sample_id"], acc["gt_root"]
     res["mirrored"] = res["mirrored"].astype(bool)
     return res
 
 
-def evaluate_predictions(pred: dict[str, Any], crop: Any, protocols_: tuple[str, ...]) -> tuple[list[Any], np.ndarray]:
+def evaluate_predictions(pred: dict[str, Any], crop: Any, protocols_: tuple[str, ...],
+                         target: str = "stb") -> tuple[list[Any], np.ndarray]:
     """Every protocol on gathered predictions; results un-mirrored into each dataset's own frame.
+
+    `target` picks the authors protocol's variant: their STB script for "stb", their RHD
+    script otherwise (FreiHAND was not in their test code; the RHD variant is used).
 
     Returns (ProtocolResults with pred/gt in the original camera frame, (N, 21, 2) predicted
     2D joints in original image pixels from the heatmaps).
@@ -324,9 +347,15 @@ def evaluate_predictions(pred: dict[str, Any], crop: Any, protocols_: tuple[str,
     if len(roots) != 1:
         raise HcdgError(f"evaluation: samples mix ground-truth roots {roots}; evaluate one dataset at a time")
     img_from_hm = protocols.image_from_heatmap(pred["crop_from_image"], crop.input_size, crop.heatmap_size)
+    authors_in = None
+    if "authors" in protocols_:
+        authors_in = protocols.AuthorsInputs(
+            variant="stb" if target == "stb" else "rhd", uv_argmax_crop=pred.get("uv_argmax_crop"),
+            crop_from_image=pred["crop_from_image"], K_image=pred["K_image"], input_size=crop.input_size,
+        )  # fmt: skip
     results = protocols.run_protocols(
         pred["xyz_rel_norm"], pred["xyz_m"], gt_root=roots[0], K=pred["K"], uv_hm=pred["uv_hm"],
-        image_from_heatmap=img_from_hm, protocols=protocols_,
+        image_from_heatmap=img_from_hm, protocols=protocols_, authors_inputs=authors_in,
     )  # fmt: skip
     m = pred["mirrored"]
     results = [
@@ -360,14 +389,20 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
     if not cfg.root:
         raise HcdgError("--root: the target dataset's root folder is required")
     t0 = time.perf_counter()
+    from hcdg.pipeline import protocols as prot
+
     loaded = load_run_model(cfg.run, cfg.checkpoint, cfg.device)
+    output = loaded.model.cfg.output
+    chosen = cfg.protocols or prot.protocols_for_output(output)
+    prot.check_applies(chosen, output, f"run {cfg.run}")
+    cfg = dataclasses.replace(cfg, protocols=chosen)
     reader = open_dataset(cfg.target, Path(cfg.root), cfg.split or DEFAULT_SPLITS[cfg.target])
     indices, boxes, note = select_samples(reader, cfg)
     if not indices:
         raise HcdgError(f"--root {cfg.root}: {cfg.target}/{reader.split} holds no samples")
     dataset = _Prepared(reader, indices, boxes, loaded.crop)
     pred = predict_split(loaded, dataset, cfg, desc=f"eval {Path(cfg.run).name} on {cfg.target}/{reader.split}")
-    results, uv_px = evaluate_predictions(pred, loaded.crop, cfg.protocols)
+    results, uv_px = evaluate_predictions(pred, loaded.crop, cfg.protocols, cfg.target)
 
     run_cols = rs.run_columns(cfg.run)
     n = len(pred["sample_id"])

@@ -12,7 +12,8 @@ Reads run folders (or sweep folders holding them): `run.json` (the training conf
 Paper-shaped tables (Tables 3-6) group runs by their config (mode, ratio, combine,
 lambda_con, con_loss, aug) and put re-run numbers beside the paper's published rows,
 which are labelled "as published, not re-run". They use one protocol (default the
-paper's, ``gtroot-2.5d``) and one STB root handling (default ``wrist``); the full table
+paper's, ``authors``, when any run has results under it, else ``2.5d-gtroot-gtbone``) and
+one STB root handling (default ``wrist``); the full table
 lists every protocol, root and joint set.
 """
 
@@ -57,8 +58,9 @@ class ReportConfig:
         runs: run folders or sweep folders (searched for run folders).
         out: the report folder (created; a non-empty folder must be an earlier report).
         title: page title.
-        protocol: protocol of the paper-shaped tables; "gtroot-2.5d" is the one of the
-            paper's numbers (the authors' test code, PROTOCOL.md §4).
+        protocol: protocol of the paper-shaped tables; "authors" is the one of the paper's
+            numbers (the authors' test code, PROTOCOL.md §4). None = "authors" when some
+            run has results under it, else "2.5d-gtroot-gtbone" (xyz-output runs).
         root: STB root handling in the paper-shaped tables ("wrist": GT palm converted
             to a wrist, so the network's wrist is compared as it is; PROTOCOL.md §3).
         joints: joint set of the paper-shaped tables ("all": the paper's EPE over 21 joints).
@@ -67,7 +69,7 @@ class ReportConfig:
     runs: tuple[str, ...] = ()
     out: str = ""
     title: str = "hcdg: image-free domain generalization via CLIP, results"
-    protocol: str = "gtroot-2.5d"
+    protocol: str | None = None
     root: str = "wrist"
     joints: str = "all"
 
@@ -323,19 +325,26 @@ def _prepare_out(out: Path) -> None:
 
 def run(cfg: ReportConfig) -> dict[str, Any]:
     """Build the report; returns {"html", "markdown", "tables": [...], "runs": n, "warnings": [...]}."""
-    from hcdg.pipeline.protocols import PROTOCOLS, ROOTS
+    import dataclasses
 
+    from hcdg.pipeline.protocols import PAPER_PROTOCOL, PROTOCOLS, ROOTS, canonical_name
+
+    if cfg.protocol is not None:
+        cfg = dataclasses.replace(cfg, protocol=canonical_name(cfg.protocol))
     if not cfg.runs:
         raise HcdgError("report: give at least one run folder or sweep folder")
     if not cfg.out:
         raise HcdgError("report: --out REPORT_DIR is required")
-    if cfg.protocol not in PROTOCOLS:
+    if cfg.protocol is not None and cfg.protocol not in PROTOCOLS:
         raise HcdgError(f"--protocol: expected one of {', '.join(PROTOCOLS)}, got {cfg.protocol!r}")
     if cfg.root not in ROOTS:
         raise HcdgError(f"--root: expected one of {', '.join(ROOTS)}, got {cfg.root!r}")
     if cfg.joints not in store.JOINT_SETS:
         raise HcdgError(f"--joints: expected one of {', '.join(store.JOINT_SETS)}, got {cfg.joints!r}")
     runs, warnings = load_runs(cfg.runs)
+    if cfg.protocol is None:
+        has_paper = any((r.summary["protocol"] == PAPER_PROTOCOL).any() for r in runs if len(r.summary))
+        cfg = dataclasses.replace(cfg, protocol=PAPER_PROTOCOL if has_paper else "2.5d-gtroot-gtbone")
     out = Path(cfg.out)
     _prepare_out(out)
 

@@ -20,9 +20,13 @@ if TYPE_CHECKING:
 TARGET_TITLES = {"stb": "FreiHAND→STB", "rhd": "FreiHAND→RHD", "freihand": "FreiHAND→FreiHAND"}
 
 PROTOCOL_NOTES = {
-    "gtroot-2.5d": "the paper authors' test code: 2D from the heatmaps, network relative depth scaled by the "
-                   "GT bone length, GT root depth and intrinsics; camera-frame EPE, no alignment (root x/y error "
-                   "included). The paper's numbers use this protocol.",
+    "authors": "the paper authors' test code (their Rhp.py / STB.py evaluate_detailed): the network's normalised "
+               "uvd (RHD: regressed uv; STB: argmax of the upsampled last-stage heatmap), their depth decoding, GT "
+               "root depth and intrinsics, their crop affine; camera-frame EPE, no alignment. The paper's numbers "
+               "use this protocol; it applies to uvd-output runs (--target uvd, or `hcdg import authors`).",
+    "2.5d-gtroot-gtbone": "hcdg's 2.5D reading (formerly `gtroot-2.5d`): 2D from the heatmaps, network relative "
+                          "depth scaled by the GT bone length, GT root depth and intrinsics; camera-frame EPE, no "
+                          "alignment (root x/y error included). NOT the authors' computation.",
     "rr-gtscale": "hand3d (Zimmermann & Brox 2017): root-relative prediction scaled by the GT bone length and "
                   "placed at the GT root; measures articulation and orientation.",
     "pa": "FreiHAND toolbox: Procrustes alignment with scale (centre, scale, rotate); measures articulation only.",
@@ -209,11 +213,11 @@ def _generic_rows(frame: pd.DataFrame, columns: list[str]) -> list[list[str]]:
 
 
 def _intro(cfg: "ReportConfig") -> list[str]:
-    same = cfg.protocol == "gtroot-2.5d"
+    same = cfg.protocol == "authors"
     return [
         f"Paper-shaped tables: re-run numbers use protocol `{cfg.protocol}` ({PROTOCOL_NOTES[cfg.protocol]}) "
         f"with STB root `{cfg.root}` and joint set `{cfg.joints}`. "
-        + ("" if same else "The paper's numbers use `gtroot-2.5d`, so published and re-run rows are NOT comparable here. ")
+        + ("" if same else "The paper's numbers use `authors`, so published and re-run rows are NOT comparable here. ")
         + "Rows labelled \"as published, not re-run\" are copied from the paper (§4, Tables 3-6); "
         "the paper does not say how it handled STB's palm root.",
         "Numbers under different protocols or roots are not comparable; the full table lists all of them.",

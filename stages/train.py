@@ -35,16 +35,57 @@ MODES = ("baseline", "ie", "te", "ie+te")
 #: 30,000 iterations (training_posenet.py `max_iter`); the paper gives no length.
 DEFAULT_STEPS = 30_000
 
+#: What runs recorded before these keys existed were trained with (their run.json lacks
+#: them): `upgrade_record` fills them in, so old run folders read with their true values.
+LEGACY_VALUES = {"heat_reduction": "mean", "pose_reduction": "mean", "heat_stages": "all", "heat_resolution": "grid",
+                 "gaussian": "exp-d2-2s2"}
+
 RUNTIME_KEYS = frozenset(
     {"store", "root", "out", "resume", "device", "workers", "nproc", "checkpoint_every", "log_every",
      "steps", "epochs", "progress"}
 )
 
 
+#: Named bundles of defaults (`--preset`); flags and TOML keys given explicitly win.
+#: "paper" = TrainConfig's own defaults (today's reading of the paper's text).
+#: "authors" = the paper authors' released recipe, as far as hcdg has the knobs (docs/training.md,
+#: "Presets"; their repo: main/config.py, main/preprocessing.py, main/model_no_render.py).
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "authors": {
+        "batch_size": 32,  # main/config.py:18 train_batch_size
+        "epochs": 45,  # the released snapshot_45.pth.tar (their README; main/base.py:68)
+        "target": "uvd",  # data/Rhp/Rhp.py:148-152 fit_joint_img
+        "arch": "authors",  # colorhandpose3d/model/* (TFConv2D, NHWC flatten, head bias), [0,1] input
+        "sigma_px": 10.0,  # main/preprocessing.py:44, exp(-d^2/sigma^2) at 256
+        "ratio": 0.8,  # main/config.py:52 img_weight = 0.8 (the paper's text: 0.6 STB / 0.9 RHD)
+        # main/preprocessing.py:94-109: scale clip(N(0,1), +-1) * 0.25 + 1 -> hcdg draws uniform in the
+        # same range; rotation U(-3,3) * 30 deg with probability 0.6 -> hcdg draws U(-90, 90) always;
+        # no translation. Colour: brightness, contrast U(0.8, 1.2) (l.115-116); their per-channel
+        # x U(0.8, 1.2) has no hcdg knob (saturation 0 instead).
+        "geom": {"scale_range": (0.75, 1.25), "rotation_deg": 90.0, "translation_frac": 0.0},
+        "color": {"brightness": 0.2, "contrast": 0.2, "saturation": 0.0},
+        # Last CPM stage only, its maps upsampled to the 256 crop (ColorHandPose3D.py:107), their
+        # Gaussian exp(-d^2/sigma^2) (preprocessing.py:88). Their loss reduction is not in the
+        # release (no training loss code): hcdg's default heat_reduction is kept.
+        "heat_stages": "last",
+        "heat_resolution": "crop",
+        "gaussian": "exp-d2-s2",
+    },
+}
+def preset_values(name: str) -> dict[str, Any]:
+    """The TrainConfig values of preset `name` (pending keys only where the field exists)."""
+    if name not in PRESETS:
+        raise ConfigError(f"--preset: expected one of {', '.join(PRESETS)}, got {name!r}")
+    return {**PRESETS[name], "preset": name}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything `hcdg train` needs. Defaults are the paper's setting where it gives one."""
 
+    # which `PRESETS` bundle the defaults came from (recorded; `--preset`)
+    preset: Literal["paper", "authors"] = "paper"
     # --- data -------------------------------------------------------------------------
     store: str | None = None  # feature store from `hcdg embed` (not needed for baseline / aug=normal)
     dataset: Literal["freihand", "rhd"] = "freihand"  # paper §3.4: trained on FreiHAND only
@@ -59,8 +100,11 @@ class TrainConfig:
     lambda_heat: float = 1.0  # l1, §3.4
     lambda_pose: float = 1.0  # l2, §3.4
     lambda_con: float = 0.1  # l3, §3.4 / Table 5
-    con_loss: Literal["paper", "hinge"] = "paper"  # Eq. 4 as printed; hinge = bounded reading
-    margin: float = 0.5  # hinge margin; reuses Eq. 4's 0.5 (no source gives one)
+    # Eq. 4's reading (pipeline/losses.py). "paper-literal" = as printed, unbounded below and
+    # measured to diverge (docs/model.md, docs/benchmarks.md "learning"); the default is the
+    # bounded reading chosen by that measurement.
+    con_loss: Literal["paper-literal", "hinge", "contrastive", "paper"] = "contrastive"
+    margin: float = 0.5  # margin of the bounded forms; reuses Eq. 4's 0.5 (no source gives one)
     con_negative: Literal["e1", "e2"] = "e1"  # e_neg of Eq. 4: the other sample's e1' (docs/model.md)
     aug: Literal["clip", "normal"] = "clip"  # Table 6: "normal" = six augmentations make the positive
     normalize_features: bool = True  # L2-normalise f_img, f_txt before mixing (paper silent)
@@ -76,9 +120,24 @@ class TrainConfig:
     lr_drops: tuple[int, ...] = ()
     lr_drop_factor: float = 0.1
     # --- network ----------------------------------------------------------------------------
+    # What L_pose regresses: "xyz" = hand3d's root-relative, bone-normalised coordinates (paper
+    # §3.1); "uvd" = the authors' normalised crop (u/S, v/S, ((z - z_root)/0.15 + 1)/2)
+    # (their data/Rhp/Rhp.py:148-152 `fit_joint_img`), scored under `--protocol authors`.
+    target: Literal["xyz", "uvd"] = "xyz"
+    # "hcdg" = hcdg's network; "authors" = their layout (TF-SAME + NHWC lifting, bias-free head,
+    # [0,1] input, their hand-side convention; `pipeline.authors.model_config`, docs/model.md).
+    arch: Literal["hcdg", "authors"] = "hcdg"
     width_mult: float = 1.0  # 1.0 = hand3d channel counts (PROTOCOL.md §2)
     input_size: int = 256  # §3.1: 256x256 crops, heatmaps at 1/8 (32x32)
-    sigma_px: float = 10.0  # heatmap Gaussian std on the input crop: the authors' code (PROTOCOL.md §2)
+    # L_heat reading (pipeline/heatmap_loss.py; the paper prints only ||h - h_gt||^2, Eq. 2).
+    # Chosen by the measured comparison in docs/benchmarks.md "learning" (docs/model.md).
+    heat_reduction: Literal["mean", "sum", "rmse"] = "rmse"  # rmse = hand3d training_posenet.py l.58
+    pose_reduction: Literal["mean", "sum"] = "mean"  # Eq. 3: element MSE | per-sample ||.||^2 as printed
+    heat_stages: Literal["all", "last"] = "all"  # all = hand3d / CPM intermediate supervision
+    heat_resolution: Literal["grid", "crop"] = "grid"  # crop = hand3d l.46 / authors: upsampled to S
+    sigma_px: float = 10.0  # heatmap sigma on the input crop, px: the authors' value (PROTOCOL.md §2)
+    # How sigma enters the target: exp(-d^2/(2 sigma^2)) or hand3d's / the authors' exp(-d^2/sigma^2).
+    gaussian: Literal["exp-d2-2s2", "exp-d2-s2"] = "exp-d2-2s2"
     crop_scale: float = 1.0  # x hand3d's keypoint crop side (transforms.CropConfig)
     augment: bool = True  # geometric + colour augmentation of the training crops
     geom: GeomAug = field(default_factory=GeomAug)  # scale / rotation / translation (transforms.GeomAug)
@@ -111,10 +170,25 @@ class TrainConfig:
         if self.aug == "normal" and self.mode != "ie+te":
             # Table 6's positive is an augmented view: no CLIP feature, so the mode would be ignored.
             raise bad("--aug normal", f"replaces the CLIP feature; use it with --mode ie+te, not --mode {self.mode}")
+        if self.preset not in PRESETS:
+            raise bad("--preset", f"expected one of {', '.join(PRESETS)}, got {self.preset!r}")
+        if self.target not in ("xyz", "uvd"):
+            raise bad("--target", f"expected 'xyz' or 'uvd', got {self.target!r}")
+        if self.arch not in ("hcdg", "authors"):
+            raise bad("--arch", f"expected 'hcdg' or 'authors', got {self.arch!r}")
         if self.combine not in ("concat", "sum"):
             raise bad("--combine", f"expected 'concat' or 'sum', got {self.combine!r}")
-        if self.con_loss not in ("paper", "hinge"):
-            raise bad("--con-loss", f"expected 'paper' or 'hinge', got {self.con_loss!r}")
+        if self.con_loss not in ("paper-literal", "hinge", "contrastive", "paper"):
+            raise bad("--con-loss", f"expected 'paper-literal', 'hinge' or 'contrastive', got {self.con_loss!r}")
+        for opt, val, allowed in (("--heat-reduction", self.heat_reduction, ("mean", "sum", "rmse")),
+                                  ("--heat-stages", self.heat_stages, ("all", "last")),
+                                  ("--pose-reduction", self.pose_reduction, ("mean", "sum")),
+                                  ("--heat-resolution", self.heat_resolution, ("grid", "crop")),
+                                  ("--gaussian", self.gaussian, ("exp-d2-2s2", "exp-d2-s2"))):
+            if val not in allowed:
+                raise bad(opt, f"expected one of {', '.join(allowed)}, got {val!r}")
+        if not self.sigma_px > 0:
+            raise bad("--sigma-px", f"expected > 0, got {self.sigma_px!r}")
         if self.con_negative not in ("e1", "e2"):
             raise bad("--con-negative", f"expected 'e1' or 'e2', got {self.con_negative!r}")
         if self.precision not in ("fp32", "bf16"):
@@ -171,6 +245,13 @@ class TrainConfig:
             return DEFAULT_STEPS
         return self.steps
 
+    @property
+    def heat_loss(self) -> Any:
+        """The L_heat reading of this run (`pipeline.heatmap_loss`)."""
+        from hcdg.pipeline.heatmap_loss import HeatLossConfig
+
+        return HeatLossConfig(self.heat_reduction, self.heat_stages, self.heat_resolution)
+
     def lr_at(self, step_idx: int) -> float:
         """Learning rate of 0-based step `step_idx` (piecewise constant, `lr_drops`)."""
         return self.lr * self.lr_drop_factor ** sum(step_idx >= d for d in self.lr_drops)
@@ -191,6 +272,14 @@ def identity(cfg: TrainConfig, store_fingerprint: dict[str, Any] | None, data_id
         used["split"] = store_fingerprint.get("splits", {}).get(cfg.split_key)
         d["store_fingerprint_sha256"] = digest(used)
     return d
+
+
+def upgrade_record(config: dict[str, Any]) -> dict[str, Any]:
+    """A recorded train config (run.json / model.json) with the keys it predates filled in
+    with the values such runs were trained with (`LEGACY_VALUES`)."""
+    if "mode" not in config:  # not a train config
+        return dict(config)
+    return {**{k: v for k, v in LEGACY_VALUES.items() if k not in config}, **config}
 
 
 def ids_sha256(ids: list[str]) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hcdg.pipeline import losses
+from hcdg.pipeline import heatmap_loss, losses
 from hcdg.pipeline.config import to_dict
 from hcdg.pipeline.devices import resolve_device
 from hcdg.pipeline.errors import HcdgError
@@ -36,6 +36,8 @@ DONE_FILE = "done.json"
 STOP_ENV = "HCDG_TEST_STOP_AFTER_STEP"
 _PROMPT_TAG = 0x9F0
 _NAUG_TAG = 0xA09
+#: Branch2 diagnostics logged per step (pipeline.losses.contrastive_loss `stats`): NaN without Branch2.
+CON_STATS = ("d_pos", "d_neg", "e1_norm", "e2_norm")
 
 
 def read_done(out: str | Path) -> dict[str, Any]:
@@ -165,7 +167,7 @@ def preflight(cfg: TrainConfig) -> None:
     data = open_data(cfg, torch.device("cpu"), load_tables=False, check_files=True)
     plan(cfg, data, cfg.nproc)
     model_config(cfg, None)
-    CropConfig(input_size=cfg.input_size, sigma_px=cfg.sigma_px, crop_scale=cfg.crop_scale)
+    CropConfig(input_size=cfg.input_size, sigma_px=cfg.sigma_px, gaussian=cfg.gaussian, crop_scale=cfg.crop_scale)
     check_folder(cfg, data)
     ckpt = latest_checkpoint(cfg.out) if cfg.resume else None
     if ckpt is not None:
@@ -196,9 +198,13 @@ def model_config(cfg: TrainConfig, clip_dim: int | None) -> Any:
     """The network's `ModelConfig` (ConfigError for sizes it cannot build)."""
     from hcdg.pipeline.model import ModelConfig
 
+    from hcdg.pipeline.authors import ARCH_OPTIONS
+
+    arch = ARCH_OPTIONS if cfg.arch == "authors" else {}  # their layout at this run's size
     return ModelConfig(
         width_mult=cfg.width_mult, input_size=cfg.input_size, clip_dim=clip_dim or 512, combine=cfg.combine,
         branch2=cfg.mode != "baseline", positive="clip" if cfg.aug == "clip" else "augment",
+        output=cfg.target, **arch,
     )  # fmt: skip
 
 
@@ -210,7 +216,7 @@ def build_model(cfg: TrainConfig, clip_dim: int | None) -> torch.nn.Module:
 
 def _loss_terms(cfg: TrainConfig, model: torch.nn.Module, batch: dict[str, torch.Tensor], data: Data,
                 step: int, env: DistEnv, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(total loss, detached [loss, heat, pose, con]) of one step on this rank's slice."""
+    """(total loss, detached [loss, heat, pose, con, *CON_STATS]) of one step on this rank's slice."""
     from hcdg.pipeline import augment, mixing
 
     image, side = batch["image"], batch["hand_side"]
@@ -230,39 +236,72 @@ def _loss_terms(cfg: TrainConfig, model: torch.nn.Module, batch: dict[str, torch
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
         out = model(image, side, **kwargs)
     heat_gt = batch["heatmaps"]
-    l_heat = losses.heatmap_loss([h.float() for h in out["heatmaps"]], heat_gt, batch["visible"])
-    l_pose = losses.pose_loss(out["xyz_rel_norm"].float(), batch["xyz_rel_norm"])
+    l_heat = heatmap_loss.heatmap_loss(
+        [h.float() for h in out["heatmaps"]], cfg=cfg.heat_loss, gt_grid=heat_gt, uv_crop_px=batch["uv_crop"],
+        crop_size=cfg.input_size, sigma_px=cfg.sigma_px, gaussian=cfg.gaussian, visible=batch["visible"])
+    l_pose = losses.pose_loss(out["xyz_rel_norm"].float(), batch["pose_target"], cfg.pose_reduction)  # xyz or uvd (--target)
     l_con = None
+    stats: dict[str, torch.Tensor] = {}
     if "e1p" in out:
         neg = losses.select_negatives(out["heatmaps"][-1].float(), heat_gt)
         l_con = losses.contrastive_loss(
-            out["e1p"].float(), out["e2p"].float(), neg, cfg.con_loss, cfg.margin, cfg.con_negative)
+            out["e1p"].float(), out["e2p"].float(), neg, cfg.con_loss, cfg.margin, cfg.con_negative, stats=stats)
     w = losses.LossWeights(cfg.lambda_heat, cfg.lambda_pose, cfg.lambda_con)
     total = losses.total_loss(l_heat, l_pose, l_con, w)
     con = l_con.detach() if l_con is not None else torch.zeros((), device=total.device)
-    return total, torch.stack([total.detach(), l_heat.detach(), l_pose.detach(), con])
+    nan = torch.full((), float("nan"), device=total.device)
+    extra = [stats.get(k, nan) for k in CON_STATS]
+    return total, torch.stack([total.detach(), l_heat.detach(), l_pose.detach(), con, *extra])
+
+
+#: The validation numbers, in the order `validate` returns them (metrics.parquet / done.json keys).
+VAL_KEYS = ("val_epe_mm", "val_mean_pose_epe_mm", "val_2d_px", "val_mean_2d_px")
 
 
 @torch.no_grad()
 def validate(model: torch.nn.Module, loader: Any, mean_pose: torch.Tensor, device: torch.device,
-             precision: str) -> tuple[float, float]:
-    """(EPE mm of the model, EPE mm of predicting `mean_pose`): root-relative, GT bone scale."""
+             precision: str) -> tuple[float, float, float, float]:
+    """Held-out errors: (EPE mm of the model, EPE mm of predicting `mean_pose`, 2D error px of
+    the last-stage heatmap argmax, 2D error px of the mean 2D layout).
+
+    3D: root-relative, GT bone scale, mean over joints and samples. 2D: crop pixels, the
+    argmax of the last-stage map upsampled to the crop (`heatmap_loss.argmax_uv`) against
+    the ground-truth uv of joints that are visible and inside the crop; the reference is
+    the mean ground-truth layout of the validation crops (crops are centred on the hand).
+    """
     was_training = model.training
     model.eval()
     err_sum, mean_sum, count = 0.0, 0.0, 0
+    uv_pred, uv_gt, ok = [], [], []
     for batch in loader:
         image = batch["image"].to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            pred = model.predict(image, batch["hand_side"].to(device))["xyz_rel_norm"].float()
+            out = model.predict(image, batch["hand_side"].to(device))
+        pred = out["xyz_rel_norm"].float()
         gt = batch["xyz_rel_norm"].to(device)
+        if model.cfg.output == "uvd":  # metric, root-relative: back-projected with the GT root depth
+            from hcdg.pipeline.authors import uvd_to_rel_norm
+
+            pred = uvd_to_rel_norm(pred, batch["K_crop"].to(device), batch["root_xyz_m"].to(device),
+                                   batch["bone_scale_m"].to(device), image.shape[-1])
         bone_mm = batch["bone_scale_m"].to(device)[:, None] * 1000.0
         err_sum += float(((pred - gt).norm(dim=-1) * bone_mm).sum())
         mean_sum += float(((mean_pose.to(device)[None] - gt).norm(dim=-1) * bone_mm).sum())
         count += gt.shape[0] * gt.shape[1]
+        size = image.shape[-1]
+        uv = batch["uv_crop"].to(device)
+        uv_pred.append(heatmap_loss.argmax_uv(out["heatmaps"][-1], size))
+        uv_gt.append(uv)
+        ok.append(batch["visible"].to(device) & ((uv >= -0.5) & (uv <= size - 0.5)).all(dim=-1))
     model.train(was_training)
     if count == 0:
-        return float("nan"), float("nan")
-    return err_sum / count, mean_sum / count
+        return float("nan"), float("nan"), float("nan"), float("nan")
+    uv_pred_t, uv_gt_t, ok_t = torch.cat(uv_pred), torch.cat(uv_gt), torch.cat(ok).float()
+    n2d = ok_t.sum().clamp(min=1.0)
+    layout = (uv_gt_t * ok_t[..., None]).sum(0) / ok_t.sum(0).clamp(min=1.0)[:, None]  # (21, 2)
+    err2d = float(((uv_pred_t - uv_gt_t).norm(dim=-1) * ok_t).sum() / n2d)
+    mean2d = float(((layout[None] - uv_gt_t).norm(dim=-1) * ok_t).sum() / n2d)
+    return err_sum / count, mean_sum / count, err2d, mean2d
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -319,7 +358,8 @@ def train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
         clip_dim = None if data.img_table is None else int(data.img_table.shape[1])
         model = build_model(cfg, clip_dim).to(device)  # --input-size / --width-mult refused here
         optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
-        crop = CropConfig(input_size=cfg.input_size, sigma_px=cfg.sigma_px, crop_scale=cfg.crop_scale)
+        crop = CropConfig(input_size=cfg.input_size, sigma_px=cfg.sigma_px, gaussian=cfg.gaussian,
+                          crop_scale=cfg.crop_scale)
         writer = env.rank == 0 and not env.spawned
         if writer:
             held.enter_context(run_lock(out))  # a second writer is refused here, naming the holder
@@ -344,11 +384,11 @@ def train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
 
         geom = cfg.geom if cfg.augment else None
         color = cfg.color if cfg.augment else None
-        train_ds = AugmentedSamples(reader, crop, geom, color, cfg.seed, data.feature_rows)
+        train_ds = AugmentedSamples(reader, crop, geom, color, cfg.seed, data.feature_rows, target=cfg.target)
         sampler = GlobalBatchSampler(train_idx, cfg.batch_size, cfg.seed, start, total, env.rank, env.world)
         loader = DataLoader(train_ds, batch_sampler=sampler, num_workers=cfg.workers,
                             pin_memory=device.type == "cuda")
-        val_ds = AugmentedSamples(reader, crop, None, None, cfg.seed, data.feature_rows)
+        val_ds = AugmentedSamples(reader, crop, None, None, cfg.seed, data.feature_rows, target=cfg.target)
         val_loader = DataLoader(val_ds, sampler=[(0, int(i)) for i in val_idx], batch_size=cfg.batch_size,
                                 num_workers=cfg.workers)
         mean_src = train_idx[:: max(1, len(train_idx) // 10000)]
@@ -363,11 +403,11 @@ def train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
 
             net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
         log = MetricsLog(out, resume_step=start) if env.rank == 0 else None
-        last_val: tuple[float, float] = (float("nan"), float("nan"))
+        last_val: tuple[float, ...] = (float("nan"),) * len(VAL_KEYS)
         if log is not None and log.rows:
             vals = [r for r in log.rows if r.get("kind") == "val"]
-            if vals:
-                last_val = (float(vals[-1]["val_epe_mm"]), float(vals[-1]["val_mean_pose_epe_mm"]))
+            if vals:  # rows of runs logged before the 2D columns existed lack them: NaN
+                last_val = tuple(float(vals[-1].get(k, float("nan"))) for k in VAL_KEYS)
         stop_after = int(os.environ.get(STOP_ENV, "0") or 0)
 
         from tqdm import tqdm
@@ -394,7 +434,8 @@ def train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
                 if log is not None:
                     log.append([{
                         "kind": "train", "step": step, "epoch": epoch, "loss": terms[0], "loss_heat": terms[1],
-                        "loss_pose": terms[2], "loss_con": terms[3], "lr": optim.param_groups[0]["lr"],
+                        "loss_pose": terms[2], "loss_con": terms[3], **dict(zip(CON_STATS, terms[4:])),
+                        "lr": optim.param_groups[0]["lr"],
                         "samples_per_s": n_log / max(now - t_log, 1e-9), "wall_s": now - t_start,
                     }])  # fmt: skip
                     bar.set_postfix(loss=f"{terms[0]:.4f}")
@@ -402,8 +443,8 @@ def train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
             if step % spe == 0 or step == total or (cfg.val_every and step % cfg.val_every == 0):
                 if env.rank == 0 and len(val_idx):
                     last_val = validate(model, val_loader, mpose, device, cfg.precision)
-                    log.append([{"kind": "val", "step": step, "epoch": epoch, "val_epe_mm": last_val[0],
-                                 "val_mean_pose_epe_mm": last_val[1], "wall_s": time.perf_counter() - t_start}])
+                    log.append([{"kind": "val", "step": step, "epoch": epoch, **dict(zip(VAL_KEYS, last_val)),
+                                 "wall_s": time.perf_counter() - t_start}])
                 train_dist.barrier(env, device)
             if env.rank == 0 and (step % cfg.checkpoint_every == 0 or step == total):
                 save_checkpoint(out, step=step, epoch=epoch, model_state=model.state_dict(),
@@ -415,8 +456,8 @@ def train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
 
         done = {
             "step": total, "total_steps": total, "epochs": total / spe, "steps_per_epoch": spe,
-            "n_train": int(len(train_idx)), "n_val": int(len(val_idx)), "val_epe_mm": finite_or_none(last_val[0]),
-            "val_mean_pose_epe_mm": finite_or_none(last_val[1]), "config_hash": chash, "world_size": env.world,
+            "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
+            **{k: finite_or_none(v) for k, v in zip(VAL_KEYS, last_val)}, "config_hash": chash, "world_size": env.world,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }  # fmt: skip
         if env.rank == 0:

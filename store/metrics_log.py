@@ -14,14 +14,20 @@ kind            string  "train" (a logging step) or "val" (a validation pass)
 step            int64   optimizer steps done when the row was written (1-based)
 epoch           int64   epoch index of that step (0-based)
 loss            float64 total loss l1*L_heat + l2*L_pose + l3*L_con (global batch mean)
-loss_heat       float64 L_heat, heatmap MSE over all CPM stages
+loss_heat       float64 L_heat in the run's reading (heat_reduction/stages/resolution)
 loss_pose       float64 L_pose, MSE of root-relative bone-normalised xyz
-loss_con        float64 L_con (0 in baseline mode)
+loss_con        float64 L_con in the run's con_loss form (0 in baseline mode)
+d_pos           float64 Branch2: mean L1 distance anchor e1' -> positive e2' (NaN without Branch2)
+d_neg           float64 Branch2: mean L1 distance anchor e1' -> its negative
+e1_norm         float64 Branch2: mean L2 norm of e1' (a diverging L_con inflates it)
+e2_norm         float64 Branch2: mean L2 norm of e2' 
 lr              float64 learning rate of the step
 samples_per_s   float64 training throughput since the previous train row (all ranks)
 val_epe_mm      float64 validation EPE, root-relative, prediction scaled by the GT bone
                         length, mean over joints and samples, millimetres ("val" rows)
 val_mean_pose_epe_mm float64 the same EPE when predicting the mean training pose
+val_2d_px       float64 2D error, crop pixels, of the last-stage heatmap argmax (visible joints)
+val_mean_2d_px  float64 the same 2D error for the mean 2D layout of the validation crops
 wall_s          float64 seconds since this process started training
 ============== ======= ==============================================================
 
@@ -50,10 +56,16 @@ COLUMNS: dict[str, str] = {
     "loss_heat": "float64",
     "loss_pose": "float64",
     "loss_con": "float64",
+    "d_pos": "float64",
+    "d_neg": "float64",
+    "e1_norm": "float64",
+    "e2_norm": "float64",
     "lr": "float64",
     "samples_per_s": "float64",
     "val_epe_mm": "float64",
     "val_mean_pose_epe_mm": "float64",
+    "val_2d_px": "float64",
+    "val_mean_2d_px": "float64",
     "wall_s": "float64",
 }
 

@@ -285,6 +285,10 @@ def _read(path: str | Path, schema: Mapping[str, pa.DataType], what: str) -> pd.
     missing = [c for c in schema if c not in frame.columns]
     if missing:
         raise HcdgError(f"{path}: not an hcdg {what} table (missing {', '.join(missing)})")
+    if "protocol" in frame.columns:  # files written before a protocol was renamed
+        from hcdg.pipeline.protocols import LEGACY_NAMES
+
+        frame["protocol"] = frame["protocol"].replace(LEGACY_NAMES)
     return frame
 
 

@@ -10,7 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from hcdg.cli import main
-from hcdg.pipeline.protocols import PROTOCOLS
+from hcdg.pipeline.protocols import OUTPUT_PROTOCOLS
+
+PROTOCOLS = OUTPUT_PROTOCOLS["xyz"]  # the demo trains xyz-output runs
 from hcdg.store import results as rs
 
 

@@ -82,7 +82,7 @@ def test_rows_per_sample_and_protocol_and_rerun_replaces_only_that_target(data, 
     # STB: 3 protocols x 2 roots (wrist, palm); every sample once per (protocol, root)
     assert len(stb) == n_stb * 3 * 2
     assert stb.groupby(["protocol", "root"]).size().eq(n_stb).all()
-    assert set(stb["protocol"]) == {"rr-gtscale", "pa", "gtroot-2.5d"}
+    assert set(stb["protocol"]) == {"rr-gtscale", "pa", "2.5d-gtroot-gtbone"}
     assert stb["mirrored"].all()  # STB hands are left hands
     rhd = rs.read_results(rs.results_path(run_dir, "rhd"))
     assert len(rhd) == len(open_dataset("rhd", data["rhd"])) * 3 and set(rhd["root"]) == {"wrist"}
@@ -152,7 +152,7 @@ def test_perfect_predictions_survive_mirror_crop_unmirror(tmp_path, monkeypatch,
     for proto in ("rr-gtscale", "pa"):
         rows = wrist[wrist["protocol"] == proto]
         assert rows["epe_mm"].max() < 1e-3, proto
-    rows = wrist[wrist["protocol"] == "gtroot-2.5d"]
+    rows = wrist[wrist["protocol"] == "2.5d-gtroot-gtbone"]
     assert rows["epe_mm"].max() < 0.2  # only the heatmap decoding's sub-pixel error remains
 
     for _, row in wrist[wrist["protocol"] == "rr-gtscale"].iterrows():
@@ -184,17 +184,27 @@ def _gt_boxes_mirrored(reader, crop: CropConfig) -> np.ndarray:
 
 
 def test_seed_boxes_are_read_in_the_mirrored_frame(tmp_path, data, run_dir):
-    """Boxes equal to the ground-truth boxes (mirrored frame, [x, y, w, h]) give exactly the
-    predictions of --crops gt; a wrong count is a clear error."""
+    """Seed boxes are cut as the authors' test code cuts them (box truncated to int, centre ->
+    crop centre S/2) in the mirrored frame; the same boxes un-mirrored give other predictions;
+    a wrong count is a clear error."""
+    from hcdg.pipeline.authors import crop_from_xywh
+
     reader = open_dataset("stb", data["stb"])
-    boxes = _gt_boxes_mirrored(reader, CropConfig(input_size=32))
+    boxes = _gt_boxes_mirrored(reader, CropConfig(input_size=32)) + 0.7  # fractions are truncated
     path = tmp_path / "STB_bbox.npy"
     np.save(path, boxes)
     run = make_run(tmp_path / "run")
     gt = rs.read_results(ev.run(_cfg(run, "stb", data["stb"]))["results"])
     sb = rs.read_results(ev.run(_cfg(run, "stb", data["stb"], crops="seed-boxes", boxes=str(path)))["results"])
     assert sb["crops"].eq("seed-boxes").all()
-    np.testing.assert_allclose(rs.xyz_array(sb["pred_xyz_m"]), rs.xyz_array(gt["pred_xyz_m"]), atol=1e-5)
+    item = ev._Prepared(reader, [0], boxes[:1], CropConfig(input_size=32))[0]
+    x, y, w, h = np.trunc(boxes[0])
+    s = 32 / w
+    expect = np.array([[s, 0, 16 - s * (x + w / 2)], [0, s, 16 - s * (y + h / 2)], [0, 0, 1]])
+    np.testing.assert_allclose(item["crop_from_image"], expect, atol=1e-9)
+    np.testing.assert_allclose(crop_from_xywh(boxes[0], 32), expect, atol=1e-9)
+    # the hand lies where the box says: gt-box crops and seed-box crops see nearly the same view
+    np.testing.assert_allclose(rs.xyz_array(sb["gt_xyz_m"]), rs.xyz_array(gt["gt_xyz_m"]), atol=1e-9)
     flipped = boxes.copy()
     flipped[:, 0] = 640 - boxes[:, 0] - boxes[:, 2]  # the same boxes in the un-mirrored frame
     np.save(path, flipped)

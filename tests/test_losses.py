@@ -76,6 +76,11 @@ NEG = torch.tensor([1, 0])
         # hinge: max(0, d_pos - d_neg + 0.5)
         ("hinge", "e1", ((0.3 - 0.2 + 0.5) + (2.3 - 0.2 + 0.5)) / 2),  # = 1.6
         ("hinge", "e2", (0.0 + (2.3 - 0.1 + 0.5)) / 2),  # = 1.35, first anchor satisfied
+        # contrastive (Hadsell 2006): d_pos + max(0, 0.5 - d_neg)
+        ("contrastive", "e1", ((0.3 + 0.3) + (2.3 + 0.3)) / 2),  # = 1.6
+        ("contrastive", "e2", ((0.3 + 0.0) + (2.3 + 0.4)) / 2),  # = 1.5, first negative beyond the margin
+        # "paper" is the name older run folders recorded for paper-literal
+        ("paper-literal", "e1", ((0.3 - 0.5) + (2.3 - 0.5)) / 2),
     ],
 )
 def test_contrastive_loss_hand_worked(form, negative, expected):
@@ -83,13 +88,30 @@ def test_contrastive_loss_hand_worked(form, negative, expected):
     assert loss.item() == pytest.approx(expected, abs=1e-12)
 
 
-def test_paper_form_is_unbounded_below_and_hinge_is_not():
+def test_paper_form_is_unbounded_below_and_the_bounded_forms_are_not():
     e1 = torch.tensor([[0.0], [1.0]], dtype=D64)
     far = torch.tensor([[0.0], [1e6]], dtype=D64)  # anchors pushed apart, positives equal anchors
     neg = torch.tensor([1, 0])
-    assert contrastive_loss(far, far.clone(), neg, "paper").item() == pytest.approx(-1e6)
+    assert contrastive_loss(far, far.clone(), neg, "paper-literal").item() == pytest.approx(-1e6)
     assert contrastive_loss(far, far.clone(), neg, "hinge").item() == 0.0
+    assert contrastive_loss(far, far.clone(), neg, "contrastive").item() == 0.0
     assert contrastive_loss(e1, e1.clone(), neg, "paper").item() == pytest.approx(-1.0)
+    # the bounded forms are >= 0 for any embeddings
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        a, b = torch.randn(8, 16, generator=g) * 100, torch.randn(8, 16, generator=g) * 100
+        idx = torch.randperm(8, generator=g)
+        for form in ("hinge", "contrastive"):
+            assert contrastive_loss(a, b, idx, form).item() >= 0.0
+
+
+def test_contrastive_loss_reports_distances_and_norms():
+    stats = {}
+    contrastive_loss(E1, E2, NEG, form="contrastive", stats=stats)
+    assert stats["d_pos"].item() == pytest.approx((0.3 + 2.3) / 2)
+    assert stats["d_neg"].item() == pytest.approx(0.2)
+    assert stats["e1_norm"].item() == pytest.approx((0.0 + 0.1 * 2**0.5) / 2)
+    assert stats["e2_norm"].item() == pytest.approx(((0.05) ** 0.5 + (3.25) ** 0.5) / 2)
 
 
 def test_contrastive_loss_without_negatives_is_zero_but_attached():

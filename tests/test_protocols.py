@@ -78,7 +78,7 @@ def test_perfect_prediction_scores_zero_under_every_protocol(scene):
     gt, A = scene
     rel, uv_hm = _network_outputs(gt, gt, A)
     res = _all(rel, gt, A, uv_hm)
-    assert set(res) == {(p, "wrist") for p in protocols.PROTOCOLS}
+    assert set(res) == {(p, "wrist") for p in protocols.OUTPUT_PROTOCOLS["xyz"]}
     for r in res.values():
         assert r.errors_mm.shape == (6, 21) and r.pred_xyz_m.shape == r.gt_xyz_m.shape == (6, 21, 3)
         assert r.errors_mm.max() < 1e-6, r.protocol
@@ -94,7 +94,7 @@ def test_translation_scores_zero_only_under_rr_gtscale_and_pa(scene):
     assert res["rr-gtscale", "wrist"].errors_mm.max() < 1e-9
     assert res["pa", "wrist"].errors_mm.max() < 1e-6
     # 2.5D: the 2D detections moved, so even with the GT root depth the joints are off
-    assert res["gtroot-2.5d", "wrist"].errors_mm.mean() > 5.0
+    assert res["2.5d-gtroot-gtbone", "wrist"].errors_mm.mean() > 5.0
 
 
 def test_scaled_prediction_scores_zero_only_under_pa(scene):
@@ -106,7 +106,7 @@ def test_scaled_prediction_scores_zero_only_under_pa(scene):
     assert res["pa", "wrist"].errors_mm.max() < 1e-6
     rr = res["rr-gtscale", "wrist"].errors_mm
     np.testing.assert_allclose(rr, 0.3 * np.linalg.norm(gt - root, axis=-1) * 1000, rtol=1e-9)
-    assert res["gtroot-2.5d", "wrist"].errors_mm.mean() > 5.0
+    assert res["2.5d-gtroot-gtbone", "wrist"].errors_mm.mean() > 5.0
 
 
 def test_rotated_prediction_is_fixed_by_pa_only(scene):
@@ -157,9 +157,9 @@ def test_stb_palm_root_both_handlings(scene):
     gt_palm[:, 0] = mcp + (gt_wrist[:, 0] - mcp) / 2.2  # the palm that converts back to this wrist
     rel, uv_hm = _network_outputs(gt_wrist, gt_wrist, A)
     res = _all(rel, gt_palm, A, uv_hm, gt_root="palm")
-    assert set(res) == {(p, r) for p in protocols.PROTOCOLS for r in ("wrist", "palm")}
+    assert set(res) == {(p, r) for p in protocols.OUTPUT_PROTOCOLS["xyz"] for r in ("wrist", "palm")}
     # wrist: GT palm converted to the wrist -> a perfect prediction scores 0
-    for p in protocols.PROTOCOLS:
+    for p in protocols.OUTPUT_PROTOCOLS["xyz"]:
         assert res[p, "wrist"].errors_mm.max() < 1e-6, p
         np.testing.assert_allclose(res[p, "wrist"].gt_xyz_m, gt_wrist, atol=1e-12)
     # palm, rr-gtscale: the predicted palm point (wrist+MCP)/2 is placed on the GT palm, so joint 0
@@ -177,7 +177,7 @@ def test_palm_root_scores_zero_when_gt_palm_is_the_midpoint(scene):
     gt_palm = gt_wrist.copy()
     gt_palm[:, 0] = 0.5 * (gt_wrist[:, 0] + gt_wrist[:, MIDDLE_MCP])
     rel, uv_hm = _network_outputs(gt_wrist, gt_wrist, A)
-    for p in protocols.PROTOCOLS:
+    for p in protocols.OUTPUT_PROTOCOLS["xyz"]:
         r = _all(rel, gt_palm, A, uv_hm, gt_root="palm")[p, "palm"]
         assert r.errors_mm.max() < 1e-6, p
 
@@ -190,7 +190,7 @@ def test_wrist_rooted_data_refuses_palm_and_unknown_names(scene):
     with pytest.raises(HcdgError, match="unknown 'mpjpe'"):
         protocols.run_protocols(rel, gt, protocols=("mpjpe",))
     with pytest.raises(HcdgError, match="needs K"):
-        protocols.run_protocols(rel, gt, protocols=("gtroot-2.5d",))
+        protocols.run_protocols(rel, gt, protocols=("gtroot-2.5d",))  # the old name still means it
 
 
 def test_image_from_heatmap_inverts_the_crop_and_heatmap_maps():

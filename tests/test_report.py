@@ -108,7 +108,7 @@ def test_html_has_both_runs_in_the_right_cells_and_the_published_rows(built):
     t4a = p.tables["table4a"]
     assert t4a[0][:5] == ["Method", "Setting", "Source", "FreiHAND→STB EPE (mm)", "FreiHAND→RHD EPE (mm)"]
     ours = _row(t4a, "IE+TE", "0.6", "re-run")
-    assert ours[3:5] == ["31.25", "44.50"] and "gtroot-2.5d" in ours[2] and ours[5] == "ours-r06"
+    assert ours[3:5] == ["31.25", "44.50"] and "2.5d-gtroot-gtbone" in ours[2] and ours[5] == "ours-r06"
     base = _row(t4a, "Baseline", "", "re-run")
     assert base[3:5] == ["40.00", "50.00"] and "baseline" in base[5]
     assert _row(t4a, "IE+TE", "0.6", "as published")[3:5] == ["34.97", "47.34"]
@@ -148,7 +148,7 @@ def test_csv_and_parquet_tables_parse_back(built):
     pub = t4a[t4a.source == report.PUBLISHED_SOURCE]
     assert pub.rhd_epe_mm.tolist() == [48.36, 48.37, 46.82, 49.43, 47.34, 63.01]
     full = pd.read_parquet(built / "tables" / "full_results.parquet")
-    assert set(full.protocol) == {"gtroot-2.5d", "rr-gtscale", "pa"} and set(full.root) == {"wrist", "palm"}
+    assert set(full.protocol) == {"2.5d-gtroot-gtbone", "rr-gtscale", "pa"} and set(full.root) == {"wrist", "palm"}
 
 
 def test_palm_root_and_protocol_switch_the_paper_tables(tmp_path):

@@ -59,7 +59,8 @@ def test_round_trip_keeps_schema_and_values(tmp_path):
     for name, typ in results.RESULT_SCHEMA.items():
         assert schema.field(name).type == typ, name
     back = results.read_results(rpath)
-    assert len(back) == 10 and set(back["protocol"]) == {"gtroot-2.5d", "rr-gtscale"}
+    # written under the protocol's old name, read back under today's (`protocols.LEGACY_NAMES`)
+    assert len(back) == 10 and set(back["protocol"]) == {"2.5d-gtroot-gtbone", "rr-gtscale"}
     assert back["cfg.mode"].iloc[0] == "ie+te" and back["cfg.geom.rotation_deg"].iloc[0] == 30.0
     assert back["mirrored"].all()
     # recompute the errors from the stored coordinates (float32 metres -> < 1e-3 mm)
