@@ -49,7 +49,7 @@ RMSE_EPS_VIS = 1e-3
 class HeatLossConfig:
     """How L_heat is computed (module docstring). Defaults are hcdg's, chosen in docs/model.md."""
 
-    reduction: Reduction = "rmse"
+    reduction: Reduction = "sum"
     stages: Stages = "all"
     resolution: Resolution = "grid"
 

@@ -128,9 +128,13 @@ def check_run(folder: str | Path, *, stage: str, config: dict[str, Any], seed: i
         old = read_run(folder)
         same = old.get("stage") == stage and old.get("config") == config and old.get("seed") == seed
         if not same:
+            oc = old.get("config") if isinstance(old.get("config"), dict) else {}
+            keys = sorted(k for k in set(oc) | set(config) if oc.get(k, "<absent>") != config.get(k, "<absent>"))
+            what = (f"config key {keys[0]!r}: recorded {oc.get(keys[0], '<absent>')!r}, now "
+                    f"{config.get(keys[0], '<absent>')!r}" + (f" (+{len(keys) - 1} more)" if len(keys) > 1 else "")
+                    if keys else "other stage or seed")
             raise HcdgError(
-                f"{folder}: holds a different run ({old.get('stage')}, other config); "
-                "use a new --out folder"
+                f"{folder}: holds a different run ({old.get('stage')}; {what}); use a new --out folder"
             )
         if not resume:
             raise HcdgError(f"{folder}: already holds this run; pass --resume to continue it")
