@@ -10,6 +10,7 @@ what run folders record as the resolved config.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -49,18 +50,50 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             args = typing.get_args(tp)
             if len(args) == 2 and args[1] is Ellipsis:
                 return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+            if args:
+                if len(value) != len(args):
+                    raise ConfigError(f"{label(where)}: expected a list of {len(args)} values, got {list(value)!r}")
+                return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
             return tuple(value)
-        raise ConfigError(f"{where}: expected a list, got {value!r}")
+        raise ConfigError(f"{label(where)}: expected a list, got {value!r}")
     if origin is typing.Literal:
         allowed = typing.get_args(tp)
         if value not in allowed:
             raise ConfigError(f"{where}: expected one of {', '.join(map(repr, allowed))}, got {value!r}")
         return value
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+    if tp in (int, float) and isinstance(value, bool):  # `steps = true` is not 1
+        raise ConfigError(f"{label(where)}: expected {'a number' if tp is float else 'an integer'}, got {value!r}")
+    if tp is float and isinstance(value, int):
         return float(value)
     if tp in (int, float, str, bool) and not isinstance(value, tp):
-        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+        raise ConfigError(f"{label(where)}: expected {tp.__name__}, got {value!r}")
+    if tp is float and not math.isfinite(value):
+        raise ConfigError(f"{label(where)}: expected a finite number, got {value!r}")
     return value
+
+
+def label(where: str) -> str:
+    """How a message names a key: `flags.lambda_con` -> `--lambda-con`; other sources keep their path."""
+    if where.startswith("flags."):
+        return "--" + where[len("flags."):].replace("_", "-")
+    head, sep, key = where.partition(".toml.")
+    return f"{head}.toml: {key}" if sep else where
+
+
+def check_finite(obj: Any, prefix: str = "--") -> None:
+    """ConfigError naming the first float field (or float in a tuple field) of `obj` that is NaN or inf.
+
+    For configs built in code, not through `from_dict` (which already refuses them).
+    """
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        name = f"{prefix}{f.name.replace('_', '-')}"
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            check_finite(v, f"{name}.")
+        values = v if isinstance(v, (list, tuple)) else (v,)
+        for x in values:
+            if isinstance(x, float) and not math.isfinite(x):
+                raise ConfigError(f"{name}: expected a finite number, got {v!r}")
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any], *, where: str = "config") -> T:

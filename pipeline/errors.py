@@ -8,3 +8,30 @@ expected. The CLI prints it as one line and exits non-zero.
 
 class HcdgError(Exception):
     """A user-facing error: the message is one line naming what and where."""
+
+
+#: What to do about an OS error, by errno name (the CLI prints one line, `os_error_line`).
+_ADVICE = {
+    "ENOSPC": "free space on that file system or write somewhere else",
+    "EDQUOT": "your disk quota is full: free space or write somewhere else",
+    "EACCES": "check its permissions or choose a path you can write",
+    "EPERM": "check its permissions or choose a path you can write",
+    "EROFS": "the file system is read-only: choose another path",
+    "ENOTDIR": "a part of the path is a file, not a folder: choose another path",
+    "EISDIR": "it is a folder: give a file path",
+    "EEXIST": "it already exists: choose another path",
+    "ENOENT": "check the path",
+    "EMFILE": "too many open files: raise the limit (ulimit -n) or use fewer --workers",
+    "EIO": "the disk reported an I/O error: check it",
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an OS error that reached the command line: the path, what happened, what to do."""
+    import errno as _errno
+
+    name = _errno.errorcode.get(exc.errno or -1, "")
+    paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+    what = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+    advice = _ADVICE.get(name, "check the path and the disk")
+    return f"{paths or 'a file operation'}: {what}{f' ({name})' if name else ''}; {advice}"

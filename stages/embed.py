@@ -258,7 +258,16 @@ def run(cfg: EmbedConfig, *, dataset: Any = None) -> EmbedSummary:
     """Embed the prompts (once per store) and every image of one split into `cfg.store`.
 
     `dataset` (a `HandDataset`) replaces opening `cfg.dataset` at `cfg.root` when given.
+    One process per store and shard (`feature_writer.shard_lock`): shards still run in parallel.
     """
+    from hcdg.store.atomic import naming
+    from hcdg.store.feature_writer import shard_lock
+
+    with shard_lock(cfg.store, parse_shard(cfg.shard)), naming(cfg.store):  # e.g. a full disk names the store
+        return _run(cfg, dataset)
+
+
+def _run(cfg: EmbedConfig, dataset: Any) -> EmbedSummary:
     t0 = time.perf_counter()
     shard = parse_shard(cfg.shard)
     if cfg.batch_size < 1 or (cfg.workers or 0) < 0 or (cfg.limit is not None and cfg.limit < 1):

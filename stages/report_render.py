@@ -467,8 +467,13 @@ def html(page: Page) -> str:
 # --------------------------------------------------------------------------- Markdown
 
 
+def _md_text(c: object) -> str:
+    """Text for Markdown: HTML in run names or titles is shown, never run (`<script>` -> `&lt;script&gt;`)."""
+    return str(c).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _md_cell(c: str) -> str:
-    return str(c).replace("|", "\\|").replace("\n", " ")
+    return _md_text(c).replace("|", "\\|").replace("\n", " ")
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -479,9 +484,9 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 
 def markdown(page: Page) -> str:
     cfg = page.cfg
-    parts = [f"# {cfg.title}", "", f"Generated {page.created} from {len(page.runs)} run(s) by `hcdg report`.", ""]
-    parts += [f"> **WARNING:** {b}\n" for b in _banners(page)]
-    parts += [f"> {w}\n" for w in page.warnings]
+    parts = [f"# {_md_text(cfg.title)}", "", f"Generated {page.created} from {len(page.runs)} run(s) by `hcdg report`.", ""]
+    parts += [f"> **WARNING:** {_md_text(b)}\n" for b in _banners(page)]
+    parts += [f"> {_md_text(w)}\n" for w in page.warnings]
     parts += [p + "\n" for p in _intro(cfg)]
     parts += [_diff_note(page) + "\n"]
     for spec in published.TABLES:

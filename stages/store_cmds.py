@@ -58,7 +58,7 @@ def info_text(info: dict[str, Any]) -> str:
     pp = enc["preprocess"]
     lines = [
         f"store {info['path']} ({info['format']}, format v{info['version']}): "
-        f"{'complete' if info['complete'] else 'INCOMPLETE'}",
+        f"{'DAMAGED' if info.get('damaged') else 'complete' if info['complete'] else 'INCOMPLETE'}",
         f"encoder: {enc['model']} {weights}; quick_gelu={enc['quick_gelu']}; precision {enc['precision']}; "
         f"open_clip {enc['open_clip']}",
         f"preprocess: size {pp.get('size')} {pp.get('interpolation')} resize {pp.get('resize_mode')} "
@@ -68,20 +68,34 @@ def info_text(info: dict[str, Any]) -> str:
     t = info["text"]
     if t["complete"]:
         lines.append(f"text: {t['count']} prompts ({t.get('n_distinct')} distinct) from {t.get('source')}, "
-                     f"list digest {fp['prompts']['digest'][:12]}")
+                     f"list digest {fp['prompts']['digest'][:12]}; {_integrity_word(t)}")
+        lines += [f"  {p}" for p in t.get("integrity", {}).get("problems", [])[:10]]
     else:
         lines.append("text: not yet embedded")
     for s in info["splits"]:
         m = s["fingerprint"]["manifest"]
         lines.append(
             f"split {s['key']}: {s['complete_rows']}/{s['rows']} rows ({s['complete_chunks']}/{s['chunks']} chunks of "
-            f"{s['chunk_rows']}){'' if s['complete'] else ' INCOMPLETE'}; {s['skipped']} skipped; "
+            f"{s['chunk_rows']}){'' if s['complete_chunks'] == s['chunks'] else ' INCOMPLETE'}; {s['skipped']} skipped; "
             f"{m['n_files']} files, {m['total_bytes'] / 2**20:.1f} MiB, manifest {m['digest'][:12]}; "
-            f"from {s['provenance'].get('root')}"
+            f"from {s['provenance'].get('root')}; {_integrity_word(s)}"
         )
+        lines += [f"  {p}" for p in s.get("integrity", {}).get("problems", [])[:10]]
         if s["skipped_ids"]:
             lines.append(f"  skipped ids: {', '.join(s['skipped_ids'])}{' ...' if s['skipped'] > 20 else ''}")
+    if info["splits"]:
+        lines.append("note: a split's manifest records each file's relative path and size, so an image edited in "
+                     "place at the same size is not noticed; `hcdg store verify` re-encodes sample rows")
     return "\n".join(lines)
+
+
+def _integrity_word(table: dict[str, Any]) -> str:
+    chk = table.get("integrity")
+    if chk is None:
+        return "integrity not checked"
+    if chk["problems"]:
+        return f"DAMAGED ({len(chk['problems'])} problems)"
+    return "checksums OK" if chk["verified"] else "integrity UNVERIFIED (no checksums: written before hcdg had them)"
 
 
 def info(path: str, as_json: bool = False) -> str:
@@ -101,6 +115,7 @@ class VerifyConfig:
     device: str = "auto"
     seed: int = 0  # which rows are drawn
     workers: int = 0
+    checksums_only: bool = False  # only the CRC32 check of every chunk (no encoder, no dataset needed)
 
 
 def _rel_errors(stored: np.ndarray, fresh: np.ndarray) -> np.ndarray:
@@ -146,12 +161,19 @@ def verify(cfg: VerifyConfig) -> dict[str, Any]:
     if cfg.split and cfg.split not in {s["key"] for s in info_["splits"]}:
         raise HcdgError(f"--split {cfg.split}: not in {cfg.store} (splits: "
                         f"{', '.join(s['key'] for s in info_['splits']) or 'none'})")
+    checked = ([{"table": "text", **info_["text"]["integrity"]}] if "integrity" in info_["text"] else []) + [
+        {"table": s["key"], "chunks": s["chunks"], **s["integrity"]} for s in info_["splits"]
+        if not cfg.split or s["key"] == cfg.split]
+    report: dict[str, Any] = {"store": cfg.store, "tolerance": None, "tables": [], "integrity": checked}
+    if any(c["problems"] for c in checked) or cfg.checksums_only:
+        report["ok"] = not any(c["problems"] for c in checked)
+        return report  # damaged bytes are not worth re-encoding against
     device = resolve_device(cfg.device)
     encoder = _encoder_for(meta, cfg, device)
     same = encoder.precision == meta["fingerprint"]["encoder"]["precision"]
     tol = TOL_SAME_PRECISION if same else TOL_OTHER_PRECISION
     rng = np.random.default_rng(cfg.seed)
-    report: dict[str, Any] = {"store": cfg.store, "tolerance": tol, "tables": []}
+    report["tolerance"] = tol
     with fs.StoreReader(cfg.store) as reader:
         if reader.text_complete():
             prompts = reader.read(f"{fs.TEXT}/prompts")
@@ -199,8 +221,27 @@ def _table_report(name: str, rows: np.ndarray, stored: np.ndarray, fresh: np.nda
             "max_norm_rel_err": float(norm_err.max(initial=0.0)), "bad_rows": bad[:20], "ok": not bad}
 
 
+def verify_failure(report: dict[str, Any]) -> str:
+    """The one-line error of a failed verify."""
+    from hcdg.store.integrity import REPAIR
+
+    if any(c["problems"] for c in report.get("integrity", [])):
+        return f"{report['store']}: the store is damaged (see above); {REPAIR}"
+    return f"{report['store']}: stored features differ from a fresh encoding (see above)"
+
+
 def verify_text(report: dict[str, Any]) -> str:
-    lines = [f"{t['table']}: {t['rows']} rows re-encoded, max relative error {t['max_rel_err']:.2e} "
+    lines = []
+    for c in report.get("integrity", []):
+        if c["problems"]:
+            lines += [f"integrity {c['table']}: DAMAGED: {p}" for p in c["problems"][:10]]
+        elif c["verified"]:
+            lines.append(f"integrity {c['table']}: every chunk matches its CRC32"
+                         + (f" ({c['chunks']} chunks)" if "chunks" in c else ""))
+        else:
+            lines.append(f"integrity {c['table']}: UNVERIFIED: no checksums (written by an hcdg before checksums); "
+                         "only readable, shape-consistent and finite where valid")
+    lines += [f"{t['table']}: {t['rows']} rows re-encoded, max relative error {t['max_rel_err']:.2e} "
              f"(norms {t['max_norm_rel_err']:.2e}), tolerance {report['tolerance']:.0e}: "
              + ("OK" if t["ok"] else f"MISMATCH at rows {t['bad_rows']}") for t in report["tables"]]
     lines.append(f"verify {report['store']}: {'OK' if report['ok'] else 'FAILED'}")

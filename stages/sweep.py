@@ -131,7 +131,22 @@ def _write_table(out: Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def run(sweep: SweepConfig, echo: Any = print) -> pd.DataFrame:
-    """Run (or resume) every point; returns the table written to SWEEP_DIR/sweep.parquet."""
+    """Run (or resume) every point; returns the table written to SWEEP_DIR/sweep.parquet.
+
+    One sweep process per folder (`SWEEP/.hcdg-lock`); each point also takes its run folder's lock.
+    """
+    from hcdg.store.locks import RUN_LOCK, writer_lock
+    from hcdg.store.runs import check_folder_path
+
+    out = Path(sweep.out)
+    grid(sweep)  # every point's config validated before the folder is created
+    check_folder_path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with writer_lock(out / RUN_LOCK, f"sweep folder {out}"):
+        return _run_points(sweep, echo)
+
+
+def _run_points(sweep: SweepConfig, echo: Any) -> pd.DataFrame:
     from hcdg.stages import train
 
     out = Path(sweep.out)

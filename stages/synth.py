@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.synth import hand, styles, writers
+from hcdg.store.atomic import dir_mode, naming
 
 #: Default sizes (small enough for a laptop demo; the real sets are far larger:
 #: FreiHAND 32,560 poses, RHD 2,728 evaluation images, STB 1,500 frames per sequence).
@@ -121,11 +122,13 @@ def run(cfg: SynthConfig, progress: bool = True) -> dict[str, Any]:
 
             bar = tqdm(total=summary["images"], desc=f"synth {cfg.format}", unit="img")
         try:
-            writers.write_dataset(cfg.format, tmp, n, n_other, cfg.seed, style, bar.update if bar else None, cfg.views)
+            with naming(out):  # a full disk names the dataset being written
+                writers.write_dataset(cfg.format, tmp, n, n_other, cfg.seed, style, bar.update if bar else None,
+                                      cfg.views)
         finally:
             if bar is not None:
                 bar.close()
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
+        os.chmod(tmp, dir_mode())  # mkdtemp makes it 0700; the umask decides
         if exists:
             trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             os.replace(out, trash / out.name)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from hcdg.pipeline.augment import AugConfig
-from hcdg.pipeline.config import ConfigError, to_dict
+from hcdg.pipeline.config import ConfigError, check_finite, to_dict
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.train_data import ColorJitter
 from hcdg.pipeline.transforms import GeomAug
@@ -161,6 +161,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         def bad(opt: str, msg: str) -> ConfigError:
             return ConfigError(f"{opt}: {msg}")
+
+        check_finite(self)  # NaN/inf pass every comparison below as False: refuse them first
 
         if self.mode not in MODES:
             raise bad("--mode", f"expected one of {', '.join(MODES)}, got {self.mode!r}")
@@ -305,8 +307,11 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     if env is not None:
         return train_loop.train(cfg, env)
     if cfg.nproc > 1:
-        train_loop.preflight(cfg)  # errors surface here, once, before any process starts
-        return train_dist.spawn(cfg)
+        from hcdg.store.runs import run_lock
+
+        with run_lock(cfg.out):  # held by this process for its DDP workers' whole run
+            train_loop.preflight(cfg)  # errors surface here, once, before any process starts
+            return train_dist.spawn(cfg)
     return train_loop.train(cfg, train_dist.DistEnv(rank=0, world=1, local_rank=0, spawned=False))
 
 

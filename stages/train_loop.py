@@ -9,9 +9,11 @@ generator seeded by (seed, step), so a resumed run redoes exactly the same steps
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,8 @@ from hcdg.pipeline.devices import resolve_device
 from hcdg.pipeline.errors import HcdgError
 from hcdg.stages.train import TrainConfig, identity, ids_sha256
 from hcdg.stages.train_dist import DistEnv
-from hcdg.store.atomic import atomic_write_json
+from hcdg.store.atomic import atomic_write_json, finite_or_none
+from hcdg.store.runs import RUN_FILE, run_lock
 
 DONE_FILE = "done.json"
 #: Test-only hook: raise SystemExit right after this step (simulates a kill mid-run).
@@ -145,10 +148,30 @@ def prepare_folder(cfg: TrainConfig, data: Data) -> str:
     return config_hash(ident)
 
 
+def check_folder(cfg: TrainConfig, data: Data) -> None:
+    """The run folder's refusals (another run there, --resume needed), without writing."""
+    from hcdg.store.runs import check_run
+
+    check_run(cfg.out, stage="train", config=identity(cfg, data.fingerprint, data.ids_sha256), seed=cfg.seed,
+              resume=cfg.resume)
+
+
 def preflight(cfg: TrainConfig) -> None:
-    """All checks a run makes before training, plus the run folder record (used before spawning)."""
+    """All checks a run makes before training, plus the run folder record (used before spawning).
+
+    Call it holding the run folder's lock (`store.runs.run_lock`), as `stages.train.run` does.
+    """
+    from hcdg.pipeline.transforms import CropConfig
+    from hcdg.store.checkpoints import config_hash, latest_checkpoint, load_checkpoint
+
     data = open_data(cfg, torch.device("cpu"), load_tables=False, check_files=True)
     plan(cfg, data, cfg.nproc)
+    model_config(cfg, None)
+    CropConfig(input_size=cfg.input_size, sigma_px=cfg.sigma_px, gaussian=cfg.gaussian, crop_scale=cfg.crop_scale)
+    check_folder(cfg, data)
+    ckpt = latest_checkpoint(cfg.out) if cfg.resume else None
+    if ckpt is not None:
+        load_checkpoint(ckpt, expect_config_hash=config_hash(identity(cfg, data.fingerprint, data.ids_sha256)))
     prepare_folder(cfg, data)
 
 
@@ -171,18 +194,24 @@ def plan(cfg: TrainConfig, data: Data, world: int) -> tuple[np.ndarray, np.ndarr
 # --- model, step, validation ---------------------------------------------------------------
 
 
-def build_model(cfg: TrainConfig, clip_dim: int | None) -> torch.nn.Module:
-    from hcdg.pipeline.model import HandPoseNet, ModelConfig
+def model_config(cfg: TrainConfig, clip_dim: int | None) -> Any:
+    """The network's `ModelConfig` (ConfigError for sizes it cannot build)."""
+    from hcdg.pipeline.model import ModelConfig
 
     from hcdg.pipeline.authors import ARCH_OPTIONS
 
     arch = ARCH_OPTIONS if cfg.arch == "authors" else {}  # their layout at this run's size
-    mcfg = ModelConfig(
+    return ModelConfig(
         width_mult=cfg.width_mult, input_size=cfg.input_size, clip_dim=clip_dim or 512, combine=cfg.combine,
         branch2=cfg.mode != "baseline", positive="clip" if cfg.aug == "clip" else "augment",
         output=cfg.target, **arch,
     )  # fmt: skip
-    return HandPoseNet(mcfg)
+
+
+def build_model(cfg: TrainConfig, clip_dim: int | None) -> torch.nn.Module:
+    from hcdg.pipeline.model import HandPoseNet
+
+    return HandPoseNet(model_config(cfg, clip_dim))
 
 
 def _loss_terms(cfg: TrainConfig, model: torch.nn.Module, batch: dict[str, torch.Tensor], data: Data,
@@ -278,6 +307,25 @@ def validate(model: torch.nn.Module, loader: Any, mean_pose: torch.Tensor, devic
 # --- the run ------------------------------------------------------------------------------
 
 
+def _refuse_non_finite(loss: torch.Tensor, model: torch.nn.Module, step: int, out: Path) -> None:
+    """HcdgError at the first step whose loss or gradient is NaN/inf (checked before the optimizer step).
+
+    Under DDP the gradients are already all-reduced, so every rank stops at the same step.
+    """
+    from hcdg.store.checkpoints import latest_checkpoint
+
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    gnorm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+    bad = torch.stack([loss.detach().float(), gnorm.float().to(loss.device)])
+    if bool(torch.isfinite(bad).all()):
+        return
+    what = f"loss is {float(bad[0])}" if not torch.isfinite(bad[0]) else "a gradient is NaN or inf"
+    ckpt = latest_checkpoint(out)
+    kept = f"the newest checkpoint {ckpt} is the last good state" if ckpt else "no checkpoint was written yet"
+    raise HcdgError(f"step {step}: the {what}; stopped before the update ({kept}); "
+                    "lower --lr, or check the data and the store for bad values")
+
+
 def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
@@ -297,23 +345,28 @@ def train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     train_dist.init(env, device)
+    held = contextlib.ExitStack()  # the run folder's writer lock (rank 0 of a run not spawned by a locked parent)
     try:
+        # Every check that can refuse the run comes before the first byte lands in --out.
         data = open_data(cfg, device, check_files=env.rank == 0 and not env.spawned)
         train_idx, val_idx, spe, total = plan(cfg, data, env.world)  # bad sizes: refused before any write
-        if env.rank == 0 and not env.spawned:
-            prepare_folder(cfg, data)
         chash = config_hash(identity(cfg, data.fingerprint, data.ids_sha256))
-        train_dist.barrier(env, device)
         out = Path(cfg.out)
 
         reader = data.reader
         torch.manual_seed(cfg.seed)
         clip_dim = None if data.img_table is None else int(data.img_table.shape[1])
-        model = build_model(cfg, clip_dim).to(device)
+        model = build_model(cfg, clip_dim).to(device)  # --input-size / --width-mult refused here
         optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
+        crop = CropConfig(input_size=cfg.input_size, sigma_px=cfg.sigma_px, gaussian=cfg.gaussian,
+                          crop_scale=cfg.crop_scale)
+        writer = env.rank == 0 and not env.spawned
+        if writer:
+            held.enter_context(run_lock(out))  # a second writer is refused here, naming the holder
+            check_folder(cfg, data)
         start = 0
         ckpt = latest_checkpoint(out) if cfg.resume else None
-        if ckpt is not None:
+        if ckpt is not None:  # a damaged checkpoint is refused before run.json is touched
             ck = load_checkpoint(ckpt, expect_config_hash=chash)
             model.load_state_dict(ck.model_state)
             optim.load_state_dict(ck.optimizer_state)
@@ -321,11 +374,14 @@ def train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
             start = ck.step
             if start > total:
                 raise HcdgError(f"{ckpt}: checkpoint is at step {start}, past the requested total of {total} steps")
+        elif cfg.resume and writer and not (out / RUN_FILE).is_file():
+            print(f"note: --resume: {out} holds no run yet; starting it from step 0", file=sys.stderr)
+        if writer:
+            prepare_folder(cfg, data)
+        train_dist.barrier(env, device)
         if start == total and (out / DONE_FILE).is_file():
             return read_done(out)
 
-        crop = CropConfig(input_size=cfg.input_size, sigma_px=cfg.sigma_px, gaussian=cfg.gaussian,
-                          crop_scale=cfg.crop_scale)
         geom = cfg.geom if cfg.augment else None
         color = cfg.color if cfg.augment else None
         train_ds = AugmentedSamples(reader, crop, geom, color, cfg.seed, data.feature_rows, target=cfg.target)
@@ -367,6 +423,7 @@ def train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
             loss, terms = _loss_terms(cfg, net, batch, data, step_idx, env, device)
             optim.zero_grad(set_to_none=True)
             loss.backward()
+            _refuse_non_finite(loss, model, step, out)  # before the update: the newest checkpoint stays good
             for group in optim.param_groups:
                 group["lr"] = cfg.lr_at(step_idx)
             optim.step()
@@ -401,7 +458,7 @@ def train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
         done = {
             "step": total, "total_steps": total, "epochs": total / spe, "steps_per_epoch": spe,
             "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
-            **{k: (None if v != v else v) for k, v in zip(VAL_KEYS, last_val)}, "config_hash": chash, "world_size": env.world,
+            **{k: finite_or_none(v) for k, v in zip(VAL_KEYS, last_val)}, "config_hash": chash, "world_size": env.world,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }  # fmt: skip
         if env.rank == 0:
@@ -412,4 +469,5 @@ def train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
         train_dist.barrier(env, device)
         return done if env.rank == 0 else read_done(out)  # rank 0 holds the validation numbers
     finally:
+        held.close()
         train_dist.shutdown(env)

@@ -40,7 +40,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from hcdg.pipeline.errors import HcdgError
-from hcdg.store.atomic import read_json_object
+from hcdg.store.atomic import dir_mode, file_mode, read_json_object
 from hcdg.store.fingerprint import digest
 
 FORMAT = "hcdg-checkpoint/1"
@@ -201,9 +201,10 @@ def save_checkpoint(
     tensors.update(rng_t)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}.", dir=root))
+    os.chmod(tmp, dir_mode())  # mkdtemp makes it 0700; the umask decides
     try:
         weights = tmp / WEIGHTS_FILE
-        save_file(tensors, str(weights), metadata={"format": FORMAT})
+        _save_tensors(tensors, weights, {"format": FORMAT})
         state = {
             "format": FORMAT,
             "step": int(step),
@@ -215,7 +216,7 @@ def save_checkpoint(
             "extra": extra or {},
             "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        (tmp / STATE_FILE).write_text(json.dumps(state, sort_keys=True) + "\n")
+        (tmp / STATE_FILE).write_text(json.dumps(state, sort_keys=True, allow_nan=False) + "\n")
         for f in (weights, tmp / STATE_FILE):
             with open(f, "rb+") as fh:
                 os.fsync(fh.fileno())
@@ -223,8 +224,10 @@ def save_checkpoint(
             shutil.rmtree(final)
         os.replace(tmp, final)
         _fsync_dir(root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written: the newest complete checkpoint stays
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno:  # e.g. ENOSPC: name the checkpoint
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(final)) from exc
         raise
     for old in list_checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
@@ -232,6 +235,19 @@ def save_checkpoint(
         if stale != tmp:
             shutil.rmtree(stale, ignore_errors=True)
     return final
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """safetensors' `save_file` with the umask's file mode, its I/O errors (a Rust error type) raised as
+    the OSError they are."""
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+        os.chmod(path, file_mode())  # safetensors creates 0600 files; the umask decides
+    except Exception as exc:  # noqa: BLE001 - SafetensorError("... (os error 28)")
+        m = re.search(r"os error (\d+)", str(exc))
+        if m:
+            raise OSError(int(m.group(1)), os.strerror(int(m.group(1))), str(path)) from None
+        raise
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
@@ -326,7 +342,7 @@ def save_model(run_dir: str | Path, model_state: dict[str, torch.Tensor], meta: 
 
     weights = run_dir / MODEL_WEIGHTS
     with atomic_path(weights) as tmp:
-        save_file({k: v.detach().to("cpu").contiguous().clone() for k, v in model_state.items()}, str(tmp))
+        _save_tensors({k: v.detach().to("cpu").contiguous().clone() for k, v in model_state.items()}, tmp)
     atomic_write_json(run_dir / MODEL_META, {**meta, "format": FORMAT, "weights_sha256": sha256_file(weights)})
     return weights
 

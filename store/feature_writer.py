@@ -19,10 +19,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +34,7 @@ import numpy as np
 
 from hcdg.pipeline.errors import HcdgError
 from hcdg.store import fingerprint as fpr
+from hcdg.store import integrity
 from hcdg.store.atomic import atomic_path
 from hcdg.store.features import (
     ATTR, DTYPES, FORMAT, SPLITS, TEXT, VERSION, StoreReader, is_h5, split_node, staging_path,
@@ -60,6 +63,38 @@ def store_lock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def shard_lock(path: str | Path, shard: tuple[int, int]) -> Iterator[None]:
+    """The writer lock of one `hcdg embed` process: `STORE.writer-I-of-N.lock` beside the store.
+
+    A second process embedding the same shard into the same store is refused with one
+    line naming the first (`store.locks`); different shards write in parallel as before.
+    A parent folder this call created is removed again when the block fails before using it.
+    """
+    from hcdg.store.locks import writer_lock
+
+    path = Path(path)
+    for p in path.parents:
+        if p.exists():
+            if not p.is_dir():
+                raise HcdgError(f"--store {path}: {p} is a file, not a folder; give a path in a folder")
+            break
+    missing = [p for p in path.parents if not p.exists()]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HcdgError(f"--store {path}: cannot create its folder {path.parent} ({exc.strerror or exc})") from None
+    i, n = shard
+    lock = Path(f"{path}.writer-{i}-of-{n}.lock")
+    try:
+        with writer_lock(lock, f"store {path}" + (f" (shard {i}/{n})" if n > 1 else "")):
+            yield
+    finally:
+        for p in missing:  # innermost first; only empty ones go
+            with contextlib.suppress(OSError):
+                p.rmdir()
+
+
 def _set_attrs(node: Any, meta: dict[str, Any]) -> None:
     node.attrs[ATTR] = json.loads(fpr.canonical_json(meta))
 
@@ -70,6 +105,8 @@ class SplitWriter:
     def __init__(self, group: Any, n_rows: int, chunk_rows: int) -> None:
         self.group, self.n_rows, self.chunk_rows = group, n_rows, chunk_rows
         self.n_chunks = max(1, -(-n_rows // chunk_rows))
+        # A split created before checksums (hcdg <= 0.1 stores) is finished without them.
+        self.checksums = integrity.SUMS in group
 
     def rows(self, chunk: int) -> range:
         """Row indices of chunk `chunk`."""
@@ -87,11 +124,17 @@ class SplitWriter:
         valid = np.array([not e for e in errors], dtype=bool)
         feats = np.where(valid[:, None], feats, np.nan).astype(np.float32)
         sel = slice(rows.start, rows.stop)
-        self.group["feats"][sel] = feats.astype(self.group["feats"].dtype)
-        self.group["norms"][sel] = np.linalg.norm(feats, axis=1).astype(np.float32)
-        self.group["valid"][sel] = valid
-        # Always written: a chunk rewritten on resume must not keep a killed run's error texts.
-        self.group["errors"][sel] = np.array(errors, dtype=str)
+        data = {
+            "feats": feats.astype(self.group["feats"].dtype),
+            "norms": np.where(valid, np.linalg.norm(feats, axis=1), np.nan).astype(np.float32),
+            "valid": valid,
+            # Always written: a chunk rewritten on resume must not keep a killed run's error texts.
+            "errors": np.array(errors, dtype=str),
+        }
+        for name in integrity.CHECKED:
+            self.group[name][sel] = data[name]
+        if self.checksums:  # after the data, before the flag: a flagged chunk always has its sums
+            self.group[integrity.SUMS][chunk] = integrity.chunk_sums(data)
         self.group["done"][chunk] = 1  # last: the chunk counts only once its bytes are down
 
 
@@ -184,13 +227,14 @@ class StoreWriter:
             feats, n_distinct = compute()
             g = self.root.require_group(TEXT)
             dtype = self.fingerprint["dtype"]
-            for name, data in (("feats", feats.astype(dtype)),
-                               ("norms", np.linalg.norm(feats.astype(np.float32), axis=1).astype(np.float32)),
-                               ("prompts", np.array(texts, dtype=str)), ("ids", np.asarray(ids, dtype=np.int64))):
+            arrays = {"feats": feats.astype(dtype),
+                      "norms": np.linalg.norm(feats.astype(np.float32), axis=1).astype(np.float32),
+                      "prompts": np.array(texts, dtype=str), "ids": np.asarray(ids, dtype=np.int64)}
+            for name, data in arrays.items():
                 arr = g.create_array(name, shape=data.shape, dtype=data.dtype if name != "prompts" else str,
                                      chunks=data.shape, compressors=None, overwrite=True)
                 arr[...] = data
-            _set_attrs(g, {"source": source, "n_distinct": n_distinct})
+            _set_attrs(g, {"source": source, "n_distinct": n_distinct, integrity.ALGO: integrity.text_sums(arrays)})
             return True
 
     # -- splits ------------------------------------------------------------------------------
@@ -210,8 +254,23 @@ class StoreWriter:
             if meta is not None:
                 self._refuse_split(key, self.zarr_path, meta, split_fp, len(ids))
                 group = self.root[node]
+                self._repair(key, meta, group)
                 return SplitWriter(group, int(meta["n_rows"]), int(meta["chunk_rows"]))
             return self._create_split(node, ids, chunk_rows, split_fp, provenance)
+
+    def _repair(self, key: str, meta: dict[str, Any], group: Any) -> None:
+        """Unflag the split's damaged chunks (checksum, missing file, undecodable) so this run embeds them again."""
+        with StoreReader(self.zarr_path, zarr_dir=True) as reader:
+            check = integrity.check_split(reader, key, split_node(key), meta)
+        if check.ok:
+            return
+        if check.structural:
+            raise HcdgError(f"{check.problems[0]}; this cannot be repaired chunk by chunk: rebuild the split into a "
+                            "new --store")
+        for c in sorted(check.bad_chunks):
+            group["done"][c] = 0
+        print(f"note: {self.zarr_path}: split {key}: re-embedding {len(check.bad_chunks)} damaged chunk(s) "
+              f"{sorted(check.bad_chunks)[:10]} ({check.problems[0].split(': ', 2)[-1]})", file=sys.stderr)
 
     def _refuse_split(self, key: str, where: Path, meta: dict[str, Any], split_fp: dict[str, Any],
                       n_rows: int) -> None:
@@ -238,13 +297,15 @@ class StoreWriter:
             "errors": ((n,), (r,), str, ""),
             "ids": ((n,), (r,), str, ""),
             "done": ((writer.n_chunks,), (1,), "uint8", 0),
+            integrity.SUMS: ((writer.n_chunks, len(integrity.CHECKED)), (1, len(integrity.CHECKED)), "uint32", 0),
         }
         for name, (shape, chunks, dtype, fill) in spec.items():
             g.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill,
                            compressors=None, overwrite=True)
         g["ids"][:] = np.array(ids, dtype=str)
-        _set_attrs(g, {"n_rows": n, "chunk_rows": r, "fingerprint": split_fp, "provenance": provenance})
-        return writer
+        _set_attrs(g, {"n_rows": n, "chunk_rows": r, "fingerprint": split_fp, "provenance": provenance,
+                       "checksums": integrity.ALGO})
+        return SplitWriter(g, n, r)
 
     # -- HDF5 export ---------------------------------------------------------------------------
     def export_h5(self) -> bool:
@@ -268,10 +329,26 @@ class StoreWriter:
             return bool(new_text or new_splits)
 
 
+def _check_space(path: Path, staged: StoreReader, replaced: set[str]) -> None:
+    """ENOSPC before writing the .h5 when its folder lacks the room (HDF5 can crash on a full disk)."""
+    need = (path.stat().st_size if path.exists() else 0) + (1 << 20)
+    for node in replaced:
+        for _, arr in staged._root[node].arrays():
+            need += int(np.prod(arr.shape)) * (arr.dtype.itemsize if arr.dtype.kind not in "OTU" else 64)
+    free = shutil.disk_usage(path.parent).free
+    if free < need:
+        raise OSError(errno.ENOSPC, f"No space left on device (writing the .h5 needs about {need / 2**20:.1f} MiB, "
+                      f"{free / 2**20:.1f} MiB free; the work so far is kept in {staging_path(path)})", str(path))
+
+
 def _write_h5(path: Path, staged: StoreReader, new_text: bool, new_splits: list[str]) -> None:
     import h5py
 
     replaced = ({TEXT} if new_text else set()) | {split_node(k) for k in new_splits}
+    for stale in path.parent.glob(f".tmp-{path.name}.*"):  # a killed export's temp file (we hold the store lock)
+        with contextlib.suppress(OSError):
+            stale.unlink()
+    _check_space(path, staged, replaced)
     str_dt = h5py.string_dtype("utf-8")
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as dst:
         dst.attrs[ATTR] = fpr.canonical_json(staged.meta)

@@ -8,14 +8,15 @@ with the same layout (docs/store.md):
     /text/norms            (P,)   float32           L2 norm of each raw float32 row
     /text/prompts          (P,)   str               the prompt strings
     /text/ids              (P,)   int64             the prompt ids (Table 2 ids)
-    /text                  attrs["hcdg"]: source, n_distinct  (written last = complete)
+    /text                  attrs["hcdg"]: source, n_distinct, crc32  (written last = complete)
     /splits/<dataset>/<split>/feats  (N, D)  chunked (chunk_rows, D) along N
                              /norms  (N,)    float32
                              /valid  (N,)    bool   False = image skipped as unreadable
                              /errors (N,)    str    why a row was skipped ("" otherwise)
                              /ids    (N,)    str    the reader's sample ids, reader order
                              /done   (C,)    uint8  1 once chunk c is written (one file each)
-                             attrs["hcdg"]: n_rows, chunk_rows, fingerprint, provenance
+                             /sums   (C, 4)  uint32 CRC32 of chunk c of feats, norms, valid, errors
+                             attrs["hcdg"]: n_rows, chunk_rows, fingerprint, provenance, checksums
 
 Features are the encoder's raw output (not normalised: the consumer decides).
 An HDF5 store is only ever written whole (temp file + rename); work in progress
@@ -35,6 +36,7 @@ import numpy as np
 import torch
 
 from hcdg.pipeline.errors import HcdgError
+from hcdg.store import integrity
 
 FORMAT = "hcdg-feature-store"
 VERSION = 1
@@ -67,6 +69,14 @@ def check_split_key(key: str) -> str:
     if len(parts) != 2 or not all(p and p.strip() == p and p not in (".", "..") for p in parts):
         raise HcdgError(f"split key {key!r}: expected '<dataset>/<split>', e.g. 'freihand/training'")
     return key
+
+
+class StoreDamaged(HcdgError):
+    """An array of the store cannot be read; `cause` is the underlying error in one line."""
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class StoreReader:
@@ -114,6 +124,9 @@ class StoreReader:
             return True
         except KeyError:
             return False
+        except Exception as exc:  # noqa: BLE001 - e.g. an array declaring a codec zarr cannot build
+            raise HcdgError(f"{self.path}: {node or 'the root'} cannot be opened ({integrity._one_line(exc)}); "
+                            f"the store is damaged or not written by hcdg: {integrity.REPAIR}") from None
 
     def attrs(self, node: str) -> dict[str, Any] | None:
         """The node's `hcdg` attributes (None when the node or its attributes are absent)."""
@@ -126,7 +139,13 @@ class StoreReader:
         return json.loads(raw) if isinstance(raw, (str, bytes)) else dict(raw)
 
     def read(self, node: str, sel: Any = slice(None)) -> np.ndarray:
-        arr = self._root[node][sel]
+        try:
+            arr = self._root[node][sel]
+        except KeyError:
+            raise StoreDamaged(f"{self.path}: array {node} is missing; {integrity.REPAIR}", "missing") from None
+        except Exception as exc:  # noqa: BLE001 - truncated chunk, foreign codec, ...: one line naming the array
+            cause = integrity._one_line(exc)
+            raise StoreDamaged(f"{self.path}: array {node} unreadable ({cause}); {integrity.REPAIR}", cause) from None
         if self.kind == "hdf5" and arr.dtype.kind == "O":
             arr = np.array([a.decode("utf-8") if isinstance(a, bytes) else a for a in arr], dtype=object)
         return np.asarray(arr)
@@ -145,14 +164,18 @@ class StoreReader:
     def text_complete(self) -> bool:
         return self.attrs(TEXT) is not None
 
-    def split_progress(self, key: str) -> dict[str, Any]:
-        """Rows/chunks done for a split whose metadata exists."""
+    def split_progress(self, key: str, arrays: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+        """Rows/chunks done for a split whose metadata exists (`arrays`: done/valid/ids already read)."""
         meta = self.attrs(split_node(key)) or {}
         n, r = int(meta["n_rows"]), int(meta["chunk_rows"])
-        done = self.read(f"{split_node(key)}/done").astype(bool)
+        arrays = arrays or {}
+        done, valid, ids = (arrays[a] if a in arrays else self.read(f"{split_node(key)}/{a}")
+                            for a in ("done", "valid", "ids"))
+        done = done.astype(bool)
         sizes = np.minimum(r, n - r * np.arange(done.size))
-        valid = self.read(f"{split_node(key)}/valid")
-        ids = self.read(f"{split_node(key)}/ids")
+        if not (valid.shape == ids.shape == (n,) and done.size == max(1, -(-n // r))):
+            raise StoreDamaged(f"{self.path}: split {key}: arrays done {done.shape}, valid {valid.shape}, ids {ids.shape} "
+                               f"disagree with the split's {n} rows; {integrity.REPAIR}", "shape")
         row_done = np.repeat(done, sizes)
         skipped = [str(i) for i in ids[row_done & ~valid]]
         return {
@@ -198,12 +221,21 @@ def _to_device(feats: np.ndarray, device: str | torch.device) -> torch.Tensor:
 
 
 def load_text(path: str | Path, device: str | torch.device = "cpu") -> tuple[list[str], torch.Tensor]:
-    """(prompts: P strings in prompt-id order, feats: (P, D) float32 on `device`), raw text features."""
+    """(prompts: P strings in prompt-id order, feats: (P, D) float32 on `device`), raw text features.
+
+    The table is checked against the CRC32s in its metadata (a one-line error when damaged).
+    """
     with _open(path) as reader:
-        if not reader.text_complete():
+        meta = reader.attrs(TEXT)
+        if meta is None:
             raise HcdgError(f"{path}: holds no complete text features (run `hcdg embed` on it first)")
-        prompts = [str(t) for t in reader.read(f"{TEXT}/prompts")]
-        return prompts, _to_device(reader.read(f"{TEXT}/feats"), device)
+        check = integrity.check_text(reader, TEXT, meta, ("feats", "prompts"))
+        if not check.ok:
+            raise HcdgError(integrity.refuse(check))
+        if not check.verified:
+            _warn_unverified(reader.path, "the text table")
+        prompts = [str(t) for t in check.data["prompts"]]
+        return prompts, _to_device(check.data["feats"], device)
 
 
 def load_text_ids(path: str | Path) -> list[int]:
@@ -213,42 +245,64 @@ def load_text_ids(path: str | Path) -> list[int]:
 
 
 def load_split(path: str | Path, split_key: str, device: str | torch.device = "cpu",
-               *, include_skipped: bool = False) -> tuple[list[str], torch.Tensor]:
+               *, include_skipped: bool = False, verify: bool = True) -> tuple[list[str], torch.Tensor]:
     """(ids: N sample ids in reader order, feats: (N, D) float32 on `device`), raw image features.
 
-    The split must be complete. Rows skipped as unreadable images (`--skip-corrupt`)
-    are left out unless `include_skipped` (their features are NaN).
+    The split must be complete and (with `verify`, the default) intact: every chunk's
+    features and validity flags match the CRC32s written with them (`store.integrity`),
+    else a one-line `HcdgError` naming the array and chunk. Rows skipped as unreadable
+    images (`--skip-corrupt`) are left out unless `include_skipped` (their features are NaN).
     """
     check_split_key(split_key)
     with _open(path) as reader:
         node = split_node(split_key)
-        if reader.attrs(node) is None:
-            staged = {s["key"]: s for s in store_info(path)["splits"]}  # an .h5's work in progress
+        meta = reader.attrs(node)
+        check = None
+        if verify and meta is not None:  # first: a damaged done/valid array must not pass for progress
+            check = integrity.check_split(reader, split_key, node, meta, integrity.TRAINING)
+            if not check.ok:
+                raise HcdgError(integrity.refuse(check))
+        if meta is None:
+            staged = {s["key"]: s for s in store_info(path, check=False)["splits"]}  # an .h5's work in progress
             if split_key not in staged:
                 raise HcdgError(f"{path}: holds no split {split_key!r} (splits: {', '.join(staged) or 'none'})")
             progress = staged[split_key]
         else:
-            progress = reader.split_progress(split_key)
+            ids_arr = reader.read(f"{node}/ids")
+            progress = reader.split_progress(split_key, {**(check.data if check else {}), "ids": ids_arr})
         if not progress["complete"]:
             raise HcdgError(
                 f"{path}: split {split_key} is incomplete ({progress['complete_rows']}/{progress['rows']} rows); "
                 "rerun the same `hcdg embed` command to finish it"
             )
-        if reader.attrs(node) is None:
+        if meta is None:
             raise HcdgError(f"{path}: split {split_key} is complete in {staging_path(path)} but not yet written "
                             "into the .h5; rerun the same `hcdg embed` command")
-        ids = [str(i) for i in reader.read(f"{node}/ids")]
-        feats = reader.read(f"{node}/feats")
+        ids = [str(i) for i in ids_arr]
+        if check is not None:
+            if not check.verified:
+                _warn_unverified(reader.path, split_key)
+            feats, valid = check.data["feats"], check.data["valid"].astype(bool)
+        else:
+            feats, valid = reader.read(f"{node}/feats"), reader.read(f"{node}/valid").astype(bool)
         if progress["skipped"] and not include_skipped:
-            keep = reader.read(f"{node}/valid").astype(bool)
             print(f"warning: {path}: {split_key}: leaving out {progress['skipped']} skipped rows", file=sys.stderr)
-            ids = [i for i, k in zip(ids, keep) if k]
-            feats = feats[keep]
+            ids = [i for i, k in zip(ids, valid) if k]
+            feats = feats[valid]
         return ids, _to_device(feats, device)
 
 
-def store_info(path: str | Path) -> dict[str, Any]:
-    """Metadata and completeness of a store (for an HDF5 store, including work in progress)."""
+def _warn_unverified(path: Path, what: str) -> None:
+    key = f"unverified:{path.resolve()}:{what}"
+    if key not in _WARNED:
+        _WARNED.add(key)
+        print(f"warning: {path}: {what} has no chunk checksums (written by an hcdg before checksums): its integrity "
+              "is unverified; `hcdg store verify` re-encodes sample rows", file=sys.stderr)
+
+
+def store_info(path: str | Path, *, check: bool = True) -> dict[str, Any]:
+    """Metadata, completeness and (with `check`) integrity of a store (for an HDF5 store, including
+    work in progress). A split or text table with integrity problems is `damaged` (never `complete`)."""
     path = Path(path)
     readers: list[StoreReader] = []
     if not is_h5(path) or path.exists():
@@ -259,28 +313,56 @@ def store_info(path: str | Path) -> dict[str, Any]:
         raise HcdgError(f"{path}: no feature store there (run `hcdg embed --store {path}`)")
     try:
         meta = readers[0].meta
-        text: dict[str, Any] = {"count": 0, "complete": False}
+        text: dict[str, Any] = {"count": 0, "complete": False, "damaged": False}
         splits: dict[str, dict[str, Any]] = {}
         for reader in readers:  # the finished file first; staging only adds what it lacks
             if not text["complete"] and reader.text_complete():
                 tmeta = reader.attrs(TEXT)
                 text = {"count": int(reader._root[f"{TEXT}/feats"].shape[0]), "complete": True, **tmeta}
+                text.pop(integrity.ALGO, None)
+                if check:
+                    chk = integrity.check_text(reader, TEXT, tmeta)
+                    text["integrity"] = {"verified": chk.verified, "problems": chk.problems}
+                text["damaged"] = bool(check and chk.problems)
             for key in reader.split_keys():
                 if key not in splits:
-                    smeta = reader.attrs(split_node(key))
-                    splits[key] = {**reader.split_progress(key), "fingerprint": smeta["fingerprint"],
-                                   "provenance": smeta.get("provenance", {})}
+                    splits[key] = _split_info(reader, key, check)
+        damaged = text["damaged"] or any(s["damaged"] for s in splits.values())
         return {
             "path": str(path), "format": "hdf5" if is_h5(path) else "zarr", "version": meta["version"],
             "dim": meta["dim"], "dtype": meta["fingerprint"]["dtype"],
             "random_weights": meta["fingerprint"]["encoder"]["weights"].get("kind") == "random",
             "fingerprint": meta["fingerprint"], "created": meta.get("created", {}),
-            "text": text, "splits": list(splits.values()),
-            "complete": text["complete"] and all(s["complete"] for s in splits.values()),
+            "text": text, "splits": list(splits.values()), "damaged": damaged,
+            "complete": not damaged and text["complete"] and all(s["complete"] for s in splits.values()),
         }
     finally:
         for reader in readers:
             reader.close()
+
+
+def _split_info(reader: StoreReader, key: str, check: bool) -> dict[str, Any]:
+    node = split_node(key)
+    smeta = reader.attrs(node)
+    problems: list[str] = []
+    verified = None
+    if check:
+        chk = integrity.check_split(reader, key, node, smeta)
+        problems, verified = chk.problems, chk.verified
+    try:
+        progress = reader.split_progress(key)
+    except StoreDamaged as exc:
+        n, r = int(smeta["n_rows"]), int(smeta["chunk_rows"])
+        progress = {"key": key, "rows": n, "complete_rows": 0, "chunk_rows": r, "chunks": max(1, -(-n // r)),
+                    "complete_chunks": 0, "complete": False, "skipped": 0, "skipped_ids": []}
+        problems = problems or [str(exc)]
+    out = {**progress, "fingerprint": smeta["fingerprint"], "provenance": smeta.get("provenance", {}),
+           "damaged": bool(problems)}
+    if check:
+        out["integrity"] = {"verified": verified, "problems": problems}
+    if problems:
+        out["complete"] = False
+    return out
 
 
 def array_digests(path: str | Path) -> dict[str, str]:

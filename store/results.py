@@ -371,10 +371,7 @@ def read_summary(path: str | Path) -> pd.DataFrame:
 def _is_run(folder: Path) -> bool:
     if not (folder / RUN_FILE).is_file():
         return False
-    try:
-        return read_run(folder).get("stage") != "sweep"
-    except HcdgError:
-        return False
+    return read_run(folder).get("stage") != "sweep"  # a damaged run.json is named, not skipped
 
 
 def find_run_dirs(paths: Iterable[str | Path], max_depth: int = 3) -> list[Path]:

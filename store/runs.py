@@ -8,11 +8,14 @@ command line and the start time. Opening a folder that already holds a
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import platform
+import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +63,87 @@ def read_run(folder: str | Path) -> dict[str, Any]:
     return read_json_object(path, "stage, config, seed, ...")
 
 
+@contextlib.contextmanager
+def run_lock(folder: str | Path) -> Iterator[Path]:
+    """Hold the run folder's writer lock (`RUN/.hcdg-lock`, `store.locks`), creating the folder if needed.
+
+    A second writer is refused with one line naming the holder. When the block fails and
+    this call created the folder, the folder is removed again if nothing else was written.
+    """
+    from hcdg.store.locks import RUN_LOCK, writer_lock
+
+    folder = Path(folder)
+    check_folder_path(folder)
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HcdgError(f"--out {folder}: cannot create the run folder ({exc.strerror or exc})") from None
+    ok = False
+    try:
+        with writer_lock(folder / RUN_LOCK, f"run folder {folder}"):
+            clean_stale_temps(folder)
+            yield folder
+            ok = True
+    finally:
+        if created and not ok:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty: a refused command leaves nothing behind
+
+
+def check_folder_path(folder: Path) -> None:
+    """One line when `folder` (or a parent) is a file."""
+    for p in (folder, *folder.parents):
+        if p.exists() and not p.is_dir():
+            raise HcdgError(f"--out {folder}: {p} is a file, not a folder; give a folder path")
+        if p.exists():
+            break
+
+
+def clean_stale_temps(folder: Path) -> list[Path]:
+    """Remove `.tmp-*` files a killed write left in `folder` (call while holding its writer lock)."""
+    removed = []
+    for stale in folder.glob(".tmp-*"):
+        with contextlib.suppress(OSError):
+            if stale.is_dir():
+                shutil.rmtree(stale)
+            else:
+                stale.unlink()
+            removed.append(stale)
+    return removed
+
+
+def _is_empty(folder: Path) -> bool:
+    from hcdg.store.locks import RUN_LOCK
+
+    return not any(p.name != RUN_LOCK for p in folder.iterdir())
+
+
+def check_run(folder: str | Path, *, stage: str, config: dict[str, Any], seed: int, resume: bool = False
+              ) -> dict[str, Any] | None:
+    """The refusals of `prepare_run`, without writing: the folder's old record (None when new)."""
+    folder = Path(folder)
+    existing = folder / RUN_FILE
+    if existing.is_file():
+        old = read_run(folder)
+        same = old.get("stage") == stage and old.get("config") == config and old.get("seed") == seed
+        if not same:
+            oc = old.get("config") if isinstance(old.get("config"), dict) else {}
+            keys = sorted(k for k in set(oc) | set(config) if oc.get(k, "<absent>") != config.get(k, "<absent>"))
+            what = (f"config key {keys[0]!r}: recorded {oc.get(keys[0], '<absent>')!r}, now "
+                    f"{config.get(keys[0], '<absent>')!r}" + (f" (+{len(keys) - 1} more)" if len(keys) > 1 else "")
+                    if keys else "other stage or seed")
+            raise HcdgError(
+                f"{folder}: holds a different run ({old.get('stage')}; {what}); use a new --out folder"
+            )
+        if not resume:
+            raise HcdgError(f"{folder}: already holds this run; pass --resume to continue it")
+        return old
+    if folder.exists() and not _is_empty(folder):
+        raise HcdgError(f"{folder}: exists and is not an hcdg run folder; use a new --out folder")
+    return None
+
+
 def prepare_run(
     folder: str | Path,
     *,
@@ -76,6 +160,7 @@ def prepare_run(
     is refused too, so results are never mixed.
     """
     folder = Path(folder)
+    old = check_run(folder, stage=stage, config=config, seed=seed, resume=resume)
     record = {
         "stage": stage,
         "config": config,
@@ -87,24 +172,9 @@ def prepare_run(
         **(extra or {}),
     }
     existing = folder / RUN_FILE
-    if existing.is_file():
-        old = read_run(folder)
-        same = old.get("stage") == stage and old.get("config") == config and old.get("seed") == seed
-        if not same:
-            oc = old.get("config") if isinstance(old.get("config"), dict) else {}
-            keys = sorted(k for k in set(oc) | set(config) if oc.get(k, "<absent>") != config.get(k, "<absent>"))
-            what = (f"config key {keys[0]!r}: recorded {oc.get(keys[0], '<absent>')!r}, now "
-                    f"{config.get(keys[0], '<absent>')!r}" + (f" (+{len(keys) - 1} more)" if len(keys) > 1 else "")
-                    if keys else "other stage or seed")
-            raise HcdgError(
-                f"{folder}: holds a different run ({old.get('stage')}; {what}); use a new --out folder"
-            )
-        if not resume:
-            raise HcdgError(f"{folder}: already holds this run; pass --resume to continue it")
+    if old is not None:
         record["started_at"] = old.get("started_at")
         record["resumed_at"] = [*old.get("resumed_at", []), time.strftime("%Y-%m-%dT%H:%M:%S%z")]
-    elif folder.exists() and any(folder.iterdir()):
-        raise HcdgError(f"{folder}: exists and is not an hcdg run folder; use a new --out folder")
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(existing, record)
     return folder

@@ -61,7 +61,7 @@ def real_root(many_files_dir):
         xyz = np.stack([(uv[:, 0] - K_REAL[0, 2]) * z / K_REAL[0, 0], (uv[:, 1] - K_REAL[1, 2]) * z / K_REAL[1, 1], z], 1)
         xyz_rows[pose] = json.dumps(xyz.tolist())
         k_rows[pose] = json.dumps(K_REAL.tolist())
-    dummy_xyz = json.dumps([[0.1, 0.2, 0.5]] * 21)
+    dummy_xyz = json.dumps([[0.1 + 0.001 * j, 0.2, 0.5] for j in range(21)])  # not all at one point (degenerate)
     dummy_k = json.dumps([[500.0, 0, 112], [0, 500.0, 112], [0, 0, 1]])
     (root / "training_xyz.json").write_text(_json_rows(N_POSES, dummy_xyz, xyz_rows))
     (root / "training_K.json").write_text(_json_rows(N_POSES, dummy_k, k_rows))

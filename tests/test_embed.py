@@ -135,6 +135,14 @@ def test_info_json_and_verify(ref_store, tmp_path):
     g = zarr.open_group(str(bad), mode="r+")
     g["splits/freihand/training/feats"][17] = g["splits/freihand/training/feats"][18]
     res = CliRunner().invoke(main, ["store", "verify", str(bad), "--sample", "48", "--device", "cpu"])
+    assert res.exit_code == 1 and "array feats chunk" in res.stdout and "is damaged" in res.stdout  # its CRC32
+    from hcdg.store import integrity
+
+    split = g["splits/freihand/training"]  # the same edit with its checksums redone: caught by re-encoding
+    r = split.attrs["hcdg"]["chunk_rows"]
+    c = 17 // r
+    split["sums"][c] = integrity.chunk_sums({name: split[name][c * r:(c + 1) * r] for name in integrity.CHECKED})
+    res = CliRunner().invoke(main, ["store", "verify", str(bad), "--sample", "48", "--device", "cpu"])
     assert res.exit_code == 1 and "MISMATCH at rows [17]" in res.stdout and "Error:" in res.output
 
 
@@ -173,7 +181,7 @@ def test_bad_inputs_are_one_line_errors(synth_freihand, tmp_path):
     (tmp_path / "file").write_text("x")
     res = runner.invoke(main, ["embed", "--dataset", "freihand", "--root", str(synth_freihand),
                                "--store", str(tmp_path / "file" / "s.zarr"), *CLI_ARGS])
-    assert res.exit_code == 1 and "cannot create the store" in res.output
+    assert res.exit_code == 1 and "file is a file, not a folder" in res.output and res.output.count("\n") == 1
 
 
 def test_done_when_freihand_rhd_stb_with_table2_in_one_verified_store(synth_freihand, synth_rhd, synth_stb, tmp_path):

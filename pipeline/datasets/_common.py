@@ -168,3 +168,47 @@ def read_synth_styles(root: Path) -> dict[str, Any]:
     if isinstance(plain, dict):
         styles.update({str(k): v for k, v in plain.items()})
     return styles
+
+
+# --- finite, non-degenerate annotations ---------------------------------------------------
+# `label` names an entry in messages ("pose", "frame", "id"); `names` (optional) gives each
+# entry's name (e.g. RHD's ids) instead of its position.
+
+
+def _first_bad(bad: np.ndarray, label: str, names: Sequence[Any] | None) -> str:
+    idx = np.flatnonzero(bad)
+    first = int(idx[0])
+    return f"{label} {names[first] if names is not None else first}" + (
+        f" (and {idx.size - 1} more)" if idx.size > 1 else "")
+
+
+def check_finite(arr: np.ndarray, where: str, what: str, label: str = "entry",
+                 names: Sequence[Any] | None = None) -> None:
+    """Refuse NaN/inf anywhere in `arr` (first axis: entries), naming the first bad entry."""
+    bad = ~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1)
+    if bad.any():
+        raise HcdgError(f"{where}: {what} of {_first_bad(bad, label, names)} holds NaN or inf "
+                        "(expected finite numbers)")
+
+
+def check_intrinsics(K: np.ndarray, where: str, label: str = "entry", names: Sequence[Any] | None = None) -> None:
+    """(N, 3, 3) pinhole intrinsics: finite, focal lengths > 0, last row (0, 0, 1)."""
+    check_finite(K, where, "K", label, names)
+    bad = ~((K[:, 0, 0] > 0) & (K[:, 1, 1] > 0) & np.isclose(K[:, 2], [0.0, 0.0, 1.0]).all(axis=1))
+    if bad.any():
+        raise HcdgError(f"{where}: K of {_first_bad(bad, label, names)} is degenerate (expected focal lengths > 0 "
+                        "and a last row 0 0 1)")
+
+
+def check_joints(xyz: np.ndarray, where: str, label: str = "entry", names: Sequence[Any] | None = None, *,
+                 in_front: bool = True) -> None:
+    """(N, J, 3) camera-frame joints: finite, not all at one point, (with `in_front`) every z > 0."""
+    check_finite(xyz, where, "xyz", label, names)
+    bad = np.ptp(xyz, axis=1).max(axis=1) <= 0
+    if bad.any():
+        raise HcdgError(f"{where}: xyz of {_first_bad(bad, label, names)} is degenerate (all joints at one point)")
+    if in_front:
+        bad = (xyz[..., 2] <= 0).any(axis=1)
+        if bad.any():
+            raise HcdgError(f"{where}: xyz of {_first_bad(bad, label, names)} has joints at or behind the camera "
+                            "(z <= 0)")

@@ -53,6 +53,12 @@ class FreiHandDataset:
         self._scale = c.as_array(c.read_json(files["scale"], "bone scales"), (n,), str(files["scale"]))
         if n == 0:
             raise HcdgError(f"{files['xyz']}: no annotations (expected at least one pose)")
+        c.check_joints(self._xyz, str(files["xyz"]), "pose")
+        c.check_intrinsics(self._K, str(files["K"]), "pose")
+        c.check_finite(self._scale, str(files["scale"]), "the bone scale", "pose")
+        if (self._scale <= 0).any():
+            raise HcdgError(f"{files['scale']}: bone scale of pose {int(np.flatnonzero(self._scale <= 0)[0])} "
+                            "is not positive (expected metres > 0)")
         self.n_poses = n
         self.versions = TRAINING_VERSIONS if split == "training" else 1
         self._n_images = n * self.versions

@@ -172,4 +172,9 @@ def _parse_annotations(data: object, path: Path) -> tuple[list[int], np.ndarray,
             if name not in entry:
                 raise HcdgError(f"{where}: missing key {name!r}")
             out[n] = c.as_array(entry[name], shape, f"{where} {name!r}")
+    where = str(path)
+    c.check_finite(uv_vis, where, "'uv_vis'", "id", ids)
+    c.check_intrinsics(K, where, "id", ids)
+    for hand in (slice(0, 21), slice(21, 42)):  # either hand may be the one read
+        c.check_joints(xyz[:, hand], where, "id", ids, in_front=False)
     return ids, xyz, uv_vis, K

@@ -138,6 +138,8 @@ class StbDataset:
                 kind, prefix = _CAMERA_FILES[cam]
                 xyz_mm = raw[(seq, kind)]
                 xyz, K = self._to_camera(xyz_mm, cam)
+                c.check_joints(xyz, f"{self.root / f'labels/{seq}_{kind}.mat'} ({cam})", "frame")
+                c.check_intrinsics(K[None], str(self.root / CAMERA_PARAMS_FILE), "camera", [cam])
                 label = f"labels/{seq}_{kind}.mat"
                 c.check_names(self.root / folder_rel, present, (f"{prefix}_{i}.png" for i in range(len(xyz))),
                               f"{prefix} images (one per frame of {label}: {len(xyz)})")
