@@ -167,10 +167,10 @@ def prompts_cmd(store, prompt_file, prompt_filter) -> None:
               help="Feature store: a Zarr folder, or one HDF5 file when the path ends in .h5.")
 @click.option("--key", default=None, help="Split key in the store (default: <dataset>/<split>).")
 @click.option("--model", default=None, help="open_clip model, hcdg-tiny, local-dir:DIR or hf-hub:ORG/REPO "
-              "(default ViT-B-32, paper §3.2).")
+              "(default: an existing --store's recorded encoder, else ViT-B-32, paper §3.2).")
 @click.option("--pretrained", default=None, help="Weights: an open_clip tag (default openai), TAG=FILE, a weights "
               "file, or none (random weights from --seed; hcdg-tiny's default).")
-@click.option("--seed", type=int, default=None, help="Seed of random weights (default 0).")
+@click.option("--seed", type=int, default=None, help="Seed of random weights (default: the store's, else 0).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default=None,
               help="Compute precision (default auto: fp16 on CUDA, fp32 on CPU).")
 @click.option("--device", default=None, help="auto (default: cuda if available), cpu, cuda, cuda:N.")
@@ -354,7 +354,10 @@ def _train_options(sweep: bool):
         click.option("--augment/--no-augment", default=None, help="Geometric + colour augmentation of the crops (default on)."),
         click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None, help="fp32 (default) or bf16 autocast."),
         click.option("--device", default=None, help="auto (default: cuda if available), cpu, cuda, cuda:N."),
-        click.option("--seed", type=int, default=None, help="Seed of initialisation, data order, augmentation, prompts (default 0)."),
+        click.option("--seed", default=None, help="Seeds of initialisation, data order, augmentation, prompts "
+                     f"(default {_default('seed')}). Sweep axis: comma list of integers, e.g. 0,1,2 (repeats every point).")
+        if sweep else click.option("--seed", type=int, default=None, help="Seed of initialisation, data order, "
+                                   f"augmentation, prompts (default {_default('seed')})."),
         click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints (default 1000)."),
         click.option("--log-every", type=int, default=None, help="Steps between metrics rows (default 50)."),
         click.option("--val-every", type=int, default=None, help="Extra validation every N steps (default 0: per epoch + at the end)."),
@@ -423,12 +426,14 @@ def _axis(value, conv, name):
 
 @main.command("sweep")
 @_train_options(sweep=True)
-def sweep_cmd(config_file, out, mode, aug, combine, ratio, lambda_con, con_loss, **flags) -> None:
+def sweep_cmd(config_file, out, mode, aug, combine, ratio, lambda_con, con_loss, seed, **flags) -> None:
     """Run a grid of training runs against one store (one run folder per point, resumable).
 
     \b
     Example (Table 4a ratios):
     hcdg sweep --ratio 0.4,0.6,0.8,0.9 --store STORE --root FREIHAND --out sweeps/ratio
+    Three seeds of each point (the report then shows mean ± std (n) and paired CIs):
+    hcdg sweep --mode baseline,ie+te --seed 0,1,2 --store STORE --root FREIHAND --out sweeps/seeds
     """
     from hcdg.stages import sweep as stage
 
@@ -437,6 +442,7 @@ def sweep_cmd(config_file, out, mode, aug, combine, ratio, lambda_con, con_loss,
         out=out, base=base, mode=_axis(mode, str, "--mode"), aug=_axis(aug, str, "--aug"),
         combine=_axis(combine, str, "--combine"), ratio=_axis(ratio, float, "--ratio"),
         lambda_con=_axis(lambda_con, float, "--lambda-con"), con_loss=_axis(con_loss, str, "--con-loss"),
+        seed=_axis(seed, int, "--seed"),
     )
     table = stage.run(sweep, echo=click.echo)
     click.echo(table.drop(columns=["run_dir"]).to_string(index=False))
@@ -477,7 +483,7 @@ def import_authors_cmd(checkpoint, out) -> None:
 @click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=str))
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Report folder: report.html, report.md, figures/, tables/ (created; may hold an earlier report).")
-@click.option("--protocol", type=click.Choice(["authors", "2.5d-gtroot-gtbone", "rr-gtscale", "pa"]), default=None,
+@click.option("--protocol", type=click.Choice(["authors", "2.5d-gtroot-gtbone", "rr-gtscale", "pa", "pa-proper"]), default=None,
               help="Protocol of the paper-shaped tables (default: authors, the paper's, when a run has results "
                    "under it, else 2.5d-gtroot-gtbone; all appear in the full table).")
 @click.option("--root", type=click.Choice(["wrist", "palm"]), default=None,
@@ -485,12 +491,16 @@ def import_authors_cmd(checkpoint, out) -> None:
 @click.option("--joints", type=click.Choice(["all", "visible"]), default=None,
               help="Joint set of the paper-shaped tables (default all 21).")
 @click.option("--title", default=None, help="Page title.")
-def report_cmd(runs, out, protocol, root, joints, title) -> None:
+@click.option("--figure", "figures", multiple=True, type=click.Path(dir_okay=False, path_type=str),
+              help="Extra PNG to show (repeatable), e.g. `hcdg viz` output; fig3*/fig4*.png in a figures/ folder "
+                   "inside or beside a run folder are found without it.")
+def report_cmd(runs, out, protocol, root, joints, title, figures) -> None:
     """Write the results report (HTML + Markdown + CSV/parquet tables) for RUN_DIR... (run or sweep folders)."""
     from hcdg.pipeline.config import from_dict, merge
     from hcdg.stages import report as stage
 
-    flags = {"runs": list(runs), "out": out, "protocol": protocol, "root": root, "joints": joints, "title": title}
+    flags = {"runs": list(runs), "out": out, "protocol": protocol, "root": root, "joints": joints, "title": title,
+             "figures": list(figures) or None}
     res = stage.run(from_dict(stage.ReportConfig, merge({}, flags), where="flags"))
     for w in res["warnings"]:
         click.echo(f"warning: {w}", err=True)
@@ -512,9 +522,9 @@ def report_cmd(runs, out, protocol, root, joints, title) -> None:
 @click.option("--batch-size", type=int, default=None, help="Images per forward pass (default 32; results do not depend on it).")
 @click.option("--device", default=None, help="auto (default: cuda if available), cpu, cuda, cuda:N.")
 @click.option("--protocol", "protocols", multiple=True,
-              type=click.Choice(["authors", "2.5d-gtroot-gtbone", "rr-gtscale", "pa"]),
+              type=click.Choice(["authors", "2.5d-gtroot-gtbone", "rr-gtscale", "pa", "pa-proper"]),
               help="Protocol(s) to compute, repeatable (default: all that apply to the run's output: authors for "
-                   "uvd networks, the other three for xyz networks; PROTOCOL.md §4, docs/results.md).")
+                   "uvd networks, the other four for xyz networks; PROTOCOL.md §4, docs/results.md).")
 @click.option("--crops", type=click.Choice(["gt", "seed-boxes"]), default=None,
               help="Crop boxes: gt (default; hand3d's box from the ground-truth keypoints) or seed-boxes "
                    "(the paper authors' released boxes, given with --boxes, cut as their test code cuts them).")

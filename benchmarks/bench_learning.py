@@ -98,6 +98,19 @@ def summarise(run_dir: Path, report_steps: list[int]) -> dict:
     return out
 
 
+def _table(results: dict) -> str:
+    """Markdown: one row per (run, reported step)."""
+    lines = ["| variant | seed | step | EPE / mean-pose EPE | EPE mm | 2D px | 2D / mean layout | L_con range | |e1'| start -> end |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results.values():
+        con = (f"{r['l_con_min']:.3g} .. {r['l_con_max']:.3g}" if "l_con_min" in r else "-")
+        norm = f"{r['e1_norm_first']:.3g} -> {r['e1_norm_last']:.3g}" if "e1_norm_last" in r else "-"
+        for s, v in r["steps"].items():
+            lines.append(f"| {r['variant']} | {r['seed']} | {s} | {v['ratio']:.3f} | {v['epe_mm']:.1f} | "
+                         f"{v['2d_px']:.2f} | {v['2d_ratio']:.3f} | {con} | {norm} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
@@ -108,17 +121,24 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--val-every", type=int, default=500)
     ap.add_argument("--poses", type=int, default=256, help="synthetic training poses (x4 images)")
     ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--table-only", action="store_true",
+                    help="summarise every finished or running run under OUT/runs (no training)")
     ap.add_argument("--_one", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a._one:
         run_one(json.loads(a._one))
         return
     work = Path(a.out)
+    report = [int(s) for s in a.report.split(",")]
+    if a.table_only:
+        print(_table({d.name: {"variant": d.name.rsplit("-s", 1)[0], "seed": int(d.name.rsplit("-s", 1)[1]),
+                               **summarise(d, report)}
+                      for d in sorted((work / "runs").iterdir()) if (d / "metrics.parquet").is_file()}))
+        return
     work.mkdir(parents=True, exist_ok=True)
     root, store = prepare_data(work, a.poses, 0)
     variants = dict(_parse_variant(v) for v in a.variant) if a.variant else DEFAULT_VARIANTS
     seeds = [int(s) for s in a.seeds.split(",")]
-    report = [int(s) for s in a.report.split(",")]
     jobs: list[tuple[str, int, Path, dict]] = []
     for name, over in variants.items():
         for seed in seeds:
@@ -149,15 +169,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"[{time.perf_counter() - t0:6.0f}s] {j[0]} seed {j[1]}: {status}", flush=True)
     results = {f"{n}-s{s}": {"variant": n, "seed": s, "config": c, **summarise(d, report)}
                for n, s, d, c in jobs if (d / "done.json").is_file()}
-    lines = ["| variant | seed | step | EPE / mean-pose EPE | EPE mm | 2D px | 2D / mean layout | L_con range | |e1'| end |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for key, r in results.items():
-        for s, v in r["steps"].items():
-            con = (f"{r['l_con_min']:.3g} .. {r['l_con_max']:.3g}" if "l_con_min" in r else "-")
-            norm = f"{r['e1_norm_last']:.3g}" if "e1_norm_last" in r else "-"
-            lines.append(f"| {r['variant']} | {r['seed']} | {s} | {v['ratio']:.3f} | {v['epe_mm']:.1f} | "
-                         f"{v['2d_px']:.2f} | {v['2d_ratio']:.3f} | {con} | {norm} |")
-    table = "\n".join(lines)
+    table = _table(results)
     print(table)
     meta = {"machine": f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
             "command": " ".join(sys.argv), "poses": a.poses, "small": SMALL}

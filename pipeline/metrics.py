@@ -15,7 +15,7 @@ Conventions (PROTOCOL.md §4):
   divided by the threshold range, so a perfect curve has AUC 1.
   - hand3d: 20 thresholds `linspace(0, 50 mm, 20)`; its "AUC 20-50" keeps the
     curve from index 8 on, i.e. thresholds 21.05 ... 50 mm (hand3d
-    `eval3d_full.py`: `pck_curve_all[8:], threshs[8:]`).
+    `eval_full.py`: `pck_curve_all[8:], threshs[8:]`).
   - FreiHAND toolbox: 100 thresholds `linspace(0, 50 mm, 100)`.
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from hcdg.pipeline.errors import HcdgError
 
-#: hand3d's PCK thresholds: 20 steps over 0-50 mm (eval3d_full.py, get_measures(0.0, 0.050, 20)).
+#: hand3d's PCK thresholds: 20 steps over 0-50 mm (eval3d.py / eval_full.py, get_measures(0.0, 0.050, 20)).
 THRESHOLDS_20_MM: np.ndarray = np.linspace(0.0, 50.0, 20)
 #: FreiHAND toolbox's PCK thresholds: 100 steps over 0-50 mm (eval.py, get_measures(0.0, 0.05, 100)).
 THRESHOLDS_100_MM: np.ndarray = np.linspace(0.0, 50.0, 100)
@@ -229,3 +229,40 @@ def procrustes_align(
     scale, rot, t = similarity_transform(pred, gt, allow_reflection=allow_reflection)
     p = np.asarray(pred, dtype=np.float64)
     return scale[..., None, None] * (p @ np.swapaxes(rot, -1, -2)) + t[..., None, :]
+
+
+#: The FreiHAND toolbox adds this to each centred point set's Frobenius norm before
+#: dividing by it (eval.py `align_w_scale`: ``np.linalg.norm(mtx_t) + 1e-8``), in the
+#: unit of the arrays it is given. Kept so `toolbox_align` matches it to float precision.
+TOOLBOX_NORM_EPS = 1e-8
+
+
+def toolbox_align(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """`pred` aligned onto `gt` exactly as the FreiHAND toolbox does it (reflections admitted).
+
+    The toolbox's `align_w_scale(gt, pred)` (eval.py): centre both sets on their means,
+    divide each by its Frobenius norm + `TOOLBOX_NORM_EPS`, find the orthogonal matrix
+    (rotation or reflection: `scipy.linalg.orthogonal_procrustes` does not exclude
+    det = -1) and scale best mapping the normalised gt onto the normalised pred, apply
+    its inverse to pred, undo gt's normalisation. Batched; equals the toolbox to float
+    precision on the same arrays (tests/test_metrics.py checks against scipy).
+
+    Args:
+        pred, gt: (..., J, 3), any unit (the same for both; gt's is the result's).
+    Returns:
+        (..., J, 3) aligned prediction, float64.
+    """
+    p = np.asarray(pred, dtype=np.float64)
+    g = np.asarray(gt, dtype=np.float64)
+    if p.shape != g.shape or p.shape[-1] != 3:
+        raise HcdgError(f"toolbox_align: shapes {p.shape} and {g.shape} must match, (..., J, 3)")
+    t_g = g.mean(axis=-2, keepdims=True)
+    g_c = g - t_g
+    p_c = p - p.mean(axis=-2, keepdims=True)
+    s_g = np.linalg.norm(g_c, axis=(-2, -1))[..., None, None] + TOOLBOX_NORM_EPS
+    s_p = np.linalg.norm(p_c, axis=(-2, -1))[..., None, None] + TOOLBOX_NORM_EPS
+    a, b = g_c / s_g, p_c / s_p
+    u, sig, vt = np.linalg.svd(np.swapaxes(a, -1, -2) @ b)  # a^T b, as orthogonal_procrustes(a, b)
+    r = u @ vt  # argmin_R ||a R - b||, R orthogonal (det may be -1)
+    scale = sig.sum(axis=-1)[..., None, None]
+    return (b @ np.swapaxes(r, -1, -2)) * scale * s_g + t_g

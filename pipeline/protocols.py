@@ -7,13 +7,19 @@ so every number hcdg reports carries a protocol name and a root name:
   prediction ``xyz_rel_norm`` is scaled by the ground-truth bone length (middle
   MCP -> PIP, joints 9 -> 10) and placed at the ground-truth root. Only the
   articulation and its orientation are measured. The prediction is re-rooted first
-  (its joint 0 moved to the origin): hand3d's `eval3d_full.py` adds the GT root to the
+  (its joint 0 moved to the origin): hand3d's `eval_full.py` adds the GT root to the
   raw output, so there a residual offset of the predicted root also counts; the
   PosePrior's FC output leaves joint 0 only approximately at 0, so the two readings
   can differ slightly.
-* ``pa`` (FreiHAND toolbox): the prediction is Procrustes-aligned to the ground
-  truth with scale (centre on the mean, scale, rotate). Only the articulation is
-  measured. hcdg forbids reflections by default (see `metrics.similarity_transform`).
+* ``pa`` (FreiHAND toolbox, eval.py `align_w_scale`): the prediction is Procrustes-aligned
+  to the ground truth with scale (centre on the mean, scale, rotate), reflections
+  admitted as the toolbox's `scipy.linalg.orthogonal_procrustes` admits them
+  (`metrics.toolbox_align`, equal to the toolbox to float precision). Only the
+  articulation is measured.
+* ``pa-proper``: the same alignment restricted to proper rotations (det R = +1,
+  `metrics.procrustes_align`), so a depth-flipped (mirror-image) prediction is not
+  forgiven. Result files written before this split hold it under the name ``pa``;
+  `store.results` relabels them on reading.
 * ``2.5d-gtroot-gtbone`` (hcdg's 2.5D reading; called ``gtroot-2.5d`` before, and wrongly
   documented then as the paper authors' test code): 2D joints from the heatmaps mapped
   back to the image, relative depth from the network (``xyz_rel_norm`` z times the
@@ -23,7 +29,7 @@ so every number hcdg reports carries a protocol name and a root name:
   one (`canonical_name`).
 * ``authors`` (the paper authors' test code, which produced the paper's Table 3; their
   data/Rhp/Rhp.py:186-224, data/STB/STB.py:178-213): for networks whose output is their
-  normalised uvd (``ModelConfig.output == "uvd"``), see `authors_uvd`. The three protocols
+  normalised uvd (``ModelConfig.output == "uvd"``), see `authors_uvd`. The four protocols
   above read ``xyz_rel_norm`` as root-relative bone-normalised xyz and apply to
   ``output == "xyz"`` networks only; ``authors`` to ``"uvd"`` networks only
   (`protocols_for_output`).
@@ -36,9 +42,13 @@ ground-truth joint 0 is the palm centre. For STB both are reported:
 * ``palm``: a palm point derived from the prediction, ``(wrist + middle MCP) / 2``,
   replaces prediction joint 0 and is compared with the ground-truth palm. Under
   ``rr-gtscale`` this palm point is what sits at the ground-truth root; under
-  ``gtroot-2.5d`` its depth is anchored to the ground-truth palm depth.
+  ``2.5d-gtroot-gtbone`` its depth is anchored to the ground-truth palm depth.
 
-For datasets whose root is the wrist (FreiHAND, RHD) only ``wrist`` applies.
+For wrist-rooted ground truth (FreiHAND, RHD) every protocol has ``wrist``; ``rr-gtscale``
+also has ``palm``: hand3d evaluates RHD with the palm ``(wrist + middle MCP) / 2`` as
+joint 0 and root (its `BinaryDbReader`, ``use_wrist_coord=False``, read by `eval3d.py` and
+`eval_full.py`), so both the ground truth's and the prediction's joint 0 become that
+midpoint (its visibility: wrist or middle MCP visible, as hand3d's).
 
 Frames. Prediction, ground truth, ``K`` and the heatmap->image map must all describe
 the same image (for mirrored left hands: the mirrored image and mirrored ground
@@ -57,13 +67,13 @@ from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.joints import MIDDLE_MCP, N_JOINTS, WRIST
 
 #: Protocol names, in the order reports list them.
-PROTOCOLS: tuple[str, ...] = ("authors", "2.5d-gtroot-gtbone", "rr-gtscale", "pa")
+PROTOCOLS: tuple[str, ...] = ("authors", "2.5d-gtroot-gtbone", "rr-gtscale", "pa", "pa-proper")
 #: The protocol of the paper's own numbers (its authors' test code; PROTOCOL.md §4).
 PAPER_PROTOCOL = "authors"
 #: Names used by older result files -> today's name.
 LEGACY_NAMES = {"gtroot-2.5d": "2.5d-gtroot-gtbone"}
 #: Which protocols read which network output (`ModelConfig.output`).
-OUTPUT_PROTOCOLS = {"xyz": ("2.5d-gtroot-gtbone", "rr-gtscale", "pa"), "uvd": ("authors",)}
+OUTPUT_PROTOCOLS = {"xyz": ("2.5d-gtroot-gtbone", "rr-gtscale", "pa", "pa-proper"), "uvd": ("authors",)}
 ROOTS: tuple[str, ...] = ("wrist", "palm")
 #: Heatmap decoders accepted by `decode_heatmaps`.
 DECODERS: tuple[str, ...] = ("argmax", "soft-argmax")
@@ -78,6 +88,8 @@ class ProtocolResult:
         pred_xyz_m: (N, 21, 3) prediction after the protocol's alignment, metres, camera frame.
         gt_xyz_m: (N, 21, 3) ground truth as compared (root converted if asked), metres.
         errors_mm: (N, 21) per-joint Euclidean errors, millimetres.
+        visible: optional (N, 21) bool visibility of the joints as compared, when it
+            differs from the sample's (palm joint 0 of wrist-rooted data: `palm_visible`).
     """
 
     protocol: str
@@ -85,6 +97,7 @@ class ProtocolResult:
     pred_xyz_m: np.ndarray
     gt_xyz_m: np.ndarray
     errors_mm: np.ndarray
+    visible: np.ndarray | None = None
 
 
 def canonical_name(protocol: str) -> str:
@@ -114,12 +127,21 @@ def check_applies(protocols: tuple[str, ...], output: str, what: str) -> None:
             raise HcdgError(f"--protocol {p}: does not apply to this run: {why}")
 
 
-def roots_for(gt_root: str) -> tuple[str, ...]:
-    """The root handlings to report for ground truth whose joint 0 is `gt_root`."""
+#: Protocols that also report a palm root for wrist-rooted ground truth (hand3d's RHD reading).
+PALM_FROM_WRIST_PROTOCOLS: tuple[str, ...] = ("rr-gtscale",)
+
+
+def roots_for(gt_root: str, protocol: str | None = None) -> tuple[str, ...]:
+    """The root handlings to report under `protocol` for ground truth whose joint 0 is `gt_root`.
+
+    Palm-rooted ground truth (STB): wrist and palm under every protocol. Wrist-rooted
+    (FreiHAND, RHD): wrist; also palm under `PALM_FROM_WRIST_PROTOCOLS` (and when
+    `protocol` is None, which asks what any protocol may take).
+    """
     if gt_root == "palm":
         return ("wrist", "palm")
     if gt_root == "wrist":
-        return ("wrist",)
+        return ("wrist", "palm") if protocol is None or protocol in PALM_FROM_WRIST_PROTOCOLS else ("wrist",)
     raise HcdgError(f"gt_root: expected 'wrist' or 'palm', got {gt_root!r}")
 
 
@@ -136,6 +158,13 @@ def _check_root(gt_root: str, root: str) -> None:
             f"root {root!r} does not apply to ground truth rooted at the {gt_root} "
             f"(choose from {', '.join(roots_for(gt_root))})"
         )
+
+
+def palm_visible(visible: np.ndarray) -> np.ndarray:
+    """(N, 21) visibility with joint 0 = wrist or middle MCP visible (hand3d's palm of RHD)."""
+    vis = np.array(visible, dtype=bool)
+    vis[..., WRIST] = vis[..., WRIST] | vis[..., MIDDLE_MCP]
+    return vis
 
 
 def image_from_heatmap(
@@ -159,11 +188,14 @@ def image_from_heatmap(
 
 
 def gt_for_root(gt_xyz_m: np.ndarray, gt_root: str, root: str) -> np.ndarray:
-    """The ground truth to compare with under `root` (STB palm converted for `wrist`)."""
+    """The ground truth to compare with under `root` (STB palm converted for `wrist`;
+    a wrist-rooted hand's joint 0 replaced by hand3d's palm midpoint for `palm`)."""
     gt = _joints(gt_xyz_m, "gt_xyz_m")
     _check_root(gt_root, root)
     if gt_root == "palm" and root == "wrist":
         return hands.stb_palm_to_wrist(gt)
+    if gt_root == "wrist" and root == "palm":
+        return hands.with_palm_root(gt)
     return gt.copy()
 
 
@@ -196,19 +228,24 @@ def pa(
     *,
     gt_root: str = "wrist",
     root: str = "wrist",
-    allow_reflection: bool = False,
+    allow_reflection: bool = True,
 ) -> ProtocolResult:
     """FreiHAND toolbox: Procrustes alignment with scale onto the ground truth.
 
     Args:
         pred_xyz: (N, 21, 3) prediction in any scale and placement (e.g. `xyz_rel_norm`),
             camera orientation; joint 0 is a wrist.
-        allow_reflection: see `metrics.similarity_transform` (False: proper rotations only).
+        allow_reflection: True (default, protocol ``pa``): the toolbox's own alignment,
+            reflections admitted (`metrics.toolbox_align`); False (protocol ``pa-proper``):
+            proper rotations only (`metrics.procrustes_align`).
     """
     pred = _pred_for_root(_joints(pred_xyz, "pred_xyz"), root)
     gt = gt_for_root(gt_xyz_m, gt_root, root)
-    aligned = metrics.procrustes_align(pred, gt, allow_reflection=allow_reflection)
-    return ProtocolResult("pa", root, aligned, gt, metrics.joint_errors_mm(aligned, gt))
+    if allow_reflection:
+        aligned, name = metrics.toolbox_align(pred, gt), "pa"
+    else:
+        aligned, name = metrics.procrustes_align(pred, gt, allow_reflection=False), "pa-proper"
+    return ProtocolResult(name, root, aligned, gt, metrics.joint_errors_mm(aligned, gt))
 
 
 def decode_heatmaps(
@@ -402,11 +439,12 @@ def run_protocols(
         raise HcdgError(f"protocol: unknown {unknown[0]!r} (choose from {', '.join(PROTOCOLS)})")
     out: list[ProtocolResult] = []
     for protocol in protocols:
-        for root in roots_for(gt_root):
+        for root in roots_for(gt_root, protocol):
             if protocol == "rr-gtscale":
                 out.append(rr_gtscale(xyz_rel_norm, gt_xyz_m, gt_root=gt_root, root=root))
-            elif protocol == "pa":
-                out.append(pa(xyz_rel_norm, gt_xyz_m, gt_root=gt_root, root=root))
+            elif protocol in ("pa", "pa-proper"):
+                reflect = protocol == "pa"
+                out.append(pa(xyz_rel_norm, gt_xyz_m, gt_root=gt_root, root=root, allow_reflection=reflect))
             elif protocol == "authors":
                 if authors_inputs is None:
                     raise HcdgError("protocol authors needs the crop affines, original intrinsics and heatmap argmax")

@@ -64,9 +64,11 @@ class EmbedConfig:
     split: str | None = None  # None: the reader's default (freihand training, rhd evaluation, stb test)
     key: str | None = None  # split key in the store; None: "<dataset>/<split>"
     cameras: tuple[str, ...] = ()  # STB only: camera views (reader default BB_left)
-    model: str = DEFAULT_MODEL  # paper §3.2: ViT-B/32
-    pretrained: str | None = None  # None: "openai" (paper §3.2) for models with that tag, "none" for hcdg-tiny
-    seed: int = 0  # seed of random weights (pretrained "none"); recorded in the fingerprint
+    # None: the encoder an existing store recorded (adding a split needs no --model again),
+    # else DEFAULT_MODEL (paper §3.2: ViT-B/32).
+    model: str | None = None
+    pretrained: str | None = None  # None: the store's, else "openai" (paper §3.2) where the model has it, "none" for hcdg-tiny
+    seed: int | None = None  # seed of random weights (pretrained "none"); None: the store's, else 0
     precision: str = "auto"  # fp32 | fp16 | bf16 | auto (fp16 on CUDA, fp32 on CPU)
     device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
     batch_size: int = 256  # images per forward; fills a GPU, chunk-aligned (never spans chunks)
@@ -141,6 +143,45 @@ def resolve_pretrained(model: str, pretrained: str | None) -> str:
     if name not in open_clip.list_models() or "openai" in open_clip.list_pretrained_tags_by_model(name):
         return "openai"  # (an unknown model is reported by `resolve_weights`)
     raise HcdgError(f"--model {model}: has no 'openai' weights; name them with --pretrained TAG|FILE|none")
+
+
+def recorded_encoder(store: str | Path) -> tuple[str, str | None, int] | None:
+    """(model, pretrained, seed) that rebuild the encoder an existing store recorded, or None
+    when there is no finished store at `store` (or it names no usable weights path)."""
+    from hcdg.store.features import read_meta
+
+    if not Path(store).exists():
+        return None
+    try:
+        meta = read_meta(store)
+        enc = meta["fingerprint"]["encoder"]
+        w = enc["weights"]
+    except (HcdgError, KeyError, TypeError):
+        return None
+    recorded = meta.get("created", {}).get("weights_path")
+    seed = int(w.get("seed", 0) or 0)
+    if w.get("kind") == "random":
+        return enc["model"], "none", seed
+    if w.get("kind") == "tag":
+        return enc["model"], w.get("tag"), seed
+    if recorded:
+        return (f"local-dir:{recorded}", None, seed) if w.get("kind") == "local-dir" else (enc["model"], recorded, seed)
+    return None
+
+
+def encoder_choice(cfg: EmbedConfig) -> tuple[str, str | None, int]:
+    """(model, pretrained, seed) to embed with: what the config names; where it names no model,
+    the existing store's recorded encoder (its pretrained / seed unless given), else DEFAULT_MODEL."""
+    model, pretrained, seed = cfg.model, cfg.pretrained, cfg.seed
+    if model is None:
+        recorded = recorded_encoder(cfg.store)
+        if recorded is not None:
+            model = recorded[0]
+            pretrained = recorded[1] if pretrained is None else pretrained
+            seed = recorded[2] if seed is None else seed
+        else:
+            model = DEFAULT_MODEL
+    return model, pretrained, 0 if seed is None else seed
 
 
 def chunk_batches(writer: SplitWriter, chunks: list[int], batch_size: int) -> Iterator[list[int]]:
@@ -226,8 +267,9 @@ def run(cfg: EmbedConfig, *, dataset: Any = None) -> EmbedSummary:
     precision = cfg.precision if cfg.precision != "auto" else ("fp16" if device.type == "cuda" else "fp32")
     if precision == "fp16" and device.type == "cpu":
         raise HcdgError("--precision fp16 needs a GPU (--device cuda); use fp32 or bf16 on the CPU")
+    model, pretrained, seed = encoder_choice(cfg)
     # Weights first: a missing file fails in well under a second, before any dataset scan.
-    source = resolve_weights(cfg.model, resolve_pretrained(cfg.model, cfg.pretrained))
+    source = resolve_weights(model, resolve_pretrained(model, pretrained))
     prompts = select_prompts(cfg.prompt_file, cfg.prompt_filter)
     options: dict[str, Any] = {}
     if dataset is None:
@@ -243,7 +285,7 @@ def run(cfg: EmbedConfig, *, dataset: Any = None) -> EmbedSummary:
     split_fp = fpr.split_fingerprint(dataset.manifest(), dataset=dataset.dataset, split=dataset.split,
                                      options=options, limit=limit)
     # The encoder is built (a bad weights file fails here) before the store is touched.
-    encoder = ClipEncoder(source, seed=cfg.seed, precision=precision, device=device)
+    encoder = ClipEncoder(source, seed=seed, precision=precision, device=device)
     identity = encoder.identity()
     store_fp = fpr.store_fingerprint(identity, prompts.digest(), len(prompts), cfg.dtype)
     weights_at = str(encoder.source.path.resolve()) if encoder.source.path else None
@@ -274,7 +316,7 @@ def run(cfg: EmbedConfig, *, dataset: Any = None) -> EmbedSummary:
 def _embed_chunks(cfg: EmbedConfig, dataset: Any, encoder: ClipEncoder, writer: SplitWriter, todo: list[int],
                   device: torch.device) -> tuple[int, int]:
     """Run the model over chunks `todo`; returns (rows embedded, rows skipped)."""
-    from tqdm import tqdm
+    from hcdg.stages import progress
 
     if not todo:
         return 0, 0
@@ -290,8 +332,8 @@ def _embed_chunks(cfg: EmbedConfig, dataset: Any, encoder: ClipEncoder, writer: 
     thread = _ChunkWriterThread(writer)
     thread.start()
     total = sum(len(writer.rows(c)) for c in todo)
-    bar = tqdm(total=total, unit="img", desc=f"embed {dataset.dataset}/{dataset.split}", disable=not cfg.progress,
-               file=sys.stderr, smoothing=0.1)
+    bar = progress.bar(total, f"embed {dataset.dataset}/{dataset.split}", "img", enabled=cfg.progress,
+                       rate_unit="images", smoothing=0.1)  # a status line every 30 s off a terminal
     chunk = -1
     buf: np.ndarray | None = None
     errors: list[str] = []

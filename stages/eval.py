@@ -9,8 +9,10 @@
     store.results.write_results --> RUN_DIR/eval/<target>.parquet + <target>-summary.parquet
 
 Every protocol that applies to the network's output is computed for every sample
-(`2.5d-gtroot-gtbone`, `rr-gtscale`, `pa` for xyz networks; `authors` for uvd networks, e.g.
-an imported authors' checkpoint; PROTOCOL.md §4, `protocols.protocols_for_output`); STB (palm-rooted ground truth) gets both roots, `wrist` and `palm`
+(`2.5d-gtroot-gtbone`, `rr-gtscale`, `pa`, `pa-proper` for xyz networks; `authors` for uvd
+networks, e.g. an imported authors' checkpoint; PROTOCOL.md §4, `protocols.protocols_for_output`);
+STB (palm-rooted ground truth) gets both roots, `wrist` and `palm`; wrist-rooted data (RHD,
+FreiHAND) also gets hand3d's palm root under `rr-gtscale`
 (`protocols.roots_for`). Re-running replaces only that target's two files (and its
 `eval/<target>.json` record).
 """
@@ -63,7 +65,7 @@ class EvalConfig:
             test code cuts them (truncated to int, box centre -> crop centre S/2;
             `authors.crop_from_xywh`; PROTOCOL.md §4).
         boxes: the .npy file of boxes for crops="seed-boxes" (STB (3000, 4), RHD (2725, 4)).
-        decoder: heatmap -> 2D decoder for gtroot-2.5d (`protocols.decode_heatmaps`).
+        decoder: heatmap -> 2D decoder for 2.5d-gtroot-gtbone (`protocols.decode_heatmaps`).
         limit: evaluate only the first N samples (quick checks); None = all.
         workers: DataLoader worker processes for decoding + cropping (0 = in process).
         progress: show a progress bar.
@@ -299,9 +301,9 @@ def predict_split(loaded: LoadedModel, dataset: _Prepared, cfg: EvalConfig, desc
     """Run Branch1 over the prepared samples; gather what the protocols need (mirrored frame)."""
     import torch
     from torch.utils.data import DataLoader
-    from tqdm import tqdm
 
     from hcdg.pipeline import protocols
+    from hcdg.stages import progress
 
     dev = next(loaded.model.parameters()).device
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers)
@@ -312,7 +314,9 @@ def predict_split(loaded: LoadedModel, dataset: _Prepared, cfg: EvalConfig, desc
     need_argmax = "authors" in (cfg.protocols or ())
     size = loaded.crop.input_size
     with torch.inference_mode():
-        for batch in tqdm(loader, desc=desc, unit="batch", disable=not cfg.progress, dynamic_ncols=True):
+        bar = progress.bar(len(loader), desc, "batch", enabled=cfg.progress, rate_unit="images",
+                           rate_scale=cfg.batch_size, dynamic_ncols=True)  # status lines off a terminal
+        for batch in loader:
             out = loaded.model.predict(batch["image"].to(dev), batch["hand_side"].to(dev))
             heat = out["heatmaps"][-1].float().cpu().numpy()
             acc["uv_hm"].append(protocols.decode_heatmaps(heat, cfg.decoder))
@@ -323,6 +327,8 @@ def predict_split(loaded: LoadedModel, dataset: _Prepared, cfg: EvalConfig, desc
                 acc[k].append(np.asarray(batch[k]))
             acc["sample_id"].extend(batch["sample_id"])
             acc["gt_root"].extend(batch["gt_root"])
+            bar.update(1)
+    bar.close()
     if not acc["sample_id"]:
         raise HcdgError(f"{desc}: no samples to evaluate")
     res = {k: np.concatenate(v) for k, v in acc.items() if k not in ("sample_id", "gt_root") and v}
@@ -358,10 +364,14 @@ def evaluate_predictions(pred: dict[str, Any], crop: Any, protocols_: tuple[str,
         image_from_heatmap=img_from_hm, protocols=protocols_, authors_inputs=authors_in,
     )  # fmt: skip
     m = pred["mirrored"]
+    palm_vis = protocols.palm_visible(pred["visible"]) if roots[0] == "wrist" else None
     results = [
-        dataclasses.replace(r, pred_xyz_m=_unmirror(r.pred_xyz_m, m), gt_xyz_m=_unmirror(r.gt_xyz_m, m))
+        dataclasses.replace(
+            r, pred_xyz_m=_unmirror(r.pred_xyz_m, m), gt_xyz_m=_unmirror(r.gt_xyz_m, m),
+            visible=palm_vis if (r.root == "palm" and palm_vis is not None) else r.visible,
+        )
         for r in results
-    ]
+    ]  # fmt: skip
     uv_img = protocols.heatmap_to_image(pred["uv_hm"], img_from_hm)  # mirrored image pixels
     uv_orig = protocols.heatmap_to_image(uv_img, pred["image_from_original"])  # the flip is its own inverse
     return results, uv_orig

@@ -10,11 +10,15 @@ Reads run folders (or sweep folders holding them): `run.json` (the training conf
 * ``report.json``: what went in (run folders, protocol, root), also the folder's marker.
 
 Paper-shaped tables (Tables 3-6) group runs by their config (mode, ratio, combine,
-lambda_con, con_loss, aug) and put re-run numbers beside the paper's published rows,
-which are labelled "as published, not re-run". They use one protocol (default the
-paper's, ``authors``, when any run has results under it, else ``2.5d-gtroot-gtbone``) and
-one STB root handling (default ``wrist``); the full table
-lists every protocol, root and joint set.
+lambda_con, con_loss, aug, and within those by the whole config without the seed,
+`store.paired.group_key`) and put re-run numbers beside the paper's published rows,
+which are labelled "as published, not re-run". A re-run cell is the mean over the
+group's runs (seeds) ± their standard deviation (n); beside it the paired difference
+to the re-run baseline (Table 4a's no-CLIP config) on the same samples, with its
+bootstrap 95% interval over samples and, with >= 2 seeds on both sides, its t-interval
+over seeds (`store.paired`). They use one protocol (default the paper's, ``authors``,
+when any run has results under it, else ``2.5d-gtroot-gtbone``) and one STB root
+handling (default ``wrist``); the full table lists every protocol, root and joint set.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ import pandas as pd
 from hcdg.pipeline import published
 from hcdg.pipeline.config import to_dict
 from hcdg.pipeline.errors import HcdgError
+from hcdg.pipeline import stats
 from hcdg.stages import report_render as render
+from hcdg.store import paired
 from hcdg.store import results as store
 from hcdg.store.atomic import atomic_path, atomic_write_json, atomic_write_text
 from hcdg.store.runs import read_run
@@ -64,6 +70,9 @@ class ReportConfig:
         root: STB root handling in the paper-shaped tables ("wrist": GT palm converted
             to a wrist, so the network's wrist is compared as it is; PROTOCOL.md §3).
         joints: joint set of the paper-shaped tables ("all": the paper's EPE over 21 joints).
+        figures: extra PNG files shown in the report's "Figures" section (e.g. `hcdg viz`
+            output); the paper's Figures 3-4 (``fig3*.png``, ``fig4*.png``) in a ``figures/``
+            folder beside or inside a given run folder are found without it.
     """
 
     runs: tuple[str, ...] = ()
@@ -72,6 +81,7 @@ class ReportConfig:
     protocol: str | None = None
     root: str = "wrist"
     joints: str = "all"
+    figures: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- run facets
@@ -101,6 +111,8 @@ def run_facets(config: Mapping[str, Any]) -> dict[str, Any]:
     mode = str(out["mode"]).lower() if out["mode"] is not None else None
     out["mode"] = {"iete": "ie+te", "ie_te": "ie+te", "ie-te": "ie+te"}.get(mode, mode)
     out["aug"] = "normal" if str(out["aug"]).lower() == "normal" else "clip"
+    if out["con_loss"] == "paper":  # old run folders' name of Eq. 4 as printed
+        out["con_loss"] = "paper-literal"
     for k in ("ratio", "lambda_con"):
         out[k] = None if out[k] is None else round(float(out[k]), 6)
     if out["aug"] != "normal":
@@ -149,6 +161,12 @@ class RunInfo:
     random_weights: bool
     summary: pd.DataFrame  # store.SUMMARY_SCHEMA rows of every evaluated target
     losses: pd.DataFrame | None
+    group: str = ""  # store.paired.group_key: the config without its seed
+    done: dict[str, Any] | None = None  # done.json of a finished training run
+    steps: int | None = None  # steps trained (done.json, else the last metrics row)
+    wall_s: float | None = None  # training seconds summed over the sessions in metrics.parquet
+    val_epe_mm: float | None = None  # final validation EPE (done.json, else the last val row)
+    val_mean_pose_epe_mm: float | None = None  # the same for predicting the mean training pose
 
 
 def _load_run(folder: Path, warnings: list[str]) -> RunInfo:
@@ -158,7 +176,7 @@ def _load_run(folder: Path, warnings: list[str]) -> RunInfo:
         target = path.stem
         spath = store.summary_path(folder, target)
         try:
-            if spath.is_file():
+            if spath.is_file() and not store.is_legacy_pa(spath):
                 summaries.append(store.read_summary(spath))
             else:
                 summaries.append(store.summarise_results(store.read_results(path)))
@@ -173,10 +191,50 @@ def _load_run(folder: Path, warnings: list[str]) -> RunInfo:
         warnings.append(str(exc))
         losses = None
     rw = store.random_weights_of(record) or bool(summary.get("random_weights", pd.Series([], dtype=bool)).any())
-    return RunInfo(
+    info = RunInfo(
         name=folder.name, folder=folder, facets=run_facets(record.get("config", {})), seed=record.get("seed"),
-        random_weights=rw, summary=summary, losses=losses,
+        random_weights=rw, summary=summary, losses=losses, group=paired.group_key(record.get("config", {})),
     )  # fmt: skip
+    _training_facts(info, warnings)
+    return info
+
+
+def _finite(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _training_facts(info: RunInfo, warnings: list[str]) -> None:
+    """Steps, wall time and final validation EPE from done.json and metrics.parquet."""
+    from hcdg.store.atomic import read_json_object
+
+    done_path = info.folder / "done.json"
+    if done_path.is_file():
+        try:
+            info.done = read_json_object(done_path, "total_steps, val_epe_mm, ...")
+        except HcdgError as exc:
+            warnings.append(str(exc))
+    df = info.losses
+    if info.done:
+        info.steps = info.done.get("total_steps")
+        info.val_epe_mm = _finite(info.done.get("val_epe_mm"))
+        info.val_mean_pose_epe_mm = _finite(info.done.get("val_mean_pose_epe_mm"))
+    if df is not None and len(df):
+        if info.steps is None:
+            info.steps = int(df["step"].max())
+        val = df[df["val_epe_mm"].notna()]
+        if info.val_epe_mm is None and len(val):
+            info.val_epe_mm = _finite(val["val_epe_mm"].iloc[-1])
+        if info.val_mean_pose_epe_mm is None and len(val) and "val_mean_pose_epe_mm" in val.columns:
+            info.val_mean_pose_epe_mm = _finite(val["val_mean_pose_epe_mm"].iloc[-1])
+        if "wall_s" in df.columns and df["wall_s"].notna().any():
+            w = df["wall_s"].dropna().to_numpy()
+            # wall_s restarts at 0 in each (resumed) process: add up each session's last value
+            ends = [w[i] for i in range(len(w)) if i == len(w) - 1 or w[i + 1] < w[i]]
+            info.wall_s = float(sum(ends))
 
 
 def load_runs(paths: tuple[str, ...] | list[str]) -> tuple[list[RunInfo], list[str]]:
@@ -185,15 +243,22 @@ def load_runs(paths: tuple[str, ...] | list[str]) -> tuple[list[RunInfo], list[s
     return [_load_run(f, warnings) for f in store.find_run_dirs(paths)], warnings
 
 
+def root_of(run: RunInfo, target: str, cfg: ReportConfig) -> str:
+    """The root the paper tables read for `target`: cfg.root where the run has it, else wrist."""
+    s = run.summary
+    if s.empty:
+        return "wrist"
+    sel = s[(s["target"] == target) & (s["protocol"] == cfg.protocol) & (s["joints"] == cfg.joints)]
+    return cfg.root if cfg.root in set(sel["root"]) else "wrist"
+
+
 def epe_of(run: RunInfo, target: str, cfg: ReportConfig) -> float | None:
     """The run's mean EPE on `target` under the report's protocol / root / joint set."""
     s = run.summary
     if s.empty:
         return None
     sel = s[(s["target"] == target) & (s["protocol"] == cfg.protocol) & (s["joints"] == cfg.joints)]
-    roots = set(sel["root"])
-    root = cfg.root if cfg.root in roots else "wrist"
-    sel = sel[sel["root"] == root]
+    sel = sel[sel["root"] == root_of(run, target, cfg)]
     if sel.empty:
         return None
     return float(sel["epe_mean_mm"].iloc[0])
@@ -206,14 +271,49 @@ def _label(runs: list[RunInfo]) -> str:
     return ", ".join(r.name + (" †" if r.random_weights else "") for r in runs)
 
 
+PAIRED_CELLS = ("diff_mm", "ci_low_mm", "ci_high_mm", "beyond_noise_samples", "n_seeds_paired", "seed_diff_mm",
+                "seed_ci_low_mm", "seed_ci_high_mm", "beyond_noise_seeds")  # fmt: skip
+
+
+@dataclass
+class Context:
+    """What every re-run row needs besides its runs: the report config and the paired table."""
+
+    cfg: ReportConfig
+    paired: pd.DataFrame  # store.paired.PAIRED_COLUMNS rows under cfg.joints
+    baseline_group: str | None
+
+
+def _paired_cells(ctx: Context, members: list[RunInfo], target: str) -> dict[str, Any]:
+    """The paired difference of a row's runs (one config group) on `target`, or {} when none."""
+    if not members or ctx.paired.empty:
+        return {}
+    group = members[0].group
+    if group == ctx.baseline_group:
+        return {"is_baseline": True}
+    p = ctx.paired
+    root = root_of(members[0], target, ctx.cfg)
+    sel = p[(p["group"] == group) & (p["target"] == target) & (p["protocol"] == ctx.cfg.protocol) & (p["root"] == root)]
+    if sel.empty:
+        return {}
+    row = sel.iloc[0]
+    return {k: row[k] for k in PAIRED_CELLS}
+
+
 def _rerun_row(table: str, method: str, setting: str, source: str, per_target: dict[str, list[RunInfo]],
-               cfg: ReportConfig, note: str = "") -> dict[str, Any]:  # fmt: skip
+               ctx: Context, note: str = "") -> dict[str, Any]:  # fmt: skip
     row: dict[str, Any] = {"table": table, "method": method, "setting": setting, "source": source}
     all_runs: list[RunInfo] = []
     for t in published.TARGETS:
-        vals = [(r, v) for r in per_target.get(t, []) if (v := epe_of(r, t, cfg)) is not None]
-        row[f"{t}_epe_mm"] = sum(v for _, v in vals) / len(vals) if vals else math.nan
-        row[f"{t}_n_runs"] = len(vals)
+        vals = [(r, v) for r in per_target.get(t, []) if (v := epe_of(r, t, ctx.cfg)) is not None]
+        mean, std, n = stats.mean_std([v for _, v in vals])
+        row[f"{t}_epe_mm"] = mean
+        row[f"{t}_epe_std_mm"] = std
+        row[f"{t}_n_runs"] = n
+        cells = _paired_cells(ctx, [r for r, _ in vals], t)
+        row[f"{t}_is_baseline"] = bool(cells.pop("is_baseline", False))
+        for k in PAIRED_CELLS:
+            row[f"{t}_{k}"] = cells.get(k, math.nan)
         all_runs += [r for r, _ in vals if r not in all_runs]
     row["runs"] = _label(all_runs)
     row["random_weights"] = any(r.random_weights for r in all_runs)
@@ -221,14 +321,44 @@ def _rerun_row(table: str, method: str, setting: str, source: str, per_target: d
     return row
 
 
+def _by_group(per_target: dict[str, list[RunInfo]]) -> list[dict[str, list[RunInfo]]]:
+    """Split each target's runs by config group (`RunInfo.group`); the i-th group of every
+    target goes into the i-th row (one row when every target has one config)."""
+    split: dict[str, list[list[RunInfo]]] = {}
+    for t, runs in per_target.items():
+        groups: dict[str, list[RunInfo]] = {}
+        for r in runs:
+            groups.setdefault(r.group, []).append(r)
+        split[t] = [groups[g] for g in sorted(groups)]
+    n = max((len(v) for v in split.values()), default=0)
+    return [{t: v[i] for t, v in split.items() if i < len(v)} for i in range(n)]
+
+
+def default_con_loss() -> str:
+    """The L_con form a run gets when it does not choose one (`TrainConfig.con_loss`)."""
+    import dataclasses
+
+    from hcdg.stages.train import TrainConfig
+
+    return {f.name: f for f in dataclasses.fields(TrainConfig)}["con_loss"].default
+
+
+def con_loss_label(form: Any) -> str:
+    """", FORM L_con" for a run whose L_con form is not the run default ("" for the
+    default and for runs without Branch2). Every form is a re-run of the paper's row:
+    the paper prints Eq. 4 and no other; the forms are readings of it (docs/model.md)."""
+    return "" if form in (None, default_con_loss()) else f", {form} L_con"
+
+
 def _source(con_loss: Any, cfg: ReportConfig) -> str:
-    variant = "" if con_loss in (None, "paper") else f", {con_loss} L_con"
-    return f"re-run{variant} ({cfg.protocol}, STB root {cfg.root})"
+    return f"re-run{con_loss_label(con_loss)} ({cfg.protocol}, STB root {cfg.root})"
 
 
-def paper_table(key: str, runs: list[RunInfo], cfg: ReportConfig) -> pd.DataFrame:
+def paper_table(key: str, runs: list[RunInfo], cfg: ReportConfig | Context) -> pd.DataFrame:
     """One paper-shaped table: each published row, then the re-runs of its config
-    (one row per L_con form found), then re-run configs the paper does not print."""
+    (one row per L_con form and config group found), then re-run configs the paper does
+    not print. `cfg` may be a bare ReportConfig (then no paired differences)."""
+    ctx = cfg if isinstance(cfg, Context) else Context(cfg=cfg, paired=pd.DataFrame(), baseline_group=None)
     rows: list[dict[str, Any]] = []
     for prow in published.rows_of(key):
         rows.append({
@@ -244,13 +374,17 @@ def paper_table(key: str, runs: list[RunInfo], cfg: ReportConfig) -> pd.DataFram
             for r in runs:
                 if _matches(r.facets, want):
                     per_form.setdefault(r.facets["con_loss"], {}).setdefault(t, []).append(r)
-        for form in sorted(per_form, key=lambda f: (f not in (None, "paper"), str(f))):
-            rows.append(_rerun_row(key, prow.method, prow.setting, _source(form, cfg), per_form[form], cfg))
-    rows += _extra_rows(key, runs, cfg, rows)
+        default = default_con_loss()
+        for form in sorted(per_form, key=lambda f: (f not in (None, default), str(f))):
+            parts = _by_group(per_form[form])
+            for i, part in enumerate(parts):
+                note = f"config {i + 1} of {len(parts)} (differs beyond the seed)" if len(parts) > 1 else ""
+                rows.append(_rerun_row(key, prow.method, prow.setting, _source(form, ctx.cfg), part, ctx, note))
+    rows += _extra_rows(key, runs, ctx, rows)
     return pd.DataFrame(rows)
 
 
-def _extra_rows(key: str, runs: list[RunInfo], cfg: ReportConfig, done: list[dict]) -> list[dict[str, Any]]:
+def _extra_rows(key: str, runs: list[RunInfo], ctx: Context, done: list[dict]) -> list[dict[str, Any]]:
     """Re-run configurations a table's published rows do not cover (e.g. another ratio)."""
     printed = {(r.method, r.setting) for r in published.rows_of(key)}
     groups: dict[tuple, list[RunInfo]] = {}
@@ -260,17 +394,19 @@ def _extra_rows(key: str, runs: list[RunInfo], cfg: ReportConfig, done: list[dic
         if key in ("3", "4a") and f["mode"] == "ie+te" and default_rest and _close(f["lambda_con"], 0.1):
             setting = f"{f['ratio']:g}" if f["ratio"] is not None else "?"
             if key == "3":
-                groups.setdefault((f"IE+TE, ratio {setting}", "", f["con_loss"]), []).append(r)
+                groups.setdefault((f"IE+TE, ratio {setting}", "", f["con_loss"], r.group), []).append(r)
             elif ("IE+TE", setting) not in printed:
-                groups.setdefault(("IE+TE", setting, f["con_loss"]), []).append(r)
+                groups.setdefault(("IE+TE", setting, f["con_loss"], r.group), []).append(r)
         elif key == "3" and f["mode"] == "baseline" and f["aug"] == "clip":
-            groups.setdefault(("Baseline", "", None), []).append(r)
+            groups.setdefault(("Baseline", "", None, r.group), []).append(r)
         elif key == "5" and f["mode"] == "ie+te" and default_rest and _close(f["ratio"], 0.6):
             setting = f"{f['lambda_con']:g}" if f["lambda_con"] is not None else "?"
             if ("IE+TE", setting) not in printed:
-                groups.setdefault(("IE+TE", setting, f["con_loss"]), []).append(r)
+                groups.setdefault(("IE+TE", setting, f["con_loss"], r.group), []).append(r)
     out = []
-    for (method, setting, form), members in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], str(kv[0][2]))):
+    for (method, setting, form, _group), members in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], kv[0][1], str(kv[0][2]), kv[0][3])
+    ):
         if key != "3":
             note = "setting not in the paper"
         elif method == "Baseline":
@@ -278,7 +414,7 @@ def _extra_rows(key: str, runs: list[RunInfo], cfg: ReportConfig, done: list[dic
         else:
             note = "one ratio for both targets"
         per_target = {t: members for t in published.TARGETS}
-        out.append(_rerun_row(key, method, setting, _source(form, cfg), per_target, cfg, note))
+        out.append(_rerun_row(key, method, setting, _source(form, ctx.cfg), per_target, ctx, note))
     return out
 
 
@@ -303,13 +439,69 @@ def full_table(runs: list[RunInfo]) -> pd.DataFrame:
 
 
 def runs_table(runs: list[RunInfo]) -> pd.DataFrame:
+    """One row per run: facets, seed, config group, steps, wall time, final validation EPE."""
     rows = []
     for r in runs:
         targets = sorted(set(r.summary["target"])) if not r.summary.empty else []
-        rows.append({"run": r.name, "folder": str(r.folder), **r.facets, "seed": r.seed,
+        rows.append({"run": r.name, **r.facets, "seed": r.seed, "group": r.group,
+                     "steps": r.steps, "finished": r.done is not None,
+                     "wall_min": None if r.wall_s is None else r.wall_s / 60.0,
+                     "val_epe_mm": r.val_epe_mm, "val_mean_pose_epe_mm": r.val_mean_pose_epe_mm,
                      "random_weights": r.random_weights, "targets": ", ".join(targets) or "-",
-                     "loss_rows": 0 if r.losses is None else len(r.losses)})  # fmt: skip
+                     "folder": str(r.folder)})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def baseline_group(runs: list[RunInfo], warnings: list[str]) -> str | None:
+    """The config group of the re-run baseline (mode baseline, CLIP augmentation): the one
+    with the most runs when several configs qualify (named in a warning)."""
+    groups: dict[str, list[RunInfo]] = {}
+    for r in runs:
+        if r.facets["mode"] == "baseline" and r.facets["aug"] == "clip" and not r.summary.empty:
+            groups.setdefault(r.group, []).append(r)
+    if not groups:
+        return None
+    best = max(sorted(groups), key=lambda g: len(groups[g]))
+    if len(groups) > 1:
+        warnings.append(f"{len(groups)} baseline configs found; differences are taken to the one of "
+                        f"{_label(groups[best])}")  # fmt: skip
+    return best
+
+
+def paired_context(runs: list[RunInfo], cfg: ReportConfig, warnings: list[str]) -> Context:
+    """The paired table of every run against the baseline group (empty without a baseline)."""
+    base = baseline_group(runs, warnings)
+    table = pd.DataFrame(columns=list(paired.PAIRED_COLUMNS))
+    if base is not None:
+        try:
+            epe = paired.sample_epe_table([r.folder for r in runs if not r.summary.empty], joints=cfg.joints)
+            table = paired.paired_differences(epe, base)
+        except HcdgError as exc:
+            warnings.append(str(exc))
+    return Context(cfg=cfg, paired=table, baseline_group=base)
+
+
+FIGURE_PATTERNS = ("fig3*.png", "fig4*.png")
+
+
+def paper_figures(cfg: ReportConfig) -> dict[str, bytes]:
+    """name -> PNG bytes of the extra figures: cfg.figures, then Figures 3-4 found in a
+    ``figures/`` folder inside or beside the given run folders."""
+    paths: list[Path] = [Path(f) for f in cfg.figures]
+    for p in paths:
+        if not p.is_file():
+            raise HcdgError(f"--figure {p}: no such file (expected a PNG)")
+    for run in cfg.runs:
+        for folder in (Path(run) / "figures", Path(run).resolve().parent / "figures"):
+            if folder.is_dir():
+                paths += sorted(q for pat in FIGURE_PATTERNS for q in folder.glob(pat))
+    out: dict[str, bytes] = {}
+    for p in paths:
+        data = p.read_bytes()
+        if data[:8] != b"\x89PNG\r\n\x1a\n":
+            raise HcdgError(f"--figure {p}: not a PNG file")
+        out.setdefault(p.stem, data)
+    return out
 
 
 # --------------------------------------------------------------------------- the stage
@@ -345,10 +537,13 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
     if cfg.protocol is None:
         has_paper = any((r.summary["protocol"] == PAPER_PROTOCOL).any() for r in runs if len(r.summary))
         cfg = dataclasses.replace(cfg, protocol=PAPER_PROTOCOL if has_paper else "2.5d-gtroot-gtbone")
+    extra_figures = paper_figures(cfg)
     out = Path(cfg.out)
     _prepare_out(out)
 
-    tables: dict[str, pd.DataFrame] = {f"table{spec.key}": paper_table(spec.key, runs, cfg) for spec in published.TABLES}
+    ctx = paired_context(runs, cfg, warnings)
+    tables: dict[str, pd.DataFrame] = {f"table{spec.key}": paper_table(spec.key, runs, ctx) for spec in published.TABLES}
+    tables["paired"] = ctx.paired
     tables["full_results"] = full_table(runs)
     tables["runs"] = runs_table(runs)
     written = []
@@ -359,7 +554,7 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
                 frame.to_csv(tmp, index=False) if ext == "csv" else frame.to_parquet(tmp, index=False)
             written.append(str(path))
 
-    figures = render.figures(runs, cfg)
+    figures = {**render.figures(runs, cfg), **{f"paper_{k}": v for k, v in extra_figures.items()}}
     for name, png in figures.items():
         with atomic_path(out / "figures" / f"{name}.png") as tmp:
             tmp.write_bytes(png)
@@ -367,7 +562,7 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
         if stale.stem not in figures:
             stale.unlink()
     page = render.Page(cfg=cfg, runs=runs, tables=tables, figures=figures, warnings=warnings,
-                       created=time.strftime("%Y-%m-%d %H:%M:%S"))  # fmt: skip
+                       created=time.strftime("%Y-%m-%d %H:%M:%S"), baseline_group=ctx.baseline_group)  # fmt: skip
     atomic_write_text(out / "report.html", render.html(page))
     atomic_write_text(out / "report.md", render.markdown(page))
     atomic_write_json(out / REPORT_MARKER, {

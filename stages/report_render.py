@@ -29,21 +29,29 @@ PROTOCOL_NOTES = {
                           "alignment (root x/y error included). NOT the authors' computation.",
     "rr-gtscale": "hand3d (Zimmermann & Brox 2017): root-relative prediction scaled by the GT bone length and "
                   "placed at the GT root; measures articulation and orientation.",
-    "pa": "FreiHAND toolbox: Procrustes alignment with scale (centre, scale, rotate); measures articulation only.",
+    "pa": "FreiHAND toolbox (eval.py align_w_scale): Procrustes alignment with scale (centre, scale, rotate), "
+          "reflections admitted as the toolbox admits them; measures articulation only.",
+    "pa-proper": "as pa, but proper rotations only (det R = +1), so a mirror-image (e.g. depth-flipped) prediction "
+                 "is not forgiven. Result files from before this split called it pa.",
 }  # fmt: skip
 ROOT_NOTES = {
     "wrist": "STB's GT palm converted to a wrist (wrist = mid_MCP + 2.2 (palm - mid_MCP)); the network's wrist is "
-             "compared as it is. The only root for FreiHAND and RHD.",
-    "palm": "STB only: a palm point (wrist + middle MCP)/2 derived from the prediction replaces its joint 0 and "
-            "is compared with the GT palm.",
+             "compared as it is. FreiHAND and RHD: their own wrist.",
+    "palm": "STB: a palm point (wrist + middle MCP)/2 derived from the prediction replaces its joint 0 and "
+            "is compared with the GT palm. RHD and FreiHAND, rr-gtscale only: hand3d's RHD reading, joint 0 and "
+            "root of both GT and prediction = (wrist + middle MCP)/2.",
 }  # fmt: skip
 
 _CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1340px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
 h1{font-size:1.6em}h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.9em}
-th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
+.scroll{max-width:100%;overflow-x:auto;margin:.6em 0 1.2em}
+table{border-collapse:collapse;font-size:.85em}
+th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top;overflow-wrap:break-word;
+max-width:24em}th{font-weight:600}
+td.num{white-space:nowrap}td.sig{background:#eaf6ea}
+table.data td,table.data th{white-space:nowrap;max-width:none}
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.published td{color:#666;font-style:italic;background:#fafafa}
 .banner{border:2px solid #c0392b;background:#fdecea;padding:.8em 1em;margin:1em 0;font-weight:bold}
@@ -60,6 +68,7 @@ class Page:
     figures: dict[str, bytes]
     warnings: list[str]
     created: str
+    baseline_group: str | None = None
 
 
 # --------------------------------------------------------------------------- figures
@@ -83,11 +92,29 @@ def _pyplot():
     return plt
 
 
+def ratio_points(runs: list["RunInfo"], target: str, cfg: "ReportConfig") -> dict[str, dict[float, list[float]]]:
+    """Table 4(a)'s re-run points for `target`: L_con label ("" = the run default form, else
+    ", FORM L_con") -> ratio (IE = 1, TE = 0) -> EPEs mm of the runs there. Every L_con form
+    is a re-run of the paper's rows, so none is dropped; the default form comes first."""
+    from hcdg.stages.report import con_loss_label, epe_of
+
+    pts: dict[Any, dict[float, list[float]]] = {}
+    for r in runs:
+        f = r.facets
+        if f["aug"] != "clip" or f["combine"] != "concat" or f["lambda_con"] is None:
+            continue
+        if not math.isclose(f["lambda_con"], 0.1):
+            continue
+        x = {"ie+te": f["ratio"], "ie": 1.0, "te": 0.0}.get(f["mode"])
+        if x is None or (v := epe_of(r, target, cfg)) is None:
+            continue
+        pts.setdefault(con_loss_label(f["con_loss"]), {}).setdefault(float(x), []).append(v)
+    return {label: pts[label] for label in sorted(pts)}  # "" (the default form) sorts first
+
+
 def figures(runs: list["RunInfo"], cfg: "ReportConfig") -> dict[str, bytes]:
     """name -> PNG bytes: ratio_ablation, pck_<target> (one per evaluated target), loss_curves."""
     from hcdg.pipeline.protocols import PROTOCOLS
-    from hcdg.stages.report import epe_of
-
     plt = _pyplot()
     out: dict[str, bytes] = {}
     summaries = [r.summary.assign(run=r.name) for r in runs if not r.summary.empty]
@@ -97,21 +124,12 @@ def figures(runs: list["RunInfo"], cfg: "ReportConfig") -> dict[str, bytes]:
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     fig.subplots_adjust(left=0.12, right=0.97, bottom=0.13, top=0.92)
     colours = {"stb": "tab:blue", "rhd": "tab:orange"}
+    styles = ("o-", "s:", "^-.", "v--", "D:")
     for t in published.TARGETS:
-        pts: dict[float, list[float]] = {}
-        for r in runs:
-            f = r.facets
-            if f["aug"] != "clip" or f["combine"] != "concat" or f["lambda_con"] is None:
-                continue
-            if not math.isclose(f["lambda_con"], 0.1) or f["con_loss"] not in (None, "paper"):
-                continue
-            x = {"ie+te": f["ratio"], "ie": 1.0, "te": 0.0}.get(f["mode"])
-            if x is None or (v := epe_of(r, t, cfg)) is None:
-                continue
-            pts.setdefault(float(x), []).append(v)
-        if pts:
+        for i, (label, pts) in enumerate(ratio_points(runs, t, cfg).items()):
             xs = sorted(pts)
-            ax.plot(xs, [sum(pts[x]) / len(pts[x]) for x in xs], "o-", color=colours[t], label=f"{TARGET_TITLES[t]} re-run")
+            ax.plot(xs, [sum(pts[x]) / len(pts[x]) for x in xs], styles[i % len(styles)],
+                    color=colours[t], label=f"{TARGET_TITLES[t]} re-run{label}")
         pub = [(float(p.setting), p.epe_mm(t)) for p in published.rows_of("4a") if p.method == "IE+TE"]
         pub.append((1.0, next(p.epe_mm(t) for p in published.rows_of("4a") if p.method == "IE")))
         pub.sort()
@@ -130,7 +148,7 @@ def figures(runs: list["RunInfo"], cfg: "ReportConfig") -> dict[str, bytes]:
             sel = allsum[(allsum["target"] == t) & (allsum["joints"] == cfg.joints)]
             protos = [p for p in PROTOCOLS if p in set(sel["protocol"])]
             fig, axes = plt.subplots(1, len(protos), figsize=(4.2 * len(protos), 3.6), squeeze=False)
-            fig.subplots_adjust(left=0.07, right=0.98, bottom=0.15, top=0.9, wspace=0.28)
+            fig.subplots_adjust(left=0.3 / fig.get_figwidth() * 2.2, right=0.98, bottom=0.15, top=0.9, wspace=0.28)
             for ax, p in zip(axes[0], protos):
                 ps = sel[sel["protocol"] == p]
                 root = cfg.root if cfg.root in set(ps["root"]) else "wrist"
@@ -144,28 +162,80 @@ def figures(runs: list["RunInfo"], cfg: "ReportConfig") -> dict[str, bytes]:
             axes[0][0].legend(fontsize=7)
             out[f"pck_{t}"] = _png(fig)
 
-    # Loss curves.
+    # Loss curves: one panel per run (its own y axis, log scale when positive), so one
+    # run's scale cannot flatten another's; validation EPE with the mean-pose reference.
     with_losses = [r for r in runs if r.losses is not None and len(r.losses)]
     if with_losses:
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-        fig.subplots_adjust(left=0.07, right=0.98, bottom=0.15, top=0.9, wspace=0.22)
-        for r in with_losses:
-            df = r.losses
-            train = df[df["kind"] == "train"] if "kind" in df.columns else df
-            train = train[train["loss"].notna()]
-            ax1.plot(train["step"], train["loss"], label=r.name)
-            val = df[df["val_epe_mm"].notna()]
-            if len(val):
-                ax2.plot(val["step"], val["val_epe_mm"], "o-", label=r.name)
-        ax1.set_title("training loss", fontsize=9)
-        ax1.set_xlabel("step")
-        ax2.set_title("validation EPE mm (FreiHAND hold-out, rr-gtscale)", fontsize=9)
-        ax2.set_xlabel("step")
-        for a in (ax1, ax2):
-            a.grid(alpha=0.3)
-            a.legend(fontsize=7)
-        out["loss_curves"] = _png(fig)
+        out["loss_curves"] = _loss_panels(plt, with_losses)
+        val_png = _val_panels(plt, with_losses)
+        if val_png is not None:
+            out["val_curves"] = val_png
     return out
+
+
+_LOSS_PARTS = (("loss", "total", "k"), ("loss_heat", "L_heat", "tab:blue"), ("loss_pose", "L_pose", "tab:green"),
+               ("loss_con", "L_con", "tab:red"))  # fmt: skip
+
+
+def _grid(plt, n: int, width: float = 4.3, height: float = 3.0):
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    h = height * rows  # keep ~0.6 in on top for the figure title + panel titles, ~0.5 in below
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.5 / h, top=1 - 0.65 / h, wspace=0.3, hspace=0.6)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat)
+
+
+def _loss_panels(plt, runs: list["RunInfo"]) -> bytes:
+    fig, axes = _grid(plt, len(runs))
+    for ax, r in zip(axes, runs):
+        df = r.losses
+        train = df[df["kind"] == "train"] if "kind" in df.columns else df
+        positive = True
+        for col, label, colour in _LOSS_PARTS:
+            if col not in train.columns:
+                continue
+            part = train[train[col].notna()]
+            if not len(part) or (col == "loss_con" and (part[col] == 0).all()):
+                continue
+            positive &= bool((part[col] > 0).all())
+            ax.plot(part["step"], part[col], color=colour, lw=1.2 if col == "loss" else 0.9, label=label)
+        if positive:
+            ax.set_yscale("log")
+        else:
+            ax.set_yscale("symlog", linthresh=1e-3)
+        ax.set_title(r.name, fontsize=8)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=6)
+    fig.suptitle("training loss per run (own y axis; log scale, symlog where a part is <= 0)", fontsize=9, y=0.995)
+    return _png(fig)
+
+
+def _val_panels(plt, runs: list["RunInfo"]) -> bytes | None:
+    with_val = [r for r in runs if r.losses["val_epe_mm"].notna().any()]
+    if not with_val:
+        return None
+    fig, axes = _grid(plt, len(with_val))
+    for ax, r in zip(axes, with_val):
+        val = r.losses[r.losses["val_epe_mm"].notna()]
+        ax.plot(val["step"], val["val_epe_mm"], "o-", ms=3, color="tab:blue", label="network")
+        if "val_mean_pose_epe_mm" in val.columns and val["val_mean_pose_epe_mm"].notna().any():
+            ref = val[val["val_mean_pose_epe_mm"].notna()]
+            ax.plot(ref["step"], ref["val_mean_pose_epe_mm"], "--", color="tab:gray", label="mean pose (reference)")
+        last = float(val["val_epe_mm"].iloc[-1])
+        ax.set_title(f"{r.name}: final {last:.2f} mm", fontsize=8)
+        ax.set_xlabel("step", fontsize=8)
+        ax.set_ylabel("EPE mm", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    fig.suptitle("validation EPE (FreiHAND hold-out, rr-gtscale) vs predicting the mean training pose", fontsize=9,
+                 y=0.995)
+    return _png(fig)
 
 
 # --------------------------------------------------------------------------- table cells
@@ -174,9 +244,45 @@ def figures(runs: list["RunInfo"], cfg: "ReportConfig") -> dict[str, bytes]:
 def _fmt(v: Any, digits: int = 2) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
     if isinstance(v, float):
         return f"{v:.{digits}f}"
     return str(v)
+
+
+def digits_to_tell_apart(values: Any, least: int = 2, most: int = 4) -> int:
+    """The fewest decimals (>= `least`, <= `most`) at which distinct finite values print distinctly.
+
+    `most` caps it: values closer than 10**-most (for EPE in mm: 0.1 um, e.g. `pa` vs
+    `pa-proper` when no reflection is chosen, apart only by the toolbox's 1e-8) are the same."""
+    xs = sorted({float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)
+                 and math.isfinite(float(v))})  # fmt: skip
+    for d in range(least, most + 1):
+        if len({f"{x:.{d}f}" for x in xs}) == len(xs):
+            return d
+    return most
+
+
+def _signed(v: float, d: int) -> str:
+    return f"{v:+.{d}f}"
+
+
+def _diff_cell(r: Any, t: str, d: int) -> str:
+    """'+2.10 [+1.95, +2.25]*' (over samples) and, with paired seeds, '; seeds (n=3) +2.10 [...]'."""
+    if bool(r.get(f"{t}_is_baseline", False)):
+        return "baseline"
+    diff = r.get(f"{t}_diff_mm", math.nan)
+    if diff is None or not math.isfinite(float(diff)):
+        return "—"
+    text = f"{_signed(diff, d)} [{_signed(r[f'{t}_ci_low_mm'], d)}, {_signed(r[f'{t}_ci_high_mm'], d)}]"
+    text += "*" if bool(r.get(f"{t}_beyond_noise_samples")) else ""
+    n_seeds = r.get(f"{t}_n_seeds_paired", 0)
+    if isinstance(n_seeds, (int, float)) and math.isfinite(n_seeds) and n_seeds >= 2:
+        lo, hi = r[f"{t}_seed_ci_low_mm"], r[f"{t}_seed_ci_high_mm"]
+        text += f"; seeds (n={int(n_seeds)}) {_signed(r[f'{t}_seed_diff_mm'], d)} [{_signed(lo, d)}, {_signed(hi, d)}]"
+        text += "*" if bool(r.get(f"{t}_beyond_noise_seeds")) else ""
+    return text
 
 
 def _paper_rows(frame: pd.DataFrame, key: str) -> list[tuple[bool, list[str]]]:
@@ -184,31 +290,48 @@ def _paper_rows(frame: pd.DataFrame, key: str) -> list[tuple[bool, list[str]]]:
     from hcdg.stages.report import PUBLISHED_SOURCE
 
     rows = []
+    pub_mask = frame["source"] == PUBLISHED_SOURCE
+    digits = {t: digits_to_tell_apart(frame.loc[~pub_mask, f"{t}_epe_mm"]) for t in published.TARGETS}
     for _, r in frame.iterrows():
         pub = r["source"] == PUBLISHED_SOURCE
         cells = [r["method"], r["setting"] or "", r["source"]]
         for t in published.TARGETS:
             v = r[f"{t}_epe_mm"]
-            digits = 1 if (pub and key == "3") else 2
-            text = _fmt(v, digits)
+            d = (1 if key == "3" else 2) if pub else digits[t]
+            text = _fmt(v, d)
             n = int(r[f"{t}_n_runs"])
             if not pub and n > 1:
-                text += f" (n={n})"
+                std = r.get(f"{t}_epe_std_mm", math.nan)
+                text += f" ± {_fmt(std, d)} (n={n})"
             cells.append(text)
+        for t in published.TARGETS:
+            cells.append("" if pub else _diff_cell(r, t, digits[t]))
         cells += [r["runs"], r["note"]]
         rows.append((pub, cells))
     return rows
 
 
-PAPER_HEADER = ["Method", "Setting", "Source", "FreiHAND→STB EPE (mm)", "FreiHAND→RHD EPE (mm)", "Runs", "Note"]
+PAPER_HEADER = ["Method", "Setting", "Source", "FreiHAND→STB EPE (mm)", "FreiHAND→RHD EPE (mm)",
+                "STB: Δ vs baseline, 95% CI", "RHD: Δ vs baseline, 95% CI", "Runs", "Note"]  # fmt: skip
+DIFF_NOTE = ("Re-run cells: mean over the config's runs (seeds) ± standard deviation (n). Δ: mean per-sample paired "
+             "difference to the re-run baseline (Table 4(a)'s no-CLIP config; negative = lower error) on the same "
+             "samples, protocol and root, seeds averaged per sample, with a percentile-bootstrap 95% interval over "
+             "samples ({resamples} resamples, seed {seed}); with >= 2 seeds on both sides also the per-seed paired "
+             "differences' mean and Student-t 95% interval. * = the interval excludes 0. The interval over samples "
+             "only measures test-set noise; the one over seeds is the one that says whether a difference exceeds "
+             "training noise.")  # fmt: skip
 FULL_COLUMNS = ["run", "target", "split", "protocol", "root", "joints", "n_samples", "epe_mean_mm", "epe_median_mm",
                 "auc_0_50_20", "auc_0_50_100", "auc_20_50_hand3d", "mode", "ratio", "combine", "lambda_con",
                 "con_loss", "aug"]  # fmt: skip
+PAIRED_SHOWN = ["runs", "baseline_runs", "target", "protocol", "root", "crops", "n_samples", "epe_mm",
+                "baseline_epe_mm", "diff_mm", "ci_low_mm", "ci_high_mm", "beyond_noise_samples", "n_seeds_paired",
+                "seed_diff_mm", "seed_std_mm", "seed_ci_low_mm", "seed_ci_high_mm", "beyond_noise_seeds"]  # fmt: skip
 
 
 def _generic_rows(frame: pd.DataFrame, columns: list[str]) -> list[list[str]]:
     cols = [c for c in columns if c in frame.columns]
-    digits = {c: (3 if c.startswith("auc") else 2) for c in cols}
+    digits = {c: (digits_to_tell_apart(frame[c], 3, 5) if c.startswith("auc") else digits_to_tell_apart(frame[c]))
+              for c in cols}  # fmt: skip
     return [[_fmt(r[c], digits[c]) for c in cols] for _, r in frame.iterrows()]
 
 
@@ -236,6 +359,19 @@ def _banners(page: Page) -> list[str]:
     return out
 
 
+def _diff_note(page: Page) -> str:
+    from hcdg.pipeline import stats
+
+    return DIFF_NOTE.format(resamples=stats.BOOTSTRAP_RESAMPLES, seed=stats.BOOTSTRAP_SEED)
+
+
+def _paired_shown(page: Page) -> pd.DataFrame:
+    p = page.tables.get("paired")
+    if p is None or p.empty:
+        return pd.DataFrame()
+    return p[p["protocol"] == page.cfg.protocol].reset_index(drop=True)
+
+
 # --------------------------------------------------------------------------- HTML
 
 
@@ -243,15 +379,26 @@ def _e(s: Any) -> str:
     return _html.escape(str(s))
 
 
-def _html_table(header: list[str], rows: list[tuple[bool, list[str]]], table_id: str) -> str:
+def _html_table(header: list[str], rows: list[tuple[bool, list[str]]], table_id: str, data: bool = False) -> str:
+    """A table in a horizontally scrolling box (wide tables never widen the page); numeric
+    cells right-aligned, cells with a '*' (an interval excluding 0) shaded."""
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = []
     for pub, cells in rows:
-        tds = "".join(
-            f'<td class="num">{_e(c)}</td>' if (c[:1].isdigit() or c == "—") else f"<td>{_e(c)}</td>" for c in cells
-        )
-        body.append(f'<tr class="{"published" if pub else "rerun"}">{tds}</tr>')
-    return f'<table id="{_e(table_id)}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+        tds = []
+        for c in cells:
+            cls = []
+            diff = c[:1] in "+-" and "[" in c  # a paired-difference cell: wraps at its "; seeds" part
+            if (c[:1].isdigit() or c[:1] in "+-−" or c == "—") and not diff:
+                cls.append("num")
+            if diff and "*" in c:
+                cls.append("sig")
+            text = "<br>".join(_e(part) for part in c.split("; ")) if diff else _e(c)
+            tds.append(f'<td class="{" ".join(cls)}">{text}</td>' if cls else f"<td>{text}</td>")
+        body.append(f'<tr class="{"published" if pub else "rerun"}">{"".join(tds)}</tr>')
+    cls = ' class="data"' if data else ""
+    return (f'<div class="scroll"><table id="{_e(table_id)}"{cls}><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')  # fmt: skip
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -266,6 +413,7 @@ def html(page: Page) -> str:
     parts += [f"<div class='banner'>{_e(b)}</div>" for b in _banners(page)]
     parts += [f"<div class='warn'>{_e(w)}</div>" for w in page.warnings]
     parts += [f"<p>{_e(p)}</p>" for p in _intro(cfg)]
+    parts.append(f"<p class='caption'>{_e(_diff_note(page))}</p>")
     for spec in published.TABLES:
         frame = page.tables[f"table{spec.key}"]
         parts.append(f"<h2>{_e(spec.title)}</h2><p class='caption'>{_e(spec.caption)}</p>")
@@ -275,9 +423,26 @@ def html(page: Page) -> str:
     parts.append("<h2>PCK curves</h2>")
     pck = [k for k in page.figures if k.startswith("pck_")]
     parts += [_img(page.figures[k], k) for k in pck] or ["<p>No evaluation results.</p>"]
+    parts.append("<h2>Differences to the baseline, every root</h2>")
+    shown = _paired_shown(page)
+    if shown.empty:
+        parts.append("<p>No re-run baseline (a <code>mode: baseline</code> run with results) to compare with.</p>")
+    else:
+        parts.append(f"<p class='caption'>Protocol <code>{_e(cfg.protocol)}</code>, joints <code>{_e(cfg.joints)}</code>; "
+                     "every protocol in <code>tables/paired.csv</code> (also "
+                     "<code>hcdg.store.results.paired_table</code>).</p>")  # fmt: skip
+        cols = [c for c in PAIRED_SHOWN if c in shown.columns]
+        parts.append(_html_table(cols, [(False, r) for r in _generic_rows(shown, cols)], "paired", data=True))
     parts.append("<h2>Training curves</h2>")
     parts.append(_img(page.figures["loss_curves"], "loss curves") if "loss_curves" in page.figures
                  else "<p>No run has a metrics.parquet.</p>")  # fmt: skip
+    if "val_curves" in page.figures:
+        parts.append(_img(page.figures["val_curves"], "validation curves"))
+    paper_figs = [k for k in page.figures if k.startswith("paper_")]
+    if paper_figs:
+        parts.append("<h2>Figures 3-4</h2>")
+        for k in paper_figs:
+            parts.append(f"<p class='caption'>{_e(k[len('paper_'):])}.png</p>" + _img(page.figures[k], k))
     parts.append("<h2>All protocols</h2><ul>")
     parts += [f"<li><code>{_e(k)}</code>: {_e(v)}</li>" for k, v in PROTOCOL_NOTES.items()]
     parts += [f"<li>root <code>{_e(k)}</code>: {_e(v)}</li>" for k, v in ROOT_NOTES.items()]
@@ -289,11 +454,11 @@ def html(page: Page) -> str:
         parts.append("<p>No evaluation results.</p>")
     else:
         cols = [c for c in FULL_COLUMNS if c in full.columns]
-        parts.append(_html_table(cols, [(False, r) for r in _generic_rows(full, cols)], "full_results"))
+        parts.append(_html_table(cols, [(False, r) for r in _generic_rows(full, cols)], "full_results", data=True))
     parts.append("<h2>Runs</h2>")
     runs = page.tables["runs"]
     cols = list(runs.columns)
-    parts.append(_html_table(cols, [(False, r) for r in _generic_rows(runs, cols)], "runs"))
+    parts.append(_html_table(cols, [(False, r) for r in _generic_rows(runs, cols)], "runs", data=True))
     parts.append("<p class='caption'>Tables as CSV/parquet in <code>tables/</code>; figures in <code>figures/</code>.</p>")
     parts.append("</body></html>")
     return "\n".join(parts)
@@ -318,6 +483,7 @@ def markdown(page: Page) -> str:
     parts += [f"> **WARNING:** {b}\n" for b in _banners(page)]
     parts += [f"> {w}\n" for w in page.warnings]
     parts += [p + "\n" for p in _intro(cfg)]
+    parts += [_diff_note(page) + "\n"]
     for spec in published.TABLES:
         frame = page.tables[f"table{spec.key}"]
         rows = [[f"*{c}*" if pub and c else c for c in cells] for pub, cells in _paper_rows(frame, spec.key)]
@@ -326,8 +492,21 @@ def markdown(page: Page) -> str:
             parts += ["![ratio ablation](figures/ratio_ablation.png)", ""]
     parts += ["## PCK curves", ""]
     parts += [f"![{k}](figures/{k}.png)\n" for k in page.figures if k.startswith("pck_")] or ["No evaluation results.\n"]
+    parts += ["## Differences to the baseline, every root", ""]
+    shown = _paired_shown(page)
+    if shown.empty:
+        parts += ["No re-run baseline (a `mode: baseline` run with results) to compare with.", ""]
+    else:
+        cols = [c for c in PAIRED_SHOWN if c in shown.columns]
+        parts += [f"Protocol `{cfg.protocol}`, joints `{cfg.joints}`; every protocol in `tables/paired.csv`.", "",
+                  _md_table(cols, _generic_rows(shown, cols)), ""]  # fmt: skip
     parts += ["## Training curves", ""]
     parts += ["![loss curves](figures/loss_curves.png)\n" if "loss_curves" in page.figures else "No run has a metrics.parquet.\n"]
+    if "val_curves" in page.figures:
+        parts += ["![validation curves](figures/val_curves.png)\n"]
+    paper_figs = [k for k in page.figures if k.startswith("paper_")]
+    if paper_figs:
+        parts += ["## Figures 3-4", ""] + [f"![{k}](figures/{k}.png)\n" for k in paper_figs]
     parts += ["## All protocols", ""]
     parts += [f"* `{k}`: {v}" for k, v in PROTOCOL_NOTES.items()]
     parts += [f"* root `{k}`: {v}" for k, v in ROOT_NOTES.items()]

@@ -1,7 +1,7 @@
 """Stage `hcdg sweep`: a grid of training runs against one feature store.
 
     hcdg sweep --ratio 0.4,0.6,0.8,0.9 [--lambda-con ...] [--combine ...] [--mode ...]
-               --out SWEEP_DIR <train flags>
+               [--seed 0,1,2] --out SWEEP_DIR <train flags>
 
 Each grid point is an ordinary training run (`stages.train.run`) in
 `SWEEP_DIR/<name>`, where the name lists the point's swept values in a fixed axis
@@ -9,6 +9,9 @@ order, e.g. `mode=ie+te,ratio=0.6,lambda_con=0.1`. Values that do not affect a p
 are left out of its name and the duplicate points dropped (baseline ignores ratio,
 combine and the contrastive settings; ie / te ignore ratio), so
 `--mode baseline,ie,ie+te --ratio 0.9,0.8,0.6,0.4` is exactly Table 4a: 6 runs.
+The seed is an axis like any other and combines with all of them: adding `--seed 0,1,2`
+makes it 18 runs, named e.g. `mode=ie+te,ratio=0.6,seed=2`; `hcdg report` groups the
+runs of one config across seeds (mean ± std (n)).
 
 Resumable: a point whose folder holds a finished run of the same config (`done.json`
 with the same config hash) is skipped; an unfinished one is resumed from its newest
@@ -34,7 +37,7 @@ from hcdg.store.atomic import atomic_path
 
 SWEEP_FILE = "sweep.parquet"
 #: Axis order in point names (and columns of the table).
-AXES = ("mode", "aug", "combine", "ratio", "lambda_con", "con_loss")
+AXES = ("mode", "aug", "combine", "ratio", "lambda_con", "con_loss", "seed")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class SweepConfig:
     ratio: tuple[float, ...] = ()
     lambda_con: tuple[float, ...] = ()
     con_loss: tuple[str, ...] = ()
+    seed: tuple[int, ...] = ()  # repeats of every point (initialisation, data order, augmentation, prompts)
 
 
 def _fmt(v: Any) -> str:
@@ -57,7 +61,7 @@ def _fmt(v: Any) -> str:
 
 def _relevant(cfg: TrainConfig, axis: str) -> bool:
     """Whether `axis` changes what run `cfg` computes."""
-    if axis in ("mode", "aug"):
+    if axis in ("mode", "aug", "seed"):
         return True
     if cfg.mode == "baseline":
         return False
@@ -72,7 +76,11 @@ def grid(sweep: SweepConfig) -> list[tuple[str, dict[str, Any], TrainConfig]]:
     """(name, swept values, run config) per distinct point, in grid order."""
     swept = [a for a in AXES if getattr(sweep, a)]
     if not swept:
-        raise HcdgError("hcdg sweep: give at least one axis to sweep (--ratio, --lambda-con, --combine, --mode, ...)")
+        raise HcdgError("hcdg sweep: give at least one axis to sweep (--ratio, --lambda-con, --combine, --mode, --seed, ...)")
+    for axis in swept:
+        values = getattr(sweep, axis)
+        if len(set(values)) != len(values):
+            raise HcdgError(f"--{axis.replace('_', '-')}: a value is repeated in {', '.join(map(_fmt, values))}")
     points: list[tuple[str, dict[str, Any], TrainConfig]] = []
     seen: set[str] = set()
     for values in itertools.product(*(getattr(sweep, a) for a in swept)):

@@ -354,10 +354,11 @@ def train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
                 last_val = tuple(float(vals[-1].get(k, float("nan"))) for k in VAL_KEYS)
         stop_after = int(os.environ.get(STOP_ENV, "0") or 0)
 
-        from tqdm import tqdm
+        from hcdg.stages import progress
 
-        bar = tqdm(total=total, initial=start, desc=f"train {out.name}", unit="step", dynamic_ncols=True,
-                   disable=(env.rank != 0) or (None if cfg.progress else True))
+        # a bar on a terminal, a periodic status line (step, loss, samples/s, ETA) otherwise
+        bar = progress.bar(total, f"train {out.name}", "step", initial=start, enabled=env.rank == 0 and cfg.progress,
+                           rate_unit="samples", rate_scale=cfg.batch_size, dynamic_ncols=True)  # fmt: skip
         model.train()
         t_log, n_log = time.perf_counter(), 0
         for step_idx, batch in zip(range(start, total), loader):

@@ -37,6 +37,11 @@ ERR_COLUMNS: tuple[str, ...] = tuple(f"err_mm_{j:02d}" for j in range(N_JOINTS))
 CFG_PREFIX = "cfg."
 #: Joint sets a summary row can cover.
 JOINT_SETS = ("all", "visible")
+#: Parquet key-value metadata of every results / summary file hcdg writes: its ``pa`` rows
+#: are the FreiHAND toolbox's alignment (reflections admitted). Files without it predate
+#: that (their ``pa`` was proper-rotation-only, today's ``pa-proper``); see `_migrate_pa`.
+PA_FORMAT_KEY = b"hcdg.pa"
+PA_FORMAT = b"freihand-toolbox"
 
 #: Fixed columns of the per-sample table, in order, with their arrow types.
 RESULT_SCHEMA: dict[str, pa.DataType] = {
@@ -176,6 +181,8 @@ def results_frame(
     frames = []
     for res in results:
         err = np.asarray(res.errors_mm, dtype=np.float64)
+        res_vis = getattr(res, "visible", None)
+        vis_r = vis if res_vis is None else np.asarray(res_vis, bool).reshape(n, N_JOINTS)
         pred = np.asarray(res.pred_xyz_m, dtype=np.float32).reshape(n, 3 * N_JOINTS)
         gt = np.asarray(res.gt_xyz_m, dtype=np.float32).reshape(n, 3 * N_JOINTS)
         if err.shape != (n, N_JOINTS):
@@ -184,7 +191,7 @@ def results_frame(
             "run": run, "target": target, "split": split, "sample_id": ids,
             "protocol": res.protocol, "root": res.root, "epe_mm": err.mean(axis=1),
             **{c: err[:, j] for j, c in enumerate(ERR_COLUMNS)},
-            "visible": list(vis), "pred_xyz_m": list(pred), "gt_xyz_m": list(gt),
+            "visible": list(vis_r), "pred_xyz_m": list(pred), "gt_xyz_m": list(gt),
             "random_weights": bool(random_weights),
         }  # fmt: skip
         for k, v in (extra or {}).items():
@@ -269,6 +276,7 @@ def _to_table(frame: pd.DataFrame, schema: Mapping[str, pa.DataType], what: str)
 
 
 def _write_table(path: Path, table: pa.Table) -> Path:
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), PA_FORMAT_KEY: PA_FORMAT})
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
     return path
@@ -289,7 +297,49 @@ def _read(path: str | Path, schema: Mapping[str, pa.DataType], what: str) -> pd.
         from hcdg.pipeline.protocols import LEGACY_NAMES
 
         frame["protocol"] = frame["protocol"].replace(LEGACY_NAMES)
+    if is_legacy_pa(path):
+        frame = _migrate_pa(frame, recompute=schema is RESULT_SCHEMA)
     return frame
+
+
+def is_legacy_pa(path: str | Path) -> bool:
+    """True for a results / summary file written before ``pa`` became the FreiHAND toolbox's
+    alignment (no `PA_FORMAT_KEY` metadata) that holds ``pa`` rows."""
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except Exception:  # unreadable files are reported by the reader
+        return False
+    if meta.get(PA_FORMAT_KEY) == PA_FORMAT:
+        return False
+    try:
+        protos = pq.read_table(path, columns=["protocol"]).column("protocol").to_pylist()
+    except Exception:
+        return False
+    return "pa" in protos
+
+
+def _migrate_pa(frame: pd.DataFrame, recompute: bool) -> pd.DataFrame:
+    """An old file's rows in today's names: its ``pa`` rows (proper rotations only) become
+    ``pa-proper``; for per-sample tables (`recompute`) toolbox ``pa`` rows are added,
+    re-aligned from the stored prediction (a similarity transform of the original, so the
+    toolbox alignment of it is the toolbox alignment of the original, to float32
+    storage precision, ~1e-4 mm)."""
+    old = frame["protocol"] == "pa"
+    frame = frame.copy()
+    frame.loc[old, "protocol"] = "pa-proper"
+    if not recompute or not old.any():
+        return frame
+    rows = frame[old].copy()
+    gt = xyz_array(rows["gt_xyz_m"])
+    aligned = metrics.toolbox_align(xyz_array(rows["pred_xyz_m"]), gt)
+    err = metrics.joint_errors_mm(aligned, gt)
+    rows["protocol"] = "pa"
+    rows["pred_xyz_m"] = list(aligned.reshape(len(rows), 3 * N_JOINTS).astype(np.float32))
+    for j, c in enumerate(ERR_COLUMNS):
+        rows[c] = err[:, j]
+    rows["epe_mm"] = err.mean(axis=1)
+    first = int(np.flatnonzero(old.to_numpy())[0])
+    return pd.concat([frame.iloc[:first], rows, frame.iloc[first:]], ignore_index=True)
 
 
 def write_results(run_dir: str | Path, target: str, frame: pd.DataFrame) -> tuple[Path, Path]:
@@ -406,3 +456,43 @@ def read_loss_curves(run_dir: str | Path) -> pd.DataFrame | None:
         if col not in frame.columns:
             frame[col] = np.nan
     return frame.sort_values("step", kind="stable").reset_index(drop=True)
+
+
+def paired_table(
+    paths: Iterable[str | Path],
+    baseline: str | Path | None = None,
+    *,
+    joints: str = "all",
+    n_resamples: int | None = None,
+    seed: int | None = None,
+) -> pd.DataFrame:
+    """Every evaluated config against the baseline, paired per sample (what `hcdg report` shows).
+
+    Args:
+        paths: run or sweep folders (as `load_results`).
+        baseline: a run folder whose config (without its seed) is the baseline; None = the
+            runs with ``mode: baseline`` (an error if they are not one config).
+        joints: "all" or "visible": the joints each per-sample EPE averages over.
+        n_resamples, seed: bootstrap resamples and seed (default `pipeline.stats`'
+            BOOTSTRAP_RESAMPLES = 2000 and BOOTSTRAP_SEED = 0).
+    Returns:
+        One row per config group x (target, split, protocol, root, crops): ``diff_mm`` (mean
+        per-sample EPE difference, group minus baseline, seeds averaged), its bootstrap 95%
+        interval over samples (``ci_low_mm``, ``ci_high_mm``, ``beyond_noise_samples``), and
+        over seeds paired by seed (``seed_diff_mm``, ``seed_std_mm``, ``seed_ci_*``,
+        ``beyond_noise_seeds``; NaN / False with fewer than 2 paired seeds). Columns:
+        `store.paired.PAIRED_COLUMNS`.
+    """
+    from hcdg.pipeline import stats
+    from hcdg.store import paired
+
+    paths = list(paths)
+    if baseline is None:
+        base_key = paired.default_baseline(paths)
+    else:
+        base_key = paired.group_key(read_run(baseline).get("config", {}))
+    return paired.paired_differences(
+        paired.sample_epe_table(paths, joints=joints), base_key,
+        n_resamples=stats.BOOTSTRAP_RESAMPLES if n_resamples is None else n_resamples,
+        seed=stats.BOOTSTRAP_SEED if seed is None else seed,
+    )  # fmt: skip

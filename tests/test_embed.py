@@ -226,3 +226,22 @@ def test_array_digests_see_a_one_value_change(ref_store, tmp_path):
     zarr.open_group(str(store), mode="r+")["splits/freihand/training/norms"][3] = 0.0
     a, b = fs.array_digests(ref_store), fs.array_digests(store)
     assert len(a) == 10 and [k for k in a if a[k] != b[k]] == ["splits/freihand/training/norms"]
+
+
+def test_adding_a_split_uses_the_stores_recorded_encoder_by_default(synth_freihand, synth_rhd, tmp_path):
+    store = str(tmp_path / "s.zarr")
+    args = ["--batch-size", "8", "--chunk-rows", "16", "--prompt-filter", "^one ", "--workers", "0", "--no-progress"]
+    runner = CliRunner()
+    first = runner.invoke(main, ["embed", "--dataset", "freihand", "--root", str(synth_freihand), "--store", store,
+                                 "--model", "hcdg-tiny", "--seed", "3", *args])  # fmt: skip
+    assert first.exit_code == 0, first.output
+    # no --model / --seed: the store's hcdg-tiny with random weights of seed 3, not ViT-B-32
+    second = runner.invoke(main, ["embed", "--dataset", "rhd", "--root", str(synth_rhd), "--store", store, *args])
+    assert second.exit_code == 0, second.output
+    fp = fs.read_fingerprint(store)
+    assert fp["encoder"]["model"] == "hcdg-tiny" and fp["encoder"]["weights"] == {"kind": "random", "seed": 3}
+    assert set(fp["splits"]) == {"freihand/training", "rhd/evaluation"}
+    from hcdg.stages import embed as stage
+
+    assert stage.encoder_choice(stage.EmbedConfig(dataset="rhd", root="r", store=str(tmp_path / "none.zarr")))[0] \
+        == "ViT-B-32"  # no store yet: the paper's encoder

@@ -79,17 +79,22 @@ def test_rows_per_sample_and_protocol_and_rerun_replaces_only_that_target(data, 
 
     stb = rs.read_results(rs.results_path(run_dir, "stb"))
     n_stb = len(open_dataset("stb", data["stb"]))
-    # STB: 3 protocols x 2 roots (wrist, palm); every sample once per (protocol, root)
-    assert len(stb) == n_stb * 3 * 2
+    # STB: 4 protocols x 2 roots (wrist, palm); every sample once per (protocol, root)
+    assert len(stb) == n_stb * 4 * 2
     assert stb.groupby(["protocol", "root"]).size().eq(n_stb).all()
-    assert set(stb["protocol"]) == {"rr-gtscale", "pa", "2.5d-gtroot-gtbone"}
+    assert set(stb["protocol"]) == {"rr-gtscale", "pa", "pa-proper", "2.5d-gtroot-gtbone"}
     assert stb["mirrored"].all()  # STB hands are left hands
     rhd = rs.read_results(rs.results_path(run_dir, "rhd"))
-    assert len(rhd) == len(open_dataset("rhd", data["rhd"])) * 3 and set(rhd["root"]) == {"wrist"}
+    # RHD (wrist-rooted): 4 protocols at the wrist + hand3d's palm root under rr-gtscale
+    n_rhd = len(open_dataset("rhd", data["rhd"]))
+    assert len(rhd) == n_rhd * 5 and set(rhd[rhd.root == "palm"]["protocol"]) == {"rr-gtscale"}
+    palm = rhd[rhd.root == "palm"]
+    vis_w, vis_p = rs.visible_array(rhd[(rhd.root == "wrist") & (rhd.protocol == "rr-gtscale")]), rs.visible_array(palm)
+    np.testing.assert_array_equal(vis_p[:, 0], vis_w[:, 0] | vis_w[:, 9])  # hand3d: palm seen if wrist or MCP is
     assert rhd["cfg.width_mult"].eq(0.125).all()  # the run's config columns
 
     fh = rs.read_results(ev.run(_cfg(run_dir, "freihand", data["freihand"]))["results"])
-    assert set(fh["split"]) == {"evaluation"} and len(fh) == len(open_dataset("freihand", data["freihand"], "evaluation")) * 3
+    assert set(fh["split"]) == {"evaluation"} and len(fh) == len(open_dataset("freihand", data["freihand"], "evaluation")) * 5
     assert not fh["mirrored"].any()
 
     rhd_files = {p: _sha(p) for p in (rs.results_path(run_dir, "rhd"), rs.summary_path(run_dir, "rhd"))}
@@ -274,3 +279,11 @@ def test_checkpoint_folder_is_evaluated_when_there_is_no_final_model(tmp_path, d
     frame = rs.read_results(out["results"])
     assert frame["checkpoint_step"].eq(2).all() and len(frame) == 2 * 2
     assert pd.notna(frame["epe_mm"]).all()
+
+
+def test_cli_protocol_pa_proper_alone(data, tmp_path):
+    run = make_run(tmp_path / "run")
+    res = CliRunner().invoke(main, ["eval", "--run", str(run), "--target", "rhd", "--root", str(data["rhd"]),
+                                    "--protocol", "pa-proper", "--no-progress"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert set(rs.read_results(rs.results_path(run, "rhd"))["protocol"]) == {"pa-proper"}

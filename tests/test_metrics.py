@@ -133,3 +133,46 @@ def test_procrustes_aligned_error_never_exceeds_centred_error():
 def test_shape_mismatch_is_a_clear_error():
     with pytest.raises(HcdgError, match="shapes"):
         metrics.joint_errors_mm(np.zeros((2, 21, 3)), np.zeros((2, 20, 3)))
+
+
+def _toolbox_reference(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """The FreiHAND toolbox's `align_w_scale(gt, pred)` (eval.py), one sample, via scipy as it does."""
+    from scipy.linalg import orthogonal_procrustes
+
+    g_c, p_c = gt - gt.mean(0), pred - pred.mean(0)
+    s_g, s_p = np.linalg.norm(g_c) + 1e-8, np.linalg.norm(p_c) + 1e-8
+    rot, scale = orthogonal_procrustes(g_c / s_g, p_c / s_p)
+    return (p_c / s_p) @ rot.T * scale * s_g + gt.mean(0)
+
+
+def _hand_like(rng, n):
+    return rng.normal(scale=0.04, size=(n, 21, 3)) + np.array([0.0, 0.0, 0.5])
+
+
+def test_toolbox_align_equals_the_freihand_toolbox_to_1e6_mm():
+    rng = np.random.default_rng(7)
+    gt = _hand_like(rng, 40)
+    pred = np.concatenate([
+        gt[:10] + rng.normal(scale=0.01, size=(10, 21, 3)),  # near
+        _hand_like(rng, 10),  # unrelated: reflections often fit better
+        gt[20:30] * np.array([1.0, 1.0, -1.0]) + rng.normal(scale=0.005, size=(10, 21, 3)),  # depth-flipped
+        3.7 * (gt[30:] - gt[30:, :1]) + rng.normal(scale=0.02, size=(10, 21, 3)),  # other scale, root-relative
+    ])  # fmt: skip
+    ours = metrics.toolbox_align(pred, gt)
+    ref = np.stack([_toolbox_reference(gt[i], pred[i]) for i in range(len(gt))])
+    e_ours, e_ref = metrics.joint_errors_mm(ours, gt), metrics.joint_errors_mm(ref, gt)
+    assert np.abs(e_ours - e_ref).max() < 1e-6
+    assert abs(e_ours.mean() - e_ref.mean()) < 1e-6
+    # the toolbox admits reflections: it beats (or ties) proper rotations, by a lot on flipped depth
+    proper = metrics.joint_errors_mm(metrics.procrustes_align(pred, gt), gt)
+    # (least squares: compare squared errors; the toolbox's +1e-8 on the norms costs ~1e-6 mm)
+    assert ((e_ours**2).sum(1) <= (proper**2).sum(1) + 1e-4).all()
+    assert e_ours[20:30].mean() < 0.5 * proper[20:30].mean()
+
+
+def test_toolbox_align_of_a_mirror_image_is_exact():
+    rng = np.random.default_rng(8)
+    gt = _hand_like(rng, 1)[0]
+    mirrored = 2.0 * gt * np.array([-1.0, 1.0, 1.0]) + 0.3
+    np.testing.assert_allclose(metrics.toolbox_align(mirrored, gt), gt, atol=1e-9)
+    assert metrics.joint_errors_mm(metrics.procrustes_align(mirrored, gt), gt).mean() > 1.0

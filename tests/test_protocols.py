@@ -78,11 +78,11 @@ def test_perfect_prediction_scores_zero_under_every_protocol(scene):
     gt, A = scene
     rel, uv_hm = _network_outputs(gt, gt, A)
     res = _all(rel, gt, A, uv_hm)
-    assert set(res) == {(p, "wrist") for p in protocols.OUTPUT_PROTOCOLS["xyz"]}
+    assert set(res) == {(p, "wrist") for p in protocols.OUTPUT_PROTOCOLS["xyz"]} | {("rr-gtscale", "palm")}
     for r in res.values():
         assert r.errors_mm.shape == (6, 21) and r.pred_xyz_m.shape == r.gt_xyz_m.shape == (6, 21, 3)
         assert r.errors_mm.max() < 1e-6, r.protocol
-        np.testing.assert_allclose(r.gt_xyz_m, gt)
+        np.testing.assert_allclose(r.gt_xyz_m[:, 1:], gt[:, 1:])
 
 
 def test_translation_scores_zero_only_under_rr_gtscale_and_pa(scene):
@@ -182,11 +182,45 @@ def test_palm_root_scores_zero_when_gt_palm_is_the_midpoint(scene):
         assert r.errors_mm.max() < 1e-6, p
 
 
-def test_wrist_rooted_data_refuses_palm_and_unknown_names(scene):
+def test_wrist_rooted_data_gets_hand3d_palm_root_under_rr_gtscale(scene):
+    """hand3d's RHD reading: GT and prediction joint 0 = (wrist + middle MCP) / 2, the root."""
     gt, A = scene
     rel, uv_hm = _network_outputs(gt, gt, A)
-    with pytest.raises(HcdgError, match="root 'palm'"):
-        protocols.rr_gtscale(rel, gt, gt_root="wrist", root="palm")
+    res = _all(rel, gt, A, uv_hm)
+    assert protocols.roots_for("wrist", "rr-gtscale") == ("wrist", "palm")
+    assert protocols.roots_for("wrist", "gtroot-2.5d") == ("wrist",) == protocols.roots_for("wrist", "pa")
+    palm = res["rr-gtscale", "palm"]
+    mid = 0.5 * (gt[:, 0] + gt[:, MIDDLE_MCP])
+    np.testing.assert_allclose(palm.gt_xyz_m[:, 0], mid)
+    assert palm.errors_mm.max() < 1e-9
+    # a prediction whose wrist alone is off by 2 cm: the wrist root moves every joint by it,
+    # the palm root (midpoint) by half of it; joint 0, the root, sits on the GT root in both
+    bad = rel.copy()
+    bad[:, 0] += np.array([0.02, 0.0, 0.0]) / _bone(gt)[:, None]
+    w = protocols.rr_gtscale(bad, gt, root="wrist").errors_mm
+    p = protocols.rr_gtscale(bad, gt, root="palm").errors_mm
+    np.testing.assert_allclose(w[:, 1:], 20.0, rtol=1e-9)
+    np.testing.assert_allclose(p[:, 1:], 10.0, rtol=1e-9)
+    np.testing.assert_allclose(p[:, 0], 0.0, atol=1e-9)
+    vis = np.ones((2, 21), bool)
+    vis[0, 0] = False
+    vis[1, [0, MIDDLE_MCP]] = False
+    np.testing.assert_array_equal(protocols.palm_visible(vis)[:, 0], [True, False])
+
+
+def test_pa_admits_reflections_pa_proper_does_not(scene):
+    gt, A = scene
+    root = gt[:, :1]
+    flipped = (gt - root) * np.array([1.0, 1.0, -1.0]) / _bone(gt)[:, None, None]  # depth flipped
+    res = {r.protocol: r for r in protocols.run_protocols(flipped, gt, protocols=("pa", "pa-proper"))}
+    assert res["pa"].errors_mm.max() < 1e-6
+    assert res["pa-proper"].errors_mm.mean() > 5.0
+    np.testing.assert_allclose(res["pa"].pred_xyz_m, protocols.pa(flipped, gt).pred_xyz_m)
+
+
+def test_unknown_names_and_missing_inputs_are_errors(scene):
+    gt, A = scene
+    rel, uv_hm = _network_outputs(gt, gt, A)
     with pytest.raises(HcdgError, match="unknown 'mpjpe'"):
         protocols.run_protocols(rel, gt, protocols=("mpjpe",))
     with pytest.raises(HcdgError, match="needs K"):

@@ -128,3 +128,36 @@ def test_loss_curves_missing_partial_and_damaged(tmp_path):
     (tmp_path / "metrics.parquet").write_bytes(b"not parquet")
     with pytest.raises(HcdgError, match="not a readable parquet"):
         results.read_loss_curves(tmp_path)
+
+
+def test_old_pa_files_read_as_pa_proper_plus_recomputed_toolbox_pa(tmp_path):
+    """Files written before `pa` became the toolbox's alignment (no hcdg.pa metadata): their
+    proper-rotation `pa` rows are `pa-proper`, and toolbox `pa` rows are recomputed."""
+    from hcdg.pipeline import protocols
+
+    rng = np.random.default_rng(3)
+    gt = rng.normal(scale=0.04, size=(6, 21, 3)) + [0, 0, 0.5]
+    rel = (gt - gt[:, :1]) * np.array([1.0, 1.0, -1.0]) * 20 + rng.normal(scale=0.05, size=gt.shape)
+    old_pa = protocols.pa(rel, gt, allow_reflection=False)
+    frame = results.results_frame(
+        run="old", target="rhd", split="evaluation", sample_ids=[str(i) for i in range(6)],
+        results=[ProtocolResult("pa", "wrist", old_pa.pred_xyz_m, old_pa.gt_xyz_m, old_pa.errors_mm)], config=CONFIG,
+    )  # fmt: skip
+    rpath, spath = results.write_results(tmp_path, "rhd", frame)
+    for path in (rpath, spath):  # strip the marker, as an old hcdg wrote them
+        table = pq.read_table(path)
+        pq.write_table(table.replace_schema_metadata({k: v for k, v in (table.schema.metadata or {}).items()
+                                                      if k != results.PA_FORMAT_KEY}), path)  # fmt: skip
+    assert results.is_legacy_pa(rpath) and results.is_legacy_pa(spath)
+    back = results.read_results(rpath)
+    assert sorted(set(back.protocol)) == ["pa", "pa-proper"] and len(back) == 12
+    proper = back[back.protocol == "pa-proper"]
+    np.testing.assert_allclose(results.errors_array(proper), old_pa.errors_mm, atol=1e-9)
+    toolbox = back[back.protocol == "pa"]
+    want = protocols.pa(rel, gt).errors_mm
+    np.testing.assert_allclose(results.errors_array(toolbox), want, atol=1e-3)
+    assert results.errors_array(toolbox).mean() < results.errors_array(proper).mean() - 1.0
+    assert set(results.read_summary(spath).protocol) == {"pa-proper"}
+    # files hcdg writes now carry the marker and are read as they are
+    rpath2, _ = results.write_results(tmp_path / "new", "rhd", frame)
+    assert not results.is_legacy_pa(rpath2) and set(results.read_results(rpath2).protocol) == {"pa"}

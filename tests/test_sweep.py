@@ -57,3 +57,21 @@ def test_sweep_runs_each_point_once_and_skips_finished_points(synth_freihand, sy
     calls.clear()
     third = CliRunner().invoke(main, args)
     assert third.exit_code == 0 and calls == []  # everything finished: nothing trains
+
+
+def test_seed_is_an_axis_that_combines_with_any_other():
+    base = train.TrainConfig(root="r", out="o", store="s")
+    cfg = sweep.SweepConfig(out="SW", base=base, mode=("baseline", "ie+te"), ratio=(0.6,), seed=(0, 1, 2))
+    points = sweep.grid(cfg)
+    names = [n for n, _, _ in points]
+    assert names == [f"mode=baseline,seed={s}" for s in range(3)] + [f"mode=ie+te,ratio=0.6,seed={s}" for s in range(3)]
+    assert [c.seed for _, _, c in points] == [0, 1, 2, 0, 1, 2]
+    only = sweep.grid(sweep.SweepConfig(out="SW", base=base, seed=(3, 4)))
+    assert [(n, c.seed) for n, _, c in only] == [("seed=3", 3), ("seed=4", 4)]
+    with pytest.raises(HcdgError, match="--seed: a value is repeated"):
+        sweep.grid(sweep.SweepConfig(out="SW", base=base, seed=(1, 1)))
+
+
+def test_sweep_seed_flag_takes_a_comma_list_of_integers(tmp_path):
+    res = CliRunner().invoke(main, ["sweep", "--seed", "0,x", "--root", str(tmp_path), "--out", str(tmp_path / "s")])
+    assert res.exit_code != 0 and "--seed" in res.output and "Traceback" not in res.output
