@@ -267,16 +267,15 @@ def iter_predictions(loaded: Any, items: list[ImageItem], batch_size: int, decod
     are reported through `warn` (one line each) and skipped."""
     import torch
     from PIL import Image
-    from tqdm import tqdm
 
     from hcdg.pipeline import predict as pp
+    from hcdg.stages import progress as prog
 
     net = loaded.model
     size = int(net.cfg.input_size)
     output = net.cfg.output
     dev = next(net.parameters()).device
-    bar = tqdm(total=len(items), desc="predict", unit="img", disable=not progress, dynamic_ncols=True,
-               mininterval=0.5 if sys.stderr.isatty() else 10.0)
+    bar = prog.bar(len(items), "predict", "img", enabled=progress, dynamic_ncols=True)
     pending: list[tuple[ImageItem, np.ndarray, Any, np.ndarray]] = []
 
     def flush() -> Iterator[tuple[ImageItem, np.ndarray, dict[str, Any]]]:
