@@ -564,6 +564,94 @@ def eval_cmd(run_dir, target, root, split, checkpoint, batch_size, device, proto
     click.echo(f"{res['n_samples']} samples -> {res['results']} (summary: {res['summary']})")
 
 
+def _field_default(cls, name: str) -> str:
+    """The default of field `name` of the frozen config `cls`, for help strings."""
+    import dataclasses
+
+    return str({f.name: f for f in dataclasses.fields(cls)}[name].default)
+
+
+def _predict_default(name: str) -> str:
+    from hcdg.stages.predict import PredictConfig
+
+    return _field_default(PredictConfig, name)
+
+
+@main.command("predict")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Run folder (`hcdg train` or `hcdg import authors`).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Output folder to create (new or empty): predictions.parquet, predictions.json, overlays/.")
+@click.option("--boxes", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Hand boxes [x, y, w, h] in image pixels: .json keyed by file name (value a box, or "
+                   "{box, side, K}) or an (N, 4) .npy in input order. Default: the whole image is the crop.")
+@click.option("--side", type=click.Choice(["auto", "left", "right"]), default=None,
+              help=f"Hand side; left hands are mirrored in and out. auto = the boxes file's per-image side, "
+              f"else right (default {_predict_default('side')}).")
+@click.option("--whole-image", type=click.Choice(["pad", "center"]), default=None,
+              help="Crop of an image without a box: pad (whole image, padded to a square) or center "
+              f"(its central square) (default {_predict_default('whole_image')}).")
+@click.option("--bone-length-mm", type=float, default=None,
+              help="Middle MCP->PIP bone length: adds root-relative millimetres (and with --K the camera frame).")
+@click.option("--K", "K", default=None,
+              help="Intrinsics of the images: fx,fy,cx,cy or a .json/.npy 3x3 file; with --bone-length-mm adds "
+                   "camera-frame millimetres.")
+@click.option("--checkpoint", default=None, help="Weights, as `hcdg eval --checkpoint` (default the finished model).")
+@click.option("--device", default=None, help=f"auto, cpu, cuda, cuda:N (default {_predict_default('device')}).")
+@click.option("--batch-size", type=int, default=None,
+              help=f"Crops per forward pass (default {_predict_default('batch_size')}).")
+@click.option("--decoder", type=click.Choice(["soft-argmax", "argmax"]), default=None,
+              help=f"Heatmap -> 2D decoder (default {_predict_default('decoder')}).")
+@click.option("--plot3d", is_flag=True, default=None, help="Also draw a 3D view per image (overlays/NAME.3d.png).")
+@click.option("--overwrite", is_flag=True, default=None, help="Replace an earlier `hcdg predict` output in --out.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default on).")
+def predict_cmd(inputs, run_dir, **flags) -> None:
+    """Predict 2D + 3D hand joints on IMAGE_OR_FOLDER... (JPEG/PNG, any size); write overlays and a table.
+
+    Bad images are skipped with one line each (and listed in predictions.json).
+    """
+    from hcdg.pipeline.config import from_dict, merge
+    from hcdg.stages import predict as stage
+
+    cfg = from_dict(stage.PredictConfig, merge({"run": run_dir, "inputs": tuple(inputs)}, flags), where="flags")
+    res = stage.run(cfg, echo=click.echo)
+    skipped = f"; skipped {len(res['skipped'])}: " + ", ".join(s.split(":")[0][8:] for s in res["skipped"]) \
+        if res["skipped"] else ""
+    click.echo(f"{res['n_images']} image(s) -> {res['out']} (predictions.parquet, predictions.json, overlays/){skipped}")
+
+
+@main.command("export")
+@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Run folder (`hcdg train` or `hcdg import authors`).")
+@click.option("--format", "fmt", required=True, type=click.Choice(["onnx", "torchscript"]),
+              help="onnx (needs `pip install hcdg[export]`) or torchscript.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="File to write; its JSON sidecar is written beside it as OUT.json.")
+@click.option("--input-size", type=int, default=None,
+              help="Crop side the graph takes (default the network's; another size adds a resize in the graph).")
+@click.option("--dynamic-batch", is_flag=True, default=None, help="ONNX: any batch size (default batch 1).")
+@click.option("--checkpoint", default=None, help="Weights, as `hcdg eval --checkpoint` (default the finished model).")
+@click.option("--check/--no-check", default=None, help="Compare the file with the eager model (default on).")
+def export_cmd(run_dir, fmt, **flags) -> None:
+    """Export Branch1 + lifting (what runs at test time) with the input normalisation inside the graph.
+
+    Input: uint8 RGB crops (B, S, S, 3) of right hands. Outputs and units: see the sidecar.
+    """
+    from hcdg.pipeline.config import from_dict, merge
+    from hcdg.stages import export as stage
+
+    cfg = from_dict(stage.ExportConfig, merge({"run": run_dir, "format": fmt}, flags), where="flags")
+    res = stage.run(cfg)
+    chk = res["check"]
+    if "max_abs_diff" in chk:
+        note = (f"checked against the eager model on batch {', '.join(map(str, chk['batches']))}: "
+                f"max |diff| {max(chk['max_abs_diff']):.1e}")
+    else:
+        note = f"not checked: {chk['skipped']}"
+    click.echo(f"{res['out']} ({note}); sidecar {res['sidecar']}")
+
+
 @main.group("viz")
 def viz_group() -> None:
     """Figures from a feature store: t-SNE of features (paper Fig. 3), retrieval by a mixed feature (Fig. 4)."""
