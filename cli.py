@@ -276,6 +276,18 @@ def _default(name: str) -> str:
     return str(f.default if f.default is not dataclasses.MISSING else f.default_factory())
 
 
+def _default_lr_drops() -> tuple:
+    from hcdg.stages.train import TrainConfig
+
+    return TrainConfig().lr_drops
+
+
+def _default_steps() -> str:
+    from hcdg.stages.train import DEFAULT_STEPS
+
+    return f"{DEFAULT_STEPS:,}"
+
+
 def _preset_note(name: str) -> str:
     """', authors preset: VALUE' when the authors preset sets field `name`."""
     from hcdg.stages.train import preset_values
@@ -295,9 +307,9 @@ def _train_options(sweep: bool):
                           f"defaults, default {_default('preset')}) or authors (their released recipe; "
                           "docs/training.md, Presets)."),
         click.option("--store", default=None, help="Feature store from `hcdg embed` (not needed for --mode baseline or --aug normal)."),
-        click.option("--dataset", type=click.Choice(["freihand", "rhd"]), default=None, help="Training dataset (paper: freihand)."),
+        click.option("--dataset", type=click.Choice(["freihand", "rhd"]), default=None, help=f"Training dataset (paper: freihand). Default {_default('dataset')}."),
         click.option("--root", default=None, help="Dataset root folder (real on-disk layout, or `hcdg synth` output)."),
-        click.option("--split", default=None, help="Dataset split to train on (default: training)."),
+        click.option("--split", default=None, help=f"Dataset split to train on. Default {_default('split')}."),
         click.option("--out", required=True,
                      help="Sweep folder (one run folder per point)." if sweep else "Run folder (created; refuses one holding a different run)."),
         click.option("--combine", default=None, help="How Branch2 joins the CLIP feature: concat (paper) or sum (Table 4b)."
@@ -306,11 +318,11 @@ def _train_options(sweep: bool):
                                     help="How Branch2 joins the CLIP feature: concat (paper) or sum (Table 4b)."),
         click.option("--mode", default=None, help="baseline | ie | te | ie+te (Table 4). Sweep axis: comma list.")
         if sweep else click.option("--mode", type=click.Choice(["baseline", "ie", "te", "ie+te"]), default=None,
-                                    help="baseline (no Branch2) | ie (r=1) | te (r=0) | ie+te (mix at --ratio; default)."),
+                                    help=f"baseline (no Branch2) | ie (r=1) | te (r=0) | ie+te (mix at --ratio). Default {_default('mode')}."),
         axis("--ratio", "Image weight r in f = r f_img + (1-r) f_txt, in [0, 1] (paper: 0.6 STB, 0.9 RHD).")
-        if sweep else click.option("--ratio", type=float, default=None, help="Image weight r in f = r f_img + (1-r) f_txt, in [0, 1] (default 0.6; paper: 0.6 STB, 0.9 RHD)."),
+        if sweep else click.option("--ratio", type=float, default=None, help=f"Image weight r in f = r f_img + (1-r) f_txt, in [0, 1] (paper: 0.6 STB, 0.9 RHD). Default {_default('ratio')}{_preset_note('ratio')}."),
         axis("--lambda-con", "Weight l3 of L_con (Table 5: 1, 0.1, 0.01, 0.001).")
-        if sweep else click.option("--lambda-con", type=float, default=None, help="Weight l3 of L_con (default 0.1, paper §3.4)."),
+        if sweep else click.option("--lambda-con", type=float, default=None, help=f"Weight l3 of L_con (paper §3.4). Default {_default('lambda_con')}."),
         click.option("--con-loss", default=None,
                      help="L_con form: contrastive (d_pos + max(0, m - d_neg), Hadsell 2006) | hinge "
                           "(max(0, d_pos - d_neg + m)) | paper-literal (Eq. 4 as printed: UNBOUNDED below, diverges; "
@@ -332,25 +344,27 @@ def _train_options(sweep: bool):
                           f"Default {_default('gaussian')}."),
         click.option("--sigma-px", type=float, default=None,
                      help=f"Sigma of the target Gaussian in crop pixels (authors: 10 at 256). Default {_default('sigma_px')}."),
-        click.option("--aug", default=None, help="Positive view: clip (default) | normal (Table 6: six augmentations)."
+        click.option("--aug", default=None, help=f"Positive view: clip | normal (Table 6: six augmentations). Default {_default('aug')}."
                      + (" Sweep axis: comma list." if sweep else "")),
-        click.option("--lambda-heat", type=float, default=None, help="Weight l1 of L_heat (default 1)."),
-        click.option("--lambda-pose", type=float, default=None, help="Weight l2 of L_pose (default 1)."),
+        click.option("--lambda-heat", type=float, default=None, help=f"Weight l1 of L_heat (paper §3.4). Default {_default('lambda_heat')}."),
+        click.option("--lambda-pose", type=float, default=None, help=f"Weight l2 of L_pose (paper §3.4). Default {_default('lambda_pose')}."),
         click.option("--margin", type=float, default=None,
                      help=f"Margin m of --con-loss hinge/contrastive. Default {_default('margin')}."),
         click.option("--con-negative", default=None,
-                     help="Eq. 4's e_neg: e1 (the other sample's image-only encoding, default) | e2 (its CLIP-enriched one)."),
+                     help="Eq. 4's e_neg: e1 (the other sample's image-only encoding) | e2 (its CLIP-enriched one). "
+                          f"Default {_default('con_negative')}."),
         click.option("--normalize-features/--no-normalize-features", default=None,
-                     help="L2-normalise image and text features before mixing (default on; the paper is silent)."),
+                     help=f"L2-normalise image and text features before mixing (the paper is silent). Default {_default('normalize_features')}."),
         click.option("--prompt-filter", default=None, help="Regular expression: draw only the store's prompts it matches."),
         click.option("--steps", type=int, default=None, help="Total optimizer steps of the run (--resume continues to it)."),
-        click.option("--epochs", type=int, default=None, help="Total epochs, when --steps is not given (neither: 30,000 steps)."),
-        click.option("--batch-size", type=int, default=None, help="Global batch size (default 8; split over --nproc)."),
-        click.option("--lr", type=float, default=None, help="Adam learning rate (default 1e-4, paper §3.4)."),
+        click.option("--epochs", type=int, default=None, help=f"Total epochs, when --steps is not given (neither: {_default_steps()} steps){_preset_note('epochs')}."),
+        click.option("--batch-size", type=int, default=None, help=f"Global batch size, split over --nproc. Default {_default('batch_size')}{_preset_note('batch_size')}."),
+        click.option("--lr", type=float, default=None, help=f"Adam learning rate (paper §3.4). Default {_default('lr')}."),
         click.option("--lr-drops", default=None,
                      help="Comma-separated steps at which the learning rate drops by --lr-drop-factor "
-                          "(default none: constant, paper §3.4; hand3d: 10000,20000)."),
-        click.option("--lr-drop-factor", type=float, default=None, help="Learning-rate multiplier at each drop (default 0.1)."),
+                          "(none: constant, paper §3.4; hand3d: 10000,20000). Default "
+                          f"{','.join(map(str, _default_lr_drops())) or 'none'}."),
+        click.option("--lr-drop-factor", type=float, default=None, help=f"Learning-rate multiplier at each drop. Default {_default('lr_drop_factor')}."),
         click.option("--target", type=click.Choice(["xyz", "uvd"]), default=None,
                      help="What L_pose regresses: xyz (hand3d's root-relative, bone-normalised) or uvd (the "
                           "authors' normalised crop uv + depth; scored with `hcdg eval --protocol authors`). "
@@ -358,20 +372,20 @@ def _train_options(sweep: bool):
         click.option("--arch", type=click.Choice(["hcdg", "authors"]), default=None,
                      help="Network layout: hcdg or authors (TF-SAME + NHWC lifting, bias-free head, [0,1] input, "
                           f"their hand side; docs/model.md). Default {_default('arch')}{_preset_note('arch')}."),
-        click.option("--width-mult", type=float, default=None, help="Channel multiplier of the network (default 1.0 = paper)."),
-        click.option("--input-size", type=int, default=None, help="Crop side in pixels, multiple of 8 (default 256 = paper)."),
-        click.option("--augment/--no-augment", default=None, help="Geometric + colour augmentation of the crops (default on)."),
-        click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None, help="fp32 (default) or bf16 autocast."),
-        click.option("--device", default=None, help="auto (default: cuda if available), cpu, cuda, cuda:N."),
+        click.option("--width-mult", type=float, default=None, help=f"Channel multiplier of the network (1.0 = paper). Default {_default('width_mult')}."),
+        click.option("--input-size", type=int, default=None, help=f"Crop side in pixels, multiple of 8 (256 = paper). Default {_default('input_size')}."),
+        click.option("--augment/--no-augment", default=None, help=f"Geometric + colour augmentation of the crops. Default {_default('augment')}."),
+        click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None, help=f"fp32 or bf16 autocast. Default {_default('precision')}."),
+        click.option("--device", default=None, help=f"auto (cuda if available), cpu, cuda, cuda:N. Default {_default('device')}."),
         click.option("--seed", default=None, help="Seeds of initialisation, data order, augmentation, prompts "
                      f"(default {_default('seed')}). Sweep axis: comma list of integers, e.g. 0,1,2 (repeats every point).")
         if sweep else click.option("--seed", type=int, default=None, help="Seed of initialisation, data order, "
                                    f"augmentation, prompts (default {_default('seed')})."),
-        click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints (default 1000)."),
-        click.option("--log-every", type=int, default=None, help="Steps between metrics rows (default 50)."),
-        click.option("--val-every", type=int, default=None, help="Extra validation every N steps (default 0: per epoch + at the end)."),
-        click.option("--val-fraction", type=float, default=None, help="Fraction of poses held out for validation (default 0.02)."),
-        click.option("--workers", type=int, default=None, help="DataLoader worker processes (default 2)."),
+        click.option("--checkpoint-every", type=int, default=None, help=f"Steps between checkpoints. Default {_default('checkpoint_every')}."),
+        click.option("--log-every", type=int, default=None, help=f"Steps between metrics rows. Default {_default('log_every')}."),
+        click.option("--val-every", type=int, default=None, help=f"Extra validation every N steps (0: per epoch + at the end). Default {_default('val_every')}."),
+        click.option("--val-fraction", type=float, default=None, help=f"Fraction of poses held out for validation. Default {_default('val_fraction')}."),
+        click.option("--workers", type=int, default=None, help=f"DataLoader worker processes. Default {_default('workers')}."),
         click.option("--nproc", type=int, default=None, help="Local DDP processes (gloo on CPU, nccl on CUDA). Under torchrun: ignored."),
         click.option("--progress/--no-progress", default=None, help="Progress bar (shown on a terminal)."),
     ]
