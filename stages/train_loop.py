@@ -139,7 +139,7 @@ def prepare_folder(cfg: TrainConfig, data: Data) -> str:
     from hcdg.store.checkpoints import config_hash
     from hcdg.store.runs import prepare_run
 
-    ident = identity(cfg, data.fingerprint, data.ids_sha256)
+    ident = run_identity(cfg, data)
     runtime = {k: v for k, v in to_dict(cfg).items() if k not in ident}
     prepare_run(
         cfg.out, stage="train", config=ident, seed=cfg.seed, resume=cfg.resume,
@@ -148,12 +148,20 @@ def prepare_folder(cfg: TrainConfig, data: Data) -> str:
     return config_hash(ident)
 
 
+def run_identity(cfg: TrainConfig, data: Data) -> dict[str, Any]:
+    """What defines the run (`stages.train.identity`); on --resume of a folder recorded before
+    some config keys existed, its recorded form (`store.runs.recorded_identity`)."""
+    from hcdg.store.runs import recorded_identity
+
+    ident = identity(cfg, data.fingerprint, data.ids_sha256)
+    return recorded_identity(cfg.out, "train", ident) if cfg.resume else ident
+
+
 def check_folder(cfg: TrainConfig, data: Data) -> None:
     """The run folder's refusals (another run there, --resume needed), without writing."""
     from hcdg.store.runs import check_run
 
-    check_run(cfg.out, stage="train", config=identity(cfg, data.fingerprint, data.ids_sha256), seed=cfg.seed,
-              resume=cfg.resume)
+    check_run(cfg.out, stage="train", config=run_identity(cfg, data), seed=cfg.seed, resume=cfg.resume)
 
 
 def preflight(cfg: TrainConfig) -> None:
@@ -171,7 +179,7 @@ def preflight(cfg: TrainConfig) -> None:
     check_folder(cfg, data)
     ckpt = latest_checkpoint(cfg.out) if cfg.resume else None
     if ckpt is not None:
-        load_checkpoint(ckpt, expect_config_hash=config_hash(identity(cfg, data.fingerprint, data.ids_sha256)))
+        load_checkpoint(ckpt, expect_config_hash=config_hash(run_identity(cfg, data)))
     prepare_folder(cfg, data)
 
 
@@ -350,7 +358,7 @@ def train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
         # Every check that can refuse the run comes before the first byte lands in --out.
         data = open_data(cfg, device, check_files=env.rank == 0 and not env.spawned)
         train_idx, val_idx, spe, total = plan(cfg, data, env.world)  # bad sizes: refused before any write
-        chash = config_hash(identity(cfg, data.fingerprint, data.ids_sha256))
+        chash = config_hash(run_identity(cfg, data))
         out = Path(cfg.out)
 
         reader = data.reader
