@@ -49,13 +49,13 @@ def sample_epe_table(run_dirs: Iterable[str | Path], joints: str = "all") -> pd.
     `joints`: "all" (21 joints) or "visible" (only the visible ones; NaN when none are).
     """
     from hcdg.store import results as rs
-    from hcdg.store.runs import read_run
+    from hcdg.store.runs import config_of, read_run
 
     if joints not in rs.JOINT_SETS:
         raise HcdgError(f"joints: expected one of {', '.join(rs.JOINT_SETS)}, got {joints!r}")
     frames = []
     for run_dir in rs.find_run_dirs(run_dirs):
-        config = read_run(run_dir).get("config", {})
+        config = config_of(read_run(run_dir))
         for path in rs.result_files(run_dir):
             res = rs.read_results(path)
             mask = rs.visible_array(res) if joints == "visible" else None
@@ -139,11 +139,11 @@ def default_baseline(run_dirs: Iterable[str | Path]) -> str:
     """The group key of the runs with ``mode: baseline`` (Table 4a's no-CLIP row); an error
     when there is none or more than one such configuration."""
     from hcdg.store import results as rs
-    from hcdg.store.runs import read_run
+    from hcdg.store.runs import config_of, read_run
 
     keys: dict[str, list[str]] = {}
     for run_dir in rs.find_run_dirs(run_dirs):
-        config = read_run(run_dir).get("config", {})
+        config = config_of(read_run(run_dir))
         if config.get("mode") == "baseline":
             keys.setdefault(group_key(config), []).append(Path(run_dir).name)
     if len(keys) != 1:

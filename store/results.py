@@ -487,7 +487,7 @@ def paired_table(
     if baseline is None:
         base_key = paired.default_baseline(paths)
     else:
-        base_key = paired.group_key(read_run(baseline).get("config", {}))
+        base_key = paired.group_key(config_of(read_run(baseline)))
     return paired.paired_differences(
         paired.sample_epe_table(paths, joints=joints), base_key,
         n_resamples=stats.BOOTSTRAP_RESAMPLES if n_resamples is None else n_resamples,
