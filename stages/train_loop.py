@@ -364,7 +364,7 @@ class PointRun:
 
 
 def setup_point(cfg: TrainConfig, env: DistEnv, device: torch.device, data: Data, held: contextlib.ExitStack,
-                t_start: float) -> PointRun:
+                t_start: float, bar_position: int | None = None) -> PointRun:
     """Everything before a run's first step: sizes, model + Adam (seeded by `cfg.seed`, restored on
     resume), the run folder's lock and record, validation loader, metrics log, progress bar.
 
@@ -441,7 +441,8 @@ def setup_point(cfg: TrainConfig, env: DistEnv, device: torch.device, data: Data
 
     # a bar on a terminal, a periodic status line (step, loss, samples/s, ETA) otherwise
     pt.bar = progress.bar(total, f"train {out.name}", "step", initial=start, enabled=env.rank == 0 and cfg.progress,
-                          rate_unit="samples", rate_scale=cfg.batch_size, dynamic_ncols=True)  # fmt: skip
+                          rate_unit="samples", rate_scale=cfg.batch_size, dynamic_ncols=True,
+                          **({} if bar_position is None else {"position": bar_position}))  # fmt: skip
     model.train()
     pt.t_log, pt.n_log = time.perf_counter(), 0
     return pt
