@@ -19,10 +19,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from hcdg.pipeline.augment import AugConfig
+from hcdg.pipeline.aug_configs import AugConfig, ColorJitter
 from hcdg.pipeline.config import ConfigError, check_finite, to_dict
 from hcdg.pipeline.errors import HcdgError
-from hcdg.pipeline.train_data import ColorJitter
 from hcdg.pipeline.transforms import GeomAug
 from hcdg.store.fingerprint import digest
 

@@ -62,7 +62,7 @@ class Data:
     reader: Any
     ids_sha256: str
     feature_rows: np.ndarray | None  # (len(reader),) row in the store's image table
-    img_table: torch.Tensor | None  # (N, D) raw image features
+    img_table: torch.Tensor | None  # (N, D) raw image features, in the store's dtype (float16 or float32)
     txt_table: torch.Tensor | None  # (P, D) raw text features
     prompt_subset: list[int] | None  # rows of txt_table to draw from (None = all)
     fingerprint: dict[str, Any] | None
@@ -109,7 +109,9 @@ def open_data(cfg: TrainConfig, device: torch.device, *, load_tables: bool = Tru
             )
     if not cfg.uses_clip:
         return data
-    store_ids, img = features.load_split(store, cfg.split_key, device if load_tables else "cpu", include_skipped=True)
+    # The image table stays in the store's dtype (float16: half the device memory); the step
+    # converts the rows it gathers. Skipped rows are read from the store's validity array.
+    store_ids, img, valid = features.load_split_table(store, cfg.split_key, device if load_tables else "cpu")
     row_of = {sid: r for r, sid in enumerate(store_ids)}
     missing = [sid for sid in ids if sid not in row_of]
     if missing or len(store_ids) != len(ids):
@@ -129,8 +131,8 @@ def open_data(cfg: TrainConfig, device: torch.device, *, load_tables: bool = Tru
         if not subset:
             raise HcdgError(f"--prompt-filter {cfg.prompt_filter!r}: matches none of the store's {len(prompts)} prompts")
     data.feature_rows = np.array([row_of[s] for s in ids], dtype=np.int64)
-    data.skipped = np.flatnonzero(~torch.isfinite(img).all(dim=1).cpu().numpy()[data.feature_rows])
-    data.img_table, data.txt_table, data.prompt_subset = img.float(), txt.float(), subset
+    data.skipped = np.flatnonzero(~valid[data.feature_rows])
+    data.img_table, data.txt_table, data.prompt_subset = img, txt.float(), subset
     return data
 
 
