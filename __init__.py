@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["load_model", "__version__"]
+__all__ = ["load_model", "predict", "__version__"]
 
 
 def load_model(run_dir: str | Path, device: str = "cpu", checkpoint: str | None = None) -> Any:
@@ -31,3 +31,21 @@ def load_model(run_dir: str | Path, device: str = "cpu", checkpoint: str | None 
     from hcdg.stages.eval import load_run_model
 
     return load_run_model(run_dir, checkpoint, device).model
+
+
+def predict(run_dir: str | Path, images: Any, boxes: Any = None, **options: Any) -> Any:
+    """2D + 3D hand joints of a run folder's network on your own images, as a pandas DataFrame.
+
+    `images`: image files, folders of them, and/or (H, W, 3) uint8 RGB arrays. `boxes`: None
+    (the whole image is the crop), a .json / .npy file as `hcdg predict --boxes` takes, an
+    (N, 4) array of [x, y, w, h] in input order, or a {file name: [x, y, w, h]} dict.
+    `options`: side ("auto" | "left" | "right"), whole_image ("pad" | "center"),
+    bone_length_mm, K (3x3, [fx, fy, cx, cy] or "fx,fy,cx,cy"), device, checkpoint,
+    batch_size, progress. One row per readable image (unreadable ones are skipped with a
+    line on stderr and listed in ``frame.attrs["skipped"]``); the columns are those of
+    `hcdg predict`'s predictions.parquet (docs/predict.md); joint columns are flattened,
+    ``hcdg.pipeline.predict.joint_array(frame, "uv_px")`` gives (N, 21, 2).
+    """
+    from hcdg.stages.predict import predict_frame
+
+    return predict_frame(run_dir, images, boxes, **options)

@@ -285,6 +285,18 @@ def _sweep_default(name: str):
     return {f.name: f.default for f in dataclasses.fields(SweepConfig)}[name]
 
 
+def _default_lr_drops() -> tuple:
+    from hcdg.stages.train import TrainConfig
+
+    return TrainConfig().lr_drops
+
+
+def _default_steps() -> str:
+    from hcdg.stages.train import DEFAULT_STEPS
+
+    return f"{DEFAULT_STEPS:,}"
+
+
 def _preset_note(name: str) -> str:
     """', authors preset: VALUE' when the authors preset sets field `name`."""
     from hcdg.stages.train import preset_values
@@ -304,9 +316,9 @@ def _train_options(sweep: bool):
                           f"defaults, default {_default('preset')}) or authors (their released recipe; "
                           "docs/training.md, Presets)."),
         click.option("--store", default=None, help="Feature store from `hcdg embed` (not needed for --mode baseline or --aug normal)."),
-        click.option("--dataset", type=click.Choice(["freihand", "rhd"]), default=None, help="Training dataset (paper: freihand)."),
+        click.option("--dataset", type=click.Choice(["freihand", "rhd"]), default=None, help=f"Training dataset (paper: freihand). Default {_default('dataset')}."),
         click.option("--root", default=None, help="Dataset root folder (real on-disk layout, or `hcdg synth` output)."),
-        click.option("--split", default=None, help="Dataset split to train on (default: training)."),
+        click.option("--split", default=None, help=f"Dataset split to train on. Default {_default('split')}."),
         click.option("--out", required=True,
                      help="Sweep folder (one run folder per point)." if sweep else "Run folder (created; refuses one holding a different run)."),
         click.option("--combine", default=None, help="How Branch2 joins the CLIP feature: concat (paper) or sum (Table 4b)."
@@ -315,11 +327,11 @@ def _train_options(sweep: bool):
                                     help="How Branch2 joins the CLIP feature: concat (paper) or sum (Table 4b)."),
         click.option("--mode", default=None, help="baseline | ie | te | ie+te (Table 4). Sweep axis: comma list.")
         if sweep else click.option("--mode", type=click.Choice(["baseline", "ie", "te", "ie+te"]), default=None,
-                                    help="baseline (no Branch2) | ie (r=1) | te (r=0) | ie+te (mix at --ratio; default)."),
+                                    help=f"baseline (no Branch2) | ie (r=1) | te (r=0) | ie+te (mix at --ratio). Default {_default('mode')}."),
         axis("--ratio", "Image weight r in f = r f_img + (1-r) f_txt, in [0, 1] (paper: 0.6 STB, 0.9 RHD).")
-        if sweep else click.option("--ratio", type=float, default=None, help="Image weight r in f = r f_img + (1-r) f_txt, in [0, 1] (default 0.6; paper: 0.6 STB, 0.9 RHD)."),
+        if sweep else click.option("--ratio", type=float, default=None, help=f"Image weight r in f = r f_img + (1-r) f_txt, in [0, 1] (paper: 0.6 STB, 0.9 RHD). Default {_default('ratio')}{_preset_note('ratio')}."),
         axis("--lambda-con", "Weight l3 of L_con (Table 5: 1, 0.1, 0.01, 0.001).")
-        if sweep else click.option("--lambda-con", type=float, default=None, help="Weight l3 of L_con (default 0.1, paper §3.4)."),
+        if sweep else click.option("--lambda-con", type=float, default=None, help=f"Weight l3 of L_con (paper §3.4). Default {_default('lambda_con')}."),
         click.option("--con-loss", default=None,
                      help="L_con form: contrastive (d_pos + max(0, m - d_neg), Hadsell 2006) | hinge "
                           "(max(0, d_pos - d_neg + m)) | paper-literal (Eq. 4 as printed: UNBOUNDED below, diverges; "
@@ -341,25 +353,27 @@ def _train_options(sweep: bool):
                           f"Default {_default('gaussian')}."),
         click.option("--sigma-px", type=float, default=None,
                      help=f"Sigma of the target Gaussian in crop pixels (authors: 10 at 256). Default {_default('sigma_px')}."),
-        click.option("--aug", default=None, help="Positive view: clip (default) | normal (Table 6: six augmentations)."
+        click.option("--aug", default=None, help=f"Positive view: clip | normal (Table 6: six augmentations). Default {_default('aug')}."
                      + (" Sweep axis: comma list." if sweep else "")),
-        click.option("--lambda-heat", type=float, default=None, help="Weight l1 of L_heat (default 1)."),
-        click.option("--lambda-pose", type=float, default=None, help="Weight l2 of L_pose (default 1)."),
+        click.option("--lambda-heat", type=float, default=None, help=f"Weight l1 of L_heat (paper §3.4). Default {_default('lambda_heat')}."),
+        click.option("--lambda-pose", type=float, default=None, help=f"Weight l2 of L_pose (paper §3.4). Default {_default('lambda_pose')}."),
         click.option("--margin", type=float, default=None,
                      help=f"Margin m of --con-loss hinge/contrastive. Default {_default('margin')}."),
         click.option("--con-negative", default=None,
-                     help="Eq. 4's e_neg: e1 (the other sample's image-only encoding, default) | e2 (its CLIP-enriched one)."),
+                     help="Eq. 4's e_neg: e1 (the other sample's image-only encoding) | e2 (its CLIP-enriched one). "
+                          f"Default {_default('con_negative')}."),
         click.option("--normalize-features/--no-normalize-features", default=None,
-                     help="L2-normalise image and text features before mixing (default on; the paper is silent)."),
+                     help=f"L2-normalise image and text features before mixing (the paper is silent). Default {_default('normalize_features')}."),
         click.option("--prompt-filter", default=None, help="Regular expression: draw only the store's prompts it matches."),
         click.option("--steps", type=int, default=None, help="Total optimizer steps of the run (--resume continues to it)."),
-        click.option("--epochs", type=int, default=None, help="Total epochs, when --steps is not given (neither: 30,000 steps)."),
-        click.option("--batch-size", type=int, default=None, help="Global batch size (default 8; split over --nproc)."),
-        click.option("--lr", type=float, default=None, help="Adam learning rate (default 1e-4, paper §3.4)."),
+        click.option("--epochs", type=int, default=None, help=f"Total epochs, when --steps is not given (neither: {_default_steps()} steps){_preset_note('epochs')}."),
+        click.option("--batch-size", type=int, default=None, help=f"Global batch size, split over --nproc. Default {_default('batch_size')}{_preset_note('batch_size')}."),
+        click.option("--lr", type=float, default=None, help=f"Adam learning rate (paper §3.4). Default {_default('lr')}."),
         click.option("--lr-drops", default=None,
                      help="Comma-separated steps at which the learning rate drops by --lr-drop-factor "
-                          "(default none: constant, paper §3.4; hand3d: 10000,20000)."),
-        click.option("--lr-drop-factor", type=float, default=None, help="Learning-rate multiplier at each drop (default 0.1)."),
+                          "(none: constant, paper §3.4; hand3d: 10000,20000). Default "
+                          f"{','.join(map(str, _default_lr_drops())) or 'none'}."),
+        click.option("--lr-drop-factor", type=float, default=None, help=f"Learning-rate multiplier at each drop. Default {_default('lr_drop_factor')}."),
         click.option("--target", type=click.Choice(["xyz", "uvd"]), default=None,
                      help="What L_pose regresses: xyz (hand3d's root-relative, bone-normalised) or uvd (the "
                           "authors' normalised crop uv + depth; scored with `hcdg eval --protocol authors`). "
@@ -367,20 +381,20 @@ def _train_options(sweep: bool):
         click.option("--arch", type=click.Choice(["hcdg", "authors"]), default=None,
                      help="Network layout: hcdg or authors (TF-SAME + NHWC lifting, bias-free head, [0,1] input, "
                           f"their hand side; docs/model.md). Default {_default('arch')}{_preset_note('arch')}."),
-        click.option("--width-mult", type=float, default=None, help="Channel multiplier of the network (default 1.0 = paper)."),
-        click.option("--input-size", type=int, default=None, help="Crop side in pixels, multiple of 8 (default 256 = paper)."),
-        click.option("--augment/--no-augment", default=None, help="Geometric + colour augmentation of the crops (default on)."),
-        click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None, help="fp32 (default) or bf16 autocast."),
-        click.option("--device", default=None, help="auto (default: cuda if available), cpu, cuda, cuda:N."),
+        click.option("--width-mult", type=float, default=None, help=f"Channel multiplier of the network (1.0 = paper). Default {_default('width_mult')}."),
+        click.option("--input-size", type=int, default=None, help=f"Crop side in pixels, multiple of 8 (256 = paper). Default {_default('input_size')}."),
+        click.option("--augment/--no-augment", default=None, help=f"Geometric + colour augmentation of the crops. Default {_default('augment')}."),
+        click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None, help=f"fp32 or bf16 autocast. Default {_default('precision')}."),
+        click.option("--device", default=None, help=f"auto (cuda if available), cpu, cuda, cuda:N. Default {_default('device')}."),
         click.option("--seed", default=None, help="Seeds of initialisation, data order, augmentation, prompts "
                      f"(default {_default('seed')}). Sweep axis: comma list of integers, e.g. 0,1,2 (repeats every point).")
         if sweep else click.option("--seed", type=int, default=None, help="Seed of initialisation, data order, "
                                    f"augmentation, prompts (default {_default('seed')})."),
-        click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints (default 1000)."),
-        click.option("--log-every", type=int, default=None, help="Steps between metrics rows (default 50)."),
-        click.option("--val-every", type=int, default=None, help="Extra validation every N steps (default 0: per epoch + at the end)."),
-        click.option("--val-fraction", type=float, default=None, help="Fraction of poses held out for validation (default 0.02)."),
-        click.option("--workers", type=int, default=None, help="DataLoader worker processes (default 2)."),
+        click.option("--checkpoint-every", type=int, default=None, help=f"Steps between checkpoints. Default {_default('checkpoint_every')}."),
+        click.option("--log-every", type=int, default=None, help=f"Steps between metrics rows. Default {_default('log_every')}."),
+        click.option("--val-every", type=int, default=None, help=f"Extra validation every N steps (0: per epoch + at the end). Default {_default('val_every')}."),
+        click.option("--val-fraction", type=float, default=None, help=f"Fraction of poses held out for validation. Default {_default('val_fraction')}."),
+        click.option("--workers", type=int, default=None, help=f"DataLoader worker processes. Default {_default('workers')}."),
         click.option("--nproc", type=int, default=None, help="Local DDP processes (gloo on CPU, nccl on CUDA). Under torchrun: ignored."),
         click.option("--progress/--no-progress", default=None, help="Progress bar (shown on a terminal)."),
     ]
@@ -578,6 +592,94 @@ def eval_cmd(run_dir, target, root, split, checkpoint, batch_size, device, proto
     if res["random_weights"]:
         click.echo("note: this run was trained with RANDOM-weight CLIP features; they carry no meaning.")
     click.echo(f"{res['n_samples']} samples -> {res['results']} (summary: {res['summary']})")
+
+
+def _field_default(cls, name: str) -> str:
+    """The default of field `name` of the frozen config `cls`, for help strings."""
+    import dataclasses
+
+    return str({f.name: f for f in dataclasses.fields(cls)}[name].default)
+
+
+def _predict_default(name: str) -> str:
+    from hcdg.stages.predict import PredictConfig
+
+    return _field_default(PredictConfig, name)
+
+
+@main.command("predict")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Run folder (`hcdg train` or `hcdg import authors`).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Output folder to create (new or empty): predictions.parquet, predictions.json, overlays/.")
+@click.option("--boxes", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Hand boxes [x, y, w, h] in image pixels: .json keyed by file name (value a box, or "
+                   "{box, side, K}) or an (N, 4) .npy in input order. Default: the whole image is the crop.")
+@click.option("--side", type=click.Choice(["auto", "left", "right"]), default=None,
+              help=f"Hand side; left hands are mirrored in and out. auto = the boxes file's per-image side, "
+              f"else right (default {_predict_default('side')}).")
+@click.option("--whole-image", type=click.Choice(["pad", "center"]), default=None,
+              help="Crop of an image without a box: pad (whole image, padded to a square) or center "
+              f"(its central square) (default {_predict_default('whole_image')}).")
+@click.option("--bone-length-mm", type=float, default=None,
+              help="Middle MCP->PIP bone length: adds root-relative millimetres (and with --K the camera frame).")
+@click.option("--K", "K", default=None,
+              help="Intrinsics of the images: fx,fy,cx,cy or a .json/.npy 3x3 file; with --bone-length-mm adds "
+                   "camera-frame millimetres.")
+@click.option("--checkpoint", default=None, help="Weights, as `hcdg eval --checkpoint` (default the finished model).")
+@click.option("--device", default=None, help=f"auto, cpu, cuda, cuda:N (default {_predict_default('device')}).")
+@click.option("--batch-size", type=int, default=None,
+              help=f"Crops per forward pass (default {_predict_default('batch_size')}).")
+@click.option("--decoder", type=click.Choice(["soft-argmax", "argmax"]), default=None,
+              help=f"Heatmap -> 2D decoder (default {_predict_default('decoder')}).")
+@click.option("--plot3d", is_flag=True, default=None, help="Also draw a 3D view per image (overlays/NAME.3d.png).")
+@click.option("--overwrite", is_flag=True, default=None, help="Replace an earlier `hcdg predict` output in --out.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default on).")
+def predict_cmd(inputs, run_dir, **flags) -> None:
+    """Predict 2D + 3D hand joints on IMAGE_OR_FOLDER... (JPEG/PNG, any size); write overlays and a table.
+
+    Bad images are skipped with one line each (and listed in predictions.json).
+    """
+    from hcdg.pipeline.config import from_dict, merge
+    from hcdg.stages import predict as stage
+
+    cfg = from_dict(stage.PredictConfig, merge({"run": run_dir, "inputs": tuple(inputs)}, flags), where="flags")
+    res = stage.run(cfg, echo=click.echo)
+    skipped = f"; skipped {len(res['skipped'])}: " + ", ".join(s.split(":")[0][8:] for s in res["skipped"]) \
+        if res["skipped"] else ""
+    click.echo(f"{res['n_images']} image(s) -> {res['out']} (predictions.parquet, predictions.json, overlays/){skipped}")
+
+
+@main.command("export")
+@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Run folder (`hcdg train` or `hcdg import authors`).")
+@click.option("--format", "fmt", required=True, type=click.Choice(["onnx", "torchscript"]),
+              help="onnx (needs `pip install hcdg[export]`) or torchscript.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="File to write; its JSON sidecar is written beside it as OUT.json.")
+@click.option("--input-size", type=int, default=None,
+              help="Crop side the graph takes (default the network's; another size adds a resize in the graph).")
+@click.option("--dynamic-batch", is_flag=True, default=None, help="ONNX: any batch size (default batch 1).")
+@click.option("--checkpoint", default=None, help="Weights, as `hcdg eval --checkpoint` (default the finished model).")
+@click.option("--check/--no-check", default=None, help="Compare the file with the eager model (default on).")
+def export_cmd(run_dir, fmt, **flags) -> None:
+    """Export Branch1 + lifting (what runs at test time) with the input normalisation inside the graph.
+
+    Input: uint8 RGB crops (B, S, S, 3) of right hands. Outputs and units: see the sidecar.
+    """
+    from hcdg.pipeline.config import from_dict, merge
+    from hcdg.stages import export as stage
+
+    cfg = from_dict(stage.ExportConfig, merge({"run": run_dir, "format": fmt}, flags), where="flags")
+    res = stage.run(cfg)
+    chk = res["check"]
+    if "max_abs_diff" in chk:
+        note = (f"checked against the eager model on batch {', '.join(map(str, chk['batches']))}: "
+                f"max |diff| {max(chk['max_abs_diff']):.1e}")
+    else:
+        note = f"not checked: {chk['skipped']}"
+    click.echo(f"{res['out']} ({note}); sidecar {res['sidecar']}")
 
 
 @main.group("viz")

@@ -72,8 +72,10 @@ class SameConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         kh, kw = self.kernel_size
         sh, sw = self.stride
-        top, bottom = tf_same_padding(x.shape[-2], kh, sh)
-        left, right = tf_same_padding(x.shape[-1], kw, sw)
+        # plain ints: the padding depends only on the (fixed) map size, so a traced or exported
+        # graph (`hcdg export`) gets constant pads (traced shape arithmetic broke onnxruntime)
+        top, bottom = tf_same_padding(int(x.shape[-2]), kh, sh)
+        left, right = tf_same_padding(int(x.shape[-1]), kw, sw)
         return super().forward(nn.functional.pad(x, (left, right, top, bottom)))
 
 

@@ -423,11 +423,11 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         "decoder": [cfg.decoder] * n,
         "checkpoint_step": [loaded.step] * n,
     }
-    from hcdg.store.runs import read_run
+    from hcdg.store.runs import config_of, read_run
 
     frame = rs.results_frame(
         run=run_cols["run"], target=cfg.target, split=reader.split, sample_ids=pred["sample_id"],
-        results=results, visible=pred["visible"], config=read_run(cfg.run).get("config", {}),
+        results=results, visible=pred["visible"], config=config_of(read_run(cfg.run)),
         random_weights=run_cols["random_weights"], extra=extra,
     )  # fmt: skip
     res_path, sum_path = rs.write_results(cfg.run, cfg.target, frame)

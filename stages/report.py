@@ -40,7 +40,7 @@ from hcdg.stages import report_render as render
 from hcdg.store import paired
 from hcdg.store import results as store
 from hcdg.store.atomic import atomic_path, atomic_write_json, atomic_write_text
-from hcdg.store.runs import read_run
+from hcdg.store.runs import config_of, read_run
 
 REPORT_MARKER = "report.json"
 PUBLISHED_SOURCE = "as published, not re-run"
@@ -192,8 +192,8 @@ def _load_run(folder: Path, warnings: list[str]) -> RunInfo:
         losses = None
     rw = store.random_weights_of(record) or bool(summary.get("random_weights", pd.Series([], dtype=bool)).any())
     info = RunInfo(
-        name=folder.name, folder=folder, facets=run_facets(record.get("config", {})), seed=record.get("seed"),
-        random_weights=rw, summary=summary, losses=losses, group=paired.group_key(record.get("config", {})),
+        name=folder.name, folder=folder, facets=run_facets(config_of(record)), seed=record.get("seed"),
+        random_weights=rw, summary=summary, losses=losses, group=paired.group_key(config_of(record)),
     )  # fmt: skip
     _training_facts(info, warnings)
     return info

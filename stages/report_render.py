@@ -175,6 +175,8 @@ def figures(runs: list["RunInfo"], cfg: "ReportConfig") -> dict[str, bytes]:
 
 _LOSS_PARTS = (("loss", "total", "k"), ("loss_heat", "L_heat", "tab:blue"), ("loss_pose", "L_pose", "tab:green"),
                ("loss_con", "L_con", "tab:red"))  # fmt: skip
+#: Branch2 diagnostics (metrics.parquet): a diverging L_con shows as growing norms / d_neg.
+_BRANCH2_PARTS = (("e1_norm", "|e1'|", "tab:purple"), ("d_pos", "d_pos", "tab:orange"), ("d_neg", "d_neg", "tab:brown"))
 
 
 def _grid(plt, n: int, width: float = 4.3, height: float = 3.0):
@@ -202,6 +204,11 @@ def _loss_panels(plt, runs: list["RunInfo"]) -> bytes:
                 continue
             positive &= bool((part[col] > 0).all())
             ax.plot(part["step"], part[col], color=colour, lw=1.2 if col == "loss" else 0.9, label=label)
+        for col, label, colour in _BRANCH2_PARTS:
+            part = train[train[col].notna()] if col in train.columns else train.iloc[:0]
+            if len(part):
+                positive &= bool((part[col] > 0).all())
+                ax.plot(part["step"], part[col], "--", color=colour, lw=0.8, label=f"{label} (Branch2)")
         if positive:
             ax.set_yscale("log")
         else:
@@ -227,7 +234,10 @@ def _val_panels(plt, runs: list["RunInfo"]) -> bytes | None:
             ref = val[val["val_mean_pose_epe_mm"].notna()]
             ax.plot(ref["step"], ref["val_mean_pose_epe_mm"], "--", color="tab:gray", label="mean pose (reference)")
         last = float(val["val_epe_mm"].iloc[-1])
-        ax.set_title(f"{r.name}: final {last:.2f} mm", fontsize=8)
+        title = f"{r.name}: final {last:.2f} mm"
+        if "val_2d_px" in val.columns and pd.notna(val["val_2d_px"].iloc[-1]):
+            title += f"; 2D {val['val_2d_px'].iloc[-1]:.1f} px (mean layout {val['val_mean_2d_px'].iloc[-1]:.1f})"
+        ax.set_title(title, fontsize=8)
         ax.set_xlabel("step", fontsize=8)
         ax.set_ylabel("EPE mm", fontsize=8)
         ax.tick_params(labelsize=7)

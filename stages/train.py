@@ -34,10 +34,9 @@ MODES = ("baseline", "ie", "te", "ie+te")
 #: 30,000 iterations (training_posenet.py `max_iter`); the paper gives no length.
 DEFAULT_STEPS = 30_000
 
-#: What runs recorded before these keys existed were trained with (their run.json lacks
-#: them): `upgrade_record` fills them in, so old run folders read with their true values.
-LEGACY_VALUES = {"heat_reduction": "mean", "pose_reduction": "mean", "heat_stages": "all", "heat_resolution": "grid",
-                 "gaussian": "exp-d2-2s2"}
+#: What runs recorded before the loss-reading keys existed were trained with: their run.json
+#: lacks the keys and `hcdg.store.runs.config_of` fills these values in.
+from hcdg.store.runs import LEGACY_TRAIN_VALUES as LEGACY_VALUES  # noqa: E402
 
 RUNTIME_KEYS = frozenset(
     {"store", "root", "out", "resume", "device", "workers", "nproc", "checkpoint_every", "log_every",
@@ -274,14 +273,6 @@ def identity(cfg: TrainConfig, store_fingerprint: dict[str, Any] | None, data_id
         used["split"] = store_fingerprint.get("splits", {}).get(cfg.split_key)
         d["store_fingerprint_sha256"] = digest(used)
     return d
-
-
-def upgrade_record(config: dict[str, Any]) -> dict[str, Any]:
-    """A recorded train config (run.json / model.json) with the keys it predates filled in
-    with the values such runs were trained with (`LEGACY_VALUES`)."""
-    if "mode" not in config:  # not a train config
-        return dict(config)
-    return {**{k: v for k, v in LEGACY_VALUES.items() if k not in config}, **config}
 
 
 def ids_sha256(ids: list[str]) -> str:

@@ -29,7 +29,7 @@ from hcdg.pipeline import metrics
 from hcdg.pipeline.errors import HcdgError
 from hcdg.store.atomic import atomic_path
 from hcdg.store.metrics_log import METRICS_FILE
-from hcdg.store.runs import RUN_FILE, read_run
+from hcdg.store.runs import RUN_FILE, config_of, read_run
 
 EVAL_DIR = "eval"
 N_JOINTS = 21
@@ -142,7 +142,7 @@ def run_columns(run_dir: str | Path) -> dict[str, Any]:
     return {
         "run": Path(run_dir).name,
         "random_weights": random_weights_of(record),
-        **flatten_config(record.get("config", {})),
+        **flatten_config(config_of(record)),
     }
 
 

@@ -178,3 +178,24 @@ def prepare_run(
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(existing, record)
     return folder
+
+
+#: Train-config keys added after run folders were first written, with the value such runs
+#: were trained with (their run.json lacks the key). `config_of` fills them in, so an old
+#: run reads with what it really did, not with today's defaults.
+LEGACY_TRAIN_VALUES: dict[str, Any] = {
+    "heat_reduction": "mean", "pose_reduction": "mean", "heat_stages": "all", "heat_resolution": "grid",
+    "gaussian": "exp-d2-2s2",
+}
+
+
+def config_of(record: dict[str, Any]) -> dict[str, Any]:
+    """The `config` of a run record; for train runs, keys it predates filled in with
+    `LEGACY_TRAIN_VALUES`. Other stages' configs are returned as they are."""
+    config = record.get("config", {})
+    if not isinstance(config, dict):
+        return {}
+    if record.get("stage") != "train":
+        return dict(config)
+    return {**{k: v for k, v in LEGACY_TRAIN_VALUES.items() if k not in config}, **config}
+

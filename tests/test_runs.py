@@ -38,3 +38,15 @@ def test_non_object_run_json_is_one_clear_error(tmp_path):
         read_run(tmp_path)
     with pytest.raises(HcdgError, match="expected a JSON object"):
         prepare_run(tmp_path, stage="train", config={}, seed=0, resume=True)
+
+
+def test_old_train_records_read_with_the_loss_readings_they_were_trained_with():
+    from hcdg.store.runs import LEGACY_TRAIN_VALUES, config_of
+
+    old = {"stage": "train", "config": {"mode": "ie+te", "con_loss": "paper"}}
+    cfg = config_of(old)
+    assert cfg["heat_reduction"] == "mean" and cfg["pose_reduction"] == "mean" and cfg["gaussian"] == "exp-d2-2s2"
+    assert cfg["con_loss"] == "paper"  # recorded keys are kept as they are
+    new = {"stage": "train", "config": {"mode": "ie+te", **{k: "x" for k in LEGACY_TRAIN_VALUES}}}
+    assert config_of(new) == new["config"]
+    assert config_of({"stage": "embed", "config": {"a": 1}}) == {"a": 1}
