@@ -150,7 +150,11 @@ def main(argv: list[str] | None = None) -> None:
                 cfg["store"] = str(store)
             jobs.append((name, seed, run_dir, cfg))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    pending = [j for j in jobs if not (j[2] / "done.json").is_file()]
+    def finished(run_dir: Path) -> bool:  # done to the requested length (a longer --steps resumes it)
+        done = run_dir / "done.json"
+        return done.is_file() and json.loads(done.read_text()).get("total_steps", 0) >= a.steps
+
+    pending = [j for j in jobs if not finished(j[2])]
     running: list[tuple[subprocess.Popen, tuple]] = []
     t0 = time.perf_counter()
     while pending or running:
@@ -168,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
                 status = "ok" if p.returncode == 0 else f"FAILED rc={p.returncode}"
                 print(f"[{time.perf_counter() - t0:6.0f}s] {j[0]} seed {j[1]}: {status}", flush=True)
     results = {f"{n}-s{s}": {"variant": n, "seed": s, "config": c, **summarise(d, report)}
-               for n, s, d, c in jobs if (d / "done.json").is_file()}
+               for n, s, d, c in jobs if finished(d)}
     table = _table(results)
     print(table)
     meta = {"machine": f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",

@@ -141,7 +141,7 @@ def prepare_folder(cfg: TrainConfig, data: Data) -> str:
     from hcdg.store.checkpoints import config_hash
     from hcdg.store.runs import prepare_run
 
-    ident = identity(cfg, data.fingerprint, data.ids_sha256)
+    ident = run_identity(cfg, data)
     runtime = {k: v for k, v in to_dict(cfg).items() if k not in ident}
     prepare_run(
         cfg.out, stage="train", config=ident, seed=cfg.seed, resume=cfg.resume,
@@ -150,12 +150,20 @@ def prepare_folder(cfg: TrainConfig, data: Data) -> str:
     return config_hash(ident)
 
 
+def run_identity(cfg: TrainConfig, data: Data) -> dict[str, Any]:
+    """What defines the run (`stages.train.identity`); on --resume of a folder recorded before
+    some config keys existed, its recorded form (`store.runs.recorded_identity`)."""
+    from hcdg.store.runs import recorded_identity
+
+    ident = identity(cfg, data.fingerprint, data.ids_sha256)
+    return recorded_identity(cfg.out, "train", ident) if cfg.resume else ident
+
+
 def check_folder(cfg: TrainConfig, data: Data) -> None:
     """The run folder's refusals (another run there, --resume needed), without writing."""
     from hcdg.store.runs import check_run
 
-    check_run(cfg.out, stage="train", config=identity(cfg, data.fingerprint, data.ids_sha256), seed=cfg.seed,
-              resume=cfg.resume)
+    check_run(cfg.out, stage="train", config=run_identity(cfg, data), seed=cfg.seed, resume=cfg.resume)
 
 
 def preflight(cfg: TrainConfig) -> None:
@@ -173,7 +181,7 @@ def preflight(cfg: TrainConfig) -> None:
     check_folder(cfg, data)
     ckpt = latest_checkpoint(cfg.out) if cfg.resume else None
     if ckpt is not None:
-        load_checkpoint(ckpt, expect_config_hash=config_hash(identity(cfg, data.fingerprint, data.ids_sha256)))
+        load_checkpoint(ckpt, expect_config_hash=config_hash(run_identity(cfg, data)))
     prepare_folder(cfg, data)
 
 
@@ -383,7 +391,7 @@ def setup_point(cfg: TrainConfig, env: DistEnv, device: torch.device, data: Data
     from hcdg.store.metrics_log import MetricsLog
 
     train_idx, val_idx, spe, total = plan(cfg, data, env.world)  # bad sizes: refused before any write
-    chash = config_hash(identity(cfg, data.fingerprint, data.ids_sha256))
+    chash = config_hash(run_identity(cfg, data))
     out = Path(cfg.out)
 
     torch.manual_seed(cfg.seed)

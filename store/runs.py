@@ -128,7 +128,7 @@ def check_run(folder: str | Path, *, stage: str, config: dict[str, Any], seed: i
         old = read_run(folder)
         same = old.get("stage") == stage and old.get("config") == config and old.get("seed") == seed
         if not same:
-            oc = old.get("config") if isinstance(old.get("config"), dict) else {}
+            oc = config_of(old)  # keys the record predates count with the values such runs had
             keys = sorted(k for k in set(oc) | set(config) if oc.get(k, "<absent>") != config.get(k, "<absent>"))
             what = (f"config key {keys[0]!r}: recorded {oc.get(keys[0], '<absent>')!r}, now "
                     f"{config.get(keys[0], '<absent>')!r}" + (f" (+{len(keys) - 1} more)" if len(keys) > 1 else "")
@@ -185,8 +185,25 @@ def prepare_run(
 #: run reads with what it really did, not with today's defaults.
 LEGACY_TRAIN_VALUES: dict[str, Any] = {
     "heat_reduction": "mean", "pose_reduction": "mean", "heat_stages": "all", "heat_resolution": "grid",
-    "gaussian": "exp-d2-2s2",
+    "gaussian": "exp-d2-2s2", "preset": "paper", "target": "xyz", "arch": "hcdg",
 }
+
+
+def recorded_identity(folder: str | Path, stage: str, config: dict[str, Any]) -> dict[str, Any]:
+    """`config`, or the folder's recorded config when that is the same run written before some
+    keys existed (`config_of(record) == config`): so a `--resume` of an older run folder keeps
+    its record and its checkpoints' config hash instead of being refused as another run."""
+    path = Path(folder) / RUN_FILE
+    if not path.is_file():
+        return config
+    try:
+        old = read_run(folder)
+    except HcdgError:
+        return config
+    recorded = old.get("config")
+    if old.get("stage") == stage and isinstance(recorded, dict) and recorded != config and config_of(old) == config:
+        return recorded
+    return config
 
 
 def config_of(record: dict[str, Any]) -> dict[str, Any]:

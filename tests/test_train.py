@@ -175,3 +175,26 @@ def test_con_negative_flag_reaches_eq4(synth_freihand, synth_freihand_store, tmp
     for neg in ("e1", "e2"):
         train.run(_cfg(synth_freihand, tmp_path / neg, synth_freihand_store, steps=1, mode="ie+te", con_negative=neg))
     assert seen == ["e1", "e2"]
+
+
+def test_a_run_folder_recorded_before_new_config_keys_resumes(synth_freihand, tmp_path, monkeypatch):
+    # An older hcdg recorded no `preset`, `target`, `arch` (their values then: paper, xyz, hcdg).
+    from hcdg.stages import train_loop
+
+    real = train_loop.identity
+
+    def older(cfg, fp, ids):
+        return {k: v for k, v in real(cfg, fp, ids).items() if k not in ("preset", "target", "arch")}
+
+    cfg = _cfg(synth_freihand, tmp_path / "old", mode="baseline", steps=2, checkpoint_every=1)
+    monkeypatch.setattr(train_loop, "identity", older)
+    train.run(cfg)
+    monkeypatch.setattr(train_loop, "identity", real)
+    recorded = json.loads((tmp_path / "old" / "run.json").read_text())["config"]
+    assert "arch" not in recorded
+    done = train.run(train.replace(cfg, steps=4, resume=True))
+    assert done["total_steps"] == 4
+    assert json.loads((tmp_path / "old" / "run.json").read_text())["config"] == recorded  # kept as recorded
+    # a genuinely different config is still refused, naming the key
+    with pytest.raises(HcdgError, match="config key 'lr'"):
+        train.run(train.replace(cfg, steps=6, resume=True, lr=1e-3))
