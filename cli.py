@@ -276,6 +276,15 @@ def _default(name: str) -> str:
     return str(f.default if f.default is not dataclasses.MISSING else f.default_factory())
 
 
+def _sweep_default(name: str):
+    """SweepConfig's default of field `name`."""
+    import dataclasses
+
+    from hcdg.stages.sweep import SweepConfig
+
+    return {f.name: f.default for f in dataclasses.fields(SweepConfig)}[name]
+
+
 def _default_lr_drops() -> tuple:
     from hcdg.stages.train import TrainConfig
 
@@ -450,7 +459,13 @@ def _axis(value, conv, name):
 
 @main.command("sweep")
 @_train_options(sweep=True)
-def sweep_cmd(config_file, out, mode, aug, combine, ratio, lambda_con, con_loss, seed, **flags) -> None:
+@click.option("--shared-batches/--separate-batches", default=None,
+              help="Train the points that see the same batches (same seed, batch size, augmentation, crop) in "
+                   "one process from one data loader, each batch decoded once; results equal solo runs "
+                   "(docs/training.md, Sweeps). Default: "
+                   + ("shared" if _sweep_default("shared_batches") else "separate") + ".")
+def sweep_cmd(config_file, out, mode, aug, combine, ratio, lambda_con, con_loss, seed, shared_batches,
+              **flags) -> None:
     """Run a grid of training runs against one store (one run folder per point, resumable).
 
     \b
@@ -467,6 +482,7 @@ def sweep_cmd(config_file, out, mode, aug, combine, ratio, lambda_con, con_loss,
         combine=_axis(combine, str, "--combine"), ratio=_axis(ratio, float, "--ratio"),
         lambda_con=_axis(lambda_con, float, "--lambda-con"), con_loss=_axis(con_loss, str, "--con-loss"),
         seed=_axis(seed, int, "--seed"),
+        **({} if shared_batches is None else {"shared_batches": shared_batches}),
     )
     table = stage.run(sweep, echo=click.echo)
     click.echo(table.drop(columns=["run_dir"]).to_string(index=False))

@@ -16,52 +16,15 @@ generator reproduces the augmentation.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from hcdg.pipeline.config import ConfigError
+from hcdg.pipeline.aug_configs import AugConfig  # noqa: F401  (defined there, torch-free)
 from hcdg.pipeline.errors import HcdgError
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma, as torchvision's rgb_to_grayscale
 SOBEL_MAX = 4.0 * math.sqrt(2.0)  # largest Sobel gradient magnitude of an image in [0,1]
-
-
-@dataclass(frozen=True)
-class AugConfig:
-    """Parameters of `normal_augment` (none are given by the paper; sources per field)."""
-
-    # PeCLR sample_augmenter.py: sobel, cut-out, blur, noise, colour drop each with p = 0.5
-    # (random.getrandbits(1)); colour jitter always when enabled.
-    p_sobel: float = 0.5
-    p_cutout: float = 0.5
-    p_blur: float = 0.5
-    p_jitter: float = 1.0
-    p_noise: float = 0.5
-    p_drop: float = 0.5
-    # SimCLR colour jitter at strength s = 0.5: (0.8s, 0.8s, 0.8s, 0.2s).
-    brightness: float = 0.4
-    contrast: float = 0.4
-    saturation: float = 0.4
-    hue: float = 0.1
-    # Cut-out square side as a fraction of the image side; PeCLR: "largest dimension ... 50%".
-    cutout_min: float = 0.1
-    cutout_max: float = 0.5
-    # PeCLR noise_std = 25 on 0-255 images.
-    noise_std: float = 0.1
-    # SimCLR / PeCLR: sigma uniform in [0.1, 2.0] px, kernel side 10% of the image side.
-    blur_sigma_min: float = 0.1
-    blur_sigma_max: float = 2.0
-
-    def __post_init__(self) -> None:
-        for name in ("p_sobel", "p_cutout", "p_blur", "p_jitter", "p_noise", "p_drop"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"aug.{name}: expected a probability in [0, 1], got {getattr(self, name)!r}")
-        if not 0.0 < self.cutout_min <= self.cutout_max <= 1.0:
-            raise ConfigError("aug.cutout_min/cutout_max: expected 0 < min <= max <= 1")
-        if not 0.0 < self.blur_sigma_min <= self.blur_sigma_max:
-            raise ConfigError("aug.blur_sigma_min/blur_sigma_max: expected 0 < min <= max")
 
 
 def _check(img: torch.Tensor) -> None:

@@ -102,8 +102,11 @@ def gather_mixed(
     ratio: float,
     normalize: bool = True,
 ) -> torch.Tensor:
-    """f_clip (B,D) for a batch: rows `sample_idx` of img_table (N,D) mixed with rows
+    """f_clip (B,D) float32 for a batch: rows `sample_idx` of img_table (N,D) mixed with rows
     `prompt_idx` of txt_table (P,D), on the tables' device.
+
+    The tables may be float16 (the store's dtype): only the gathered rows are converted to
+    float32, so a float16 table gives exactly what its float32 conversion would.
 
     At r = 1 the text table may be None (mode ie); at r = 0 the image table may be
     None (mode te).
@@ -112,14 +115,14 @@ def gather_mixed(
     if ratio == 1.0 and txt_table is None:
         if img_table is None:
             raise HcdgError("gather_mixed: no image table for ratio 1")
-        f = img_table[sample_idx.to(img_table.device)]
+        f = img_table[sample_idx.to(img_table.device)].float()
         return F.normalize(f, dim=-1) if normalize else f.clone()
     if txt_table is None or prompt_idx is None:
         raise HcdgError(f"gather_mixed: ratio {ratio} needs the text table and prompt ids")
-    t = txt_table[prompt_idx.to(txt_table.device)]
+    t = txt_table[prompt_idx.to(txt_table.device)].float()
     if ratio == 0.0 and img_table is None:
         return F.normalize(t, dim=-1) if normalize else t.clone()
     if img_table is None:
         raise HcdgError(f"gather_mixed: ratio {ratio} needs the image table")
-    f = img_table[sample_idx.to(img_table.device)]
+    f = img_table[sample_idx.to(img_table.device)].float()
     return mix_features(f, t, ratio, normalize)

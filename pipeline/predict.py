@@ -30,7 +30,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from hcdg.pipeline import camera, hands
-from hcdg.pipeline.authors import UVD_DEPTH_HALF_RANGE_M
 from hcdg.pipeline.camera import CropBox
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.joints import JOINT_NAMES, MIDDLE_MCP, MIDDLE_PIP, N_JOINTS, WRIST
@@ -230,6 +229,8 @@ def decode_batch(
             res["xyz_rel_mm"] = xyz * bone[:, None, None]
             dz_mm = xyz[..., 2] * bone[:, None]
     else:
+        from hcdg.pipeline.authors import UVD_DEPTH_HALF_RANGE_M  # here: authors imports torch (CLI start-up)
+
         res["uvd"] = o3
         dz_mm = (o3[..., 2] * 2.0 - 1.0) * UVD_DEPTH_HALF_RANGE_M * 1000.0
         dz_mm = dz_mm - dz_mm[:, WRIST : WRIST + 1]

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,24 +34,12 @@ import torch
 from torch.utils.data import Dataset
 
 from hcdg.pipeline import hands
+from hcdg.pipeline.aug_configs import ColorJitter  # noqa: F401  (defined there, torch-free)
 
 #: `numpy.random.default_rng` stream tags, so the order and augmentation streams never collide.
 _ORDER_TAG = 0x0DE2
 _AUG_TAG = 0xA06
 _SPLIT_TAG = 0x5B17
-
-
-@dataclass(frozen=True)
-class ColorJitter:
-    """Photometric jitter of the crop, factors drawn uniformly in [1 - x, 1 + x].
-
-    Magnitudes 0.2 are the common torchvision-style choice; the paper does not state its
-    training augmentation (hand3d used none beyond cropping), so these are ours.
-    """
-
-    brightness: float = 0.2
-    contrast: float = 0.2
-    saturation: float = 0.2
 
 
 def color_jitter(image: np.ndarray, jitter: ColorJitter, rng: np.random.Generator) -> np.ndarray:
@@ -194,12 +181,25 @@ def rel_norm_pose(xyz_m: np.ndarray, side: str) -> np.ndarray:
 
 
 def mean_pose(reader: Any, indices: Sequence[int]) -> np.ndarray:
-    """(21, 3) mean `rel_norm_pose` over the given samples (annotations only, no image decode)."""
-    acc = np.zeros((21, 3))
-    for i in indices:
-        s = reader.annotation(int(i))
-        acc += rel_norm_pose(s.xyz, s.side)
-    return (acc / max(1, len(indices))).astype(np.float32)
+    """(21, 3) mean `rel_norm_pose` over the given samples (annotations only, no image decode).
+
+    One vectorised pass: the joints come from the reader's `poses_xyz(indices)` ((n, 21, 3)
+    metres, (n,) bool left) when it has one (FreiHAND: a slice of its annotation array),
+    else from `annotation(i)` per sample.
+    """
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if len(idx) == 0:
+        return np.zeros((21, 3), dtype=np.float32)
+    bulk = getattr(reader, "poses_xyz", None)
+    if bulk is not None:
+        xyz, left = bulk(idx)
+    else:
+        anns = [reader.annotation(int(i)) for i in idx]
+        xyz, left = np.stack([a.xyz for a in anns]), np.array([a.side == "left" for a in anns])
+    xyz = np.array(xyz, dtype=np.float64)
+    xyz[np.asarray(left, dtype=bool), :, 0] *= -1.0  # left hands mirrored (x -> -x), as rel_norm_pose
+    rel = (xyz - xyz[:, :1]) / hands.bone_scale_batched(xyz)[:, None, None]
+    return rel.mean(axis=0).astype(np.float32)
 
 
 # --- batch order -------------------------------------------------------------------------

@@ -17,6 +17,13 @@ Resumable: a point whose folder holds a finished run of the same config (`done.j
 with the same config hash) is skipped; an unfinished one is resumed from its newest
 checkpoint; a folder holding a different run is refused (HcdgError). After every point
 `SWEEP_DIR/sweep.parquet` is rewritten atomically with one row per point.
+
+With `--shared-batches` the points that see the same batches (same seed, batch size,
+augmentation, crop, ...: `train_shared.batch_key`) form a group trained in one process from
+one data loader, each batch decoded and augmented once for all of them; every point's
+results equal its solo run's. Groups run one after another; a point that fails (e.g. a
+non-finite loss) stops alone, its reason in the table's status, and the sweep exits
+non-zero after the others finished.
 """
 
 from __future__ import annotations
@@ -27,13 +34,15 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 
 from hcdg.pipeline.errors import HcdgError
 from hcdg.stages.train import TrainConfig
 from hcdg.store.atomic import atomic_path
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SWEEP_FILE = "sweep.parquet"
 #: Axis order in point names (and columns of the table).
@@ -53,6 +62,9 @@ class SweepConfig:
     lambda_con: tuple[float, ...] = ()
     con_loss: tuple[str, ...] = ()
     seed: tuple[int, ...] = ()  # repeats of every point (initialisation, data order, augmentation, prompts)
+    # Train the points that see the same batches in one process from one loader
+    # (stages/train_shared.py); off = one `hcdg train` run after another.
+    shared_batches: bool = False
 
 
 def _fmt(v: Any) -> str:
@@ -124,6 +136,8 @@ def _finished(cfg: TrainConfig) -> dict[str, Any] | None:
 
 
 def _write_table(out: Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    import pandas as pd
+
     df = pd.DataFrame(rows)
     with atomic_path(out / SWEEP_FILE) as tmp:
         df.to_parquet(tmp, index=False)
@@ -146,12 +160,68 @@ def run(sweep: SweepConfig, echo: Any = print) -> pd.DataFrame:
         return _run_points(sweep, echo)
 
 
+def _row(sweep: SweepConfig, name: str, shown: dict[str, Any], cfg: TrainConfig, status: str,
+         done: dict[str, Any], wall_s: float) -> dict[str, Any]:
+    return {
+        "point": name, **{a: shown.get(a) for a in AXES if getattr(sweep, a)},
+        "status": status, "steps": done.get("total_steps"), "val_epe_mm": done.get("val_epe_mm"),
+        "val_mean_pose_epe_mm": done.get("val_mean_pose_epe_mm"), "run_dir": cfg.out, "wall_s": wall_s,
+    }  # fmt: skip
+
+
+def _run_shared(sweep: SweepConfig, points: list[tuple[str, dict[str, Any], TrainConfig]], echo: Any) -> pd.DataFrame:
+    """The points in groups that share their batches, one process and one loader per group."""
+    from hcdg.stages import train, train_dist, train_shared
+
+    out = Path(sweep.out)
+    env = train_dist.torchrun_env()
+    if env is None and sweep.base.nproc > 1:
+        raise HcdgError(f"--shared-batches: --nproc {sweep.base.nproc} is not supported (one process trains a "
+                        "group); use --nproc 1, torchrun, or a sweep without --shared-batches")
+    rows: dict[str, dict[str, Any]] = {}
+    pending = []
+    for name, shown, cfg in points:
+        done = _finished(cfg)
+        if done is None:
+            train.check_args(cfg)
+            pending.append((name, shown, cfg))
+        else:
+            echo(f"{name}: finished earlier, skipped")
+            rows[name] = _row(sweep, name, shown, cfg, "skipped (finished)", done, 0.0)
+    order = [n for n, _, _ in points]
+    table = _write_table(out, [rows[n] for n in order if n in rows]) if rows else None
+    groups = train_shared.group_by_batches([c for _, _, c in pending])
+    failed: list[str] = []
+    for g, members in enumerate(groups, 1):
+        names = [pending[k][0] for k in members]
+        echo(f"[group {g}/{len(groups)}] {len(members)} point(s) from one loader: {', '.join(names)}")
+        t0 = time.perf_counter()
+        results = train_shared.train_group([pending[k][2] for k in members], env)
+        wall = time.perf_counter() - t0
+        for k, res in zip(members, results):
+            name, shown, cfg = pending[k]
+            if isinstance(res, HcdgError):
+                failed.append(f"sweep point {name}: {res}")
+                echo(f"{name}: failed: {res}")
+                rows[name] = _row(sweep, name, shown, cfg, f"failed: {res}", {}, wall)
+            else:
+                rows[name] = _row(sweep, name, shown, cfg, "trained", res, wall)
+            rows[name]["group"] = g
+        table = _write_table(out, [rows[n] for n in order if n in rows])
+    if failed:
+        more = f" (and {len(failed) - 1} more; see {out / SWEEP_FILE})" if len(failed) > 1 else ""
+        raise HcdgError(failed[0] + more)
+    return table
+
+
 def _run_points(sweep: SweepConfig, echo: Any) -> pd.DataFrame:
     from hcdg.stages import train
 
     out = Path(sweep.out)
     points = grid(sweep)
     out.mkdir(parents=True, exist_ok=True)
+    if sweep.shared_batches:
+        return _run_shared(sweep, points, echo)
     rows: list[dict[str, Any]] = []
     for i, (name, shown, cfg) in enumerate(points, 1):
         t0 = time.perf_counter()
@@ -166,11 +236,6 @@ def _run_points(sweep: SweepConfig, echo: Any) -> pd.DataFrame:
             status = "trained"
         else:
             echo(f"[{i}/{len(points)}] {name}: finished earlier, skipped")
-        rows.append({
-            "point": name, **{a: shown.get(a) for a in AXES if getattr(sweep, a)},
-            "status": status, "steps": done.get("total_steps"), "val_epe_mm": done.get("val_epe_mm"),
-            "val_mean_pose_epe_mm": done.get("val_mean_pose_epe_mm"), "run_dir": cfg.out,
-            "wall_s": time.perf_counter() - t0,
-        })  # fmt: skip
+        rows.append(_row(sweep, name, shown, cfg, status, done, time.perf_counter() - t0))
         table = _write_table(out, rows)
     return table

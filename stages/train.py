@@ -19,10 +19,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from hcdg.pipeline.augment import AugConfig
+from hcdg.pipeline.aug_configs import AugConfig, ColorJitter
 from hcdg.pipeline.config import ConfigError, check_finite, to_dict
 from hcdg.pipeline.errors import HcdgError
-from hcdg.pipeline.train_data import ColorJitter
 from hcdg.pipeline.transforms import GeomAug
 from hcdg.store.fingerprint import digest
 
@@ -281,6 +280,16 @@ def ids_sha256(ids: list[str]) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()
 
 
+def check_args(cfg: TrainConfig) -> None:
+    """The paths a run cannot do without (HcdgError naming the option)."""
+    if not cfg.out:
+        raise HcdgError("--out: a run folder is required")
+    if not cfg.root:
+        raise HcdgError("--root: the dataset root folder is required")
+    if cfg.uses_clip and not cfg.store:
+        raise HcdgError(f"--store: mode {cfg.mode!r} mixes cached CLIP features; give the store from `hcdg embed`")
+
+
 def run(cfg: TrainConfig) -> dict[str, Any]:
     """Train (or resume) the run in `cfg.out`; returns `done.json`'s record.
 
@@ -288,12 +297,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     """
     from hcdg.stages import train_dist, train_loop
 
-    if not cfg.out:
-        raise HcdgError("--out: a run folder is required")
-    if not cfg.root:
-        raise HcdgError("--root: the dataset root folder is required")
-    if cfg.uses_clip and not cfg.store:
-        raise HcdgError(f"--store: mode {cfg.mode!r} mixes cached CLIP features; give the store from `hcdg embed`")
+    check_args(cfg)
     env = train_dist.torchrun_env()
     if env is not None:
         return train_loop.train(cfg, env)

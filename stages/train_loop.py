@@ -62,7 +62,7 @@ class Data:
     reader: Any
     ids_sha256: str
     feature_rows: np.ndarray | None  # (len(reader),) row in the store's image table
-    img_table: torch.Tensor | None  # (N, D) raw image features
+    img_table: torch.Tensor | None  # (N, D) raw image features, in the store's dtype (float16 or float32)
     txt_table: torch.Tensor | None  # (P, D) raw text features
     prompt_subset: list[int] | None  # rows of txt_table to draw from (None = all)
     fingerprint: dict[str, Any] | None
@@ -109,7 +109,9 @@ def open_data(cfg: TrainConfig, device: torch.device, *, load_tables: bool = Tru
             )
     if not cfg.uses_clip:
         return data
-    store_ids, img = features.load_split(store, cfg.split_key, device if load_tables else "cpu", include_skipped=True)
+    # The image table stays in the store's dtype (float16: half the device memory); the step
+    # converts the rows it gathers. Skipped rows are read from the store's validity array.
+    store_ids, img, valid = features.load_split_table(store, cfg.split_key, device if load_tables else "cpu")
     row_of = {sid: r for r, sid in enumerate(store_ids)}
     missing = [sid for sid in ids if sid not in row_of]
     if missing or len(store_ids) != len(ids):
@@ -129,8 +131,8 @@ def open_data(cfg: TrainConfig, device: torch.device, *, load_tables: bool = Tru
         if not subset:
             raise HcdgError(f"--prompt-filter {cfg.prompt_filter!r}: matches none of the store's {len(prompts)} prompts")
     data.feature_rows = np.array([row_of[s] for s in ids], dtype=np.int64)
-    data.skipped = np.flatnonzero(~torch.isfinite(img).all(dim=1).cpu().numpy()[data.feature_rows])
-    data.img_table, data.txt_table, data.prompt_subset = img.float(), txt.float(), subset
+    data.skipped = np.flatnonzero(~valid[data.feature_rows])
+    data.img_table, data.txt_table, data.prompt_subset = img, txt.float(), subset
     return data
 
 
@@ -338,15 +340,213 @@ def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
-    """Train this process's share of the run; returns the done record (rank 0 writes it)."""
+@dataclass
+class PointRun:
+    """One training run's state between steps: what `step_point` advances and `finish_point` closes.
+
+    The solo loop (`train`) drives one; `stages.train_shared` drives several from one loader.
+    """
+
+    cfg: TrainConfig
+    env: DistEnv
+    device: torch.device
+    data: Data
+    out: Path
+    chash: str
+    model: torch.nn.Module  # the module itself (checkpoints, validation)
+    net: torch.nn.Module  # what the step calls: the model, or its DDP wrapper
+    optim: torch.optim.Optimizer
+    crop: Any
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    spe: int
+    total: int
+    start: int
+    t_start: float
+    val_loader: Any = None
+    mpose: torch.Tensor | None = None
+    log: Any = None
+    last_val: tuple[float, ...] = ()
+    bar: Any = None
+    t_log: float = 0.0
+    n_log: int = 0
+    done: dict[str, Any] | None = None  # set when the folder already holds this run, finished
+
+
+def setup_point(cfg: TrainConfig, env: DistEnv, device: torch.device, data: Data, held: contextlib.ExitStack,
+                t_start: float, bar_position: int | None = None) -> PointRun:
+    """Everything before a run's first step: sizes, model + Adam (seeded by `cfg.seed`, restored on
+    resume), the run folder's lock and record, validation loader, metrics log, progress bar.
+
+    Every check that can refuse the run comes before the first byte lands in `cfg.out`. Sets
+    the global torch RNG (`torch.manual_seed(cfg.seed)`, or the checkpoint's state on resume).
+    `done` is set (and nothing else built) when the folder holds this run, finished.
+    """
     from torch.utils.data import DataLoader
 
-    from hcdg.pipeline.train_data import AugmentedSamples, GlobalBatchSampler, mean_pose
+    from hcdg.pipeline.train_data import AugmentedSamples, mean_pose
     from hcdg.pipeline.transforms import CropConfig
     from hcdg.stages import train_dist
-    from hcdg.store.checkpoints import config_hash, latest_checkpoint, load_checkpoint, save_checkpoint, save_model
+    from hcdg.store.checkpoints import config_hash, latest_checkpoint, load_checkpoint
     from hcdg.store.metrics_log import MetricsLog
+
+    train_idx, val_idx, spe, total = plan(cfg, data, env.world)  # bad sizes: refused before any write
+    chash = config_hash(run_identity(cfg, data))
+    out = Path(cfg.out)
+
+    torch.manual_seed(cfg.seed)
+    clip_dim = None if data.img_table is None else int(data.img_table.shape[1])
+    model = build_model(cfg, clip_dim).to(device)  # --input-size / --width-mult refused here
+    optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
+    crop = CropConfig(input_size=cfg.input_size, sigma_px=cfg.sigma_px, gaussian=cfg.gaussian,
+                      crop_scale=cfg.crop_scale)
+    writer = env.rank == 0 and not env.spawned
+    if writer:
+        held.enter_context(run_lock(out))  # a second writer is refused here, naming the holder
+        check_folder(cfg, data)
+    start = 0
+    ckpt = latest_checkpoint(out) if cfg.resume else None
+    if ckpt is not None:  # a damaged checkpoint is refused before run.json is touched
+        ck = load_checkpoint(ckpt, expect_config_hash=chash)
+        model.load_state_dict(ck.model_state)
+        optim.load_state_dict(ck.optimizer_state)
+        ck.restore_rng()
+        start = ck.step
+        if start > total:
+            raise HcdgError(f"{ckpt}: checkpoint is at step {start}, past the requested total of {total} steps")
+    elif cfg.resume and writer and not (out / RUN_FILE).is_file():
+        print(f"note: --resume: {out} holds no run yet; starting it from step 0", file=sys.stderr)
+    if writer:
+        prepare_folder(cfg, data)
+    train_dist.barrier(env, device)
+    pt = PointRun(cfg, env, device, data, out, chash, model, model, optim, crop, train_idx, val_idx, spe, total,
+                  start, t_start)
+    if start == total and (out / DONE_FILE).is_file():
+        pt.done = read_done(out)
+        return pt
+
+    val_ds = AugmentedSamples(data.reader, crop, None, None, cfg.seed, data.feature_rows, target=cfg.target)
+    # An explicit generator: iterating a loader then draws nothing from the global torch RNG,
+    # which stays the model's alone (dropout), as in a shared-batch sweep (stages/train_shared).
+    pt.val_loader = DataLoader(val_ds, sampler=[(0, int(i)) for i in val_idx], batch_size=cfg.batch_size,
+                               num_workers=cfg.workers, generator=torch.Generator().manual_seed(cfg.seed))
+    mean_src = train_idx[:: max(1, len(train_idx) // 10000)]
+    pt.mpose = torch.from_numpy(mean_pose(data.reader, mean_src))
+
+    if env.world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        if device.type == "cuda":  # global BatchNorm statistics in Branch2's head (not available on CPU)
+            pt.model = model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+        pt.net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    pt.log = MetricsLog(out, resume_step=start) if env.rank == 0 else None
+    pt.last_val = (float("nan"),) * len(VAL_KEYS)
+    if pt.log is not None and pt.log.rows:
+        vals = [r for r in pt.log.rows if r.get("kind") == "val"]
+        if vals:  # rows of runs logged before the 2D columns existed lack them: NaN
+            pt.last_val = tuple(float(vals[-1].get(k, float("nan"))) for k in VAL_KEYS)
+
+    from hcdg.stages import progress
+
+    # a bar on a terminal, a periodic status line (step, loss, samples/s, ETA) otherwise
+    pt.bar = progress.bar(total, f"train {out.name}", "step", initial=start, enabled=env.rank == 0 and cfg.progress,
+                          rate_unit="samples", rate_scale=cfg.batch_size, dynamic_ncols=True,
+                          **({} if bar_position is None else {"position": bar_position}))  # fmt: skip
+    model.train()
+    pt.t_log, pt.n_log = time.perf_counter(), 0
+    return pt
+
+
+def train_loader(pt: PointRun, start: int, total: int) -> Any:
+    """The DataLoader of the training batches of steps [start, total) of `pt`'s data (this rank's slice)."""
+    from torch.utils.data import DataLoader
+
+    from hcdg.pipeline.train_data import AugmentedSamples, GlobalBatchSampler
+
+    cfg = pt.cfg
+    geom = cfg.geom if cfg.augment else None
+    color = cfg.color if cfg.augment else None
+    train_ds = AugmentedSamples(pt.data.reader, pt.crop, geom, color, cfg.seed, pt.data.feature_rows,
+                                target=cfg.target)
+    sampler = GlobalBatchSampler(pt.train_idx, cfg.batch_size, cfg.seed, start, total, pt.env.rank, pt.env.world)
+    return DataLoader(train_ds, batch_sampler=sampler, num_workers=cfg.workers, pin_memory=pt.device.type == "cuda",
+                      generator=torch.Generator().manual_seed(cfg.seed))
+
+
+def step_point(pt: PointRun, batch: dict[str, torch.Tensor], step_idx: int) -> None:
+    """One optimizer step of run `pt` on `batch` (on the device): loss, the non-finite guard, the
+    update, and the metrics rows, validation and checkpoint due at this step."""
+    from hcdg.stages import train_dist
+    from hcdg.store.checkpoints import save_checkpoint
+
+    cfg, env, device = pt.cfg, pt.env, pt.device
+    step, epoch = step_idx + 1, step_idx // pt.spe
+    loss, terms = _loss_terms(cfg, pt.net, batch, pt.data, step_idx, env, device)
+    pt.optim.zero_grad(set_to_none=True)
+    loss.backward()
+    _refuse_non_finite(loss, pt.model, step, pt.out)  # before the update: the newest checkpoint stays good
+    for group in pt.optim.param_groups:
+        group["lr"] = cfg.lr_at(step_idx)
+    pt.optim.step()
+    pt.n_log += cfg.batch_size
+    pt.bar.update(1)
+    if step % cfg.log_every == 0 or step == pt.total:
+        terms = train_dist.all_mean(env, terms).tolist()
+        now = time.perf_counter()
+        if pt.log is not None:
+            pt.log.append([{
+                "kind": "train", "step": step, "epoch": epoch, "loss": terms[0], "loss_heat": terms[1],
+                "loss_pose": terms[2], "loss_con": terms[3], **dict(zip(CON_STATS, terms[4:])),
+                "lr": pt.optim.param_groups[0]["lr"],
+                "samples_per_s": pt.n_log / max(now - pt.t_log, 1e-9), "wall_s": now - pt.t_start,
+            }])  # fmt: skip
+            pt.bar.set_postfix(loss=f"{terms[0]:.4f}")
+        pt.t_log, pt.n_log = now, 0
+    if step % pt.spe == 0 or step == pt.total or (cfg.val_every and step % cfg.val_every == 0):
+        if env.rank == 0 and len(pt.val_idx):
+            pt.last_val = validate(pt.model, pt.val_loader, pt.mpose, device, cfg.precision)
+            pt.log.append([{"kind": "val", "step": step, "epoch": epoch, **dict(zip(VAL_KEYS, pt.last_val)),
+                            "wall_s": time.perf_counter() - pt.t_start}])
+        train_dist.barrier(env, device)
+    if env.rank == 0 and (step % cfg.checkpoint_every == 0 or step == pt.total):
+        save_checkpoint(pt.out, step=step, epoch=epoch, model_state=pt.model.state_dict(),
+                        optimizer_state=pt.optim.state_dict(), cfg_hash=pt.chash)
+
+
+def finish_point(pt: PointRun) -> dict[str, Any]:
+    """Write the final model and `done.json` of a run that took its last step; returns the done record."""
+    from hcdg.stages import train_dist
+    from hcdg.store.checkpoints import save_model
+
+    if pt.done is not None:
+        return pt.done
+    cfg, env = pt.cfg, pt.env
+    pt.bar.close()
+    done = {
+        "step": pt.total, "total_steps": pt.total, "epochs": pt.total / pt.spe, "steps_per_epoch": pt.spe,
+        "n_train": int(len(pt.train_idx)), "n_val": int(len(pt.val_idx)),
+        **{k: finite_or_none(v) for k, v in zip(VAL_KEYS, pt.last_val)}, "config_hash": pt.chash,
+        "world_size": env.world, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }  # fmt: skip
+    if env.rank == 0:
+        meta = {"model_config": to_dict(pt.model.cfg), "config_hash": pt.chash, "step": pt.total,
+                "crop": to_dict(pt.crop), "train_config": to_dict(cfg)}
+        save_model(pt.out, pt.model.state_dict(), meta)
+        atomic_write_json(pt.out / DONE_FILE, done)
+    train_dist.barrier(env, pt.device)
+    pt.done = done if env.rank == 0 else read_done(pt.out)  # rank 0 holds the validation numbers
+    return pt.done
+
+
+def stop_after_step() -> int:
+    """The test hook's step (`STOP_ENV`), 0 when unset."""
+    return int(os.environ.get(STOP_ENV, "0") or 0)
+
+
+def train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
+    """Train this process's share of the run; returns the done record (rank 0 writes it)."""
+    from hcdg.stages import train_dist
 
     t_start = time.perf_counter()
     device = resolve_device(cfg.device, env.local_rank)
@@ -355,127 +555,17 @@ def train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
     train_dist.init(env, device)
     held = contextlib.ExitStack()  # the run folder's writer lock (rank 0 of a run not spawned by a locked parent)
     try:
-        # Every check that can refuse the run comes before the first byte lands in --out.
         data = open_data(cfg, device, check_files=env.rank == 0 and not env.spawned)
-        train_idx, val_idx, spe, total = plan(cfg, data, env.world)  # bad sizes: refused before any write
-        chash = config_hash(run_identity(cfg, data))
-        out = Path(cfg.out)
-
-        reader = data.reader
-        torch.manual_seed(cfg.seed)
-        clip_dim = None if data.img_table is None else int(data.img_table.shape[1])
-        model = build_model(cfg, clip_dim).to(device)  # --input-size / --width-mult refused here
-        optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
-        crop = CropConfig(input_size=cfg.input_size, sigma_px=cfg.sigma_px, gaussian=cfg.gaussian,
-                          crop_scale=cfg.crop_scale)
-        writer = env.rank == 0 and not env.spawned
-        if writer:
-            held.enter_context(run_lock(out))  # a second writer is refused here, naming the holder
-            check_folder(cfg, data)
-        start = 0
-        ckpt = latest_checkpoint(out) if cfg.resume else None
-        if ckpt is not None:  # a damaged checkpoint is refused before run.json is touched
-            ck = load_checkpoint(ckpt, expect_config_hash=chash)
-            model.load_state_dict(ck.model_state)
-            optim.load_state_dict(ck.optimizer_state)
-            ck.restore_rng()
-            start = ck.step
-            if start > total:
-                raise HcdgError(f"{ckpt}: checkpoint is at step {start}, past the requested total of {total} steps")
-        elif cfg.resume and writer and not (out / RUN_FILE).is_file():
-            print(f"note: --resume: {out} holds no run yet; starting it from step 0", file=sys.stderr)
-        if writer:
-            prepare_folder(cfg, data)
-        train_dist.barrier(env, device)
-        if start == total and (out / DONE_FILE).is_file():
-            return read_done(out)
-
-        geom = cfg.geom if cfg.augment else None
-        color = cfg.color if cfg.augment else None
-        train_ds = AugmentedSamples(reader, crop, geom, color, cfg.seed, data.feature_rows, target=cfg.target)
-        sampler = GlobalBatchSampler(train_idx, cfg.batch_size, cfg.seed, start, total, env.rank, env.world)
-        loader = DataLoader(train_ds, batch_sampler=sampler, num_workers=cfg.workers,
-                            pin_memory=device.type == "cuda")
-        val_ds = AugmentedSamples(reader, crop, None, None, cfg.seed, data.feature_rows, target=cfg.target)
-        val_loader = DataLoader(val_ds, sampler=[(0, int(i)) for i in val_idx], batch_size=cfg.batch_size,
-                                num_workers=cfg.workers)
-        mean_src = train_idx[:: max(1, len(train_idx) // 10000)]
-        mpose = torch.from_numpy(mean_pose(reader, mean_src))
-
-        net = model
-        if env.world > 1:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            if device.type == "cuda":  # global BatchNorm statistics in Branch2's head (not available on CPU)
-                model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-
-            net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-        log = MetricsLog(out, resume_step=start) if env.rank == 0 else None
-        last_val: tuple[float, ...] = (float("nan"),) * len(VAL_KEYS)
-        if log is not None and log.rows:
-            vals = [r for r in log.rows if r.get("kind") == "val"]
-            if vals:  # rows of runs logged before the 2D columns existed lack them: NaN
-                last_val = tuple(float(vals[-1].get(k, float("nan"))) for k in VAL_KEYS)
-        stop_after = int(os.environ.get(STOP_ENV, "0") or 0)
-
-        from hcdg.stages import progress
-
-        # a bar on a terminal, a periodic status line (step, loss, samples/s, ETA) otherwise
-        bar = progress.bar(total, f"train {out.name}", "step", initial=start, enabled=env.rank == 0 and cfg.progress,
-                           rate_unit="samples", rate_scale=cfg.batch_size, dynamic_ncols=True)  # fmt: skip
-        model.train()
-        t_log, n_log = time.perf_counter(), 0
-        for step_idx, batch in zip(range(start, total), loader):
-            step, epoch = step_idx + 1, step_idx // spe
-            batch = _to_device(batch, device)
-            loss, terms = _loss_terms(cfg, net, batch, data, step_idx, env, device)
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            _refuse_non_finite(loss, model, step, out)  # before the update: the newest checkpoint stays good
-            for group in optim.param_groups:
-                group["lr"] = cfg.lr_at(step_idx)
-            optim.step()
-            n_log += cfg.batch_size
-            bar.update(1)
-            if step % cfg.log_every == 0 or step == total:
-                terms = train_dist.all_mean(env, terms).tolist()
-                now = time.perf_counter()
-                if log is not None:
-                    log.append([{
-                        "kind": "train", "step": step, "epoch": epoch, "loss": terms[0], "loss_heat": terms[1],
-                        "loss_pose": terms[2], "loss_con": terms[3], **dict(zip(CON_STATS, terms[4:])),
-                        "lr": optim.param_groups[0]["lr"],
-                        "samples_per_s": n_log / max(now - t_log, 1e-9), "wall_s": now - t_start,
-                    }])  # fmt: skip
-                    bar.set_postfix(loss=f"{terms[0]:.4f}")
-                t_log, n_log = now, 0
-            if step % spe == 0 or step == total or (cfg.val_every and step % cfg.val_every == 0):
-                if env.rank == 0 and len(val_idx):
-                    last_val = validate(model, val_loader, mpose, device, cfg.precision)
-                    log.append([{"kind": "val", "step": step, "epoch": epoch, **dict(zip(VAL_KEYS, last_val)),
-                                 "wall_s": time.perf_counter() - t_start}])
-                train_dist.barrier(env, device)
-            if env.rank == 0 and (step % cfg.checkpoint_every == 0 or step == total):
-                save_checkpoint(out, step=step, epoch=epoch, model_state=model.state_dict(),
-                                optimizer_state=optim.state_dict(), cfg_hash=chash)
-            if stop_after and step == stop_after:
-                bar.close()
-                raise SystemExit(f"{STOP_ENV}={stop_after}: stopped after step {step} (test hook)")
-        bar.close()
-
-        done = {
-            "step": total, "total_steps": total, "epochs": total / spe, "steps_per_epoch": spe,
-            "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
-            **{k: finite_or_none(v) for k, v in zip(VAL_KEYS, last_val)}, "config_hash": chash, "world_size": env.world,
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }  # fmt: skip
-        if env.rank == 0:
-            meta = {"model_config": to_dict(model.cfg), "config_hash": chash, "step": total,
-                    "crop": to_dict(crop), "train_config": to_dict(cfg)}
-            save_model(out, model.state_dict(), meta)
-            atomic_write_json(out / DONE_FILE, done)
-        train_dist.barrier(env, device)
-        return done if env.rank == 0 else read_done(out)  # rank 0 holds the validation numbers
+        pt = setup_point(cfg, env, device, data, held, t_start)
+        if pt.done is not None:
+            return pt.done
+        stop_after = stop_after_step()
+        for step_idx, batch in zip(range(pt.start, pt.total), train_loader(pt, pt.start, pt.total)):
+            step_point(pt, _to_device(batch, device), step_idx)
+            if stop_after and step_idx + 1 == stop_after:
+                pt.bar.close()
+                raise SystemExit(f"{STOP_ENV}={stop_after}: stopped after step {step_idx + 1} (test hook)")
+        return finish_point(pt)
     finally:
         held.close()
         train_dist.shutdown(env)

@@ -30,13 +30,15 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from hcdg.pipeline.errors import HcdgError
 from hcdg.store import integrity
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: `hcdg store info` does not pay for it
+    import torch
 
 FORMAT = "hcdg-feature-store"
 VERSION = 1
@@ -217,6 +219,8 @@ def read_fingerprint(path: str | Path) -> dict[str, Any]:
 
 def _to_device(feats: np.ndarray, device: str | torch.device) -> torch.Tensor:
     # One host array -> one transfer (in the stored dtype: half the bytes for float16) -> float32.
+    import torch
+
     return torch.from_numpy(np.ascontiguousarray(feats)).to(device).float()
 
 
@@ -253,6 +257,30 @@ def load_split(path: str | Path, split_key: str, device: str | torch.device = "c
     else a one-line `HcdgError` naming the array and chunk. Rows skipped as unreadable
     images (`--skip-corrupt`) are left out unless `include_skipped` (their features are NaN).
     """
+    ids, feats, valid, n_skipped = _read_split(path, split_key, verify)
+    if n_skipped and not include_skipped:
+        print(f"warning: {path}: {split_key}: leaving out {n_skipped} skipped rows", file=sys.stderr)
+        ids = [i for i, k in zip(ids, valid) if k]
+        feats = feats[valid]
+    return ids, _to_device(feats, device)
+
+
+def load_split_table(path: str | Path, split_key: str, device: str | torch.device = "cpu",
+                     *, verify: bool = True) -> tuple[list[str], torch.Tensor, np.ndarray]:
+    """(ids: N sample ids, feats: (N, D) on `device` in the store's dtype (float16 or float32),
+    valid: (N,) bool, False = skipped as unreadable) of a split, every row kept.
+
+    What training loads: float16 halves the table's device memory; the step converts only
+    the rows it gathers (`pipeline.mixing.gather_mixed`). Checks as `load_split`.
+    """
+    import torch
+
+    ids, feats, valid, _ = _read_split(path, split_key, verify)
+    return ids, torch.from_numpy(np.ascontiguousarray(feats)).to(device), valid
+
+
+def _read_split(path: str | Path, split_key: str, verify: bool) -> tuple[list[str], np.ndarray, np.ndarray, int]:
+    """(ids, feats (N, D) as stored, valid (N,) bool, number of skipped rows) of a complete, intact split."""
     check_split_key(split_key)
     with _open(path) as reader:
         node = split_node(split_key)
@@ -285,11 +313,7 @@ def load_split(path: str | Path, split_key: str, device: str | torch.device = "c
             feats, valid = check.data["feats"], check.data["valid"].astype(bool)
         else:
             feats, valid = reader.read(f"{node}/feats"), reader.read(f"{node}/valid").astype(bool)
-        if progress["skipped"] and not include_skipped:
-            print(f"warning: {path}: {split_key}: leaving out {progress['skipped']} skipped rows", file=sys.stderr)
-            ids = [i for i, k in zip(ids, valid) if k]
-            feats = feats[valid]
-        return ids, _to_device(feats, device)
+        return ids, feats, valid, int(progress["skipped"])
 
 
 def _warn_unverified(path: Path, what: str) -> None:

@@ -79,6 +79,21 @@ def read_json(path: Path, what: str) -> Any:
         raise HcdgError(f"{path}: cannot read {what} ({one_line(exc)})") from None
 
 
+def read_json_array(path: Path, what: str, shape: tuple[int, ...]) -> np.ndarray:
+    """`read_json` + `as_array`, with the garbage collector paused: a 45 MB list of lists of
+    numbers (FreiHAND's training_xyz.json) creates millions of objects, none cyclic, and the
+    collector's passes over them were 37 % of the parse (docs/benchmarks.md, start-up)."""
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return as_array(read_json(path, what), shape, str(path))
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def as_array(value: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
     """`value` as a float64 array of exactly `shape` (e.g. (N, 21, 3)); `where` names it in errors.
 

@@ -47,10 +47,10 @@ class FreiHandDataset:
         files = {kind: self.root / f"{split}_{kind}.json" for kind in ("xyz", "K", "scale")}
         for kind, path in files.items():
             c.require_file(path, f"FreiHAND {split} annotation file ({split}_{kind}.json)")
-        self._xyz = c.as_array(c.read_json(files["xyz"], "joint annotations"), (-1, 21, 3), str(files["xyz"]))
+        self._xyz = c.read_json_array(files["xyz"], "joint annotations", (-1, 21, 3))
         n = len(self._xyz)
-        self._K = c.as_array(c.read_json(files["K"], "camera intrinsics"), (n, 3, 3), str(files["K"]))
-        self._scale = c.as_array(c.read_json(files["scale"], "bone scales"), (n,), str(files["scale"]))
+        self._K = c.read_json_array(files["K"], "camera intrinsics", (n, 3, 3))
+        self._scale = c.read_json_array(files["scale"], "bone scales", (n,))
         if n == 0:
             raise HcdgError(f"{files['xyz']}: no annotations (expected at least one pose)")
         c.check_joints(self._xyz, str(files["xyz"]), "pose")
@@ -105,6 +105,14 @@ class FreiHandDataset:
             image_path=self.root / rel, K=K, xyz=xyz, uv=project(xyz, K),
             visible=np.ones(21, dtype=bool), side="right", root="wrist", extra=extra,
         )
+
+    def poses_xyz(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(xyz: (n, 21, 3) metres, left: (n,) bool, all False) of samples `indices`, without
+        building a `Sample` each (`train_data.mean_pose`)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        if len(idx) and (idx.min() < 0 or idx.max() >= self._n_images):
+            raise IndexError(f"freihand {self.split}: an index is out of range 0..{self._n_images - 1}")
+        return self._xyz[idx % self.n_poses], np.zeros(len(idx), dtype=bool)
 
     def __getitem__(self, index: int) -> Sample:
         return c.with_image(self.annotation(index))

@@ -1,0 +1,215 @@
+"""Every GPU figure docs/benchmarks.md needs, in one run (`benchmarks/gpu.sh` calls this).
+
+Prints one Markdown table:
+
+* embed: ViT-B-32 image encoder (random weights: the same cost as OpenAI's) at 224 px,
+  images/s, fp32 and bf16 (`pipeline.clip.load_encoder`, batch 256, no decode);
+* step: one `hcdg train` optimizer step (`stages.train_loop._loss_terms` + backward + Adam,
+  mode ie+te, float16 feature table of FreiHAND's 130,240 rows) at the paper's size
+  (256 px, width 1), batch 8 and 32, fp32 and bf16, samples/s;
+* loader: the training input pipeline (`AugmentedSamples`: decode, crop warp, colour
+  jitter, heatmaps) at 256 px with 0 and W workers, samples/s; with the step rates it says
+  how many workers one run needs;
+* sweep: a 4-point ratio sweep of S steps, shared batches (`stages.train_shared`) vs one
+  run after another (`stages.train_loop.train`), wall s and the speed-up.
+
+`--dry-run`: the same code at toy sizes on the CPU in well under a minute (what the test
+suite runs); its numbers mean nothing.
+
+Usage:
+    python benchmarks/gpu_figures.py [--device cuda] [--dir /tmp/hcdg-gpu] [--dry-run]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def embed_rate(device: torch.device, precision: str, model: str, batch: int, reps: int) -> tuple[float, int]:
+    """(images/s, input side px) of the image encoder alone."""
+    from hcdg.pipeline.clip import load_encoder
+
+    enc = load_encoder(model, "none", precision=precision, device=device)
+    h, w = enc.image_size
+    x = torch.rand(batch, 3, h, w, device=device)
+    enc.encode_images(x)  # warm-up
+    _sync(device)
+    t = time.perf_counter()
+    for _ in range(reps):
+        enc.encode_images(x)
+    _sync(device)
+    return reps * batch / (time.perf_counter() - t), h
+
+
+def _data(root: Path, store: Path, dry: bool) -> None:
+    from hcdg.stages import embed, synth
+
+    if not root.exists():
+        synth.run(synth.SynthConfig(format="freihand", out=str(root), n=4 if dry else 64, n_other=1), progress=False)
+    if not store.exists():
+        embed.run(embed.EmbedConfig(dataset="freihand", root=str(root), store=str(store), model="hcdg-tiny",
+                                    workers=0, device="cpu", prompt_filter="^one ", progress=False))
+
+
+def _one_batch(root: Path, size: int, batch: int) -> dict[str, torch.Tensor]:
+    from torch.utils.data import default_collate
+
+    from hcdg.pipeline.datasets import open_dataset
+    from hcdg.pipeline.train_data import AugmentedSamples
+    from hcdg.pipeline.transforms import CropConfig
+
+    reader = open_dataset("freihand", root, "training")
+    ds = AugmentedSamples(reader, CropConfig(input_size=size), None, None, 0, None)
+    items = [ds[(0, i % len(reader))] for i in range(batch)]
+    out = default_collate(items)
+    out["feat_row"] = torch.arange(batch) % 1000
+    return out
+
+
+def step_rate(device: torch.device, root: Path, size: int, width: float, batch: int, precision: str, steps: int,
+              rows: int) -> float:
+    from hcdg.stages import train, train_loop
+    from hcdg.stages.train_dist import DistEnv
+
+    cfg = train.TrainConfig(root="x", out="x", store="x", input_size=size, width_mult=width, batch_size=batch,
+                            precision=precision, device=str(device))
+    dim = 512
+    data = train_loop.Data(None, "", None, torch.randn(rows, dim, device=device).half(),
+                           torch.randn(3920, dim, device=device), None, None)
+    torch.manual_seed(0)
+    model = train_loop.build_model(cfg, dim).to(device)
+    optim = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    b = {k: v.to(device) for k, v in _one_batch(root, size, batch).items()}
+    env = DistEnv(rank=0, world=1, local_rank=0, spawned=False)
+
+    def step(i: int) -> None:
+        loss, _ = train_loop._loss_terms(cfg, model, b, data, i, env, device)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+
+    step(0)  # warm-up (cudnn autotune, allocator)
+    _sync(device)
+    t = time.perf_counter()
+    for i in range(steps):
+        step(i + 1)
+    _sync(device)
+    return steps * batch / (time.perf_counter() - t)
+
+
+def loader_rate(root: Path, size: int, batch: int, workers: int, batches: int) -> float:
+    from torch.utils.data import DataLoader
+
+    from hcdg.pipeline.datasets import open_dataset
+    from hcdg.pipeline.train_data import AugmentedSamples, ColorJitter, GlobalBatchSampler
+    from hcdg.pipeline.transforms import CropConfig, GeomAug
+
+    reader = open_dataset("freihand", root, "training")
+    ds = AugmentedSamples(reader, CropConfig(input_size=size), GeomAug(), ColorJitter(), 0, None)
+    import numpy as np
+
+    sampler = GlobalBatchSampler(np.arange(len(reader)), min(batch, len(reader)), 0, 0, batches + 1)
+    it = iter(DataLoader(ds, batch_sampler=sampler, num_workers=workers))
+    next(it)  # workers started
+    t = time.perf_counter()
+    n = sum(len(b["index"]) for b in it)
+    return n / (time.perf_counter() - t)
+
+
+def sweep_speedup(device: torch.device, root: Path, store: Path, work: Path, size: int, width: float, batch: int,
+                  steps: int, workers: int) -> tuple[float, float]:
+    from hcdg.stages import train, train_loop, train_shared
+    from hcdg.stages.train_dist import DistEnv
+
+    base = train.TrainConfig(root=str(root), store=str(store), out="x", input_size=size, width_mult=width,
+                             batch_size=batch, steps=steps, workers=workers, device=str(device), progress=False,
+                             checkpoint_every=steps, log_every=max(1, steps // 2), val_fraction=0.02)
+    ratios = (0.4, 0.6, 0.8, 0.9)
+    env = DistEnv(rank=0, world=1, local_rank=0, spawned=False)
+    times = {}
+    for kind in ("separate", "shared"):
+        cfgs = [train.replace(base, ratio=r, out=str(work / kind / f"r{r}")) for r in ratios]
+        shutil.rmtree(work / kind, ignore_errors=True)
+        _sync(device)
+        t = time.perf_counter()
+        if kind == "separate":
+            for c in cfgs:
+                train_loop.train(c, env)
+        else:
+            res = train_shared.train_group(cfgs, env)
+            bad = [r for r in res if not isinstance(r, dict)]
+            if bad:
+                raise RuntimeError(f"shared sweep: {bad[0]}")
+        _sync(device)
+        times[kind] = time.perf_counter() - t
+    return times["separate"], times["shared"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--dir", default=None, help="where the synthetic data is made (default: a temp dir)")
+    ap.add_argument("--dry-run", action="store_true", help="toy sizes on the CPU: checks the script, not the GPU")
+    args = ap.parse_args()
+    dry = args.dry_run
+    device = torch.device("cpu" if dry else args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    size, width = (32, 0.125) if dry else (256, 1.0)
+    workers = 0 if dry else min(16, os.cpu_count() or 1)
+    with contextlib.ExitStack() as stack:
+        d = Path(args.dir) if args.dir else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hcdg-gpu-")))
+        root, store = d / "frei", d / "store.zarr"
+        _data(root, store, dry)
+        gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "none (CPU)"
+        print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, GPU {gpu}, torch {torch.__version__}"
+              + (" -- DRY RUN: toy sizes, the numbers mean nothing" if dry else ""))
+        print()
+        print("| figure | setting | value |")
+        print("|---|---|---:|")
+        t0 = time.perf_counter()
+        model, eb = ("hcdg-tiny", 8) if dry else ("ViT-B-32", 256)
+        for prec in ("fp32", "bf16"):
+            r, side = embed_rate(device, prec, model, eb, 2 if dry else 20)
+            print(f"| embed images/s | {model} random weights, {side} px, batch {eb}, {prec} | {r:.0f} |", flush=True)
+        rates = {}
+        for prec in ("fp32", "bf16"):
+            for b in ((4,) if dry else (8, 32)):
+                rates[(prec, b)] = step_rate(device, root, size, width, b, prec, 2 if dry else 30,
+                                             1000 if dry else 130_240)
+                print(f"| step samples/s | ie+te, {size} px, width {width:g}, batch {b}, {prec} | "
+                      f"{rates[(prec, b)]:.0f} |", flush=True)
+        loader = {}
+        for w in sorted({0, workers}):
+            loader[w] = loader_rate(root, size, 8 if dry else 32, w, 2 if dry else 40)
+            print(f"| loader samples/s | {size} px, augmentation on, {w} workers | {loader[w]:.0f} |", flush=True)
+        fastest = max(rates.values())
+        print(f"| workers to feed the fastest step | {fastest:.0f} samples/s / {loader[0]:.0f} per core | "
+              f"{fastest / max(loader[0], 1e-9):.1f} |")
+        sb = 4 if dry else 32
+        sep, sha = sweep_speedup(device, root, store, d / "sweep", size, width, sb, 2 if dry else 30, workers)
+        print(f"| 4-point ratio sweep wall s, separate | {size} px, batch {sb}, {2 if dry else 30} steps, "
+              f"{workers} workers | {sep:.1f} |")
+        print(f"| 4-point ratio sweep wall s, shared batches | same | {sha:.1f} |")
+        print(f"| shared-sweep speed-up | separate / shared | {sep / sha:.2f}x |")
+        print(f"\n(total {time.perf_counter() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
