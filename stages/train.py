@@ -130,8 +130,8 @@ class TrainConfig:
     # L_heat reading (pipeline/heatmap_loss.py; the paper prints only ||h - h_gt||^2, Eq. 2).
     # Chosen by the measured comparison in docs/benchmarks.md "learning" (docs/model.md).
     # sum = Eq. 2 as printed (per-sample ||h - h_gt||_2^2); with pose "sum" the three printed norms
-    # keep the scale l1 = l2 = 1, l3 = 0.1 was chosen at. Measured: the only reading whose maps beat
-    # the mean 2D layout, and the lowest EPE at 1,500 steps (docs/benchmarks.md "learning").
+    # keep the scale l1 = l2 = 1, l3 = 0.1 was chosen at. Measured: the one reading tried whose maps
+    # beat the mean 2D layout while the pose learns; EPE on par with "mean" (docs/benchmarks.md "Learning").
     heat_reduction: Literal["mean", "sum", "rmse"] = "sum"  # rmse = hand3d training_posenet.py l.58
     pose_reduction: Literal["mean", "sum"] = "sum"  # Eq. 3 as printed: per-sample ||c - c_gt||_2^2
     heat_stages: Literal["all", "last"] = "all"  # all = hand3d / CPM intermediate supervision
