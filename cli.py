@@ -384,6 +384,9 @@ def _train_options(sweep: bool):
         click.option("--width-mult", type=float, default=None, help=f"Channel multiplier of the network (1.0 = paper). Default {_default('width_mult')}."),
         click.option("--input-size", type=int, default=None, help=f"Crop side in pixels, multiple of 8 (256 = paper). Default {_default('input_size')}."),
         click.option("--augment/--no-augment", default=None, help=f"Geometric + colour augmentation of the crops. Default {_default('augment')}."),
+        click.option("--augment-on", type=click.Choice(["workers", "device"]), default=None,
+                     help="Where crop warp, colour jitter and heatmaps run: workers (loader processes) or device "
+                          f"(batched on the training device; docs/training.md). Default {_default('augment_on')}."),
         click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None, help=f"fp32 or bf16 autocast. Default {_default('precision')}."),
         click.option("--device", default=None, help=f"auto (cuda if available), cpu, cuda, cuda:N. Default {_default('device')}."),
         click.option("--seed", default=None, help="Seeds of initialisation, data order, augmentation, prompts "

@@ -42,13 +42,20 @@ _AUG_TAG = 0xA06
 _SPLIT_TAG = 0x5B17
 
 
+def jitter_factors(jitter: ColorJitter, rng: np.random.Generator) -> tuple[float, float, float]:
+    """The (brightness, contrast, saturation) factors of one jitter, drawn from `rng` in that order
+    (shared by `color_jitter` and the device path, `pipeline.device_aug`)."""
+    b, c, s = (1.0 + rng.uniform(-m, m) if m > 0 else 1.0 for m in (jitter.brightness, jitter.contrast, jitter.saturation))
+    return b, c, s
+
+
 def color_jitter(image: np.ndarray, jitter: ColorJitter, rng: np.random.Generator) -> np.ndarray:
     """Jitter a float image (3, H, W) in [0, 1]: brightness, contrast, saturation (random order not used).
 
     Returns a new float32 array clipped to [0, 1].
     """
     img = image.astype(np.float32, copy=True)
-    b, c, s = (1.0 + rng.uniform(-m, m) if m > 0 else 1.0 for m in (jitter.brightness, jitter.contrast, jitter.saturation))
+    b, c, s = jitter_factors(jitter, rng)
     img *= b
     gray = 0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2]  # ITU-R 601 luma
     img = (img - gray.mean()) * c + gray.mean()
@@ -75,6 +82,11 @@ class AugmentedSamples(Dataset):
             table, or None when the run uses no CLIP features (rows are then -1).
         target: what `pose_target` holds: "xyz" = `xyz_rel_norm`; "uvd" = the authors'
             normalised crop uvd (`authors.uvd_target`).
+        augment_on: "workers" = items carry "image" and "heatmaps"; "device" = the same random
+            draws, but items carry the decoded image ("image_u8" (H, W, 3) uint8), the warp
+            ("image_from_crop" (3, 3) crop -> image pixels) and the colour factors ("color_bcs"
+            (3,)) instead, for `device_aug.render_batch` in the training step. All of a batch's
+            images must then have one size (a dataset's images do).
     """
 
     def __init__(
@@ -86,9 +98,13 @@ class AugmentedSamples(Dataset):
         seed: int,
         feature_rows: np.ndarray | None = None,
         target: str = "xyz",
+        augment_on: str = "workers",
     ) -> None:
         if target not in ("xyz", "uvd"):
             raise ValueError(f"target: expected 'xyz' or 'uvd', got {target!r}")
+        if augment_on not in ("workers", "device"):
+            raise ValueError(f"augment_on: expected 'workers' or 'device', got {augment_on!r}")
+        self.augment_on = augment_on
         self.target = target
         self.reader = reader
         self.crop = crop
@@ -106,10 +122,24 @@ class AugmentedSamples(Dataset):
         epoch, index = (int(k) for k in key)
         rng = np.random.default_rng([self.seed, _AUG_TAG, epoch, index])
         sample = self.reader[index]
-        out = prepare(sample, self.crop, self.geom, rng)
-        image = np.asarray(out["image"], dtype=np.float32)
-        if self.color is not None:
-            image = color_jitter(image, self.color, rng)
+        on_device = self.augment_on == "device"
+        out = prepare(sample, self.crop, self.geom, rng, render=not on_device)
+        if on_device:  # same draws, same order: geometry (in prepare), then colour
+            bcs = jitter_factors(self.color, rng) if self.color is not None else (1.0, 1.0, 1.0)
+            from hcdg.pipeline.camera import affine_inverse
+
+            pixels = {
+                "image_u8": torch.from_numpy(np.require(sample.image, np.uint8, ["C", "W"])),
+                "image_from_crop": torch.from_numpy(
+                    affine_inverse(out["crop_from_image"] @ out["image_from_original"]).astype(np.float32)),
+                "color_bcs": torch.tensor(bcs, dtype=torch.float32),
+            }
+        else:
+            image = np.asarray(out["image"], dtype=np.float32)
+            if self.color is not None:
+                image = color_jitter(image, self.color, rng)
+            pixels = {"image": torch.from_numpy(np.ascontiguousarray(image)),
+                      "heatmaps": torch.from_numpy(np.asarray(out["heatmaps"], dtype=np.float32))}
         row = -1 if self.feature_rows is None else int(self.feature_rows[index])
         rel = np.asarray(out["xyz_rel_norm"], dtype=np.float32)
         if self.target == "uvd":
@@ -119,8 +149,7 @@ class AugmentedSamples(Dataset):
         else:
             pose = rel
         return {
-            "image": torch.from_numpy(np.ascontiguousarray(image)),
-            "heatmaps": torch.from_numpy(np.asarray(out["heatmaps"], dtype=np.float32)),
+            **pixels,
             "uv_crop": torch.from_numpy(np.asarray(out["uv_crop"], dtype=np.float32)),
             "xyz_rel_norm": torch.from_numpy(rel),
             "pose_target": torch.from_numpy(np.ascontiguousarray(pose, dtype=np.float32)),

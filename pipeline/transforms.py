@@ -128,6 +128,7 @@ def prepare(
     rng: np.random.Generator | None = None,
     box: CropBox | None = None,
     crop_from_image: np.ndarray | None = None,
+    render: bool = True,
 ) -> dict[str, Any]:
     """One sample -> the network's input and targets (CONTRACTS.md "Geometry").
 
@@ -139,6 +140,8 @@ def prepare(
             the authors' released STB boxes use), instead of hand3d's keypoint box.
         crop_from_image: a fixed (3, 3) image -> crop affine in that frame (e.g. the authors'
             exact test crop, `authors.crop_from_xywh`), instead of a box; no augmentation.
+        render: False = skip the warp and the heatmaps ("image" and "heatmaps" are None; the
+            caller warps with ``crop_from_image @ image_from_original``, e.g. `pipeline.device_aug`).
     Returns:
         dict of numpy arrays:
         image (3, S, S) float32 in [0, 1]; heatmaps (21, S/8, S/8) float32;
@@ -195,10 +198,12 @@ def prepare(
         C = crop_from_image = np.asarray(crop_from_image, dtype=np.float64)
     K_crop = C @ K
 
-    crop = camera.warp_to_crop(image, crop_from_image @ image_from_original, cfg.input_size)
+    warp = crop_from_image @ image_from_original
+    crop = camera.warp_to_crop(image, warp, cfg.input_size) if render else None
     uv_crop = camera.apply_affine(crop_from_image, uv)
     uv_hm = camera.crop_to_heatmap(uv_crop, cfg.input_size, cfg.heatmap_size)
-    heatmaps = camera.gaussian_heatmaps(uv_hm, cfg.heatmap_size, cfg.sigma_heatmap_px, visible, cfg.gaussian)
+    heatmaps = (camera.gaussian_heatmaps(uv_hm, cfg.heatmap_size, cfg.sigma_heatmap_px, visible, cfg.gaussian)
+                if render else None)
     tol = 1e-6  # hand3d's box puts the farthest keypoint exactly on the border: count it in
     in_crop = np.all((uv_crop >= -0.5 - tol) & (uv_crop <= cfg.input_size - 0.5 + tol), axis=1)
 
@@ -208,7 +213,8 @@ def prepare(
         raise HcdgError(f"prepare({sample.dataset}/{sample.sample_id}): middle MCP->PIP bone has zero length")
     root = xyz_m[0].copy()
     return {
-        "image": np.multiply(crop.transpose(2, 0, 1), np.float32(1.0 / 255.0), dtype=np.float32, order="C"),
+        "image": None if crop is None else np.multiply(crop.transpose(2, 0, 1), np.float32(1.0 / 255.0),
+                                                       dtype=np.float32, order="C"),
         "heatmaps": heatmaps,
         "xyz_rel_norm": ((xyz_m - root) / bone).astype(np.float32),
         "bone_scale_m": bone,

@@ -468,7 +468,7 @@ def train_loader(pt: PointRun, start: int, total: int) -> Any:
     geom = cfg.geom if cfg.augment else None
     color = cfg.color if cfg.augment else None
     train_ds = AugmentedSamples(pt.data.reader, pt.crop, geom, color, cfg.seed, pt.data.feature_rows,
-                                target=cfg.target)
+                                target=cfg.target, augment_on=cfg.augment_on)
     sampler = GlobalBatchSampler(pt.train_idx, cfg.batch_size, cfg.seed, start, total, pt.env.rank, pt.env.world)
     return DataLoader(train_ds, batch_sampler=sampler, num_workers=cfg.workers, pin_memory=pt.device.type == "cuda",
                       generator=torch.Generator().manual_seed(cfg.seed))
@@ -482,6 +482,10 @@ def step_point(pt: PointRun, batch: dict[str, torch.Tensor], step_idx: int) -> N
 
     cfg, env, device = pt.cfg, pt.env, pt.device
     step, epoch = step_idx + 1, step_idx // pt.spe
+    if "image" not in batch:  # --augment-on device: warp, jitter, heatmaps here, once per batch
+        from hcdg.pipeline.device_aug import render_batch
+
+        batch.update(render_batch(batch, pt.crop, color=cfg.augment))
     loss, terms = _loss_terms(cfg, pt.net, batch, pt.data, step_idx, env, device)
     pt.optim.zero_grad(set_to_none=True)
     loss.backward()

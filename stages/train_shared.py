@@ -46,7 +46,7 @@ from hcdg.stages.train_loop import (
 #: equal in all of them can share one loader. (The store decides the rows gathered for the CLIP
 #: feature and which unreadable images are dropped: `train_group` checks those after opening it.)
 BATCH_FIELDS = ("dataset", "root", "split", "seed", "batch_size", "val_fraction", "augment", "geom", "color",
-                "input_size", "sigma_px", "gaussian", "crop_scale", "target", "device", "nproc")
+                "input_size", "sigma_px", "gaussian", "crop_scale", "target", "device", "nproc", "augment_on")
 #: Validation batches kept in memory for replay to the group's other runs. FreiHAND's 2 %
 #: held out at 256 px is ~2,600 crops x 0.9 MB = 2.3 GB: above this, each run decodes them again.
 VAL_CACHE_BYTES = 1 << 30
