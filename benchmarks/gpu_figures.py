@@ -113,22 +113,34 @@ def step_rate(device: torch.device, root: Path, size: int, width: float, batch: 
     return steps * batch / (time.perf_counter() - t)
 
 
-def loader_rate(root: Path, size: int, batch: int, workers: int, batches: int) -> float:
+def loader_rate(root: Path, size: int, batch: int, workers: int, batches: int, augment_on: str = "workers",
+                device: torch.device | None = None) -> float:
+    """Training-loader samples/s; with augment_on="device", each batch is also rendered
+    (`device_aug.render_batch`) on `device`, included in the time."""
     from torch.utils.data import DataLoader
+
+    from hcdg.pipeline.device_aug import render_batch
 
     from hcdg.pipeline.datasets import open_dataset
     from hcdg.pipeline.train_data import AugmentedSamples, ColorJitter, GlobalBatchSampler
     from hcdg.pipeline.transforms import CropConfig, GeomAug
 
     reader = open_dataset("freihand", root, "training")
-    ds = AugmentedSamples(reader, CropConfig(input_size=size), GeomAug(), ColorJitter(), 0, None)
+    crop = CropConfig(input_size=size)
+    ds = AugmentedSamples(reader, crop, GeomAug(), ColorJitter(), 0, None, augment_on=augment_on)
     import numpy as np
 
     sampler = GlobalBatchSampler(np.arange(len(reader)), min(batch, len(reader)), 0, 0, batches + 1)
-    it = iter(DataLoader(ds, batch_sampler=sampler, num_workers=workers))
+    it = iter(DataLoader(ds, batch_sampler=sampler, num_workers=workers, pin_memory=device is not None
+                         and device.type == "cuda"))
     next(it)  # workers started
     t = time.perf_counter()
-    n = sum(len(b["index"]) for b in it)
+    n = 0
+    for b in it:
+        n += len(b["index"])
+        if augment_on == "device":
+            render_batch({k: v.to(device, non_blocking=True) for k, v in b.items()}, crop, color=True)
+    _sync(device or torch.device("cpu"))
     return n / (time.perf_counter() - t)
 
 
@@ -199,6 +211,9 @@ def main() -> None:
         for w in sorted({0, workers}):
             loader[w] = loader_rate(root, size, 8 if dry else 32, w, 2 if dry else 40)
             print(f"| loader samples/s | {size} px, augmentation on, {w} workers | {loader[w]:.0f} |", flush=True)
+            r = loader_rate(root, size, 8 if dry else 32, w, 2 if dry else 40, "device", device)
+            print(f"| loader samples/s, --augment-on device | {size} px, render on {device.type} included, "
+                  f"{w} workers | {r:.0f} |", flush=True)
         fastest = max(rates.values())
         print(f"| workers to feed the fastest step | {fastest:.0f} samples/s / {loader[0]:.0f} per core | "
               f"{fastest / max(loader[0], 1e-9):.1f} |")

@@ -15,7 +15,8 @@ def test_gpu_script_dry_run_prints_every_figure(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [ln for ln in out.stdout.splitlines() if ln.startswith("| ")]
     figures = [r.split("|")[1].strip() for r in rows[1:]]  # after the header (the rule starts "|-")
-    for want in ("embed images/s", "step samples/s", "loader samples/s", "workers to feed the fastest step",
+    for want in ("embed images/s", "step samples/s", "loader samples/s", "loader samples/s, --augment-on device",
+                 "workers to feed the fastest step",
                  "shared-sweep speed-up"):
         assert want in figures, out.stdout
     assert figures.count("embed images/s") == 2 and figures.count("step samples/s") == 2  # fp32 + bf16
