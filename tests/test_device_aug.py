@@ -85,3 +85,32 @@ def test_train_augment_on_device_end_to_end(synth_freihand, synth_freihand_store
     assert len(tr) == 3 and np.isfinite(tr["loss"]).all() and (tr["loss_heat"] > 0).all()
     bad = CliRunner().invoke(main, ["train", *map(str, flags[:-1]), "gpu"])
     assert bad.exit_code != 0 and "--augment-on" in bad.output
+
+
+def test_shared_sweep_on_device_renders_once_and_equals_solo_runs(synth_freihand, synth_freihand_store, tmp_path,
+                                                                  monkeypatch):
+    from hcdg.pipeline import device_aug
+    from hcdg.stages import train
+    from hcdg.store.checkpoints import load_model_state
+
+    calls = []
+    real = device_aug.render_batch
+    monkeypatch.setattr(device_aug, "render_batch", lambda *a, **k: calls.append(1) or real(*a, **k))
+    small = ["--steps", 3, "--width-mult", 0.125, "--input-size", 32, "--batch-size", 4, "--workers", 0,
+             "--no-progress", "--val-fraction", 0.2, "--log-every", 1, "--augment-on", "device"]
+    out = tmp_path / "sw"
+    res = CliRunner().invoke(main, [str(a) for a in ["sweep", "--shared-batches", "--store", synth_freihand_store,
+                                                     "--root", synth_freihand, "--out", out, *small,
+                                                     "--mode", "ie+te", "--ratio", "0.4,0.9"]])
+    assert res.exit_code == 0, res.output
+    assert len(calls) == 3  # one render per batch, shared by both points
+    solo = tmp_path / "solo"
+    train.run(train.TrainConfig(store=str(synth_freihand_store), root=str(synth_freihand), out=str(solo), steps=3,
+                                width_mult=0.125, input_size=32, batch_size=4, workers=0, progress=False,
+                                val_fraction=0.2, log_every=1, mode="ie+te", ratio=0.9, augment_on="device"))
+    drop = ["samples_per_s", "wall_s"]
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "mode=ie+te,ratio=0.9" / "metrics.parquet").drop(columns=drop),
+                                  pd.read_parquet(solo / "metrics.parquet").drop(columns=drop), check_exact=True)
+    wa, _ = load_model_state(out / "mode=ie+te,ratio=0.9")
+    wb, _ = load_model_state(solo)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
