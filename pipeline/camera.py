@@ -226,6 +226,18 @@ def heatmap_to_crop(uv_hm: np.ndarray, input_size: int, heatmap_size: int) -> np
     return (np.asarray(uv_hm, dtype=np.float64) + 0.5) * r - 0.5
 
 
+#: Target Gaussian formulas: exp(-d^2 / (2 sigma^2)) (sigma a standard deviation) and
+#: exp(-d^2 / sigma^2) (hand3d utils/general.py, the paper authors' preprocessing.py:88).
+GAUSSIANS = ("exp-d2-2s2", "exp-d2-s2")
+
+
+def gaussian_denominator(sigma_px: float, gaussian: str, where: str = "gaussian") -> float:
+    """c in exp(-d^2 / c) for `gaussian` (one of `GAUSSIANS`): 2 sigma^2 or sigma^2."""
+    if gaussian not in GAUSSIANS:
+        raise HcdgError(f"{where}: gaussian must be 'exp-d2-2s2' or 'exp-d2-s2', got {gaussian!r}")
+    return (2.0 if gaussian == "exp-d2-2s2" else 1.0) * float(sigma_px) ** 2
+
+
 def gaussian_heatmaps(
     uv_hm: np.ndarray, size: int, sigma_px: float, visible: np.ndarray | None = None,
     gaussian: str = "exp-d2-2s2",
@@ -249,9 +261,7 @@ def gaussian_heatmaps(
         raise HcdgError(f"gaussian_heatmaps: expected uv_hm of shape (J, 2), got {uv_hm.shape}")
     if not sigma_px > 0:
         raise HcdgError(f"gaussian_heatmaps: sigma_px must be > 0, got {sigma_px}")
-    if gaussian not in ("exp-d2-2s2", "exp-d2-s2"):
-        raise HcdgError(f"gaussian_heatmaps: gaussian must be 'exp-d2-2s2' or 'exp-d2-s2', got {gaussian!r}")
-    denom = (2.0 if gaussian == "exp-d2-2s2" else 1.0) * sigma_px**2
+    denom = gaussian_denominator(sigma_px, gaussian, "gaussian_heatmaps")
     vis = np.ones(len(uv_hm), bool) if visible is None else np.asarray(visible, bool).reshape(-1)
     vis = vis & np.all(np.isfinite(uv_hm), axis=1)
     grid = np.arange(size, dtype=np.float64)

@@ -30,6 +30,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from hcdg.pipeline.camera import gaussian_denominator
 from hcdg.pipeline.config import ConfigError
 from hcdg.pipeline.errors import HcdgError
 
@@ -40,7 +41,6 @@ Gaussian = Literal["exp-d2-2s2", "exp-d2-s2"]
 REDUCTIONS = ("mean", "sum", "rmse")
 STAGES = ("all", "last")
 RESOLUTIONS = ("grid", "crop")
-GAUSSIANS = ("exp-d2-2s2", "exp-d2-s2")
 #: hand3d adds 0.001 to the visible count (training_posenet.py l.58).
 RMSE_EPS_VIS = 1e-3
 
@@ -71,9 +71,7 @@ def render_gaussians(
     """
     if uv_px.ndim != 3 or uv_px.shape[-1] != 2:
         raise HcdgError(f"render_gaussians: expected uv_px (B,J,2), got {tuple(uv_px.shape)}")
-    if gaussian not in GAUSSIANS:
-        raise HcdgError(f"render_gaussians: gaussian must be one of {', '.join(GAUSSIANS)}, got {gaussian!r}")
-    denom = (2.0 if gaussian == "exp-d2-2s2" else 1.0) * float(sigma_px) ** 2
+    denom = gaussian_denominator(sigma_px, gaussian, "render_gaussians")
     ok = torch.isfinite(uv_px).all(dim=-1)
     if visible is not None:
         ok = ok & visible.bool()

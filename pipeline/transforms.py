@@ -68,7 +68,7 @@ class CropConfig:
             raise ValueError(f"input_size and heatmap_size must be > 0, got {self.input_size}, {self.heatmap_size}")
         if not (self.sigma_px > 0 and self.crop_scale > 0 and self.min_side_px > 0):
             raise ValueError("sigma_px, crop_scale and min_side_px must be > 0")
-        if self.gaussian not in ("exp-d2-2s2", "exp-d2-s2"):
+        if self.gaussian not in camera.GAUSSIANS:
             raise ValueError(f"gaussian must be 'exp-d2-2s2' or 'exp-d2-s2', got {self.gaussian!r}")
 
     @property

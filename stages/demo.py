@@ -182,14 +182,6 @@ def _train_concurrently(pending: dict[str, Any], step: "_Steps", what: str) -> N
             step(f"train/{name}", f"training {name} ({what}; {len(pending)} runs side by side)", fut.result)
 
 
-def train_loop_done(run_dir: Path) -> dict[str, Any]:
-    """The finished run's done.json ({} when absent)."""
-    import json
-
-    path = Path(run_dir) / "done.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def _pick_prompt(prompts: list[str]) -> str:
     """A prompt for Figure 4 far from the source style (dark hand, outdoor colour), when present."""
     for p in prompts:
@@ -200,7 +192,7 @@ def _pick_prompt(prompts: list[str]) -> str:
 
 def run(cfg: DemoConfig, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) the demo in `cfg.out`; returns {"html", "markdown", "out", "seconds", ...}."""
-    from hcdg.stages import embed, report, synth, train, viz
+    from hcdg.stages import embed, report, synth, train, train_loop, viz
     from hcdg.stages import eval as evaluate
     from hcdg.store import features
     from hcdg.store.results import summary_path
@@ -252,7 +244,7 @@ def run(cfg: DemoConfig, echo: Callable[[str], None] = print) -> dict[str, Any]:
     for name, tcfg in pending.items():
         step(f"train/{name}", f"training {name} ({what})", lambda tcfg=tcfg: train.run(tcfg))
     for name in run_dirs:
-        done = train_loop_done(run_dirs[name])
+        done = train_loop.read_done(run_dirs[name])
         epe, ref = (done.get(k) if done.get(k) is not None else float("nan")
                     for k in ("val_epe_mm", "val_mean_pose_epe_mm"))
         echo(f"[demo] {name}: held-out EPE {epe:.1f} mm vs {ref:.1f} mm for the mean training pose")

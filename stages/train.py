@@ -34,9 +34,8 @@ MODES = ("baseline", "ie", "te", "ie+te")
 #: 30,000 iterations (training_posenet.py `max_iter`); the paper gives no length.
 DEFAULT_STEPS = 30_000
 
-#: What runs recorded before the loss-reading keys existed were trained with: their run.json
-#: lacks the keys and `hcdg.store.runs.config_of` fills these values in.
-from hcdg.store.runs import LEGACY_TRAIN_VALUES as LEGACY_VALUES  # noqa: E402
+#: Runs recorded before a config key existed lack it in run.json: `hcdg.store.runs.config_of`
+#: fills in the value such runs had (`store.runs.LEGACY_TRAIN_VALUES`).
 
 RUNTIME_KEYS = frozenset(
     {"store", "root", "out", "resume", "device", "workers", "nproc", "checkpoint_every", "log_every",
