@@ -76,13 +76,18 @@ def test_concurrent_resume_is_refused_and_leaves_run_json_as_it_was(synth_freiha
     assert (finished_run / "run.json").read_bytes() == before
 
 
-def test_sweep_folder_is_locked(synth_freihand, tmp_path):
-    out = tmp_path / "sweep"
+def _error_while_locked(out, what, *args):
+    """The CLI's error line for `args` while another process holds `out`'s writer lock."""
     out.mkdir()
-    with writer_lock(out / RUN_LOCK, f"sweep folder {out}"):
-        res = CliRunner().invoke(main, ["sweep", "--root", str(synth_freihand), "--out", str(out), "--steps", "1",
-                                        "--lambda-con", "0.1,0.2", *FLAGS])
-    assert "another hcdg process is writing it" in _err(res)
+    with writer_lock(out / RUN_LOCK, f"{what} {out}"):
+        res = CliRunner().invoke(main, [*args, "--out", str(out), *FLAGS])
+    return _err(res)
+
+
+def test_sweep_folder_is_locked(synth_freihand, tmp_path):
+    err = _error_while_locked(tmp_path / "sweep", "sweep folder", "sweep", "--root", str(synth_freihand),
+                              "--steps", "1", "--lambda-con", "0.1,0.2")
+    assert "another hcdg process is writing it" in err
 
 
 def test_same_store_shard_is_locked_other_shards_are_not(synth_freihand, tmp_path):
@@ -98,8 +103,6 @@ def test_same_store_shard_is_locked_other_shards_are_not(synth_freihand, tmp_pat
 
 def test_ddp_parent_holds_the_lock_for_its_ranks(synth_freihand, tmp_path):
     out = tmp_path / "run"
-    out.mkdir()
-    with writer_lock(out / RUN_LOCK, f"run folder {out}"):
-        res = CliRunner().invoke(main, ["train", "--root", str(synth_freihand), "--out", str(out), "--steps", "1",
-                                        "--nproc", "2", *FLAGS])
-    assert "another hcdg process is writing it" in _err(res) and not list(out.iterdir())
+    err = _error_while_locked(out, "run folder", "train", "--root", str(synth_freihand), "--steps", "1",
+                              "--nproc", "2")
+    assert "another hcdg process is writing it" in err and not list(out.iterdir())
