@@ -155,12 +155,6 @@ class _Steps:
         return result
 
 
-def _cpu_only() -> bool:
-    import torch
-
-    return not torch.cuda.is_available()
-
-
 def _train_one(tcfg: Any) -> dict[str, Any]:
     """One `hcdg train` run in a worker process, on one CPU thread (no bar: two would interleave)."""
     import torch
@@ -238,7 +232,9 @@ def run(cfg: DemoConfig, echo: Callable[[str], None] = print) -> dict[str, Any]:
         )  # fmt: skip
     todo = {k: v for k, v in pending.items() if f"train/{k}" not in record["steps"]}
     what = f"{size.steps} steps, width x{size.width_mult}, {size.input_size} px crops, train defaults"
-    if len(todo) > 1 and (os.cpu_count() or 1) >= 2 and cfg.device in ("auto", "cpu") and _cpu_only():
+    from hcdg.pipeline.devices import resolve_device
+
+    if len(todo) > 1 and (os.cpu_count() or 1) >= 2 and resolve_device(cfg.device).type == "cpu":
         _train_concurrently(todo, step, what)
         pending = {k: v for k, v in pending.items() if k not in todo}
     for name, tcfg in pending.items():
