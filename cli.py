@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from hcdg import __version__
+from hcdg.pipeline.config import show_default
 from hcdg.pipeline.errors import HcdgError
 
 
@@ -25,6 +26,113 @@ class _Group(click.Group):
             from hcdg.pipeline.errors import os_error_line
 
             raise click.ClickException(os_error_line(exc)) from None
+
+
+def _resolve_ref(ref):
+    """A class (or constant) given directly or as "module:Name" (imported only when needed: --help, parsing)."""
+    if not isinstance(ref, str):
+        return ref
+    import importlib
+
+    mod, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(mod), attr)
+
+
+class LazyChoice(click.Choice):
+    """click.Choice whose values are read when first needed (a stage module imports torch)."""
+
+    def __init__(self, resolve) -> None:
+        self._resolve, self._choices, self.case_sensitive = resolve, None, True
+
+    @property
+    def choices(self):  # type: ignore[override]
+        if self._choices is None:
+            self._choices = tuple(self._resolve())
+        return self._choices
+
+
+class FieldOption(click.Option):
+    """An option declared by a config dataclass field: its help text (`option` metadata, or the one given
+    here), its default (always the field's; never restated) and its `--help` section."""
+
+    def __init__(self, *args, field=None, section=None, base_help=None, note="", **kw) -> None:
+        super().__init__(*args, **kw)
+        self.field_ref, self.section, self._base_help, self._note = field, section, base_help, note
+        self._resolved = field is None
+
+    def field_default(self):
+        """The dataclass default of the field this option sets (KeyError when it has none)."""
+        from hcdg.pipeline.config import default_of
+
+        cls, name = self.field_ref
+        return default_of(_resolve_ref(cls), name)
+
+    def get_help_record(self, ctx):
+        if not self._resolved:
+            from hcdg.pipeline.config import fields_of, show_default
+
+            cls, name = _resolve_ref(self.field_ref[0]), self.field_ref[1]
+            text = self._base_help or fields_of(cls)[name].metadata.get("help", "")
+            try:
+                d = self.field_default()
+            except KeyError:
+                d = None
+            if not self.required and d not in (None, ""):
+                text += f" Default: {show_default(d)}."
+            self.help, self._resolved = (text + self._note).strip(), True
+        return super().get_help_record(ctx)
+
+
+class SectionedCommand(click.Command):
+    """A command whose `--help` lists its options in sections (data, model, ..., as timm groups them)."""
+
+    def format_options(self, ctx, formatter) -> None:
+        from hcdg.stages.train_config import SECTIONS
+
+        groups: dict[str, list] = {}
+        for p in self.get_params(ctx):
+            rec = p.get_help_record(ctx)
+            if rec:
+                groups.setdefault(getattr(p, "section", None) or "other", []).append(rec)
+        for name in sorted(groups, key=lambda g: SECTIONS.index(g) if g in SECTIONS else len(SECTIONS)):
+            with formatter.section(f"{name[0].upper()}{name[1:]} options"):
+                formatter.write_dl(groups[name])
+
+
+def field_option(cls, name: str, *decls: str, help: str | None = None, note: str = "", section: str | None = None,
+                 choices=None, **click_kw):
+    """click.option for field `name` of the config dataclass `cls` (a class, or "module:Class" for a
+    stage module that is imported only for --help / parsing). The click default is None (the
+    dataclass default applies); help = `help` or the field's metadata help, plus "Default: X." read
+    from the field. choices: None = the field's Literal values (classes given directly); True = the
+    same, read lazily; a "module:NAME" string or a sequence = those; False = none (a comma list)."""
+    from hcdg.pipeline.config import default_of, field_choices, fields_of
+
+    flag = "--" + name.replace("_", "-")
+    if not isinstance(cls, str):
+        import typing
+
+        tp = typing.get_type_hints(cls)[name]
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        base = args[0] if len(args) == 1 else tp  # X | None -> X
+        if base is bool and not decls:
+            off = default_of(cls, name) is False
+            decls = (flag,) if off else (f"{flag}/--no-{flag[2:]}",)
+            if off:
+                click_kw.setdefault("is_flag", True)
+        if base in (int, float):
+            click_kw.setdefault("type", base)
+        section = section or fields_of(cls)[name].metadata.get("section")
+        if choices is None and field_choices(cls, name):
+            choices = True
+    if choices is True:
+        click_kw["type"] = LazyChoice(lambda: field_choices(_resolve_ref(cls), name))
+    elif isinstance(choices, str):
+        click_kw["type"] = LazyChoice(lambda: _resolve_ref(choices))
+    elif choices:
+        click_kw["type"] = click.Choice(list(choices))
+    return click.option(*(decls or (flag,)), default=None, cls=FieldOption, field=(cls, name), section=section,
+                        base_help=help, note=note, **click_kw)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -253,154 +361,33 @@ def store_verify_cmd(path, sample, split_key, root, pretrained, device, seed, ch
 _FLOAT_LIST = "comma-separated numbers, e.g. 0.4,0.6,0.8,0.9"
 
 
-def _read_toml(path: str) -> dict:
-    """A TOML config file as a dict; a clear one-line error when missing or malformed."""
-    import tomllib
-
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise HcdgError(f"--config {path}: file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise HcdgError(f"--config {path}: not valid TOML ({exc})") from None
-
-
-def _default(name: str) -> str:
-    """TrainConfig's default of field `name`, for help strings (never restate it as a literal)."""
-    import dataclasses
-
-    from hcdg.stages.train import TrainConfig
-
-    f = {f.name: f for f in dataclasses.fields(TrainConfig)}[name]
-    return str(f.default if f.default is not dataclasses.MISSING else f.default_factory())
-
-
-def _sweep_default(name: str):
-    """SweepConfig's default of field `name`."""
-    import dataclasses
-
-    from hcdg.stages.sweep import SweepConfig
-
-    return {f.name: f.default for f in dataclasses.fields(SweepConfig)}[name]
-
-
-def _default_lr_drops() -> tuple:
-    from hcdg.stages.train import TrainConfig
-
-    return TrainConfig().lr_drops
-
-
-def _default_steps() -> str:
-    from hcdg.stages.train import DEFAULT_STEPS
-
-    return f"{DEFAULT_STEPS:,}"
-
-
-def _preset_note(name: str) -> str:
-    """', authors preset: VALUE' when the authors preset sets field `name`."""
-    from hcdg.stages.train import preset_values
-
-    v = preset_values("authors")
-    return f"; --preset authors: {v[name]}" if name in v else ""
-
-
 def _train_options(sweep: bool):
-    """The `hcdg train` flags (shared by `hcdg sweep`, whose grid axes take comma lists)."""
-    axis = (lambda name, help_: click.option(name, default=None, help=f"{help_} Sweep axis: {_FLOAT_LIST}."))
-    opts = [
-        click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
-                     help="TOML file with TrainConfig keys; flags given on the command line win."),
-        click.option("--preset", type=click.Choice(["paper", "authors"]), default=None,
-                     help="Bundle of defaults under the TOML file and the flags: paper (TrainConfig's "
-                          f"defaults, default {_default('preset')}) or authors (their released recipe; "
-                          "docs/training.md, Presets)."),
-        click.option("--store", default=None, help="Feature store from `hcdg embed` (not needed for --mode baseline or --aug normal)."),
-        click.option("--dataset", type=click.Choice(["freihand", "rhd"]), default=None, help=f"Training dataset (paper: freihand). Default {_default('dataset')}."),
-        click.option("--root", default=None, help="Dataset root folder (real on-disk layout, or `hcdg synth` output)."),
-        click.option("--split", default=None, help=f"Dataset split to train on. Default {_default('split')}."),
-        click.option("--out", required=True,
-                     help="Sweep folder (one run folder per point)." if sweep else "Run folder (created; refuses one holding a different run)."),
-        click.option("--combine", default=None, help="How Branch2 joins the CLIP feature: concat (paper) or sum (Table 4b)."
-                     + (" Sweep axis: comma list." if sweep else ""))
-        if sweep else click.option("--combine", type=click.Choice(["concat", "sum"]), default=None,
-                                    help="How Branch2 joins the CLIP feature: concat (paper) or sum (Table 4b)."),
-        click.option("--mode", default=None, help="baseline | ie | te | ie+te (Table 4). Sweep axis: comma list.")
-        if sweep else click.option("--mode", type=click.Choice(["baseline", "ie", "te", "ie+te"]), default=None,
-                                    help=f"baseline (no Branch2) | ie (r=1) | te (r=0) | ie+te (mix at --ratio). Default {_default('mode')}."),
-        axis("--ratio", "Image weight r in f = r f_img + (1-r) f_txt, in [0, 1] (paper: 0.6 STB, 0.9 RHD).")
-        if sweep else click.option("--ratio", type=float, default=None, help=f"Image weight r in f = r f_img + (1-r) f_txt, in [0, 1] (paper: 0.6 STB, 0.9 RHD). Default {_default('ratio')}{_preset_note('ratio')}."),
-        axis("--lambda-con", "Weight l3 of L_con (Table 5: 1, 0.1, 0.01, 0.001).")
-        if sweep else click.option("--lambda-con", type=float, default=None, help=f"Weight l3 of L_con (paper §3.4). Default {_default('lambda_con')}."),
-        click.option("--con-loss", default=None,
-                     help="L_con form: contrastive (d_pos + max(0, m - d_neg), Hadsell 2006) | hinge "
-                          "(max(0, d_pos - d_neg + m)) | paper-literal (Eq. 4 as printed: UNBOUNDED below, diverges; "
-                          f"docs/model.md). Default {_default('con_loss')}."
-                     + (" Sweep axis: comma list." if sweep else "")),
-        click.option("--heat-reduction", type=click.Choice(["mean", "sum", "rmse"]), default=None,
-                     help="L_heat reduction: mean (element MSE) | sum (per-sample ||.||^2, Eq. 2 as printed) | "
-                          f"rmse (hand3d's per-keypoint RMSE). Default {_default('heat_reduction')}."),
-        click.option("--pose-reduction", type=click.Choice(["mean", "sum"]), default=None,
-                     help="L_pose reduction: mean (element MSE) | sum (per-sample ||.||^2, Eq. 3 as printed). "
-                          f"Default {_default('pose_reduction')}."),
-        click.option("--heat-stages", type=click.Choice(["all", "last"]), default=None,
-                     help=f"CPM stages L_heat supervises: all (hand3d) | last (the authors). Default {_default('heat_stages')}."),
-        click.option("--heat-resolution", type=click.Choice(["grid", "crop"]), default=None,
-                     help="Where L_heat compares maps: grid (S/8 heatmaps) | crop (upsampled to the S crop, hand3d "
-                          f"and the authors). Default {_default('heat_resolution')}."),
-        click.option("--gaussian", type=click.Choice(["exp-d2-2s2", "exp-d2-s2"]), default=None,
-                     help="Target Gaussian: exp(-d^2/(2 sigma^2)) | exp(-d^2/sigma^2) (hand3d, the authors). "
-                          f"Default {_default('gaussian')}."),
-        click.option("--sigma-px", type=float, default=None,
-                     help=f"Sigma of the target Gaussian in crop pixels (authors: 10 at 256). Default {_default('sigma_px')}."),
-        click.option("--aug", default=None, help=f"Positive view: clip | normal (Table 6: six augmentations). Default {_default('aug')}."
-                     + (" Sweep axis: comma list." if sweep else "")),
-        click.option("--lambda-heat", type=float, default=None, help=f"Weight l1 of L_heat (paper §3.4). Default {_default('lambda_heat')}."),
-        click.option("--lambda-pose", type=float, default=None, help=f"Weight l2 of L_pose (paper §3.4). Default {_default('lambda_pose')}."),
-        click.option("--margin", type=float, default=None,
-                     help=f"Margin m of --con-loss hinge/contrastive. Default {_default('margin')}."),
-        click.option("--con-negative", default=None,
-                     help="Eq. 4's e_neg: e1 (the other sample's image-only encoding) | e2 (its CLIP-enriched one). "
-                          f"Default {_default('con_negative')}."),
-        click.option("--normalize-features/--no-normalize-features", default=None,
-                     help=f"L2-normalise image and text features before mixing (the paper is silent). Default {_default('normalize_features')}."),
-        click.option("--prompt-filter", default=None, help="Regular expression: draw only the store's prompts it matches."),
-        click.option("--steps", type=int, default=None, help="Total optimizer steps of the run (--resume continues to it)."),
-        click.option("--epochs", type=int, default=None, help=f"Total epochs, when --steps is not given (neither: {_default_steps()} steps){_preset_note('epochs')}."),
-        click.option("--batch-size", type=int, default=None, help=f"Global batch size, split over --nproc. Default {_default('batch_size')}{_preset_note('batch_size')}."),
-        click.option("--lr", type=float, default=None, help=f"Adam learning rate (paper §3.4). Default {_default('lr')}."),
-        click.option("--lr-drops", default=None,
-                     help="Comma-separated steps at which the learning rate drops by --lr-drop-factor "
-                          "(none: constant, paper §3.4; hand3d: 10000,20000). Default "
-                          f"{','.join(map(str, _default_lr_drops())) or 'none'}."),
-        click.option("--lr-drop-factor", type=float, default=None, help=f"Learning-rate multiplier at each drop. Default {_default('lr_drop_factor')}."),
-        click.option("--target", type=click.Choice(["xyz", "uvd"]), default=None,
-                     help="What L_pose regresses: xyz (hand3d's root-relative, bone-normalised) or uvd (the "
-                          "authors' normalised crop uv + depth; scored with `hcdg eval --protocol authors`). "
-                          f"Default {_default('target')}{_preset_note('target')}."),
-        click.option("--arch", type=click.Choice(["hcdg", "authors"]), default=None,
-                     help="Network layout: hcdg or authors (TF-SAME + NHWC lifting, bias-free head, [0,1] input, "
-                          f"their hand side; docs/model.md). Default {_default('arch')}{_preset_note('arch')}."),
-        click.option("--width-mult", type=float, default=None, help=f"Channel multiplier of the network (1.0 = paper). Default {_default('width_mult')}."),
-        click.option("--input-size", type=int, default=None, help=f"Crop side in pixels, multiple of 8 (256 = paper). Default {_default('input_size')}."),
-        click.option("--augment/--no-augment", default=None, help=f"Geometric + colour augmentation of the crops. Default {_default('augment')}."),
-        click.option("--augment-on", type=click.Choice(["workers", "device"]), default=None,
-                     help="Where crop warp, colour jitter and heatmaps run: workers (loader processes) or device "
-                          f"(batched on the training device; docs/training.md). Default {_default('augment_on')}."),
-        click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None, help=f"fp32 or bf16 autocast. Default {_default('precision')}."),
-        click.option("--device", default=None, help=f"auto (cuda if available), cpu, cuda, cuda:N. Default {_default('device')}."),
-        click.option("--seed", default=None, help="Seeds of initialisation, data order, augmentation, prompts "
-                     f"(default {_default('seed')}). Sweep axis: comma list of integers, e.g. 0,1,2 (repeats every point).")
-        if sweep else click.option("--seed", type=int, default=None, help="Seed of initialisation, data order, "
-                                   f"augmentation, prompts (default {_default('seed')})."),
-        click.option("--checkpoint-every", type=int, default=None, help=f"Steps between checkpoints. Default {_default('checkpoint_every')}."),
-        click.option("--log-every", type=int, default=None, help=f"Steps between metrics rows. Default {_default('log_every')}."),
-        click.option("--val-every", type=int, default=None, help=f"Extra validation every N steps (0: per epoch + at the end). Default {_default('val_every')}."),
-        click.option("--val-fraction", type=float, default=None, help=f"Fraction of poses held out for validation. Default {_default('val_fraction')}."),
-        click.option("--workers", type=int, default=None, help=f"DataLoader worker processes. Default {_default('workers')}."),
-        click.option("--nproc", type=int, default=None, help="Local DDP processes (gloo on CPU, nccl on CUDA). Under torchrun: ignored."),
-        click.option("--progress/--no-progress", default=None, help="Progress bar (shown on a terminal)."),
-    ]
+    """The `hcdg train` flags, one per `TrainConfig` field (help, choices, default and section read from
+    the field); `hcdg sweep` takes the fields declared `sweep_axis` as comma lists."""
+    import dataclasses
+    import typing
+
+    from hcdg.stages.train_config import PRESETS, TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    opts = [click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, cls=FieldOption,
+                         section="run", help="TOML file with TrainConfig keys (as `--print-config` writes); "
+                                             "flags given on the command line win.")]
+    for f in dataclasses.fields(TrainConfig):
+        meta = f.metadata
+        if meta.get("cli") is False or ("commands" in meta and ("sweep" if sweep else "train") not in meta["commands"]):
+            continue
+        axis = sweep and meta.get("sweep_axis", False)
+        note = ""
+        if not isinstance(PRESETS["authors"].get(f.name, {}), dict):
+            note += f" --preset authors: {show_default(PRESETS['authors'][f.name])}."
+        if axis:
+            kind = {float: _FLOAT_LIST, int: "comma-separated integers, e.g. 0,1,2 (repeats every point)"}
+            note += f" Sweep axis: {kind.get(hints[f.name], 'comma list')}."
+        help_ = "Sweep folder (one run folder per point)." if sweep and f.name == "out" else None
+        as_text = axis or typing.get_origin(hints[f.name]) is tuple  # comma lists, parsed by `_axis`
+        opts.append(field_option(TrainConfig, f.name, help=help_, note=note, required=f.name == "out",
+                                 **({"type": str} if as_text else {}), choices=False if axis else None))
 
     def deco(f):
         for opt in reversed(opts):
@@ -411,24 +398,17 @@ def _train_options(sweep: bool):
 
 
 def _train_config(config_file, flags: dict, where: str = "flags"):
-    from hcdg.pipeline.config import from_dict, merge
-    from hcdg.stages.train import TrainConfig
+    """`TrainConfig.resolve` of the command line: preset -> --config TOML -> flags."""
+    from hcdg.stages.train_config import TrainConfig
 
-    from hcdg.stages.train import preset_values
-
-    base = _read_toml(config_file) if config_file else {}
     if flags.get("lr_drops") is not None:
         flags = {**flags, "lr_drops": _axis(flags["lr_drops"], int, "--lr-drops")}
-    preset = flags.pop("preset", None) or base.get("preset") or "paper"
-    if preset not in ("paper", "authors"):
-        raise HcdgError(f"{config_file}: preset: expected 'paper' or 'authors', got {preset!r}")
-    return from_dict(TrainConfig, merge(merge(preset_values(preset), base), flags), where=config_file or where)
+    return TrainConfig.resolve(preset=flags.pop("preset", None), toml=config_file, where=where, **flags)
 
 
-@main.command("train")
+@main.command("train", cls=SectionedCommand)
 @_train_options(sweep=False)
-@click.option("--resume", is_flag=True, default=False, help="Continue the run in --out from its newest checkpoint.")
-def train_cmd(config_file, resume, **flags) -> None:
+def train_cmd(config_file, **flags) -> None:
     """Train the hand pose network from cached CLIP features (stage two).
 
     \b
@@ -437,7 +417,7 @@ def train_cmd(config_file, resume, **flags) -> None:
     """
     from hcdg.stages import train as stage
 
-    cfg = _train_config(config_file, {**flags, "resume": resume or None})
+    cfg = _train_config(config_file, flags)
     done = stage.run(cfg)
 
     def num(key: str, unit: str) -> str:
@@ -460,13 +440,12 @@ def _axis(value, conv, name):
         raise HcdgError(f"{name}: expected {_FLOAT_LIST}, got {value!r}") from None
 
 
-@main.command("sweep")
+@main.command("sweep", cls=SectionedCommand)
 @_train_options(sweep=True)
-@click.option("--shared-batches/--separate-batches", default=None,
+@field_option("hcdg.stages.sweep:SweepConfig", "shared_batches", "--shared-batches/--separate-batches", section="run",
               help="Train the points that see the same batches (same seed, batch size, augmentation, crop) in "
                    "one process from one data loader, each batch decoded once; results equal solo runs "
-                   "(docs/training.md, Sweeps). Default: "
-                   + ("shared" if _sweep_default("shared_batches") else "separate") + ".")
+                   "(docs/training.md, Sweeps).")
 def sweep_cmd(config_file, out, mode, aug, combine, ratio, lambda_con, con_loss, seed, shared_batches,
               **flags) -> None:
     """Run a grid of training runs against one store (one run folder per point, resumable).

@@ -50,9 +50,11 @@ def test_shared_sweep_equals_solo_runs_and_resumes_per_point(synth_freihand, syn
                                                              monkeypatch):
     import dataclasses
 
-    real_mc = train_loop.model_config  # dropout on in the lifting nets: the forward draws from the global RNG,
-    monkeypatch.setattr(train_loop, "model_config",  # so each point must see its own stream
-                        lambda *a: dataclasses.replace(real_mc(*a), prior_dropout=True))
+    from hcdg.pipeline import network_config
+
+    real_mc = network_config.model_config  # dropout on in the lifting nets: the forward draws from the global RNG,
+    monkeypatch.setattr(network_config, "model_config",  # so each point must see its own stream
+                        lambda *a, **kw: dataclasses.replace(real_mc(*a, **kw), prior_dropout=True))
     out = tmp_path / "sw"
     args = _args(synth_freihand_store, synth_freihand, out, "--mode", "baseline,ie+te", "--ratio", "0.4,0.9")
     loaders = []
@@ -98,14 +100,16 @@ def test_shared_sweep_equals_solo_runs_and_resumes_per_point(synth_freihand, syn
 
 
 def test_a_failing_point_stops_alone_with_its_reason(synth_freihand, synth_freihand_store, tmp_path, monkeypatch):
-    real = train_loop._loss_terms
+    from hcdg.pipeline import objective
+
+    real = objective.loss_terms
 
     def poisoned(cfg, *a, **kw):
         total, terms = real(cfg, *a, **kw)
         step = a[3]
         return (total * float("nan"), terms) if cfg.ratio == 0.9 and step == 2 else (total, terms)
 
-    monkeypatch.setattr(train_loop, "_loss_terms", poisoned)
+    monkeypatch.setattr(objective, "loss_terms", poisoned)
     out = tmp_path / "sw"
     res = CliRunner().invoke(main, _args(synth_freihand_store, synth_freihand, out, "--ratio", "0.4,0.9"))
     assert res.exit_code == 1 and "Traceback" not in res.output
