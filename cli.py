@@ -72,7 +72,8 @@ class FieldOption(click.Option):
             from hcdg.pipeline.config import fields_of, show_default
 
             cls, name = _resolve_ref(self.field_ref[0]), self.field_ref[1]
-            text = self._base_help or fields_of(cls)[name].metadata.get("help", "")
+            base = self._base_help() if callable(self._base_help) else self._base_help
+            text = base or fields_of(cls)[name].metadata.get("help", "")
             try:
                 d = self.field_default()
             except KeyError:
@@ -105,7 +106,8 @@ def field_option(cls, name: str, *decls: str, help: str | None = None, note: str
     stage module that is imported only for --help / parsing). The click default is None (the
     dataclass default applies); help = `help` or the field's metadata help, plus "Default: X." read
     from the field. choices: None = the field's Literal values (classes given directly); True = the
-    same, read lazily; a "module:NAME" string or a sequence = those; False = none (a comma list)."""
+    same, read lazily; a "module:NAME" string or a sequence = those; False = none (a comma list).
+    `help` may be a function (called for --help only: text read from constants of heavy modules)."""
     from hcdg.pipeline.config import default_of, field_choices, fields_of
 
     flag = "--" + name.replace("_", "-")
@@ -150,18 +152,26 @@ def main() -> None:
 _DATASET_CHOICE = click.Choice(["freihand", "rhd", "stb"])
 
 
+def _splits_note(defaults: str = "hcdg.pipeline.datasets:DEFAULT_SPLITS") -> str:
+    """"freihand training, rhd evaluation, ..." from a {dataset: default split} constant."""
+    return ", ".join(f"{k} {v}" for k, v in _resolve_ref(defaults).items())
+
+
+_SOURCE = "hcdg.stages.data:DataSource"
+
+
 def _data_source_options(f):
     """Options shared by `data check` and `data show`: which dataset split to open."""
-    f = click.option("--hand", type=click.Choice(["auto", "left", "right"]), default=None,
-                     help="RHD only: which hand to read; auto (default) = the one with more mask pixels.")(f)
-    f = click.option("--camera", "cameras", multiple=True, type=click.Choice(["BB_left", "BB_right", "SK"]),
-                     help="STB only: camera view(s), repeatable (default BB_left).")(f)
-    f = click.option("--split", default=None,
-                     help="Split (default: freihand training, rhd evaluation, stb test = B1Counting+B1Random; "
-                          "STB also takes a sequence name such as B1Counting).")(f)
-    f = click.option("--root", required=True, type=click.Path(file_okay=False, path_type=str),
+    f = field_option(_SOURCE, "hand", help="RHD only: which hand to read; auto (when not given) = the one with "
+                     "more mask pixels.")(f)
+    f = field_option(_SOURCE, "cameras", "--camera", "cameras", multiple=True, choices="hcdg.pipeline.datasets.stb:CAMERAS",
+                     help=lambda: "STB only: camera view(s), repeatable (not given: "
+                     f"{show_default(_resolve_ref('hcdg.pipeline.datasets.stb:DEFAULT_CAMERAS'))}).")(f)
+    f = field_option(_SOURCE, "split", help=lambda: f"Split (not given: {_splits_note()}; "
+                     "STB also takes a sequence name such as B1Counting).")(f)
+    f = field_option(_SOURCE, "root", required=True, type=click.Path(file_okay=False, path_type=str),
                      help="Dataset folder in its real on-disk layout (docs/data.md).")(f)
-    f = click.option("--dataset", required=True, type=_DATASET_CHOICE, help="Dataset format to read.")(f)
+    f = field_option(_SOURCE, "dataset", required=True, choices=True, help="Dataset format to read.")(f)
     return f
 
 
@@ -178,16 +188,18 @@ def data_group() -> None:
 
 @data_group.command("check")
 @_data_source_options
-@click.option("--decode", type=click.Choice(["ends", "all", "none"]), default="ends", show_default=True,
-              help="Images to decode: first and last, every one (finds corrupt files), or none.")
+@field_option("hcdg.stages.data:CheckConfig", "decode", choices=True,
+              help="Images to decode: first and last (ends), every one (all: finds corrupt files), or none.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def data_check(dataset, root, split, cameras, hand, decode, as_json) -> None:
     """Validate a dataset root and print its counts (exit 1 with one line naming the problem)."""
     import json
 
+    from hcdg.pipeline.config import merge
     from hcdg.stages import data as stage
 
-    report = stage.run(stage.CheckConfig(source=_data_source(dataset, root, split, cameras, hand), decode=decode))
+    cfg = stage.CheckConfig(**merge({"source": _data_source(dataset, root, split, cameras, hand)}, {"decode": decode}))
+    report = stage.run(cfg)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -200,58 +212,72 @@ def data_check(dataset, root, split, cameras, hand, decode, as_json) -> None:
     click.echo(f"files read: {report['files']} ({report['bytes'] / 2**20:.1f} MiB)")
     sizes = ", ".join(f"{w}x{h}" for w, h in report["image_sizes"]) or "-"
     note = (f"; only the first and last of {report['samples']}: `--decode all` finds a corrupt image elsewhere"
-            if decode == "ends" and report["samples"] > report["decoded"] else "")
+            if cfg.decode == "ends" and report["samples"] > report["decoded"] else "")
     click.echo(f"images decoded: {report['decoded']} (sizes {sizes}){note}")
 
 
 @data_group.command("show")
 @_data_source_options
-@click.option("--index", type=int, default=0, show_default=True, help="Sample position in the split.")
-@click.option("--png", type=click.Path(dir_okay=False, path_type=str), default=None,
+@field_option("hcdg.stages.data:ShowConfig", "index", type=int, help="Sample position in the split.")
+@field_option("hcdg.stages.data:ShowConfig", "png", type=click.Path(dir_okay=False, path_type=str),
               help="Also write the image with the 2D skeleton drawn to this PNG file.")
 def data_show(dataset, root, split, cameras, hand, index, png) -> None:
     """Print one sample as JSON (xyz metres FreiHAND order camera frame, uv px, K, side, root, ...)."""
     import json
 
+    from hcdg.pipeline.config import merge
     from hcdg.stages import data as stage
 
-    out = stage.run(stage.ShowConfig(source=_data_source(dataset, root, split, cameras, hand), index=index, png=png))
+    out = stage.run(stage.ShowConfig(**merge({"source": _data_source(dataset, root, split, cameras, hand)},
+                                             {"index": index, "png": png})))
     click.echo(json.dumps(out))
 
 
+_SYNTH = "hcdg.stages.synth:SynthConfig"
+
+
+def _per_format(name: str) -> str:
+    """"freihand 256, rhd 256, stb 128" from a {format: value} constant of stages/synth.py."""
+    return ", ".join(f"{k} {v}" for k, v in _resolve_ref(f"hcdg.stages.synth:{name}").items())
+
+
 @main.command("synth")
-@click.option("--format", "fmt", required=True, type=_DATASET_CHOICE,
+@field_option(_SYNTH, "format", "--format", "fmt", required=True, choices=True,
               help="On-disk layout to write: freihand (source), rhd or stb (targets).")
-@click.option("--out", required=True, type=click.Path(path_type=str),
+@field_option(_SYNTH, "out", required=True, type=click.Path(path_type=str),
               help="Dataset root to create (written to a temp folder, renamed into place at the end).")
-@click.option("--n", "n", type=int, default=None,
-              help="freihand: training poses (4 images each; default 256); rhd: evaluation images "
-                   "(default 256); stb: frames per sequence, B1Counting and B1Random (default 128).")
-@click.option("--n-other", type=int, default=None,
-              help="freihand: evaluation poses (default 64); rhd: training images (default 64); stb: unused.")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Random seed; the same seed and sizes give the same bytes.")
-@click.option("--style", default=None,
-              help="source | mixed-target | HAND_COLOUR:COLOUR[:room|background] in Table 2 words, "
-                   "'*' = drawn per image (e.g. 'black:dotted:room', 'peach:*'). "
-                   "Default: freihand source, rhd/stb mixed-target.")
-@click.option("--views", default="any", show_default=True,
+@field_option(_SYNTH, "n", type=int,
+              help=lambda: "freihand: training poses (4 images each); rhd: evaluation images; stb: frames per "
+                           f"sequence, B1Counting and B1Random (not given: {_per_format('DEFAULT_N')}).")
+@field_option(_SYNTH, "n_other", type=int,
+              help=lambda: "freihand: evaluation poses; rhd: training images; stb: unused (not given: "
+                           f"{_per_format('DEFAULT_N_OTHER')}).")
+@field_option(_SYNTH, "seed", type=int, help="Random seed; the same seed and sizes give the same bytes.")
+@field_option(_SYNTH, "style",
+              help=lambda: "source | mixed-target | HAND_COLOUR:COLOUR[:room|background] in Table 2 words, "
+                           "'*' = drawn per image (e.g. 'black:dotted:room', 'peach:*'). Not given: "
+                           + ", ".join(f"{k} {v}" for k, v in
+                                       _resolve_ref("hcdg.pipeline.synth.writers:DEFAULT_STYLE").items()) + ".")
+@field_option(_SYNTH, "views",
               help="Hand orientations: any (uniform) | dorsal (back of the hand towards the camera, "
                    "any in-plane roll, +-25 deg tilts: depth sign readable, so short runs learn).")
-@click.option("--overwrite", is_flag=True, default=False, help="Replace an existing, different dataset at --out.")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@field_option(_SYNTH, "overwrite", is_flag=True, help="Replace an existing, different dataset at --out.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (shown unless --no-progress).")
 def synth_cmd(fmt, out, n, n_other, seed, style, views, overwrite, progress) -> None:
     """Write synthetic hands in a real dataset layout (the offline default; docs/synthetic.md)."""
     from hcdg.stages import synth as stage
 
-    cfg = stage.SynthConfig(format=fmt, out=out, n=n, n_other=n_other, seed=seed, style=style, overwrite=overwrite,
-                            views=views)
-    report = stage.run(cfg, progress=progress)
+    from hcdg.pipeline.config import from_dict, merge
+
+    cfg = from_dict(stage.SynthConfig, merge({"format": fmt, "out": out}, {
+        "n": n, "n_other": n_other, "seed": seed, "style": style, "overwrite": overwrite, "views": views}), where="flags")
+    report = stage.run(cfg, **({} if progress is None else {"progress": progress}))
     if report["skipped"]:
-        click.echo(f"{report['root']}: already holds this {fmt} dataset (seed {seed}, style {report['style']}); nothing to do")
+        click.echo(f"{report['root']}: already holds this {fmt} dataset (seed {cfg.seed}, style {report['style']}); "
+                   "nothing to do")
     else:
         click.echo(f"wrote {report['images']} {fmt} images to {report['root']} "
-                   f"(style {report['style']}, seed {seed}) in {report['seconds']:.1f} s")
+                   f"(style {report['style']}, seed {cfg.seed}) in {report['seconds']:.1f} s")
 
 
 # --- prompts / embed / store commands (stage one) ---------------------------
@@ -259,7 +285,7 @@ def synth_cmd(fmt, out, n, n_other, seed, style, views, overwrite, progress) -> 
 
 @main.command("prompts")
 @click.option("--store", type=click.Path(path_type=str), default=None,
-              help="Print the prompt list this feature store holds (default: the paper's Table 2).")
+              help="Print the prompt list this feature store holds (not given: the paper's Table 2).")
 @click.option("--prompt-file", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Print this prompt list instead (one prompt per line; ids = line order).")
 @click.option("--prompt-filter", default=None, help="Regular expression: print only the prompts it matches.")
@@ -270,39 +296,43 @@ def prompts_cmd(store, prompt_file, prompt_filter) -> None:
     click.echo("\n".join(store_cmds.prompt_lines(store, prompt_file, prompt_filter)))
 
 
+_EMBED = "hcdg.stages.embed:EmbedConfig"
+
+
 @main.command("embed")
-@click.option("--dataset", required=True, type=click.Choice(["freihand", "rhd", "stb"]),
+@field_option(_EMBED, "dataset", required=True, choices=True,
               help="Dataset format to read (synthetic data from `hcdg synth` uses the same formats).")
-@click.option("--root", required=True, type=click.Path(path_type=str), help="Dataset root folder.")
-@click.option("--split", default=None, help="Split (default: freihand training, rhd evaluation, stb test).")
-@click.option("--camera", "cameras", multiple=True, type=click.Choice(["BB_left", "BB_right", "SK"]),
-              help="STB only: camera view(s), repeatable (default BB_left).")
-@click.option("--store", required=True, type=click.Path(path_type=str),
+@field_option(_EMBED, "root", required=True, type=click.Path(path_type=str), help="Dataset root folder.")
+@field_option(_EMBED, "split", help=lambda: f"Split (not given: {_splits_note()}).")
+@field_option(_EMBED, "cameras", "--camera", "cameras", multiple=True, choices="hcdg.pipeline.datasets.stb:CAMERAS",
+              help=lambda: "STB only: camera view(s), repeatable (not given: "
+              f"{show_default(_resolve_ref('hcdg.pipeline.datasets.stb:DEFAULT_CAMERAS'))}).")
+@field_option(_EMBED, "store", required=True, type=click.Path(path_type=str),
               help="Feature store: a Zarr folder, or one HDF5 file when the path ends in .h5.")
-@click.option("--key", default=None, help="Split key in the store (default: <dataset>/<split>).")
-@click.option("--model", default=None, help="open_clip model, hcdg-tiny, local-dir:DIR or hf-hub:ORG/REPO "
-              "(default: an existing --store's recorded encoder, else ViT-B-32, paper §3.2).")
-@click.option("--pretrained", default=None, help="Weights: an open_clip tag (default openai), TAG=FILE, a weights "
-              "file, or none (random weights from --seed; hcdg-tiny's default).")
-@click.option("--seed", type=int, default=None, help="Seed of random weights (default: the store's, else 0).")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default=None,
-              help="Compute precision (default auto: fp16 on CUDA, fp32 on CPU).")
-@click.option("--device", default=None, help="auto (default: cuda if available), cpu, cuda, cuda:N.")
-@click.option("--batch-size", type=int, default=None, help="Images per forward (default 256).")
-@click.option("--workers", type=int, default=None, help="DataLoader processes decoding images (default: CPUs - 1, at most 16; 0 = main process).")
-@click.option("--dtype", type=click.Choice(["float16", "float32"]), default=None,
-              help="Stored dtype of the features (default float16).")
-@click.option("--chunk-rows", type=int, default=None,
-              help="Rows per chunk, the unit of resume and sharding (default 1024; used when a split is created).")
-@click.option("--shard", default=None, help="i/n: embed only the i-th of n chunk ranges (default: all, or "
+@field_option(_EMBED, "key", help="Split key in the store (not given: <dataset>/<split>).")
+@field_option(_EMBED, "model", help=lambda: "open_clip model, hcdg-tiny, local-dir:DIR or hf-hub:ORG/REPO (not given: "
+              f"an existing --store's recorded encoder, else {_resolve_ref('hcdg.pipeline.clip:DEFAULT_MODEL')}, "
+              "paper §3.2).")
+@field_option(_EMBED, "pretrained", help="Weights: an open_clip tag, TAG=FILE, a weights file, or none (random "
+              "weights from --seed). Not given: an existing --store's, else the model's OpenAI weights (paper "
+              "§3.2), or none for hcdg-tiny.")
+@field_option(_EMBED, "seed", type=int, help="Seed of random weights (not given: the store's, else 0).")
+@field_option(_EMBED, "precision", choices=True, help="Compute precision; auto = fp16 on CUDA, fp32 on CPU.")
+@field_option(_EMBED, "device", help="auto (cuda if available), cpu, cuda, cuda:N.")
+@field_option(_EMBED, "batch_size", type=int, help="Images per forward.")
+@field_option(_EMBED, "workers", type=int, help="DataLoader processes decoding images (not given: CPUs - 1, at "
+              "most 16; 0 = main process).")
+@field_option(_EMBED, "dtype", choices=True, help="Stored dtype of the features.")
+@field_option(_EMBED, "chunk_rows", type=int,
+              help="Rows per chunk, the unit of resume and sharding (used when a split is created).")
+@field_option(_EMBED, "shard", help="i/n: embed only the i-th of n chunk ranges (not given: all, or "
               "RANK/WORLD_SIZE under torchrun).")
-@click.option("--limit", type=int, default=None, help="Embed only the first N images of the split.")
-@click.option("--skip-corrupt", is_flag=True, default=None,
-              help="Record unreadable images as skipped rows instead of stopping.")
-@click.option("--prompt-file", type=click.Path(dir_okay=False, path_type=str), default=None,
-              help="Own prompt list, one per line (default: the paper's Table 2).")
-@click.option("--prompt-filter", default=None, help="Regular expression: keep only matching prompts.")
-@click.option("--progress/--no-progress", default=None, help="Progress bar with images/s (default on).")
+@field_option(_EMBED, "limit", type=int, help="Embed only the first N images of the split.")
+@field_option(_EMBED, "skip_corrupt", is_flag=True, help="Record unreadable images as skipped rows instead of stopping.")
+@field_option(_EMBED, "prompt_file", type=click.Path(dir_okay=False, path_type=str),
+              help="Own prompt list, one per line (not given: the paper's Table 2).")
+@field_option(_EMBED, "prompt_filter", help="Regular expression: keep only matching prompts.")
+@field_option(_EMBED, "progress", "--progress/--no-progress", help="Progress bar with images/s.")
 def embed_cmd(cameras, **flags) -> None:
     """Stage one: frozen CLIP features of every image of a split and of all prompts, into a store.
 
@@ -335,23 +365,28 @@ def store_info_cmd(path, as_json) -> None:
     click.echo(store_cmds.info(path, as_json))
 
 
+_VERIFY = "hcdg.stages.store_cmds:VerifyConfig"
+
+
 @store_group.command("verify")
 @click.argument("path", type=click.Path(path_type=str))
-@click.option("--sample", type=int, default=16, show_default=True, help="Random rows re-encoded per table.")
-@click.option("--split", "split_key", default=None, help="Only this split key (default: every split).")
-@click.option("--root", default=None, help="Dataset root, when it moved since `hcdg embed`.")
-@click.option("--pretrained", default=None, help="Weights file, when it moved since `hcdg embed`.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed drawing the rows.")
-@click.option("--checksums-only", is_flag=True, default=False,
+@field_option(_VERIFY, "sample", type=int, help="Random rows re-encoded per table.")
+@field_option(_VERIFY, "split", "--split", "split_key", help="Only this split key (not given: every split).")
+@field_option(_VERIFY, "root", help="Dataset root, when it moved since `hcdg embed`.")
+@field_option(_VERIFY, "pretrained", help="Weights file, when it moved since `hcdg embed`.")
+@field_option(_VERIFY, "device", help="auto, cpu, cuda, cuda:N.")
+@field_option(_VERIFY, "seed", type=int, help="Seed drawing the rows.")
+@field_option(_VERIFY, "checksums_only", is_flag=True,
               help="Only check every chunk against its CRC32 (needs neither the encoder nor the dataset).")
 def store_verify_cmd(path, sample, split_key, root, pretrained, device, seed, checksums_only) -> None:
     """Check every chunk's CRC32, then re-encode random rows with the recorded encoder and compare."""
     from hcdg.stages import store_cmds
 
-    report = store_cmds.verify(store_cmds.VerifyConfig(store=path, sample=sample, split=split_key, root=root,
-                                                       pretrained=pretrained, device=device, seed=seed,
-                                                       checksums_only=checksums_only))
+    from hcdg.pipeline.config import from_dict, merge
+
+    flags = {"sample": sample, "split": split_key, "root": root, "pretrained": pretrained, "device": device,
+             "seed": seed, "checksums_only": checksums_only}
+    report = store_cmds.verify(from_dict(store_cmds.VerifyConfig, merge({"store": path}, flags), where="flags"))
     click.echo(store_cmds.verify_text(report))
     if not report["ok"]:
         raise HcdgError(store_cmds.verify_failure(report))
@@ -480,8 +515,8 @@ def import_group() -> None:
 
 @import_group.command("authors")
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=str))
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
-              help="Run folder to create (must not exist, or be empty).")
+@field_option("hcdg.stages.import_authors:ImportConfig", "out", required=True,
+              type=click.Path(file_okay=False, path_type=str), help="Run folder to create (must not exist, or be empty).")
 def import_authors_cmd(checkpoint, out) -> None:
     """The paper authors' released checkpoint (snapshot_45.pth.tar) -> an hcdg run folder.
 
@@ -501,19 +536,24 @@ def import_authors_cmd(checkpoint, out) -> None:
 # --- eval / report / viz / demo commands -------------------------------------
 
 
+_REPORT = "hcdg.stages.report:ReportConfig"
+_PROTOCOLS = "hcdg.pipeline.protocols:PROTOCOLS"
+
+
 @main.command("report")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=str))
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
+@field_option(_REPORT, "out", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Report folder: report.html, report.md, figures/, tables/ (created; may hold an earlier report).")
-@click.option("--protocol", type=click.Choice(["authors", "2.5d-gtroot-gtbone", "rr-gtscale", "pa", "pa-proper"]), default=None,
-              help="Protocol of the paper-shaped tables (default: authors, the paper's, when a run has results "
-                   "under it, else 2.5d-gtroot-gtbone; all appear in the full table).")
-@click.option("--root", type=click.Choice(["wrist", "palm"]), default=None,
-              help="STB root handling in the paper-shaped tables (default wrist).")
-@click.option("--joints", type=click.Choice(["all", "visible"]), default=None,
-              help="Joint set of the paper-shaped tables (default all 21).")
-@click.option("--title", default=None, help="Page title.")
-@click.option("--figure", "figures", multiple=True, type=click.Path(dir_okay=False, path_type=str),
+@field_option(_REPORT, "protocol", choices=_PROTOCOLS,
+              help=lambda: "Protocol of the paper-shaped tables (not given: "
+              f"{_resolve_ref('hcdg.pipeline.protocols:PAPER_PROTOCOL')}, the paper's, when a run has results "
+              "under it, else the first that applies; all appear in the full table).")
+@field_option(_REPORT, "root", choices="hcdg.pipeline.protocols:ROOTS",
+              help="STB root handling in the paper-shaped tables.")
+@field_option(_REPORT, "joints", choices="hcdg.store.results:JOINT_SETS",
+              help="Joint set of the paper-shaped tables (all = the paper's 21).")
+@field_option(_REPORT, "title", help="Page title.")
+@field_option(_REPORT, "figures", "--figure", "figures", multiple=True, type=click.Path(dir_okay=False, path_type=str),
               help="Extra PNG to show (repeatable), e.g. `hcdg viz` output; fig3*/fig4*.png in a figures/ folder "
                    "inside or beside a run folder are found without it.")
 def report_cmd(runs, out, protocol, root, joints, title, figures) -> None:
@@ -529,34 +569,34 @@ def report_cmd(runs, out, protocol, root, joints, title, figures) -> None:
     click.echo(f"report of {res['runs']} run(s): {res['html']} (Markdown: {res['markdown']})")
 
 
+_EVAL = "hcdg.stages.eval:EvalConfig"
+_DECODERS = "hcdg.pipeline.protocols:DECODERS"
+
+
 @main.command("eval")
-@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False, path_type=str),
+@field_option(_EVAL, "run", "--run", "run_dir", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Training run folder (from `hcdg train`): its run.json config rebuilds the network.")
-@click.option("--target", required=True, type=click.Choice(["stb", "rhd", "freihand"]),
-              help="Dataset to evaluate on (paper §4: stb and rhd).")
-@click.option("--root", required=True, type=click.Path(file_okay=False, path_type=str),
+@field_option(_EVAL, "target", required=True, choices=True, help="Dataset to evaluate on (paper §4: stb and rhd).")
+@field_option(_EVAL, "root", required=True, type=click.Path(file_okay=False, path_type=str),
               help="The target dataset's root folder, in its real on-disk layout (docs/data.md).")
-@click.option("--split", default=None,
-              help="Split (default: the test split: stb test = B1Counting+B1Random, rhd evaluation, freihand evaluation).")
-@click.option("--checkpoint", default=None,
-              help="Weights: default the finished model (model.safetensors), else the newest checkpoint; "
-                   "'final', 'latest', or a checkpoint folder RUN/checkpoints/step-N.")
-@click.option("--batch-size", type=int, default=None, help="Images per forward pass (default 32; results do not depend on it).")
-@click.option("--device", default=None, help="auto (default: cuda if available), cpu, cuda, cuda:N.")
-@click.option("--protocol", "protocols", multiple=True,
-              type=click.Choice(["authors", "2.5d-gtroot-gtbone", "rr-gtscale", "pa", "pa-proper"]),
-              help="Protocol(s) to compute, repeatable (default: all that apply to the run's output: authors for "
-                   "uvd networks, the other four for xyz networks; PROTOCOL.md §4, docs/results.md).")
-@click.option("--crops", type=click.Choice(["gt", "seed-boxes"]), default=None,
-              help="Crop boxes: gt (default; hand3d's box from the ground-truth keypoints) or seed-boxes "
+@field_option(_EVAL, "split", help=lambda: f"Split (not given: the test split: {_splits_note('hcdg.stages.eval:DEFAULT_SPLITS')}).")
+@field_option(_EVAL, "checkpoint",
+              help="Weights: 'final', 'latest', or a checkpoint folder RUN/checkpoints/step-N (not given: the "
+                   "finished model (model.safetensors), else the newest checkpoint).")
+@field_option(_EVAL, "batch_size", type=int, help="Images per forward pass (results do not depend on it).")
+@field_option(_EVAL, "device", help="auto (cuda if available), cpu, cuda, cuda:N.")
+@field_option(_EVAL, "protocols", "--protocol", "protocols", multiple=True, choices=_PROTOCOLS,
+              help="Protocol(s) to compute, repeatable (not given: all that apply to the run's output: authors for "
+                   "uvd networks, the other four for xyz networks; docs/results.md).")
+@field_option(_EVAL, "crops", choices=True,
+              help="Crop boxes: gt (hand3d's box from the ground-truth keypoints) or seed-boxes "
                    "(the paper authors' released boxes, given with --boxes, cut as their test code cuts them).")
-@click.option("--boxes", type=click.Path(dir_okay=False, path_type=str), default=None,
+@field_option(_EVAL, "boxes", type=click.Path(dir_okay=False, path_type=str),
               help="With --crops seed-boxes: .npy of [x, y, w, h] per test frame (STB_bbox.npy (3000,4), Rhp_bbox.npy (2725,4)).")
-@click.option("--decoder", type=click.Choice(["soft-argmax", "argmax"]), default=None,
-              help="Heatmap -> 2D decoder used by 2.5d-gtroot-gtbone (default soft-argmax).")
-@click.option("--limit", type=int, default=None, help="Evaluate only the first N samples (quick checks).")
-@click.option("--workers", type=int, default=None, help="DataLoader worker processes for decoding and cropping (default 0).")
-@click.option("--progress/--no-progress", default=None, help="Progress bar (default on).")
+@field_option(_EVAL, "decoder", choices=_DECODERS, help="Heatmap -> 2D decoder used by 2.5d-gtroot-gtbone.")
+@field_option(_EVAL, "limit", type=int, help="Evaluate only the first N samples (quick checks).")
+@field_option(_EVAL, "workers", type=int, help="DataLoader worker processes for decoding and cropping.")
+@field_option(_EVAL, "progress", "--progress/--no-progress", help="Progress bar.")
 def eval_cmd(run_dir, target, root, split, checkpoint, batch_size, device, protocols, crops, boxes, decoder,
              limit, workers, progress) -> None:
     """Evaluate a trained run on STB / RHD / FreiHAND under every protocol; write RUN/eval/<target>.parquet."""
@@ -576,48 +616,34 @@ def eval_cmd(run_dir, target, root, split, checkpoint, batch_size, device, proto
     click.echo(f"{res['n_samples']} samples -> {res['results']} (summary: {res['summary']})")
 
 
-def _field_default(cls, name: str) -> str:
-    """The default of field `name` of the frozen config `cls`, for help strings."""
-    import dataclasses
-
-    return str({f.name: f for f in dataclasses.fields(cls)}[name].default)
-
-
-def _predict_default(name: str) -> str:
-    from hcdg.stages.predict import PredictConfig
-
-    return _field_default(PredictConfig, name)
+_PREDICT = "hcdg.stages.predict:PredictConfig"
 
 
 @main.command("predict")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=str))
-@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False, path_type=str),
+@field_option(_PREDICT, "run", "--run", "run_dir", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Run folder (`hcdg train` or `hcdg import authors`).")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
+@field_option(_PREDICT, "out", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Output folder to create (new or empty): predictions.parquet, predictions.json, overlays/.")
-@click.option("--boxes", type=click.Path(dir_okay=False, path_type=str), default=None,
+@field_option(_PREDICT, "boxes", type=click.Path(dir_okay=False, path_type=str),
               help="Hand boxes [x, y, w, h] in image pixels: .json keyed by file name (value a box, or "
-                   "{box, side, K}) or an (N, 4) .npy in input order. Default: the whole image is the crop.")
-@click.option("--side", type=click.Choice(["auto", "left", "right"]), default=None,
-              help=f"Hand side; left hands are mirrored in and out. auto = the boxes file's per-image side, "
-              f"else right (default {_predict_default('side')}).")
-@click.option("--whole-image", type=click.Choice(["pad", "center"]), default=None,
-              help="Crop of an image without a box: pad (whole image, padded to a square) or center "
-              f"(its central square) (default {_predict_default('whole_image')}).")
-@click.option("--bone-length-mm", type=float, default=None,
+                   "{box, side, K}) or an (N, 4) .npy in input order. Not given: the whole image is the crop.")
+@field_option(_PREDICT, "side", choices=True,
+              help="Hand side; left hands are mirrored in and out. auto = the boxes file's per-image side, else right.")
+@field_option(_PREDICT, "whole_image", choices=True,
+              help="Crop of an image without a box: pad (whole image, padded to a square) or center (its central square).")
+@field_option(_PREDICT, "bone_length_mm", type=float,
               help="Middle MCP->PIP bone length: adds root-relative millimetres (and with --K the camera frame).")
-@click.option("--K", "K", default=None,
+@field_option(_PREDICT, "K", "--K", "K",
               help="Intrinsics of the images: fx,fy,cx,cy or a .json/.npy 3x3 file; with --bone-length-mm adds "
                    "camera-frame millimetres.")
-@click.option("--checkpoint", default=None, help="Weights, as `hcdg eval --checkpoint` (default the finished model).")
-@click.option("--device", default=None, help=f"auto, cpu, cuda, cuda:N (default {_predict_default('device')}).")
-@click.option("--batch-size", type=int, default=None,
-              help=f"Crops per forward pass (default {_predict_default('batch_size')}).")
-@click.option("--decoder", type=click.Choice(["soft-argmax", "argmax"]), default=None,
-              help=f"Heatmap -> 2D decoder (default {_predict_default('decoder')}).")
-@click.option("--plot3d", is_flag=True, default=None, help="Also draw a 3D view per image (overlays/NAME.3d.png).")
-@click.option("--overwrite", is_flag=True, default=None, help="Replace an earlier `hcdg predict` output in --out.")
-@click.option("--progress/--no-progress", default=None, help="Progress bar (default on).")
+@field_option(_PREDICT, "checkpoint", help="Weights, as `hcdg eval --checkpoint` (not given: the finished model).")
+@field_option(_PREDICT, "device", help="auto, cpu, cuda, cuda:N.")
+@field_option(_PREDICT, "batch_size", type=int, help="Crops per forward pass.")
+@field_option(_PREDICT, "decoder", choices=_DECODERS, help="Heatmap -> 2D decoder.")
+@field_option(_PREDICT, "plot3d", is_flag=True, help="Also draw a 3D view per image (overlays/NAME.3d.png).")
+@field_option(_PREDICT, "overwrite", is_flag=True, help="Replace an earlier `hcdg predict` output in --out.")
+@field_option(_PREDICT, "progress", "--progress/--no-progress", help="Progress bar.")
 def predict_cmd(inputs, run_dir, **flags) -> None:
     """Predict 2D + 3D hand joints on IMAGE_OR_FOLDER... (JPEG/PNG, any size); write overlays and a table.
 
@@ -633,18 +659,21 @@ def predict_cmd(inputs, run_dir, **flags) -> None:
     click.echo(f"{res['n_images']} image(s) -> {res['out']} (predictions.parquet, predictions.json, overlays/){skipped}")
 
 
+_EXPORT = "hcdg.stages.export:ExportConfig"
+
+
 @main.command("export")
-@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False, path_type=str),
+@field_option(_EXPORT, "run", "--run", "run_dir", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Run folder (`hcdg train` or `hcdg import authors`).")
-@click.option("--format", "fmt", required=True, type=click.Choice(["onnx", "torchscript"]),
+@field_option(_EXPORT, "format", "--format", "fmt", required=True, choices=True,
               help="onnx (needs `pip install hcdg[export]`) or torchscript.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=str),
+@field_option(_EXPORT, "out", required=True, type=click.Path(dir_okay=False, path_type=str),
               help="File to write; its JSON sidecar is written beside it as OUT.json.")
-@click.option("--input-size", type=int, default=None,
-              help="Crop side the graph takes (default the network's; another size adds a resize in the graph).")
-@click.option("--dynamic-batch", is_flag=True, default=None, help="ONNX: any batch size (default batch 1).")
-@click.option("--checkpoint", default=None, help="Weights, as `hcdg eval --checkpoint` (default the finished model).")
-@click.option("--check/--no-check", default=None, help="Compare the file with the eager model (default on).")
+@field_option(_EXPORT, "input_size", type=int,
+              help="Crop side the graph takes (not given: the network's; another size adds a resize in the graph).")
+@field_option(_EXPORT, "dynamic_batch", is_flag=True, help="ONNX: any batch size (else batch 1 only).")
+@field_option(_EXPORT, "checkpoint", help="Weights, as `hcdg eval --checkpoint` (not given: the finished model).")
+@field_option(_EXPORT, "check", "--check/--no-check", help="Compare the file with the eager model.")
 def export_cmd(run_dir, fmt, **flags) -> None:
     """Export Branch1 + lifting (what runs at test time) with the input normalisation inside the graph.
 
@@ -669,16 +698,20 @@ def viz_group() -> None:
     """Figures from a feature store: t-SNE of features (paper Fig. 3), retrieval by a mixed feature (Fig. 4)."""
 
 
+_TSNE = "hcdg.stages.viz:TsneConfig"
+_RETRIEVE = "hcdg.stages.viz:RetrieveConfig"
+
+
 @viz_group.command("tsne")
-@click.option("--store", required=True, type=click.Path(path_type=str), help="Feature store from `hcdg embed`.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=str),
+@field_option(_TSNE, "store", required=True, type=click.Path(path_type=str), help="Feature store from `hcdg embed`.")
+@field_option(_TSNE, "out", required=True, type=click.Path(dir_okay=False, path_type=str),
               help="PNG to write (the 2D points go to the same name with .csv).")
-@click.option("--n", type=int, default=None, help="Points per group (aug and each split), subsampled with --seed (default 500).")
-@click.option("--seed", type=int, default=None, help="Seed of subsampling, prompt draw and t-SNE (default 0).")
-@click.option("--source", default=None, help="Source split key for 'aug' (default: the store's first freihand/* split).")
-@click.option("--perplexity", type=float, default=None, help="t-SNE perplexity (default 30, capped for small sets).")
-@click.option("--normalize/--no-normalize", default=None,
-              help="L2-normalise features before mixing and t-SNE (default on; off = the printed raw sum).")
+@field_option(_TSNE, "n", type=int, help="Points per group (aug and each split), subsampled with --seed.")
+@field_option(_TSNE, "seed", type=int, help="Seed of subsampling, prompt draw and t-SNE.")
+@field_option(_TSNE, "source", help="Source split key for 'aug' (not given: the store's first freihand/* split).")
+@field_option(_TSNE, "perplexity", type=float, help="t-SNE perplexity (capped for small sets).")
+@field_option(_TSNE, "normalize", "--normalize/--no-normalize",
+              help="L2-normalise features before mixing and t-SNE (off = the printed raw sum).")
 def viz_tsne_cmd(store, out, n, seed, source, perplexity, normalize) -> None:
     """Figure 3: t-SNE of 0.5*(f_img + f_txt) of source images ('aug') and the image features of every split."""
     from hcdg.pipeline.config import from_dict, merge
@@ -692,17 +725,18 @@ def viz_tsne_cmd(store, out, n, seed, source, perplexity, normalize) -> None:
 
 
 @viz_group.command("retrieve")
-@click.option("--store", required=True, type=click.Path(path_type=str), help="Feature store from `hcdg embed`.")
-@click.option("--root", required=True, type=click.Path(file_okay=False, path_type=str),
+@field_option(_RETRIEVE, "store", required=True, type=click.Path(path_type=str), help="Feature store from `hcdg embed`.")
+@field_option(_RETRIEVE, "root", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Root of the source dataset (for the images).")
-@click.option("--index", type=int, required=True, help="Row of the query image in the source split (reader order).")
-@click.option("--prompt", required=True, help="Prompt text; must be one of the store's prompts (`hcdg prompts --store`).")
-@click.option("--ratio", type=float, default=None, help="Image weight r in r*f_img + (1-r)*f_txt (default 0.6).")
-@click.option("--top", type=int, default=None, help="How many ranked images to draw (default 8).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=str), help="PNG to write.")
-@click.option("--dataset", default=None, help="Source dataset of the split (default freihand).")
-@click.option("--split", default=None, help="Source split (default training).")
-@click.option("--normalize/--no-normalize", default=None, help="L2-normalise features before mixing (default on).")
+@field_option(_RETRIEVE, "index", type=int, required=True, help="Row of the query image in the source split (reader order).")
+@field_option(_RETRIEVE, "prompt", required=True,
+              help="Prompt text; must be one of the store's prompts (`hcdg prompts --store`).")
+@field_option(_RETRIEVE, "ratio", type=float, help="Image weight r in r*f_img + (1-r)*f_txt.")
+@field_option(_RETRIEVE, "top", type=int, help="How many ranked images to draw.")
+@field_option(_RETRIEVE, "out", required=True, type=click.Path(dir_okay=False, path_type=str), help="PNG to write.")
+@field_option(_RETRIEVE, "dataset", help="Source dataset of the split.")
+@field_option(_RETRIEVE, "split", help="Source split.")
+@field_option(_RETRIEVE, "normalize", "--normalize/--no-normalize", help="L2-normalise features before mixing.")
 def viz_retrieve_cmd(store, root, index, prompt, ratio, top, out, dataset, split, normalize) -> None:
     """Figure 4: rank the other source images by cosine similarity to one image's feature mixed with a prompt's."""
     from hcdg.pipeline.config import from_dict, merge
@@ -717,16 +751,24 @@ def viz_retrieve_cmd(store, root, index, prompt, ratio, top, out, dataset, split
     click.echo(f"wrote {res['png']}")
 
 
+_DEMO = "hcdg.stages.demo:DemoConfig"
+
+
+def _demo_sizes() -> str:
+    sizes = _resolve_ref("hcdg.stages.demo:SIZES")
+    return "; ".join(f"{k}: {v.steps} steps of batch {v.batch_size} at {v.input_size} px" for k, v in sizes.items())
+
+
 @main.command("demo")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
+@field_option(_DEMO, "out", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Demo folder (data/, store.zarr, runs/, report/); re-running skips finished steps.")
-@click.option("--model", default=None, help="CLIP model for the embeddings (default hcdg-tiny: random weights, offline).")
-@click.option("--pretrained", default=None,
+@field_option(_DEMO, "model", help="CLIP model for the embeddings (hcdg-tiny: random weights, offline).")
+@field_option(_DEMO, "pretrained",
               help="Weights tag/file for --model (e.g. --model ViT-B-32 --pretrained openai where the weights can be had).")
-@click.option("--size", type=click.Choice(["small", "tiny"]), default=None,
-              help="small (default: about 2 minutes on 2 idle CPU cores) or tiny (a smoke test, under a minute).")
-@click.option("--device", default=None, help="auto (default), cpu, cuda, cuda:N.")
-@click.option("--progress/--no-progress", default=None, help="Progress bars of the steps (default on).")
+@field_option(_DEMO, "size", choices=True,
+              help=lambda: f"How big: {_demo_sizes()} (tiny is a smoke test; docs/demo.md has measured times).")
+@field_option(_DEMO, "device", help="auto, cpu, cuda, cuda:N.")
+@field_option(_DEMO, "progress", "--progress/--no-progress", help="Progress bars of the steps.")
 def demo_cmd(out, model, pretrained, size, device, progress) -> None:
     """The whole pipeline offline: synth data -> embed -> train baseline and ie+te -> eval on STB/RHD -> report."""
     from hcdg.pipeline.config import from_dict, merge

@@ -107,8 +107,8 @@ class TrainConfig:
 
     # which `PRESETS` bundle the defaults came from (recorded)
     preset: Literal["paper", "authors"] = _run(
-        "paper", "Bundle of defaults under the TOML file and the flags: paper (TrainConfig's defaults) or "
-        "authors (their released recipe; docs/training.md, Presets).", role="identity", batch=False)
+        "paper", "Named bundle of settings under the TOML file and the flags: paper (TrainConfig's own values) "
+        "or authors (their released recipe; docs/training.md, Presets).", role="identity", batch=False)
     # --- data -------------------------------------------------------------------------
     store: str | None = _data(None, "Feature store from `hcdg embed` (not needed for --mode baseline or --aug normal).",
                               role="runtime", batch=False)

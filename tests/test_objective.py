@@ -84,9 +84,9 @@ def test_loss_terms_follow_the_settings_they_read():
     heat, pose, con = terms[1:4].tolist()
     assert float(total) == pytest.approx(cfg.lambda_heat * heat + cfg.lambda_pose * pose + cfg.lambda_con * con)
     assert torch.isfinite(terms[4:]).all()  # the Branch2 diagnostics
-    hinge = objective.loss_terms(train.replace(cfg, con_loss="hinge"), model, batch, tables, step=3[0].detach()
+    hinge = objective.loss_terms(train.replace(cfg, con_loss="hinge"), model, batch, tables, step=3)[0].detach()
     assert float(hinge) != float(total)
-    other_step = objective.loss_terms(cfg, model, batch, tables, step=4[0].detach()  # other prompt ids
+    other_step = objective.loss_terms(cfg, model, batch, tables, step=4)[0].detach()  # other prompt ids
     assert float(other_step) != float(total)
     assert torch.equal(objective.prompt_ids(cfg, 3, n_prompts=7), objective.prompt_ids(cfg, 3, n_prompts=7))
     halves = [objective.prompt_ids(cfg, 3, n_prompts=7, rank=r, world=2) for r in (0, 1)]

@@ -8,6 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from hcdg.pipeline.aug_configs import ColorJitter
 from hcdg.cli import main
 from hcdg.stages import sweep, train, train_loop, train_shared
 from hcdg.stages.train_loop import STOP_ENV
@@ -42,7 +43,7 @@ def test_batch_key_groups_points_that_see_the_same_batches():
     assert train_shared.group_by_batches(cfgs) == [[0, 1, 2, 6], [3], [4], [5]]
     # without augmentation, its magnitudes do not split a group
     a = train.replace(base, augment=False)
-    b = train.replace(base, augment=False, color=train.ColorJitter(brightness=0.5))
+    b = train.replace(base, augment=False, color=ColorJitter(brightness=0.5))
     assert train_shared.batch_key(a) == train_shared.batch_key(b) != train_shared.batch_key(base)
 
 
