@@ -421,7 +421,7 @@ def _train_options(sweep: bool):
             note += f" Sweep axis: {kind.get(hints[f.name], 'comma list')}."
         help_ = "Sweep folder (one run folder per point)." if sweep and f.name == "out" else None
         as_text = axis or typing.get_origin(hints[f.name]) is tuple  # comma lists, parsed by `_axis`
-        opts.append(field_option(TrainConfig, f.name, help=help_, note=note, required=f.name == "out",
+        opts.append(field_option(TrainConfig, f.name, help=help_, note=note, required=sweep and f.name == "out",
                                  **({"type": str} if as_text else {}), choices=False if axis else None))
 
     def deco(f):
@@ -443,7 +443,10 @@ def _train_config(config_file, flags: dict, where: str = "flags"):
 
 @main.command("train", cls=SectionedCommand)
 @_train_options(sweep=False)
-def train_cmd(config_file, **flags) -> None:
+@click.option("--print-config", is_flag=True, cls=FieldOption, section="run",
+              help="Print the resolved config (preset, --config file and flags) as TOML that --config reads, "
+                   "and exit without training. Each run folder keeps the same file as config.toml.")
+def train_cmd(config_file, print_config, **flags) -> None:
     """Train the hand pose network from cached CLIP features (stage two).
 
     \b
@@ -453,6 +456,11 @@ def train_cmd(config_file, **flags) -> None:
     from hcdg.stages import train as stage
 
     cfg = _train_config(config_file, flags)
+    if print_config:
+        from hcdg.stages.train_config import to_toml
+
+        click.echo(to_toml(cfg), nl=False)
+        return
     done = stage.run(cfg)
 
     def num(key: str, unit: str) -> str:

@@ -294,11 +294,11 @@ class TrainConfig:
     @classmethod
     def resolve(cls, preset: str | None = None, toml: str | Path | Mapping[str, Any] | None = None, *,
                 where: str = "flags", **flags: Any) -> TrainConfig:
-        """The config `hcdg train` builds: preset values, then the TOML file (a path, or its parsed
-        table), then `flags` (None values = not given). The preset is `preset`, else the TOML's
+        """The config `hcdg train` builds: preset values, then the config file (a TOML path, a run
+        folder's run.json, or a parsed table), then `flags` (None values = not given). The preset is `preset`, else the TOML's
         `preset` key, else "paper". Unknown keys and bad values raise ConfigError naming their source."""
         src = str(toml) if isinstance(toml, (str, Path)) else where
-        base = read_toml(toml) if isinstance(toml, (str, Path)) else dict(toml or {})
+        base = read_config_file(toml) if isinstance(toml, (str, Path)) else dict(toml or {})
         name = preset or base.get("preset") or "paper"
         if name not in PRESETS:
             who = "--preset" if preset else f"{src}: preset"
@@ -396,3 +396,59 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise HcdgError(f"--config {path}: is a folder, expected a TOML file") from None
     except tomllib.TOMLDecodeError as exc:
         raise HcdgError(f"--config {path}: not valid TOML ({exc})") from None
+
+
+#: Keys `identity` adds to a run's recorded config (run.json): derived, not settings.
+DERIVED_KEYS = ("effective_ratio", "data_ids_sha256", "store_fingerprint_sha256")
+#: The resolved config a run folder keeps, in the form `--config` reads (like timm's args.yaml).
+CONFIG_FILE = "config.toml"
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """TrainConfig keys from a TOML file, or from a run record (`run.json`: its config and runtime
+    keys, without the derived ones), so a finished run can be fed back with `--config RUN/run.json`."""
+    if str(path).endswith(".json"):
+        from hcdg.store.atomic import read_json_object
+
+        if not Path(path).is_file():
+            raise HcdgError(f"--config {path}: file not found")
+        record = read_json_object(path, "a run record (stage, config, ...)")
+        if record.get("stage") != "train" or not isinstance(record.get("config"), dict):
+            raise HcdgError(f"--config {path}: not the run.json of a training run")
+        runtime = record.get("runtime") if isinstance(record.get("runtime"), dict) else {}
+        known = fields_of(TrainConfig)
+        return {k: v for k, v in {**record["config"], **runtime}.items() if k in known and k not in DERIVED_KEYS}
+    return read_toml(path)
+
+
+def _toml_value(v: Any) -> str:
+    import json
+
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)  # JSON's escapes are TOML basic-string escapes
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"no TOML form for {v!r}")
+
+
+def to_toml(cfg: TrainConfig) -> str:
+    """`cfg` as a TOML file that `--config` reads back to an equal config (keys by `--help` section;
+    unset optional keys, which TOML cannot spell, as comments)."""
+    d = to_dict(cfg)
+    meta = fields_of(TrainConfig)
+    lines = [f"# hcdg train config (TrainConfig): `hcdg train --config FILE` reads it back; flags win."]
+    tables = [k for k, v in d.items() if isinstance(v, dict)]
+    for section in SECTIONS:
+        keys = [k for k in d if k not in tables and meta[k].metadata.get("section") == section]
+        if keys:
+            lines.append(f"\n# --- {section}")
+        for k in keys:
+            lines.append(f"# {k} = (not set)" if d[k] is None else f"{k} = {_toml_value(d[k])}")
+    for t in tables:
+        lines.append(f"\n[{t}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in d[t].items()]
+    return "\n".join(lines) + "\n"

@@ -27,9 +27,9 @@ from hcdg.pipeline.config import to_dict
 from hcdg.pipeline.devices import resolve_device
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.objective import CON_STATS, VAL_KEYS, FeatureTables
-from hcdg.stages.train_config import TrainConfig, identity, ids_sha256
+from hcdg.stages.train_config import CONFIG_FILE, TrainConfig, identity, ids_sha256, to_toml
 from hcdg.stages.train_dist import DistEnv
-from hcdg.store.atomic import atomic_write_json, finite_or_none
+from hcdg.store.atomic import atomic_write_json, atomic_write_text, finite_or_none
 from hcdg.store.runs import RUN_FILE, run_lock
 
 DONE_FILE = "done.json"
@@ -147,6 +147,8 @@ def prepare_folder(cfg: TrainConfig, data: Data) -> str:
         cfg.out, stage="train", config=ident, seed=cfg.seed, resume=cfg.resume,
         extra={"runtime": runtime, "store_fingerprint": data.fingerprint, "config_hash": config_hash(ident)},
     )  # fmt: skip
+    # this session's resolved config, in the form `hcdg train --config` reads back (like timm's args.yaml)
+    atomic_write_text(Path(cfg.out) / CONFIG_FILE, to_toml(cfg))
     return config_hash(ident)
 
 

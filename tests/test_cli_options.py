@@ -138,3 +138,15 @@ def test_help_is_grouped_in_sections():
 def test_default_of_and_show_default():
     assert default_of(TrainConfig, "geom") == TrainConfig().geom
     assert show_default(()) == "none" and show_default(True) == "on" and show_default(30000) == "30,000"
+
+
+def test_print_config_is_toml_that_config_reads_back(tmp_path, monkeypatch):
+    res = CliRunner().invoke(cli.main, ["train", "--print-config", "--preset", "authors", "--root", "r", "--out", "o",
+                                        "--ratio", "0.9", "--lr-drops", "5,7", "--prompt-filter", 'one "x"'])
+    assert res.exit_code == 0, res.output
+    printed = tmp_path / "printed.toml"
+    printed.write_text(res.output)
+    want = TrainConfig.resolve(preset="authors", root="r", out="o", ratio=0.9, lr_drops=(5, 7), prompt_filter='one "x"')
+    assert TrainConfig.resolve(toml=printed) == want
+    assert _cli_config(monkeypatch, ["--config", str(printed)]) == want  # the preset is in the file
+    assert _cli_config(monkeypatch, ["--config", str(printed), "--batch-size", "4"]).batch_size == 4  # flags win

@@ -47,6 +47,11 @@ def test_solo_loop_shared_sweep_and_bench_step_compute_one_loss(synth_freihand, 
     train.run(cfg)
     solo = list(calls)
     assert [c["step"] for c in solo] == [0, 1] and solo[0]["tables"] is not None  # ie+te: CLIP tables gathered
+    # the run folder keeps its resolved config in the form --config reads; so does its run.json
+    from hcdg.stages.train_config import CONFIG_FILE
+
+    assert TrainConfig.resolve(toml=tmp_path / "solo" / CONFIG_FILE) == cfg
+    assert TrainConfig.resolve(toml=tmp_path / "solo" / "run.json") == cfg
 
     calls.clear()
     (res,) = train_shared.train_group([train.replace(cfg, out=str(tmp_path / "shared"))])
