@@ -149,8 +149,6 @@ def main() -> None:
 
 # --- data / synth commands (foundation) -------------------------------------
 
-_DATASET_CHOICE = click.Choice(["freihand", "rhd", "stb"])
-
 
 def _splits_note(defaults: str = "hcdg.pipeline.datasets:DEFAULT_SPLITS") -> str:
     """"freihand training, rhd evaluation, ..." from a {dataset: default split} constant."""

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from hcdg.pipeline.aug_configs import ColorJitter
 from hcdg.cli import main
+from hcdg.pipeline.aug_configs import ColorJitter
 from hcdg.pipeline.errors import HcdgError
 from hcdg.stages import train
 from hcdg.store.atomic import atomic_write_json

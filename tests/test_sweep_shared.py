@@ -8,8 +8,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from hcdg.pipeline.aug_configs import ColorJitter
 from hcdg.cli import main
+from hcdg.pipeline.aug_configs import ColorJitter
 from hcdg.stages import sweep, train, train_loop, train_shared
 from hcdg.stages.train_loop import STOP_ENV
 from hcdg.store.checkpoints import list_checkpoints, load_model_state
