@@ -20,14 +20,16 @@ network sees the augmented crop. The feature still describes the sample's conten
 style; what it does not see is the random crop/rotation/jitter of the step. The paper
 computes CLIP on the fly, but CLIP is trained to be largely invariant to such mild
 geometric/photometric changes, and caching is what makes training as fast as the
-baseline and a ratio sweep reuse one store.
+baseline and a ratio sweep reuse one store. A store embedded with `--views K`
+(`pipeline.views`) holds K augmented crops per image instead; with `views=` an item
+replays one of them (its stored parameters), so the network sees the crop CLIP saw.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -35,6 +37,9 @@ from torch.utils.data import Dataset
 
 from hcdg.pipeline import hands
 from hcdg.pipeline.aug_configs import ColorJitter  # noqa: F401  (defined there, torch-free)
+
+if TYPE_CHECKING:
+    from hcdg.pipeline.transforms import GeomParams
 
 #: `numpy.random.default_rng` stream tags, so the order and augmentation streams never collide.
 _ORDER_TAG = 0x0DE2
@@ -69,6 +74,19 @@ def apply_color(image: np.ndarray, bcs: tuple[float, float, float]) -> np.ndarra
     gray = 0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2]
     img = (img - gray[None]) * s + gray[None]
     return np.clip(img, 0.0, 1.0).astype(np.float32)
+
+
+def view_geom(row: np.ndarray) -> GeomParams:
+    """The `transforms.GeomParams` of a stored view's parameter row (`pipeline.views.VIEW_PARAMS`:
+    scale, rotation_deg, shift_x_frac, shift_y_frac, then the colour factors), float32 widened to float."""
+    from hcdg.pipeline.transforms import GeomParams
+
+    return GeomParams(*(float(x) for x in row[:4]))
+
+
+def view_bcs(row: np.ndarray) -> tuple[float, float, float]:
+    """The (brightness, contrast, saturation) factors of a stored view's parameter row."""
+    return float(row[4]), float(row[5]), float(row[6])
 
 
 #: Keys of an item (and of a collated batch) the training step uses.
@@ -146,8 +164,6 @@ class AugmentedSamples(Dataset):
         on_device = self.augment_on == "device"
         view, bcs = -1, None
         if self.views is not None:  # replay a stored view: the crop its CLIP feature was computed on
-            from hcdg.pipeline.views import view_bcs, view_geom
-
             view = self.pick_view(epoch, index)
             params = view_geom(self.views[index, view])
             bcs = view_bcs(self.views[index, view])

@@ -23,7 +23,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hcdg.pipeline.transforms import CropConfig, GeomAug, GeomParams, draw_geom, prepare
+from hcdg.pipeline.train_data import apply_color, jitter_factors, view_bcs, view_geom
+from hcdg.pipeline.transforms import CropConfig, GeomAug, draw_geom, prepare
+
+__all__ = ["VIEW_PARAMS", "ViewRows", "clip_pixels", "draw_view", "draw_views", "from_spec", "render_view", "view_bcs",
+           "view_geom", "views_fingerprint"]
 
 #: Columns of a stored view's parameter row (float32).
 VIEW_PARAMS = ("scale", "rotation_deg", "shift_x_frac", "shift_y_frac", "brightness", "contrast", "saturation")
@@ -44,8 +48,6 @@ def draw_views(geom: GeomAug, color: Any | None, seed: int, index: int, k: int) 
 
 def draw_view(geom: GeomAug, color: Any | None, seed: int, index: int, view: int) -> np.ndarray:
     """(7,) float32 parameter row of view `view` of image `index` (see `draw_views`)."""
-    from hcdg.pipeline.train_data import jitter_factors
-
     rng = np.random.default_rng([int(seed), VIEW_TAG, int(index), int(view)])
     g = draw_geom(geom, rng)
     bcs = jitter_factors(color, rng) if color is not None else (1.0, 1.0, 1.0)
@@ -76,21 +78,9 @@ class ViewRows(torch.utils.data.Dataset):
         return row, clip_pixels(torch.from_numpy(crop)[None], self.size, self.mean, self.std)[0], ""
 
 
-def view_geom(row: np.ndarray) -> GeomParams:
-    """The geometric part of a stored view row (float32 values, widened to Python floats)."""
-    return GeomParams(*(float(x) for x in row[:4]))
-
-
-def view_bcs(row: np.ndarray) -> tuple[float, float, float]:
-    """The (brightness, contrast, saturation) factors of a stored view row."""
-    return float(row[4]), float(row[5]), float(row[6])
-
-
 def render_view(sample: Any, crop: CropConfig, row: np.ndarray) -> np.ndarray:
     """(3, S, S) float32 in [0, 1]: the training input of `sample` under stored view `row`, rendered
     by the worker path of `train_data.AugmentedSamples` (the same calls, so the same bytes)."""
-    from hcdg.pipeline.train_data import apply_color
-
     out = prepare(sample, crop, None, None, params=view_geom(row))
     return apply_color(np.asarray(out["image"], dtype=np.float32), view_bcs(row))
 
@@ -115,3 +105,14 @@ def augmentation_spec(crop: CropConfig, geom: GeomAug, color: Any | None) -> dic
     return {"input_size": crop.input_size, "crop_scale": crop.crop_scale, "min_side_px": crop.min_side_px,
             "geom": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(geom).items()},
             "color": None if color is None else dataclasses.asdict(color)}
+
+
+def from_spec(spec: dict[str, Any]) -> tuple[CropConfig, GeomAug, Any | None]:
+    """(crop, geom, color) back from an `augmentation_spec` (a store's recorded views)."""
+    from hcdg.pipeline.aug_configs import ColorJitter
+
+    crop = CropConfig(input_size=int(spec["input_size"]), crop_scale=float(spec["crop_scale"]),
+                      min_side_px=float(spec["min_side_px"]))
+    g = dict(spec["geom"])
+    geom = GeomAug(**{**g, "scale_range": tuple(g["scale_range"])})
+    return crop, geom, None if spec["color"] is None else ColorJitter(**spec["color"])

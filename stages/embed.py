@@ -16,6 +16,10 @@ Streaming and resumable (docs/store.md):
   contiguous chunk ranges; n processes, at once or one after another, give the
   same store as one.
 
+* `--views K` (K > 0): rows are K augmented training crops per image (row i*K + v),
+  rendered as `hcdg train` renders them and resized for CLIP as the authors do
+  (`pipeline.views`), with each view's parameters in `view_params` (`store.views`).
+
 Test hook (tests only, documented here): `HCDG_TEST_KILL_AFTER_CHUNKS=k` makes
 the writer thread, after k chunks, write the next chunk's features *without*
 its done flag and then SIGKILL its own process, so the kill-and-resume tests
