@@ -15,7 +15,7 @@ re-scaled to 512-d, and the CPU render time per view divided over `--project-wor
 loader processes (the model side on a GPU is not measured here).
 
 Usage:
-    nice -n 10 python benchmarks/bench_views.py --n 64 --ks 0 4 8 16 --project 130240
+    nice -n 10 python benchmarks/bench_views.py --n 64 --ks 0 4 8 16 --chunk-rows 64 --project 130240
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ def main() -> None:
     ap.add_argument("--model", default="hcdg-tiny")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--chunk-rows", type=int, default=64, help="small, so that chunks are full (stores "
+                    "allocate whole chunks: a probe of N rows with the default 1024-row chunks measures padding)")
     ap.add_argument("--render-n", type=int, default=64)
     ap.add_argument("--project", type=int, default=130240, help="images to project to (FreiHAND training)")
     ap.add_argument("--project-workers", type=int, default=15)
@@ -67,7 +69,7 @@ def main() -> None:
     for k in args.ks:
         store = tmp / f"k{k}.zarr"
         s = run(EmbedConfig(dataset="freihand", root=str(data), store=str(store), model=args.model, limit=args.n,
-                            batch_size=args.batch_size, workers=args.workers, prompt_filter="^one pale yellow",
+                            batch_size=args.batch_size, workers=args.workers, chunk_rows=args.chunk_rows, prompt_filter="^one pale yellow",
                             progress=False, views=k, device="cpu"))
         from hcdg.store.features import read_meta
 
