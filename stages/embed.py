@@ -110,14 +110,16 @@ class EmbedSummary:
     n_prompts: int
     shard: tuple[int, int]
     random_weights: bool
+    views: int = 0  # augmented views per image (rows = images x views); 0: whole images
 
     def line(self) -> str:
         rate = self.embedded / self.image_seconds if self.image_seconds > 0 else 0.0
         shard = f" (shard {self.shard[0]}/{self.shard[1]})" if self.shard[1] > 1 else ""
+        what = f"{self.embedded} augmented views ({self.views} per image)" if self.views else f"{self.embedded} images"
         text = "encoded" if self.text_computed else "already present"
         skipped = f", {self.skipped} skipped" if self.skipped else ""
         random = " (RANDOM weights)" if self.random_weights else ""
-        return (f"embedded {self.embedded} images of {self.key}{shard} in {self.seconds:.1f} s (images "
+        return (f"embedded {what} of {self.key}{shard} in {self.seconds:.1f} s (images "
                 f"{rate:.1f} img/s){skipped}; split {self.complete_rows}/{self.rows} rows complete; "
                 f"{self.n_prompts} prompts {text}; store {self.store}{random}")
 
@@ -380,7 +382,7 @@ def _run(cfg: EmbedConfig, dataset: Any) -> EmbedSummary:
     return EmbedSummary(key=key, store=str(cfg.store), rows=info["rows"], complete_rows=info["complete_rows"],
                         embedded=embedded, skipped=skipped, seconds=time.perf_counter() - t0, image_seconds=t_images,
                         text_computed=text_computed, n_prompts=len(prompts), shard=shard,
-                        random_weights=identity["weights"]["kind"] == "random")
+                        random_weights=identity["weights"]["kind"] == "random", views=cfg.views)
 
 
 def _embed_chunks(cfg: EmbedConfig, dataset: Any, encoder: ClipEncoder, writer: SplitWriter, todo: list[int],

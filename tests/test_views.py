@@ -180,3 +180,38 @@ def test_store_verify_re_renders_views(view_store, synth_freihand):
     assert report["ok"], report
     split = next(t for t in report["tables"] if t["table"] == "freihand/training")
     assert split["ok"]
+
+
+def test_authors_preset_views_match_an_authors_run_and_not_a_paper_run(synth_freihand, tmp_path):
+    from hcdg.stages.embed import view_setup
+    from hcdg.stages.train_views import check_views
+
+    fp = view_setup(EmbedConfig(root="x", store="y", **{**EMBED, "view_preset": "authors"})).fingerprint()
+    authors = train.TrainConfig.resolve("authors", root=str(synth_freihand), out=str(tmp_path / "a"))
+    assert check_views(authors, "views.zarr", fp) == K
+    paper = train.TrainConfig.resolve("paper", root=str(synth_freihand), out=str(tmp_path / "p"))
+    with pytest.raises(HcdgError, match=r"geom\.rotation_deg: store has 90\.0, this run has 30\.0"):
+        check_views(paper, "views.zarr", fp)
+
+
+def test_shared_batches_group_only_runs_replaying_the_same_views():
+    from hcdg.stages.train_shared import same_views
+
+    a = np.zeros((4, 2, 7), np.float32)
+    assert same_views(None, None) and same_views(a, a.copy())
+    assert not same_views(a, None) and not same_views(None, a) and not same_views(a, a + 1)
+
+
+def test_cli_embed_views_then_summary_names_the_views(synth_freihand, view_toml, tmp_path):
+    from click.testing import CliRunner
+
+    from hcdg.cli import main
+
+    store = tmp_path / "cli.zarr"
+    r = CliRunner().invoke(main, ["embed", "--dataset", "freihand", "--root", str(synth_freihand), "--store",
+                                  str(store), "--model", "hcdg-tiny", "--workers", "0", "--device", "cpu",
+                                  "--prompt-filter", "^one pale", "--no-progress", "--limit", "4", "--views", "2",
+                                  "--view-config", str(view_toml)])
+    assert r.exit_code == 0, r.output
+    assert "embedded 8 augmented views (2 per image)" in r.output
+    assert fs.read_fingerprint(store)["splits"]["freihand/training"]["views"]["augmentation"]["input_size"] == 64
