@@ -526,7 +526,7 @@ def import_authors_cmd(checkpoint, out) -> None:
 @click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=str))
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Report folder: report.html, report.md, figures/, tables/ (created; may hold an earlier report).")
-@click.option("--protocol", type=click.Choice(["authors", "2.5d-gtroot-gtbone", "rr-gtscale", "pa", "pa-proper"]), default=None,
+@click.option("--protocol", type=click.Choice(["authors", "authors-gtcrops", "2.5d-gtroot-gtbone", "rr-gtscale", "pa", "pa-proper"]), default=None,
               help="Protocol of the paper-shaped tables (default: authors, the paper's, when a run has results "
                    "under it, else 2.5d-gtroot-gtbone; all appear in the full table).")
 @click.option("--root", type=click.Choice(["wrist", "palm"]), default=None,
@@ -550,6 +550,15 @@ def report_cmd(runs, out, protocol, root, joints, title, figures) -> None:
     click.echo(f"report of {res['runs']} run(s): {res['html']} (Markdown: {res['markdown']})")
 
 
+def _eval_default(name: str) -> str:
+    """The default of `EvalConfig` field `name`, for help strings."""
+    import dataclasses
+
+    from hcdg.stages.eval import EvalConfig
+
+    return str({f.name: f for f in dataclasses.fields(EvalConfig)}[name].default)
+
+
 @main.command("eval")
 @click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Training run folder (from `hcdg train`): its run.json config rebuilds the network.")
@@ -565,9 +574,10 @@ def report_cmd(runs, out, protocol, root, joints, title, figures) -> None:
 @click.option("--batch-size", type=int, default=None, help="Images per forward pass (default 32; results do not depend on it).")
 @click.option("--device", default=None, help="auto (default: cuda if available), cpu, cuda, cuda:N.")
 @click.option("--protocol", "protocols", multiple=True,
-              type=click.Choice(["authors", "2.5d-gtroot-gtbone", "rr-gtscale", "pa", "pa-proper"]),
-              help="Protocol(s) to compute, repeatable (default: all that apply to the run's output: authors for "
-                   "uvd networks, the other four for xyz networks; PROTOCOL.md §4, docs/results.md).")
+              type=click.Choice(["authors", "authors-gtcrops", "2.5d-gtroot-gtbone", "rr-gtscale", "pa", "pa-proper"]),
+              help="Protocol(s) to compute, repeatable (default: all that apply to the run's output: for uvd "
+                   "networks authors with --crops seed-boxes, authors-gtcrops with --crops gt; the other four for "
+                   "xyz networks; PROTOCOL.md §4, docs/results.md).")
 @click.option("--crops", type=click.Choice(["gt", "seed-boxes"]), default=None,
               help="Crop boxes: gt (default; hand3d's box from the ground-truth keypoints) or seed-boxes "
                    "(the paper authors' released boxes, given with --boxes, cut as their test code cuts them).")
@@ -575,18 +585,25 @@ def report_cmd(runs, out, protocol, root, joints, title, figures) -> None:
               help="With --crops seed-boxes: .npy of [x, y, w, h] per test frame (STB_bbox.npy (3000,4), Rhp_bbox.npy (2725,4)).")
 @click.option("--decoder", type=click.Choice(["soft-argmax", "argmax"]), default=None,
               help="Heatmap -> 2D decoder used by 2.5d-gtroot-gtbone (default soft-argmax).")
+@click.option("--scale", type=float, default=None,
+              help=f"Test-time box size multiplier about its centre, as the authors' test.py --scale "
+                   f"(default {_eval_default('scale')}, the paper's setting).")
+@click.option("--rot", type=float, default=None,
+              help=f"Test-time crop rotation in degrees, as the authors' test.py --rot; authors protocols only "
+                   f"(default {_eval_default('rot')}, the paper's setting).")
 @click.option("--limit", type=int, default=None, help="Evaluate only the first N samples (quick checks).")
 @click.option("--workers", type=int, default=None, help="DataLoader worker processes for decoding and cropping (default 0).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default on).")
 def eval_cmd(run_dir, target, root, split, checkpoint, batch_size, device, protocols, crops, boxes, decoder,
-             limit, workers, progress) -> None:
+             scale, rot, limit, workers, progress) -> None:
     """Evaluate a trained run on STB / RHD / FreiHAND under every protocol; write RUN/eval/<target>.parquet."""
     from hcdg.pipeline.config import from_dict, merge
     from hcdg.stages import eval as stage
 
     flags = {"run": run_dir, "target": target, "root": root, "split": split, "checkpoint": checkpoint,
              "batch_size": batch_size, "device": device, "protocols": list(protocols) or None, "crops": crops,
-             "boxes": boxes, "decoder": decoder, "limit": limit, "workers": workers, "progress": progress}
+             "boxes": boxes, "decoder": decoder, "scale": scale, "rot": rot, "limit": limit, "workers": workers,
+             "progress": progress}
     res = stage.run(from_dict(stage.EvalConfig, merge({}, flags), where="flags"))
     click.echo(f"weights: {res['weights']} (step {res['checkpoint_step']})")
     if res["note"]:

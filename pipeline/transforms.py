@@ -121,6 +121,22 @@ def roll_pixel_map(K: np.ndarray, angle_rad: float) -> np.ndarray:
     return P
 
 
+def _keypoint_box(uv: np.ndarray, visible: np.ndarray, cfg: CropConfig, image_hw: tuple[int, int]) -> CropBox:
+    return camera.crop_box(uv, visible, scale=cfg.crop_scale, min_side=cfg.min_side_px, image_size=image_hw)
+
+
+def hand_box(sample: Sample, cfg: CropConfig, image_hw: tuple[int, int]) -> CropBox:
+    """The box `prepare` crops when given none: hand3d's keypoint box (`camera.crop_box`, with
+    `cfg.crop_scale` and `cfg.min_side_px`) in the frame of the image after mirroring a left hand.
+
+    Args:
+        sample: an annotated sample (its image is not read). image_hw: (H, W) of its image.
+    """
+    H, W = image_hw
+    s = hands.mirror_sample(dataclasses.replace(sample, image=None), width=W) if sample.side == "left" else sample
+    return _keypoint_box(np.asarray(s.uv, dtype=np.float64), np.asarray(s.visible, bool).reshape(-1), cfg, (H, W))
+
+
 def prepare(
     sample: Sample,
     cfg: CropConfig,
@@ -177,7 +193,7 @@ def prepare(
     if crop_from_image is not None and (aug is not None or box is not None):
         raise HcdgError("prepare: a fixed crop_from_image excludes a box and augmentation")
     if box is None:
-        box = camera.crop_box(uv, visible, scale=cfg.crop_scale, min_side=cfg.min_side_px, image_size=(H, W))
+        box = _keypoint_box(uv, visible, cfg, (H, W))
     cx, cy, side = box.cx, box.cy, box.side
     roll = np.eye(3)
     P = np.eye(3)

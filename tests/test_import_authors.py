@@ -236,8 +236,32 @@ def test_an_xyz_run_is_refused_the_authors_protocol(synth_stb, tmp_path):
 
     run = make_run(tmp_path / "xyz")
     res = CliRunner().invoke(main, ["eval", "--run", str(run), "--target", "stb", "--root", str(synth_stb),
-                                    "--protocol", "authors", "--no-progress"])
+                                    "--protocol", "authors-gtcrops", "--no-progress"])
     assert res.exit_code != 0
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "--protocol authors: does not apply" in lines[0] and "uvd" in lines[0]
+    assert len(lines) == 1 and "--protocol authors-gtcrops: does not apply" in lines[0] and "uvd" in lines[0]
     assert not (run / "eval").exists()
+
+
+def test_authors_means_their_boxes(imported, synth_stb, tmp_path):
+    """`--protocol authors` with hcdg's GT boxes is refused in one line; without --protocol a uvd run on
+    GT boxes is labelled authors-gtcrops, never authors."""
+    from hcdg.store import results as rs
+
+    runner = CliRunner()
+    base = ["eval", "--run", str(imported), "--target", "stb", "--root", str(synth_stb), "--no-progress", "--limit", "1"]
+    for extra, needle in ((["--protocol", "authors"], "--protocol authors: means the authors' released boxes"),
+                          (["--protocol", "authors-gtcrops", "--crops", "seed-boxes", "--boxes", "x.npy"],
+                           "--protocol authors-gtcrops: is their computation on hcdg's ground-truth boxes")):
+        res = runner.invoke(main, base + extra)
+        lines = [ln for ln in res.output.splitlines() if ln.strip()]
+        assert res.exit_code != 0 and len(lines) == 1 and needle in lines[0], res.output
+    assert not (imported / "eval").exists()
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(imported, run)
+    res = runner.invoke(main, ["eval", "--run", str(run), *base[3:], "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    frame = rs.read_results(rs.results_path(run, "stb"))
+    assert set(frame["protocol"]) == {"authors-gtcrops"} and set(frame["crop_backend"]) == {"cv2"}
