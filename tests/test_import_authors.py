@@ -40,7 +40,7 @@ def test_import_writes_a_normal_run_folder_with_the_source_sha256(imported, thei
     assert files == ["model.json", "model.safetensors", "run.json"]
     run = json.loads((imported / "run.json").read_text())
     sha = hashlib.sha256(their_ckpt[0].read_bytes()).hexdigest()
-    assert run["stage"] == "import" and run["source"]["sha256"] == sha
+    assert run["stage"] == "import" and run["source"]["sha256"] == sha and run["eval_crop_backend"] == "cv2"
     assert run["config"]["model"]["lifting_padding"] == "tf-same"
     assert run["config"]["model"]["output"] == "uvd" and run["config"]["model"]["hand_side"] == "authors"
     assert set(run["source"]["ignored_key_families"]) >= {"clip_model", "pose_model.handsegnet",
