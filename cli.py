@@ -589,8 +589,8 @@ def _eval_default(name: str) -> str:
               help=f"Test-time box size multiplier about its centre, as the authors' test.py --scale "
                    f"(default {_eval_default('scale')}, the paper's setting).")
 @click.option("--rot", type=float, default=None,
-              help=f"Test-time crop rotation in degrees, as the authors' test.py --rot; authors protocols only "
-                   f"(default {_eval_default('rot')}, the paper's setting).")
+              help=f"Test-time crop rotation in degrees, as the authors' test.py --rot (hcdg's protocols: a camera "
+                   f"roll, undone before scoring; default {_eval_default('rot')}, the paper's setting).")
 @click.option("--limit", type=int, default=None, help="Evaluate only the first N samples (quick checks).")
 @click.option("--workers", type=int, default=None, help="DataLoader worker processes for decoding and cropping (default 0).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default on).")

@@ -14,9 +14,13 @@ Boxes are the authors' released [x, y, w, h] rows (truncated to integers, as the
 when none is given, hand3d's keypoint box from the ground truth (`transforms.hand_box`), both in
 the frame of the image after mirroring a left hand. The test-time ``scale`` multiplies the box
 side about its centre and ``rot_deg`` turns the box's axes in the image (their main/test.py
-``--scale`` / ``--rot``, main/preprocessing.py:176-209). Rotation is only defined for ``cv2``:
-their uvd output is decoded through the inverse crop affine, so any in-plane turn of the crop is
-undone exactly, while hcdg's xyz output would need its camera roll undone (not built).
+``--scale`` / ``--rot``, main/preprocessing.py:176-209). Under ``cv2`` that is their 2D turn of
+the crop about the box centre (their uvd output is decoded through the inverse crop affine, so
+the turn is undone exactly). Under ``pil`` it is a camera roll about the optical axis by
+``-rot_deg`` (`transforms.prepare`'s ``roll_rad``; the crop looks turned the same way, by
+``-rot_deg`` on screen), and the returned 3D (``xyz_m``) is in the rolled camera: an xyz
+network's prediction is un-rolled with ``rot_aug`` (``xyz = xyz_rolled @ rot_aug``) before it
+is compared with the ground truth.
 """
 
 from __future__ import annotations
@@ -39,9 +43,6 @@ def check_options(backend: str, scale: float, rot_deg: float) -> None:
         raise HcdgError(f"--scale: expected a finite number > 0, got {scale!r}")
     if not np.isfinite(rot_deg):
         raise HcdgError(f"--rot: expected a finite number of degrees, got {rot_deg!r}")
-    if backend == "pil" and rot_deg != 0:
-        raise HcdgError("--rot: test-time rotation applies to the authors' protocols only (their uvd output is "
-                        "decoded through the crop affine); hcdg's xyz protocols would need the camera roll undone")
 
 
 def eval_crop(sample: Sample, crop_cfg: transforms.CropConfig, *, backend: str, scale: float, rot_deg: float,
@@ -52,13 +53,14 @@ def eval_crop(sample: Sample, crop_cfg: transforms.CropConfig, *, backend: str, 
         sample: a Sample with its image loaded (uint8 RGB).
         crop_cfg: the run's crop geometry (input size; crop_scale / min side of hand3d's box).
         backend: "cv2" (the authors' crop) or "pil" (hcdg's).
-        scale: test-time box multiplier (> 0). rot_deg: test-time rotation, degrees ("cv2" only).
+        scale: test-time box multiplier (> 0). rot_deg: test-time rotation, degrees (module docs).
         box_xywh: (4,) the authors' released box in the mirrored image's pixels, or None
             (hand3d's keypoint box from the ground truth).
     Returns:
         prepare's keys (``image`` (3, S, S) float32 in [0, 1], ``crop_from_image``, ``K``, ``xyz_m``,
-        ...; ``heatmaps`` None) and ``image_from_crop`` (3, 3): the crop -> (mirrored) image map
-        to decode with (their separately solved float32 inverse for "cv2").
+        ``rot_aug`` the camera roll (identity for "cv2"), ...; ``heatmaps`` None under "cv2") and
+        ``image_from_crop`` (3, 3): the crop -> (mirrored) image map to decode with (their
+        separately solved float32 inverse for "cv2").
     """
     check_options(backend, scale, rot_deg)
     if sample.image is None:
@@ -78,12 +80,20 @@ def eval_crop(sample: Sample, crop_cfg: transforms.CropConfig, *, backend: str, 
         out["image"] = np.divide(crop.transpose(2, 0, 1), np.float32(255.0), dtype=np.float32)
         out["image_from_crop"] = inv
         return out
+    roll = -np.deg2rad(float(rot_deg))  # the crop turns by -rot on screen, as theirs
     if box_xywh is not None:
         from hcdg.pipeline.authors import crop_from_xywh
 
-        out = transforms.prepare(sample, crop_cfg, crop_from_image=crop_from_xywh(box_xywh, size, scale))
+        A = crop_from_xywh(box_xywh, size, scale)
+        out = transforms.prepare(sample, crop_cfg, crop_from_image=A, roll_rad=roll)
     else:
         b = transforms.hand_box(sample, crop_cfg, hw)
-        out = transforms.prepare(sample, crop_cfg, box=CropBox(b.cx, b.cy, b.side * float(scale)))
+        out = transforms.prepare(sample, crop_cfg, box=CropBox(b.cx, b.cy, b.side * float(scale)), roll_rad=roll)
     out["image_from_crop"] = camera.affine_inverse(out["crop_from_image"])
     return out
+
+
+def unroll(xyz: np.ndarray, rot_aug: np.ndarray) -> np.ndarray:
+    """(N, J, 3) points in each sample's rolled camera -> its unrolled camera: ``xyz_rolled @ rot_aug``
+    (`transforms.prepare`: ``xyz_rolled = xyz @ rot_aug.T``; rot_aug (N, 3, 3) rotations)."""
+    return np.einsum("nkj,nji->nki", np.asarray(xyz, dtype=np.float64), np.asarray(rot_aug, dtype=np.float64))

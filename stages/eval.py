@@ -71,7 +71,7 @@ class EvalConfig:
             main/test.py:18 default and main/test.sh (``--scale 1``), the paper's setting.
         rot: test-time rotation of the crop, degrees (their gen_trans_from_patch_cv angle,
             main/preprocessing.py:183). 0.0 = main/test.py:19 and main/test.sh (``--rot 0``).
-            Authors' protocols only (`eval_crops.check_options`).
+            hcdg's protocols roll the camera instead and un-roll the prediction (`eval_crops`).
         limit: evaluate only the first N samples (quick checks); None = all.
         workers: DataLoader worker processes for decoding + cropping (0 = in process).
         progress: show a progress bar.
@@ -312,7 +312,7 @@ class _Prepared:
         out = eval_crop(sample, self.crop, backend=self.backend, scale=self.scale, rot_deg=self.rot,
                         box_xywh=None if self.boxes is None else self.boxes[i])
         keep = ("image", "hand_side", "xyz_m", "K", "crop_from_image", "image_from_crop", "image_from_original",
-                "visible", "mirrored")
+                "rot_aug", "visible", "mirrored")
         item = {k: out[k] for k in keep}
         item["K_image"] = np.asarray(sample.K, dtype=np.float64)  # not mirrored (authors protocol)
         item["sample_id"] = sample.sample_id
@@ -342,7 +342,8 @@ def predict_split(loaded: LoadedModel, dataset: _Prepared, cfg: EvalConfig, desc
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers)
     from hcdg.pipeline.authors import heatmap_argmax_upsampled
 
-    keys = ("xyz_m", "K", "K_image", "crop_from_image", "image_from_crop", "image_from_original", "visible", "mirrored")
+    keys = ("xyz_m", "K", "K_image", "crop_from_image", "image_from_crop", "image_from_original", "rot_aug", "visible",
+            "mirrored")
     acc: dict[str, list] = {k: [] for k in (*keys, "xyz_rel_norm", "uv_hm", "uv_argmax_crop", "sample_id", "gt_root")}
     need_argmax = protocols.uses_authors(cfg.protocols or ())
     size = loaded.crop.input_size
@@ -385,6 +386,11 @@ def evaluate_predictions(pred: dict[str, Any], crop: Any, protocols_: tuple[str,
     roots = sorted(set(pred["gt_root"]))
     if len(roots) != 1:
         raise HcdgError(f"evaluation: samples mix ground-truth roots {roots}; evaluate one dataset at a time")
+    if "rot_aug" in pred and not protocols.uses_authors(protocols_):  # test-time --rot: back to the camera
+        from hcdg.pipeline.eval_crops import unroll
+
+        pred = {**pred, "xyz_m": unroll(pred["xyz_m"], pred["rot_aug"]),
+                "xyz_rel_norm": unroll(pred["xyz_rel_norm"], pred["rot_aug"])}
     img_from_hm = protocols.image_from_heatmap(pred["crop_from_image"], crop.input_size, crop.heatmap_size)
     authors_in = None
     if protocols.uses_authors(protocols_):

@@ -118,17 +118,67 @@ def test_scaled_and_rotated_crops_decode_back_exactly(synth_rhd):
     np.testing.assert_allclose(np.linalg.norm(d1) * 1.3, np.linalg.norm(d0), rtol=1e-5)
 
 
-def test_rotation_is_refused_for_hcdg_crops_and_bad_values_in_one_line():
-    with pytest.raises(HcdgError, match="--rot: test-time rotation applies to the authors' protocols only"):
-        eval_crops.check_options("pil", 1.0, 10.0)
+def test_bad_crop_options_are_one_line_errors():
     with pytest.raises(HcdgError, match="--scale: expected a finite number > 0"):
         eval_crops.check_options("cv2", float("nan"), 0.0)
+    with pytest.raises(HcdgError, match="--rot: expected a finite number"):
+        eval_crops.check_options("pil", 1.0, float("inf"))
     with pytest.raises(HcdgError, match="crop backend"):
         eval_crops.check_options("skimage", 1.0, 0.0)
     with pytest.raises(HcdgError, match="after truncation"):
         crop_cv2.box_affines([1.0, 1.0, 0.7, 5.0], 32)
     with pytest.raises(HcdgError, match="uint8"):
         crop_cv2.cut_crop(np.zeros((4, 4, 3), np.float32), np.eye(3), 4, flip=False)
+
+
+@pytest.mark.parametrize("seed_boxes", [False, True])
+def test_hcdg_protocols_under_test_time_rotation_roll_the_camera_and_undo_it(synth_rhd, seed_boxes):
+    """--rot on hcdg's PIL crops: the crop turns like theirs (by -rot), the 3D is in the rolled camera,
+    and eval un-rolls it: a prediction equal to the rolled ground truth scores ~0 under every xyz
+    protocol and lands on the dataset's own ground truth; without the un-roll it does not."""
+    from hcdg.pipeline.datasets import open_dataset
+    from hcdg.pipeline.protocols import OUTPUT_PROTOCOLS
+    from hcdg.stages import eval as ev
+
+    reader = open_dataset("rhd", synth_rhd)
+    cfg = CropConfig(input_size=64)
+    items, base = [], []
+    for i in range(3):
+        s = reader[i]
+        uv_m = s.uv if s.side == "right" else np.column_stack([320 - 1 - s.uv[:, 0], s.uv[:, 1]])
+        box = np.array([*(uv_m.mean(0) - 60.2), 120.6, 120.6]) if seed_boxes else None
+        kw = dict(backend="pil", box_xywh=box)
+        items.append(eval_crops.eval_crop(s, cfg, scale=1.2, rot_deg=25.0, **kw))
+        base.append(eval_crops.eval_crop(s, cfg, scale=1.2, rot_deg=0.0, **kw))
+    it, b0 = items[0], base[0]
+    uv0 = camera.project(b0["xyz_m"][None], b0["K"])[0]
+    a0, a1 = camera.apply_affine(b0["crop_from_image"], uv0), camera.apply_affine(it["crop_from_image"], uv0)
+    d0, d1 = a0[12] - a0[0], a1[12] - a1[0]
+    turn = np.degrees(np.arctan2(d1[1], d1[0]) - np.arctan2(d0[1], d0[0]))
+    assert abs((turn + 25.0 + 180.0) % 360.0 - 180.0) < 0.5  # a roll about the principal point: ~ -25 deg
+    np.testing.assert_allclose(camera.project(it["xyz_m"][None], it["K_crop"])[0], a1, atol=1e-6)
+    if seed_boxes:  # the box centre stays at the crop centre
+        c = camera.apply_affine(camera.affine_inverse(b0["crop_from_image"]), np.array([31.5, 31.5]))
+        np.testing.assert_allclose(camera.apply_affine(it["crop_from_image"], c), [31.5, 31.5], atol=1e-6)
+
+    def stack(k):
+        return np.stack([np.asarray(x[k]) for x in items])
+
+    pred = {k: stack(k) for k in ("xyz_m", "K", "crop_from_image", "image_from_crop", "image_from_original",
+                                  "rot_aug", "visible")}
+    pred.update(mirrored=stack("mirrored").astype(bool), K_image=np.stack([reader[i].K for i in range(3)]),
+                xyz_rel_norm=stack("xyz_rel_norm").astype(np.float64),
+                uv_hm=np.stack([camera.crop_to_heatmap(x["uv_crop"], 64, 8) for x in items]),
+                sample_id=[x["sample_id"] for x in items], gt_root=["wrist"] * 3)
+    results, _ = ev.evaluate_predictions(pred, cfg, OUTPUT_PROTOCOLS["xyz"], "rhd")
+    for r in results:
+        assert r.errors_mm.max() < 1e-3, (r.protocol, r.root, r.errors_mm.max())
+    gt = np.stack([reader[i].xyz for i in range(3)])
+    rr = next(r for r in results if r.protocol == "2.5d-gtroot-gtbone")
+    np.testing.assert_allclose(rr.pred_xyz_m, gt, atol=1e-6)  # back in RHD's own camera frame
+    no_unroll = {k: v for k, v in pred.items() if k != "rot_aug"}
+    results, _ = ev.evaluate_predictions(no_unroll, cfg, ("2.5d-gtroot-gtbone",), "rhd")
+    assert results[0].errors_mm.mean() > 1.0
 
 
 def test_per_axis_summary_is_their_epe_detailed():
