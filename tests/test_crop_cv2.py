@@ -239,3 +239,18 @@ def test_rhd_under_their_protocol_always_drops_their_three_files(tmp_path):
     # hcdg's protocols on GT boxes keep every image
     idx, _, note = ev.select_samples(_FakeRhd(), ev.EvalConfig(run="r", target="rhd", root="x", protocols=("pa",)))
     assert len(idx) == 2728 and note == ""
+
+
+def test_eval_refuses_bad_scale_and_rot_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from hcdg.cli import main
+
+    for flag, value, needle in (("--scale", "0", "--scale: expected a finite number > 0"),
+                                ("--scale", "nan", "--scale: expected a finite number"),
+                                ("--rot", "inf", "--rot: expected a finite number")):
+        res = CliRunner().invoke(main, ["eval", "--run", str(tmp_path / "run"), "--target", "stb", "--root",
+                                        str(tmp_path), flag, value, "--no-progress"])
+        lines = [ln for ln in res.output.splitlines() if ln.strip()]
+        assert res.exit_code != 0 and len(lines) == 1 and needle in lines[0], res.output
+    assert not (tmp_path / "run").exists()
