@@ -602,11 +602,11 @@ _DECODERS = "hcdg.pipeline.protocols:DECODERS"
               help="With --crops seed-boxes: .npy of [x, y, w, h] per test frame (STB_bbox.npy (3000,4), Rhp_bbox.npy (2725,4)).")
 @field_option(_EVAL, "decoder", choices=_DECODERS, help="Heatmap -> 2D decoder used by 2.5d-gtroot-gtbone.")
 @field_option(_EVAL, "scale", type=float,
-              help="Test-time box size multiplier about its centre, as the authors' test.py --scale (the default "
-                   "is the paper's setting).")
+              help="Test-time box size multiplier about its centre, as the authors' test.py --scale (the "
+                   "paper's numbers: unscaled).")
 @field_option(_EVAL, "rot", type=float,
-              help="Test-time crop rotation in degrees, as the authors' test.py --rot (the default is the paper's "
-                   "setting; hcdg's protocols: a camera roll, undone before scoring).")
+              help="Test-time crop rotation in degrees, as the authors' test.py --rot (the "
+                   "paper's numbers: unrotated; hcdg's protocols: a camera roll, undone before scoring).")
 @field_option(_EVAL, "limit", type=int, help="Evaluate only the first N samples (quick checks).")
 @field_option(_EVAL, "workers", type=int, help="DataLoader worker processes for decoding and cropping.")
 @field_option(_EVAL, "progress", "--progress/--no-progress", help="Progress bar.")
