@@ -76,7 +76,8 @@ PAPER_PROTOCOL = "authors"
 #: Names used by older result files -> today's name.
 LEGACY_NAMES = {"gtroot-2.5d": "2.5d-gtroot-gtbone"}
 #: Which protocols read which network output (`ModelConfig.output`).
-OUTPUT_PROTOCOLS = {"xyz": ("2.5d-gtroot-gtbone", "rr-gtscale", "pa", "pa-proper"), "uvd": ("authors", "authors-gtcrops")}
+OUTPUT_PROTOCOLS = {"xyz": ("2.5d-gtroot-gtbone", "rr-gtscale", "pa", "pa-proper"),
+                    "uvd": ("authors", "authors-gtcrops")}
 #: The protocols that run the authors' test computation (`authors_uvd`), by the boxes they crop with:
 #: their released boxes (``--crops seed-boxes``) or hcdg's ground-truth boxes (``--crops gt``).
 AUTHORS_PROTOCOLS: dict[str, str] = {"authors": "seed-boxes", "authors-gtcrops": "gt"}
@@ -491,7 +492,8 @@ def run_protocols(
                 out.append(pa(xyz_rel_norm, gt_xyz_m, gt_root=gt_root, root=root, allow_reflection=reflect))
             elif protocol in AUTHORS_PROTOCOLS:
                 if authors_inputs is None:
-                    raise HcdgError(f"protocol {protocol} needs the crop affines, original intrinsics and heatmap argmax")
+                    raise HcdgError(f"protocol {protocol} needs the crop affines, original intrinsics and "
+                                    "heatmap argmax")
                 out.append(authors_uvd(xyz_rel_norm, gt_xyz_m, authors_inputs, gt_root=gt_root, root=root,
                                        protocol=protocol))
             else:

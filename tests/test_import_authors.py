@@ -325,7 +325,8 @@ def test_per_sample_epe_equals_their_test_code(imported, their_ckpt, synth_stb, 
         rows.append(camera.crop_box(s.uv, s.visible, scale=2.6, image_size=None).to_xywh() + 0.37)
     boxes = np.array(rows)
     n = 2
-    crosses = (boxes[:n, :2] < 0).any(1) | (boxes[:n, 0] + boxes[:n, 2] > width) | (boxes[:n, 1] + boxes[:n, 3] > height)
+    x, y, w, h = boxes[:n].T
+    crosses = (x < 0) | (y < 0) | (x + w > width) | (y + h > height)
     assert crosses.any()
     path = tmp_path / "boxes.npy"
     np.save(path, boxes)
