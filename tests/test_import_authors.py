@@ -301,7 +301,7 @@ def _their_epe_mm(target, sample, box, state, scale=1.0, rot=0.0):
     return float(np.mean(np.linalg.norm(gt - out, axis=1)))
 
 
-@pytest.mark.parametrize("target, scale, rot", [("stb", 1.0, 0.0), ("rhd", 1.0, 0.0), ("rhd", 1.2, 15.0)])
+@pytest.mark.parametrize("target, scale, rot", [("stb", 1.0, 0.0), ("rhd", 1.2, 15.0)])
 def test_per_sample_epe_equals_their_test_code(imported, their_ckpt, synth_stb, synth_rhd, tmp_path,
                                                target, scale, rot):
     """`hcdg eval --protocol authors` on released-style boxes that cross the image border == their whole
