@@ -215,3 +215,14 @@ def test_cli_embed_views_then_summary_names_the_views(synth_freihand, view_toml,
     assert r.exit_code == 0, r.output
     assert "embedded 8 augmented views (2 per image)" in r.output
     assert fs.read_fingerprint(store)["splits"]["freihand/training"]["views"]["augmentation"]["input_size"] == 64
+
+
+def test_hdf5_store_keeps_the_view_parameters(synth_freihand, view_toml, tmp_path):
+    from hcdg.store.views import load_params
+
+    store = tmp_path / "v.h5"
+    embed_run(EmbedConfig(root=str(synth_freihand), store=str(store), view_config=str(view_toml), limit=4,
+                          **{**EMBED, "views": 2}))
+    params = load_params(store, "freihand/training", 2)
+    assert params.shape == (4, 2, 7)
+    assert np.array_equal(params[3, 1], draw_view(GeomAug(), train.TrainConfig().color, 0, 3, 1))
