@@ -22,8 +22,7 @@ from hcdg.pipeline.errors import HcdgError
 from hcdg.store import integrity
 from hcdg.store.features import StoreReader, split_node
 
-PARAMS = "view_params"
-SUMS = "view_sums"
+PARAMS, SUMS = integrity.VIEW_PARAMS, integrity.VIEW_SUMS
 
 
 def ensure_arrays(group: Any, n_rows: int, chunk_rows: int, n_chunks: int, n_params: int) -> None:
@@ -50,17 +49,10 @@ def load_params(path: str | Path, split_key: str, k: int) -> np.ndarray:
     with StoreReader(path) as reader:
         node = split_node(split_key)
         meta = reader.attrs(node) or {}
-        if not reader.has(f"{node}/{PARAMS}"):
-            raise HcdgError(f"{path}: split {split_key} records views but holds no {PARAMS} array; rebuild it "
-                            "with `hcdg embed --views`")
-        params = reader.read(f"{node}/{PARAMS}")
-        sums = reader.read(f"{node}/{SUMS}")
-    n, r = params.shape[0], int(meta.get("chunk_rows", params.shape[0] or 1))
-    for c in range(len(sums)):
-        part = np.ascontiguousarray(params[c * r:(c + 1) * r], dtype=np.float32)
-        if integrity.crc32(part) != int(sums[c]):
-            raise HcdgError(f"{path}: split {split_key}: {PARAMS} chunk {c} does not match its checksum (damaged); "
-                            f"{integrity.REPAIR}")
-    if n % k or not np.isfinite(params).all():
-        raise HcdgError(f"{path}: split {split_key}: {PARAMS} holds {n} rows, not a finite multiple of K = {k}")
-    return params.reshape(n // k, k, params.shape[1])
+        problems, params = integrity.check_view_params(reader, split_key, node, meta)
+    if problems or params is None:
+        raise HcdgError((problems[0] if problems else f"{path}: split {split_key} records no views")
+                        + f"; {integrity.REPAIR}")
+    if params.shape[0] % k:
+        raise HcdgError(f"{path}: split {split_key}: {PARAMS} holds {params.shape[0]} rows, not a multiple of K = {k}")
+    return params.reshape(params.shape[0] // k, k, params.shape[1])

@@ -124,8 +124,10 @@ def test_sharded_embed_equals_one_run_and_params_are_checksummed(synth_freihand,
     g["view_params"][:] = p
     from hcdg.store.views import load_params
 
-    with pytest.raises(HcdgError, match="view_params chunk 1 does not match its checksum"):
+    with pytest.raises(HcdgError, match=r"view_params chunk 1 \(rows 16-31\) does not match its checksum"):
         load_params(store, "freihand/training", K)
+    info = {s["key"]: s for s in fs.store_info(store)["splits"]}["freihand/training"]
+    assert info["damaged"] and "view_params chunk 1" in info["integrity"]["problems"][0]
 
 
 def test_embed_refuses_bad_views_before_writing(synth_freihand, tmp_path):
