@@ -561,7 +561,7 @@ def report_cmd(runs, out, protocol, root, joints, title, figures) -> None:
               help="Split (default: the test split: stb test = B1Counting+B1Random, rhd evaluation, freihand evaluation).")
 @click.option("--checkpoint", default=None,
               help="Weights: default the finished model (model.safetensors), else the newest checkpoint; "
-                   "'final', 'latest', or a checkpoint folder RUN/checkpoints/step-N.")
+                   "'final', 'latest', a step number (500), a folder name (step-00000500) or path.")
 @click.option("--batch-size", type=int, default=None, help="Images per forward pass (default 32; results do not depend on it).")
 @click.option("--device", default=None, help="auto (default: cuda if available), cpu, cuda, cuda:N.")
 @click.option("--protocol", "protocols", multiple=True,
@@ -578,15 +578,22 @@ def report_cmd(runs, out, protocol, root, joints, title, figures) -> None:
 @click.option("--limit", type=int, default=None, help="Evaluate only the first N samples (quick checks).")
 @click.option("--workers", type=int, default=None, help="DataLoader worker processes for decoding and cropping (default 0).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default on).")
+@click.option("--force", is_flag=True, default=None,
+              help="Replace results of the same name written by a different evaluation (another --protocol "
+                   "subset or --boxes file). A checkpoint, --limit, --split, --crops or --decoder evaluation "
+                   "never needs it: it is written beside the reference results (RUN/eval/<target>--<variant>.parquet).")
 def eval_cmd(run_dir, target, root, split, checkpoint, batch_size, device, protocols, crops, boxes, decoder,
-             limit, workers, progress) -> None:
-    """Evaluate a trained run on STB / RHD / FreiHAND under every protocol; write RUN/eval/<target>.parquet."""
+             limit, workers, progress, force) -> None:
+    """Evaluate a trained run on STB / RHD / FreiHAND under every protocol; write RUN/eval/<target>.parquet
+    (the finished model on every sample; other checkpoints and --limit go beside it, e.g.
+    RUN/eval/rhd--step-00000500--limit-4.parquet, and `hcdg report` leaves those out)."""
     from hcdg.pipeline.config import from_dict, merge
     from hcdg.stages import eval as stage
 
     flags = {"run": run_dir, "target": target, "root": root, "split": split, "checkpoint": checkpoint,
              "batch_size": batch_size, "device": device, "protocols": list(protocols) or None, "crops": crops,
-             "boxes": boxes, "decoder": decoder, "limit": limit, "workers": workers, "progress": progress}
+             "boxes": boxes, "decoder": decoder, "limit": limit, "workers": workers, "progress": progress,
+             "force": force}
     res = stage.run(from_dict(stage.EvalConfig, merge({}, flags), where="flags"))
     click.echo(f"weights: {res['weights']} (step {res['checkpoint_step']})")
     if res["note"]:
@@ -595,6 +602,9 @@ def eval_cmd(run_dir, target, root, split, checkpoint, batch_size, device, proto
     if res["random_weights"]:
         click.echo("note: this run was trained with RANDOM-weight CLIP features; they carry no meaning.")
     click.echo(f"{res['n_samples']} samples -> {res['results']} (summary: {res['summary']})")
+    if not res["identity"].is_reference:
+        click.echo(f"note: {res['identity'].describe()}: written beside the reference results "
+                   f"({res['identity'].target}.parquet); `hcdg report` does not compare it.")
 
 
 def _field_default(cls, name: str) -> str:

@@ -31,6 +31,7 @@ from hcdg.pipeline.config import ConfigError, to_dict
 from hcdg.pipeline.devices import resolve_device
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.protocols import DECODERS, PROTOCOLS, canonical_name
+from hcdg.store import eval_files as ef
 
 Target = Literal["stb", "rhd", "freihand"]
 TARGETS = ("stb", "rhd", "freihand")
@@ -55,7 +56,8 @@ class EvalConfig:
         split: None = the test split: stb "test" (B1Counting + B1Random), rhd "evaluation",
             freihand "evaluation" (not the reader's default "training": that is the source data).
         checkpoint: None = the finished model (model.safetensors), else the newest
-            checkpoint; "latest"; or a checkpoint folder (RUN/checkpoints/step-...).
+            checkpoint; "final"; "latest"; a step number ("500"); a checkpoint folder name
+            ("step-00000500") or path (RUN/checkpoints/step-...).
         batch_size: images per forward pass (does not change results).
         device: "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
         protocols: which protocols to compute; None = all that apply to the network's output
@@ -69,6 +71,8 @@ class EvalConfig:
         limit: evaluate only the first N samples (quick checks); None = all.
         workers: DataLoader worker processes for decoding + cropping (0 = in process).
         progress: show a progress bar.
+        force: replace results of the same file name written by a different evaluation
+            (another protocol subset or box file; `store.eval_files.check_overwrite`).
     """
 
     run: str = ""
@@ -85,6 +89,7 @@ class EvalConfig:
     limit: int | None = None
     workers: int = 0
     progress: bool = True
+    force: bool = False
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -110,6 +115,9 @@ class EvalConfig:
             raise ConfigError(f"--workers: expected >= 0, got {self.workers!r}")
 
 
+#: The decoder a results file is named without (EvalConfig.decoder's default).
+_DEFAULT_DECODER = EvalConfig.decoder
+
 # --------------------------------------------------------------------------- the model
 
 
@@ -121,6 +129,27 @@ class LoadedModel:
     crop: Any  # transforms.CropConfig
     source: str  # the weights file / checkpoint folder read
     step: int | None
+
+
+def resolve_checkpoint(run_dir: str | Path, checkpoint: str) -> Path:
+    """A checkpoint given as a folder path, its folder name (``step-00000500``, what `ls` shows)
+    or a step number (``500``) -> the checkpoint folder of `run_dir`; HcdgError when absent."""
+    from hcdg.store import checkpoints as ck
+
+    text = str(checkpoint).strip()
+    if text.isdigit():
+        path = Path(run_dir) / ck.CHECKPOINT_DIR / f"step-{int(text):08d}"
+    elif Path(text).is_dir():
+        path = Path(text)
+    else:
+        path = Path(run_dir) / ck.CHECKPOINT_DIR / Path(text).name
+    if not path.is_dir():
+        have = sorted(p.name for p in (Path(run_dir) / ck.CHECKPOINT_DIR).glob("step-*") if p.is_dir())
+        raise HcdgError(
+            f"checkpoint {checkpoint}: no such checkpoint of {run_dir} (expected a step number, a folder "
+            f"name step-N or a folder path; present: {', '.join(have[-5:]) or 'none'})"
+        )
+    return path
 
 
 def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: str = "cpu") -> LoadedModel:
@@ -185,9 +214,7 @@ def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: s
                     f"{ck.CHECKPOINT_DIR}/; train the run first (`hcdg train --out {run_dir} ...`)"
                 )
         else:
-            path = Path(checkpoint)
-            if not path.is_dir():
-                raise HcdgError(f"--checkpoint {checkpoint}: no such checkpoint folder (expected RUN/checkpoints/step-...)")
+            path = resolve_checkpoint(run_dir, checkpoint)
         loaded = ck.load_checkpoint(path, expect_config_hash=run_hash, device="cpu")
         state, step, source = loaded.model_state, loaded.step, str(path)
 
@@ -384,6 +411,20 @@ def format_summary(summary: Any) -> str:
     return s[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}" if abs(v) >= 1.5 else f"{v:.3f}")
 
 
+def eval_identity(cfg: EvalConfig, loaded: LoadedModel, split: str) -> Any:
+    """The `store.eval_files.EvalIdentity` of this evaluation (names its files)."""
+    from hcdg.store.checkpoints import MODEL_WEIGHTS
+
+    final = Path(loaded.source).name == MODEL_WEIGHTS
+    return ef.EvalIdentity(
+        checkpoint=ef.checkpoint_name(loaded.step, final), target=cfg.target, split=split,
+        default_split=split == DEFAULT_SPLITS[cfg.target], crops=cfg.crops,
+        boxes=Path(cfg.boxes).name if cfg.boxes else None, limit=cfg.limit,
+        protocols=tuple(sorted(cfg.protocols or ())), decoder=cfg.decoder,
+        default_decoder=_DEFAULT_DECODER,
+    )  # fmt: skip
+
+
 def run(cfg: EvalConfig) -> dict[str, Any]:
     """Evaluate `cfg.run` on `cfg.target`; write the results; return paths and the summary.
 
@@ -410,6 +451,8 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
     indices, boxes, note = select_samples(reader, cfg)
     if not indices:
         raise HcdgError(f"--root {cfg.root}: {cfg.target}/{reader.split} holds no samples")
+    identity = eval_identity(cfg, loaded, reader.split)
+    ef.check_overwrite(cfg.run, identity, cfg.force)  # before any work or write
     dataset = _Prepared(reader, indices, boxes, loaded.crop)
     pred = predict_split(loaded, dataset, cfg, desc=f"eval {Path(cfg.run).name} on {cfg.target}/{reader.split}")
     results, uv_px = evaluate_predictions(pred, loaded.crop, cfg.protocols, cfg.target)
@@ -421,7 +464,7 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         "pred_uv_px": [u.reshape(-1).tolist() for u in uv_px],
         "crops": [cfg.crops] * n,
         "decoder": [cfg.decoder] * n,
-        "checkpoint_step": [loaded.step] * n,
+        **{k: [v] * n for k, v in identity.columns(loaded.step).items()},
     }
     from hcdg.store.runs import config_of, read_run
 
@@ -430,10 +473,11 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         results=results, visible=pred["visible"], config=config_of(read_run(cfg.run)),
         random_weights=run_cols["random_weights"], extra=extra,
     )  # fmt: skip
-    res_path, sum_path = rs.write_results(cfg.run, cfg.target, frame)
+    res_path, sum_path = rs.write_results(cfg.run, identity.stem, frame)
     summary = rs.read_summary(sum_path)
-    record_path = Path(cfg.run) / rs.EVAL_DIR / f"{cfg.target}.json"
+    record_path = ef.record_path(cfg.run, identity.stem)
     atomic_write_json(record_path, {
+        "identity": identity.to_json(), "reference": identity.is_reference,
         "eval_config": to_dict(cfg), "weights": loaded.source, "checkpoint_step": loaded.step,
         "crop": to_dict(loaded.crop), "split": reader.split, "n_samples": n, "note": note,
         "random_weights": run_cols["random_weights"], "seconds": round(time.perf_counter() - t0, 2),
@@ -442,5 +486,5 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
     return {
         "results": res_path, "summary": sum_path, "record": record_path, "summary_frame": summary,
         "weights": loaded.source, "checkpoint_step": loaded.step,
-        "n_samples": n, "random_weights": run_cols["random_weights"], "note": note,
+        "n_samples": n, "random_weights": run_cols["random_weights"], "note": note, "identity": identity,
     }  # fmt: skip

@@ -229,8 +229,11 @@ def summarise_results(frame: pd.DataFrame) -> pd.DataFrame:
     Statistics follow `metrics.summarise` (hand3d / FreiHAND EvalUtil conventions);
     the run's ``cfg.*`` columns are carried over.
     """
+    from hcdg.store.eval_files import IDENTITY_COLUMNS
+
     keys = ["run", "target", "split", "protocol", "root"]
-    carry = ["random_weights"] + [c for c in frame.columns if c.startswith(CFG_PREFIX)]
+    identity = [c for c in IDENTITY_COLUMNS if c in frame.columns]
+    carry = ["random_weights", *identity] + [c for c in frame.columns if c.startswith(CFG_PREFIX)]
     rows = []
     for key, group in frame.groupby(keys, sort=False, dropna=False):
         err = errors_array(group)
@@ -409,12 +412,22 @@ def find_run_dirs(paths: Iterable[str | Path], max_depth: int = 3) -> list[Path]
     return unique
 
 
-def result_files(run_dir: str | Path) -> list[Path]:
-    """The per-sample results files of a run (``eval/*.parquet`` minus summaries), sorted."""
+def result_files(run_dir: str | Path, reference_only: bool = False) -> list[Path]:
+    """The per-sample results files of a run (``eval/*.parquet`` minus summaries): per target,
+    the reference evaluation (``<target>.parquet``) first, then its variants by name.
+
+    `reference_only`: only evaluations of the finished model on every sample with the
+    default decoder (`store.eval_files.is_reference_file`; what `hcdg report` compares).
+    """
+    from hcdg.store import eval_files as ef
+
     folder = Path(run_dir) / EVAL_DIR
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.glob("*.parquet") if not p.name.endswith("-summary.parquet"))
+    files = [p for p in folder.glob("*.parquet") if not p.name.endswith("-summary.parquet")]
+    if reference_only:
+        files = [p for p in files if ef.is_reference_file(p)]
+    return sorted(files, key=lambda p: (ef.target_of(ef.stem_of(p)), ef.stem_of(p).count(ef.SEP), p.name))
 
 
 def load_results(run_dirs: Iterable[str | Path]) -> pd.DataFrame:
