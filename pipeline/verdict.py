@@ -108,7 +108,7 @@ def setup_lines(runs: Sequence[RunFacts]) -> list[str]:
         crop = f"{_num(r.input_size, 'd')} px crops" + (f" (box scale {r.crop_scale:g})" if r.crop_scale else "")
         text = (f"{method_name(r)}: width x{_num(r.width_mult, 'g')}, {crop}, batch {_num(r.batch_size, 'd')}, "
                 f"{_num(r.n_train, 'd')} training images, {_num(r.steps, 'd')} steps, CLIP {r.clip or 'none'}"
-                + (" (RANDOM weights: the features carry no meaning)" if r.random_weights else ""))  # fmt: skip
+                + (" (RANDOM weights: the features carry no meaning)" if r.random_weights and r.clip else ""))  # fmt: skip
         lines.setdefault(text, []).append(r.name)
     return [f"{text} — run(s) {', '.join(names)}" for text, names in lines.items()]
 

@@ -411,7 +411,8 @@ def paper_table(key: str, runs: list[RunInfo], cfg: ReportConfig | Context) -> p
             for i, part in enumerate(parts):
                 note = f"config {i + 1} of {len(parts)} (differs beyond the seed)" if len(parts) > 1 else ""
                 rows.append(_rerun_row(key, prow.method, prow.setting, _source(form, ctx.cfg), part, ctx, note))
-                shown |= {(t, str(r.folder)) for t, members in part.items() for r in members}
+                shown |= {(t, str(r.folder)) for t, members in part.items() for r in members
+                          if epe_of(r, t, ctx.cfg) is not None}
     rows += _extra_rows(key, runs, ctx, shown)
     return pd.DataFrame(rows)
 

@@ -146,6 +146,8 @@ def figures(runs: list["RunInfo"], cfg: "ReportConfig") -> dict[str, bytes]:
             pub.sort()
             ax.plot([p[0] for p in pub], [p[1] for p in pub], "x--", color=colours[t], alpha=0.6,
                     label=f"{TARGET_TITLES[t]} as published")  # fmt: skip
+    ax.set_xlim(-0.05, 1.05)  # the whole range of r, however few ratios were run
+    ax.margins(y=0.15)
     ax.set_xlabel("ratio r (image-feature weight; IE = 1, TE = 0)")
     ax.set_ylabel(f"EPE mm, re-runs under protocol {cfg.protocol}", fontsize=9)
     ax.set_title("Table 4(a): mixing ratio" + ("" if cfg.protocol == PAPER_PROTOCOL else
