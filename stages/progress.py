@@ -120,4 +120,51 @@ def bar(total: int | None, desc: str, unit: str, *, enabled: bool = True, initia
 
         return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=stream, **tqdm_kw)
     return StatusLines(total, desc, unit, initial=initial, rate_unit=rate_unit, rate_scale=rate_scale,
-                       every_s=_every_s(), file=stream)  # fmt: skip
+                       every_s=_every_s(), file=stream)  # fmt: skip (tqdm-only keywords are for the bar)
+
+
+def _steps_done(run_dir: Any) -> int:
+    """The last step a run logged in its metrics.parquet (0 when none yet)."""
+    from pathlib import Path
+
+    path = Path(run_dir) / "metrics.parquet"
+    if not path.is_file():
+        return 0
+    try:
+        import pyarrow.parquet as pq
+
+        steps = pq.read_table(path, columns=["step"]).column("step").to_pylist()
+    except Exception:  # written by another process between our checks: read it next time
+        return 0
+    return int(max(steps)) if steps else 0
+
+
+def watch_runs(futures: dict[str, Any], run_dirs: dict[str, Any], totals: dict[str, int], *,
+               enabled: bool = True, poll_s: float = 2.0, file: TextIO | None = None) -> dict[str, float]:
+    """Show the progress of runs training in other processes (one bar each on a terminal,
+    status lines otherwise), read from each run's metrics.parquet, until every future is done.
+
+    Returns run name -> its own seconds (from the call to when its future finished), so runs
+    trained side by side each report their own time.
+    """
+    t0 = time.monotonic()
+    finished: dict[str, float] = {}
+    for name, fut in futures.items():
+        fut.add_done_callback(lambda _f, name=name: finished.setdefault(name, time.monotonic() - t0))
+    bars = {name: bar(totals[name], f"train {name}", "step", enabled=enabled, file=file, position=i, leave=True,
+                      dynamic_ncols=True)
+            for i, name in enumerate(futures)}  # fmt: skip
+    shown = {name: 0 for name in futures}
+    while True:
+        all_done = all(f.done() for f in futures.values())
+        for name in futures:
+            n = totals[name] if futures[name].done() and futures[name].exception() is None else _steps_done(run_dirs[name])
+            if n > shown[name]:
+                bars[name].update(n - shown[name])
+                shown[name] = n
+            if futures[name].done():
+                bars[name].close()
+        if all_done:
+            break
+        time.sleep(poll_s)
+    return {name: finished.get(name, time.monotonic() - t0) for name in futures}
