@@ -250,7 +250,7 @@ def store_verify_cmd(path, sample, split_key, root, pretrained, device, seed, ch
 
 # --- train / sweep commands (stage two) -------------------------------------
 
-_FLOAT_LIST = "comma-separated numbers, e.g. 0.4,0.6,0.8,0.9"
+_FLOAT_LIST = "comma-separated numbers"
 
 
 def _read_toml(path: str) -> dict:
@@ -307,7 +307,8 @@ def _preset_note(name: str) -> str:
 
 def _train_options(sweep: bool):
     """The `hcdg train` flags (shared by `hcdg sweep`, whose grid axes take comma lists)."""
-    axis = (lambda name, help_: click.option(name, default=None, help=f"{help_} Sweep axis: {_FLOAT_LIST}."))
+    axis = (lambda name, help_, example: click.option(name, default=None,
+                                                      help=f"{help_} Sweep axis: {_FLOAT_LIST}, e.g. {example}."))
     opts = [
         click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
                      help="TOML file with TrainConfig keys; flags given on the command line win."),
@@ -328,9 +329,10 @@ def _train_options(sweep: bool):
         click.option("--mode", default=None, help="baseline | ie | te | ie+te (Table 4). Sweep axis: comma list.")
         if sweep else click.option("--mode", type=click.Choice(["baseline", "ie", "te", "ie+te"]), default=None,
                                     help=f"baseline (no Branch2) | ie (r=1) | te (r=0) | ie+te (mix at --ratio). Default {_default('mode')}."),
-        axis("--ratio", "Image weight r in f = r f_img + (1-r) f_txt, in [0, 1] (paper: 0.6 STB, 0.9 RHD).")
+        axis("--ratio", "Image weight r in f = r f_img + (1-r) f_txt, in [0, 1] (paper: 0.6 STB, 0.9 RHD).",
+             "0.4,0.6,0.8,0.9")
         if sweep else click.option("--ratio", type=float, default=None, help=f"Image weight r in f = r f_img + (1-r) f_txt, in [0, 1] (paper: 0.6 STB, 0.9 RHD). Default {_default('ratio')}{_preset_note('ratio')}."),
-        axis("--lambda-con", "Weight l3 of L_con (Table 5: 1, 0.1, 0.01, 0.001).")
+        axis("--lambda-con", "Weight l3 of L_con (Table 5: 1, 0.1, 0.01, 0.001).", "1,0.1,0.01,0.001")
         if sweep else click.option("--lambda-con", type=float, default=None, help=f"Weight l3 of L_con (paper §3.4). Default {_default('lambda_con')}."),
         click.option("--con-loss", default=None,
                      help="L_con form: contrastive (d_pos + max(0, m - d_neg), Hadsell 2006) | hinge "

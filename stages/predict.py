@@ -383,7 +383,16 @@ def _label(row: dict[str, Any]) -> str:
     return f"{row['side']} hand{' (mirrored in)' if row['mirrored'] else ''}; {how}"
 
 
-def _write_views(tmp: Path, item: ImageItem, image: np.ndarray, row: dict[str, Any], plot3d: bool) -> None:
+def overlay_stems(names: list[str]) -> dict[str, str]:
+    """Image name -> overlay file stem: the name without its image suffix ("00111.png" -> "00111"),
+    unless two inputs would then share a stem ("a.jpg", "a.png"): those keep their full name."""
+    stems = [Path(n).stem if Path(n).suffix.lower() in IMAGE_SUFFIXES else n for n in names]
+    clash = {s for s in stems if stems.count(s) > 1}
+    return {n: (n if s in clash else s) for n, s in zip(names, stems)}
+
+
+def _write_views(tmp: Path, item: ImageItem, image: np.ndarray, row: dict[str, Any], plot3d: bool,
+                 stem: str) -> None:
     from PIL import Image
 
     from hcdg.pipeline import predict_draw
@@ -391,12 +400,12 @@ def _write_views(tmp: Path, item: ImageItem, image: np.ndarray, row: dict[str, A
 
     uv = np.asarray(row["uv_px"], dtype=np.float64).reshape(N_JOINTS, 2)
     drawn = predict_draw.overlay(image, uv, np.asarray(row["box"]), _label(row))
-    Image.fromarray(drawn).save(tmp / OVERLAY_DIR / f"{item.name}.png", format="PNG")
+    Image.fromarray(drawn).save(tmp / OVERLAY_DIR / f"{stem}.png", format="PNG")
     if plot3d:
         for key, unit in (("xyz_cam_mm", "mm"), ("xyz_rel_mm", "mm"), ("xyz_rel_norm", "bone"), ("uvd", "uvd")):
             if row[key] is not None:
                 fig = predict_draw.plot3d(np.asarray(row[key]).reshape(N_JOINTS, 3), f"{item.name}: {key}", unit)
-                fig.savefig(tmp / OVERLAY_DIR / f"{item.name}.3d.png", format="png")
+                fig.savefig(tmp / OVERLAY_DIR / f"{stem}.3d.png", format="png")
                 break
 
 
@@ -435,10 +444,11 @@ def run(cfg: PredictConfig, echo: Callable[[str], None] = print) -> dict[str, An
     try:
         (tmp / OVERLAY_DIR).mkdir(parents=True)
         rows = []
+        stems = overlay_stems([it.name for it in items])
         for item, image, row in iter_predictions(loaded, items, cfg.batch_size, cfg.decoder, cfg.bone_length_mm,
                                                  lambda s: (skipped.append(s), echo(s)), cfg.progress,
                                                  cfg.whole_image):
-            _write_views(tmp, item, image, row, cfg.plot3d)
+            _write_views(tmp, item, image, row, cfg.plot3d, stems[item.name])
             rows.append(row)
         if not rows:
             raise HcdgError(f"no image could be read ({len(skipped)} skipped); nothing written")
