@@ -94,6 +94,8 @@ def data_check(dataset, root, split, cameras, hand, decode, as_json) -> None:
     note = (f"; only the first and last of {report['samples']}: `--decode all` finds a corrupt image elsewhere"
             if decode == "ends" and report["samples"] > report["decoded"] else "")
     click.echo(f"images decoded: {report['decoded']} (sizes {sizes}){note}")
+    if report.get("note"):
+        click.echo(f"note: {report['note']}")
 
 
 @data_group.command("show")

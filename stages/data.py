@@ -89,6 +89,8 @@ def check(cfg: CheckConfig) -> dict[str, Any]:
         "files": len(manifest),
         "bytes": int(sum(size for _, size in manifest)),
     }
+    if getattr(ds, "note", ""):  # e.g. a partial STB copy: which frames it holds
+        report["note"] = ds.note
     for attr in ("n_poses", "versions", "sequences", "cameras"):
         if hasattr(ds, attr):
             value = getattr(ds, attr)
@@ -165,6 +167,8 @@ def show(cfg: ShowConfig) -> dict[str, Any]:
         raise HcdgError(f"--index {cfg.index}: out of range for {ds.dataset} {ds.split} (0..{len(ds) - 1})")
     sample = ds[cfg.index]
     out = sample_to_dict(sample)
+    if getattr(ds, "note", ""):
+        out["note"] = ds.note
     if cfg.png:
         from PIL import Image
 

@@ -449,6 +449,7 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
     cfg = dataclasses.replace(cfg, protocols=chosen)
     reader = open_dataset(cfg.target, Path(cfg.root), cfg.split or DEFAULT_SPLITS[cfg.target])
     indices, boxes, note = select_samples(reader, cfg)
+    note = "; ".join(n for n in (getattr(reader, "note", ""), note) if n)  # e.g. a partial STB copy
     if not indices:
         raise HcdgError(f"--root {cfg.root}: {cfg.target}/{reader.split} holds no samples")
     identity = eval_identity(cfg, loaded, reader.split)
