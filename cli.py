@@ -632,7 +632,12 @@ def _predict_default(name: str) -> str:
               help="Output folder to create (new or empty): predictions.parquet, predictions.json, overlays/.")
 @click.option("--boxes", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Hand boxes [x, y, w, h] in image pixels: .json keyed by file name (value a box, or "
-                   "{box, side, K}) or an (N, 4) .npy in input order. Default: the whole image is the crop.")
+                   "{box, side, K}) or an (N, 4) .npy in input order, or the authors' STB_bbox.npy / Rhp_bbox.npy "
+                   "(rows matched by file name: B1Counting/BB_left_N.png, NNNNN.png). Default: the whole image is the crop.")
+@click.option("--box-frame", type=click.Choice(["image", "mirrored"]), default=None,
+              help="Pixel frame of --boxes: image (as the image is) or mirrored (the image flipped left-right, "
+                   "u -> W-1-u). Default: the frame the file was made in (the authors' STB boxes: mirrored; "
+                   "their RHD boxes: mirrored for left hands), else image.")
 @click.option("--side", type=click.Choice(["auto", "left", "right"]), default=None,
               help=f"Hand side; left hands are mirrored in and out. auto = the boxes file's per-image side, "
               f"else right (default {_predict_default('side')}).")
