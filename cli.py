@@ -51,8 +51,9 @@ def _data_source_options(f):
     f = click.option("--split", default=None,
                      help="Split (default: freihand training, rhd evaluation, stb test = B1Counting+B1Random; "
                           "STB also takes a sequence name such as B1Counting).")(f)
-    f = click.option("--root", required=True, type=click.Path(file_okay=False, path_type=str),
-                     help="Dataset folder in its real on-disk layout (docs/data.md).")(f)
+    f = click.option("--root", required=True, type=click.Path(path_type=str),
+                     help="Dataset folder in its real on-disk layout, or a COCO-style hand keypoint JSON "
+                          "(mmpose / I2L-MeshNet layouts; docs/data.md).")(f)
     f = click.option("--dataset", required=True, type=_DATASET_CHOICE, help="Dataset format to read.")(f)
     return f
 
@@ -559,8 +560,9 @@ def report_cmd(runs, out, protocol, root, joints, title, figures) -> None:
               help="Training run folder (from `hcdg train`): its run.json config rebuilds the network.")
 @click.option("--target", required=True, type=click.Choice(["stb", "rhd", "freihand"]),
               help="Dataset to evaluate on (paper §4: stb and rhd).")
-@click.option("--root", required=True, type=click.Path(file_okay=False, path_type=str),
-              help="The target dataset's root folder, in its real on-disk layout (docs/data.md).")
+@click.option("--root", required=True, type=click.Path(path_type=str),
+              help="The target dataset's root folder, in its real on-disk layout, or a COCO-style hand keypoint "
+                   "JSON with 3D (joint_cam + cam_param; docs/data.md).")
 @click.option("--split", default=None,
               help="Split (default: the test split: stb test = B1Counting+B1Random, rhd evaluation, freihand evaluation).")
 @click.option("--checkpoint", default=None,

@@ -448,6 +448,8 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
     prot.check_applies(chosen, output, f"run {cfg.run}")
     cfg = dataclasses.replace(cfg, protocols=chosen)
     reader = open_dataset(cfg.target, Path(cfg.root), cfg.split or DEFAULT_SPLITS[cfg.target])
+    if not getattr(reader, "has_3d", True):
+        raise HcdgError(f"--root {cfg.root}: 2D keypoints only (no joint_cam + cam_param); eval needs 3D ground truth")
     indices, boxes, note = select_samples(reader, cfg)
     note = "; ".join(n for n in (getattr(reader, "note", ""), note) if n)  # e.g. a partial STB copy
     if not indices:

@@ -190,6 +190,8 @@ def read_boxes(path: str, names: list[str], paths: list[Path | None] | None = No
         raise HcdgError(f"--boxes {path}: cannot read ({exc.strerror or exc})") from None
     if not isinstance(data, dict):
         raise HcdgError(f"--boxes {path}: expected a JSON object keyed by file name")
+    if isinstance(data.get("images"), list) and isinstance(data.get("annotations"), list):
+        return _coco_boxes(p, names)
     for name in names:
         if name not in data:
             raise HcdgError(f"--boxes {path}: no box for {name!r} (keys are the images' file names)")
@@ -207,6 +209,26 @@ def read_boxes(path: str, names: list[str], paths: list[Path | None] | None = No
         else:
             out[name] = {"box": check_box(entry, where), "side": None, "K": None}
     return out
+
+
+def _coco_boxes(path: Path, names: list[str]) -> dict[str, dict[str, Any]]:
+    """Boxes of a COCO-style hand keypoint JSON (`datasets.coco`): its ``bbox`` per image file
+    name, side from ``hand_type``, K from ``cam_param``; one hand per image."""
+    from hcdg.pipeline.datasets.coco import CocoHandDataset
+
+    ds = CocoHandDataset(path)
+    per_name: dict[str, dict[str, Any]] = {}
+    for i in range(len(ds)):
+        s = ds.annotation(i)
+        name = s.image_path.name
+        if name in per_name:
+            raise HcdgError(f"--boxes {path}: {name!r} has more than one hand annotation (predict takes one per image)")
+        per_name[name] = {"box": check_box(ds.bbox(i), f"--boxes {path} [{name!r}]"), "side": s.side,
+                          "K": s.K if np.isfinite(s.K).all() else None}
+    missing = [n for n in names if n not in per_name]
+    if missing:
+        raise HcdgError(f"--boxes {path}: no annotation for {missing[0]!r} (matched by the images' file_name)")
+    return {n: per_name[n] for n in names}
 
 
 def build_items(images: list[Any], boxes: Any, side: str, K: np.ndarray | None,
