@@ -605,6 +605,9 @@ def eval_cmd(run_dir, target, root, split, checkpoint, batch_size, device, proto
     if res["note"]:
         click.echo(f"note: {res['note']}")
     click.echo(stage.format_summary(res["summary_frame"]))
+    m2d = res["mmpose_2d"]
+    click.echo(f"2D (heatmaps, image px; mmpose's names): PCK {m2d['PCK']:.3f} (@0.2 bbox)  "
+               f"AUC {m2d['AUC']:.3f} (0-30 px)  EPE {m2d['EPE']:.2f} px")
     if res["random_weights"]:
         click.echo("note: this run was trained with RANDOM-weight CLIP features; they carry no meaning.")
     click.echo(f"{res['n_samples']} samples -> {res['results']} (summary: {res['summary']})")

@@ -311,6 +311,7 @@ class _Prepared:
         item["K_image"] = np.asarray(sample.K, dtype=np.float64)  # not mirrored (authors protocol)
         item["sample_id"] = sample.sample_id
         item["gt_root"] = sample.root
+        item["uv_gt_px"] = np.asarray(sample.uv, dtype=np.float64)  # original image pixels (mmpose 2D metrics)
         return item
 
 
@@ -336,7 +337,7 @@ def predict_split(loaded: LoadedModel, dataset: _Prepared, cfg: EvalConfig, desc
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers)
     from hcdg.pipeline.authors import heatmap_argmax_upsampled
 
-    keys = ("xyz_m", "K", "K_image", "crop_from_image", "image_from_original", "visible", "mirrored")
+    keys = ("xyz_m", "K", "K_image", "crop_from_image", "image_from_original", "visible", "mirrored", "uv_gt_px")
     acc: dict[str, list] = {k: [] for k in (*keys, "xyz_rel_norm", "uv_hm", "uv_argmax_crop", "sample_id", "gt_root")}
     need_argmax = "authors" in (cfg.protocols or ())
     size = loaded.crop.input_size
@@ -459,6 +460,9 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
     dataset = _Prepared(reader, indices, boxes, loaded.crop)
     pred = predict_split(loaded, dataset, cfg, desc=f"eval {Path(cfg.run).name} on {cfg.target}/{reader.split}")
     results, uv_px = evaluate_predictions(pred, loaded.crop, cfg.protocols, cfg.target)
+    from hcdg.pipeline.metrics_2d import mmpose_2d
+
+    m2d = mmpose_2d(uv_px, pred["uv_gt_px"], pred["visible"].astype(bool))  # heatmap 2D, original pixels
 
     run_cols = rs.run_columns(cfg.run)
     n = len(pred["sample_id"])
@@ -476,13 +480,13 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         results=results, visible=pred["visible"], config=config_of(read_run(cfg.run)),
         random_weights=run_cols["random_weights"], extra=extra,
     )  # fmt: skip
-    res_path, sum_path = rs.write_results(cfg.run, identity.stem, frame)
+    res_path, sum_path = rs.write_results(cfg.run, identity.stem, frame, summary_columns=m2d)
     summary = rs.read_summary(sum_path)
     record_path = ef.record_path(cfg.run, identity.stem)
     atomic_write_json(record_path, {
         "identity": identity.to_json(), "reference": identity.is_reference,
         "eval_config": to_dict(cfg), "weights": loaded.source, "checkpoint_step": loaded.step,
-        "crop": to_dict(loaded.crop), "split": reader.split, "n_samples": n, "note": note,
+        "crop": to_dict(loaded.crop), "split": reader.split, "n_samples": n, "note": note, "mmpose_2d": m2d,
         "random_weights": run_cols["random_weights"], "seconds": round(time.perf_counter() - t0, 2),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })  # fmt: skip
@@ -490,4 +494,5 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         "results": res_path, "summary": sum_path, "record": record_path, "summary_frame": summary,
         "weights": loaded.source, "checkpoint_step": loaded.step,
         "n_samples": n, "random_weights": run_cols["random_weights"], "note": note, "identity": identity,
+        "mmpose_2d": m2d,
     }  # fmt: skip

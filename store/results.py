@@ -345,13 +345,19 @@ def _migrate_pa(frame: pd.DataFrame, recompute: bool) -> pd.DataFrame:
     return pd.concat([frame.iloc[:first], rows, frame.iloc[first:]], ignore_index=True)
 
 
-def write_results(run_dir: str | Path, target: str, frame: pd.DataFrame) -> tuple[Path, Path]:
+def write_results(run_dir: str | Path, target: str, frame: pd.DataFrame,
+                  summary_columns: Mapping[str, Any] | None = None) -> tuple[Path, Path]:
     """Write ``eval/<target>.parquet`` and its summary, atomically; other targets untouched.
 
-    Returns (results path, summary path).
+    `target` is the file stem (`store.eval_files.EvalIdentity.stem`); `summary_columns` are
+    added to every summary row (e.g. mmpose's 2D "PCK", "AUC", "EPE", which do not depend on
+    the 3D protocol). Returns (results path, summary path).
     """
     table = _to_table(frame, RESULT_SCHEMA, f"results for {target}")
-    summary = _to_table(summarise_results(frame), SUMMARY_SCHEMA, f"summary for {target}")
+    summ = summarise_results(frame)
+    for k, v in (summary_columns or {}).items():
+        summ[k] = v
+    summary = _to_table(summ, SUMMARY_SCHEMA, f"summary for {target}")
     return (
         _write_table(results_path(run_dir, target), table),
         _write_table(summary_path(run_dir, target), summary),
