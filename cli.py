@@ -588,8 +588,12 @@ def report_cmd(runs, out, protocol, root, joints, title, figures) -> None:
               help="Replace results of the same name written by a different evaluation (another --protocol "
                    "subset or --boxes file). A checkpoint, --limit, --split, --crops or --decoder evaluation "
                    "never needs it: it is written beside the reference results (RUN/eval/<target>--<variant>.parquet).")
+@click.option("--write-submission", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="With --target freihand (evaluation split, every sample): also write the FreiHAND toolbox's "
+                   "pred.json [xyz_list, verts_list] (metres, camera frame; verts_list holds no mesh: "
+                   "docs/results.md).")
 def eval_cmd(run_dir, target, root, split, checkpoint, batch_size, device, protocols, crops, boxes, decoder,
-             limit, workers, progress, force) -> None:
+             limit, workers, progress, force, write_submission) -> None:
     """Evaluate a trained run on STB / RHD / FreiHAND under every protocol; write RUN/eval/<target>.parquet
     (the finished model on every sample; other checkpoints and --limit go beside it, e.g.
     RUN/eval/rhd--step-00000500--limit-4.parquet, and `hcdg report` leaves those out)."""
@@ -599,7 +603,7 @@ def eval_cmd(run_dir, target, root, split, checkpoint, batch_size, device, proto
     flags = {"run": run_dir, "target": target, "root": root, "split": split, "checkpoint": checkpoint,
              "batch_size": batch_size, "device": device, "protocols": list(protocols) or None, "crops": crops,
              "boxes": boxes, "decoder": decoder, "limit": limit, "workers": workers, "progress": progress,
-             "force": force}
+             "force": force, "write_submission": write_submission}
     res = stage.run(from_dict(stage.EvalConfig, merge({}, flags), where="flags"))
     click.echo(f"weights: {res['weights']} (step {res['checkpoint_step']})")
     if res["note"]:
@@ -611,6 +615,8 @@ def eval_cmd(run_dir, target, root, split, checkpoint, batch_size, device, proto
     if res["random_weights"]:
         click.echo("note: this run was trained with RANDOM-weight CLIP features; they carry no meaning.")
     click.echo(f"{res['n_samples']} samples -> {res['results']} (summary: {res['summary']})")
+    if res["submission"]:
+        click.echo(f"FreiHAND toolbox submission: {res['submission']}")
     if not res["identity"].is_reference:
         click.echo(f"note: {res['identity'].describe()}: written beside the reference results "
                    f"({res['identity'].target}.parquet); `hcdg report` does not compare it.")

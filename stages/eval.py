@@ -73,6 +73,8 @@ class EvalConfig:
         progress: show a progress bar.
         force: replace results of the same file name written by a different evaluation
             (another protocol subset or box file; `store.eval_files.check_overwrite`).
+        write_submission: also write the FreiHAND toolbox's pred.json (`store.submission`) of
+            FreiHAND's evaluation split, every sample, from `submission_protocol`'s prediction.
     """
 
     run: str = ""
@@ -90,6 +92,10 @@ class EvalConfig:
     workers: int = 0
     progress: bool = True
     force: bool = False
+    write_submission: str | None = None
+    # the protocol whose camera-frame prediction goes into the submission: the 2.5D reading
+    # (2D from the heatmaps, GT root depth and bone length; docs/results.md); "authors" for uvd nets
+    submission_protocol: str = "2.5d-gtroot-gtbone"
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -113,6 +119,10 @@ class EvalConfig:
             raise ConfigError(f"--limit: expected >= 1, got {self.limit!r}")
         if self.workers < 0:
             raise ConfigError(f"--workers: expected >= 0, got {self.workers!r}")
+        if self.write_submission and (self.target != "freihand" or self.split not in (None, "evaluation")
+                                      or self.limit is not None):
+            raise ConfigError("--write-submission: only with --target freihand on the evaluation split, "
+                              "every sample (no --limit)")
 
 
 #: The decoder a results file is named without (EvalConfig.decoder's default).
@@ -457,6 +467,13 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         raise HcdgError(f"--root {cfg.root}: {cfg.target}/{reader.split} holds no samples")
     identity = eval_identity(cfg, loaded, reader.split)
     ef.check_overwrite(cfg.run, identity, cfg.force)  # before any work or write
+    if cfg.write_submission:
+        from hcdg.store import submission
+
+        submission.check_path(cfg.write_submission)
+        sub_protocol = "authors" if output == "uvd" else cfg.submission_protocol
+        if sub_protocol not in cfg.protocols:
+            raise HcdgError(f"--write-submission: needs protocol {sub_protocol} among --protocol")
     dataset = _Prepared(reader, indices, boxes, loaded.crop)
     pred = predict_split(loaded, dataset, cfg, desc=f"eval {Path(cfg.run).name} on {cfg.target}/{reader.split}")
     results, uv_px = evaluate_predictions(pred, loaded.crop, cfg.protocols, cfg.target)
@@ -481,6 +498,13 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         random_weights=run_cols["random_weights"], extra=extra,
     )  # fmt: skip
     res_path, sum_path = rs.write_results(cfg.run, identity.stem, frame, summary_columns=m2d)
+    sub_path = None
+    if cfg.write_submission:
+        picked = next(r for r in results if r.protocol == sub_protocol and r.root == "wrist")
+        sub_path = submission.write_freihand_submission(cfg.write_submission, picked.pred_xyz_m)
+        if n != submission.FREIHAND_EVAL_SAMPLES:
+            note = "; ".join(x for x in (note, f"submission has {n} entries; the FreiHAND toolbox expects "
+                                               f"{submission.FREIHAND_EVAL_SAMPLES}") if x)
     summary = rs.read_summary(sum_path)
     record_path = ef.record_path(cfg.run, identity.stem)
     atomic_write_json(record_path, {
@@ -494,5 +518,5 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         "results": res_path, "summary": sum_path, "record": record_path, "summary_frame": summary,
         "weights": loaded.source, "checkpoint_step": loaded.step,
         "n_samples": n, "random_weights": run_cols["random_weights"], "note": note, "identity": identity,
-        "mmpose_2d": m2d,
+        "mmpose_2d": m2d, "submission": sub_path,
     }  # fmt: skip

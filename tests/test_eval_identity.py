@@ -130,3 +130,25 @@ def test_stems_name_every_variant():
     assert ident.stem == "stb--split-B1Counting--seed-boxes--decoder-argmax"
     assert not ident.is_reference and not ef.is_reference_stem(ident.stem)
     assert ef.is_reference_stem("rhd--seed-boxes") and not ef.is_reference_stem("rhd--limit-3")
+
+
+def test_freihand_submission_has_the_toolbox_layout(tmp_path, synth_freihand):
+    import json
+
+    import numpy as np
+
+    run = _run(tmp_path / "run", "baseline", 0)
+    out = tmp_path / "pred.json"
+    res = CliRunner().invoke(main, ["eval", "--run", str(run), "--target", "freihand", "--root", str(synth_freihand),
+                                    "--write-submission", str(out), "--no-progress"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert f"FreiHAND toolbox submission: {out}" in res.output and "expects 3960" in res.output
+    xyz_list, verts_list = json.loads(out.read_text())
+    frame = rs.read_results(rs.results_path(run, "freihand"))
+    pick = frame[(frame.protocol == "2.5d-gtroot-gtbone") & (frame.root == "wrist")]
+    assert len(xyz_list) == len(verts_list) == len(pick)
+    np.testing.assert_allclose(np.asarray(xyz_list), rs.xyz_array(pick["pred_xyz_m"]), atol=1e-6)  # metres
+    assert np.asarray(verts_list).shape == (len(pick), 778, 3)
+    res = CliRunner().invoke(main, ["eval", "--run", str(run), "--target", "rhd", "--root", str(synth_freihand),
+                                    "--write-submission", str(tmp_path / "x.json")])  # fmt: skip
+    assert res.exit_code == 1 and "only with --target freihand" in res.output and not (tmp_path / "x.json").exists()
