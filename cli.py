@@ -405,6 +405,10 @@ def _train_options(sweep: bool):
         click.option("--workers", type=int, default=None, help=f"DataLoader worker processes. Default {_default('workers')}."),
         click.option("--nproc", type=int, default=None, help="Local DDP processes (gloo on CPU, nccl on CUDA). Under torchrun: ignored."),
         click.option("--progress/--no-progress", default=None, help="Progress bar (shown on a terminal)."),
+        click.option("--tensorboard/--no-tensorboard", default=None,
+                     help="Also write TensorBoard scalars (losses, lr, validation EPE and 2D error, Branch2 "
+                          "diagnostics) into RUN/tensorboard (sweeps: one per point); needs `pip install hcdg[tb]`. "
+                          f"Default {_default('tensorboard')}."),
     ]
 
     def deco(f):

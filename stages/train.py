@@ -39,7 +39,7 @@ DEFAULT_STEPS = 30_000
 
 RUNTIME_KEYS = frozenset(
     {"store", "root", "out", "resume", "device", "workers", "nproc", "checkpoint_every", "log_every",
-     "steps", "epochs", "progress"}
+     "steps", "epochs", "progress", "tensorboard"}
 )
 
 
@@ -159,6 +159,8 @@ class TrainConfig:
     nproc: int = 1  # local DDP processes (gloo on CPU, nccl on CUDA); torchrun sets its own
     resume: bool = False
     progress: bool = True  # tqdm progress bar on rank 0
+    # also mirror metrics.parquet into RUN_DIR/tensorboard (optional package tensorboard, `hcdg[tb]`)
+    tensorboard: bool = False
 
     def __post_init__(self) -> None:
         def bad(opt: str, msg: str) -> ConfigError:
@@ -290,6 +292,10 @@ def check_args(cfg: TrainConfig) -> None:
     """The paths a run cannot do without (HcdgError naming the option)."""
     if not cfg.out:
         raise HcdgError("--out: a run folder is required")
+    if cfg.tensorboard:  # before any write
+        from hcdg.store.tensorboard_log import require_tensorboard
+
+        require_tensorboard()
     if not cfg.root:
         raise HcdgError("--root: the dataset root folder is required")
     if cfg.uses_clip and not cfg.store:
