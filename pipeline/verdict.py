@@ -47,8 +47,8 @@ class RunFacts:
     @property
     def heatmaps_learned(self) -> bool | None:
         """True when the heatmaps' validation 2D error beat the mean layout's; None when unknown."""
-        if self.val_2d_px is None or self.val_mean_2d_px is None:
-            return None
+        if self.val_2d_px is None or self.val_mean_2d_px is None or self.val_mean_2d_px <= 0:
+            return None  # 0 px: a one-crop validation set is its own mean layout; no reference
         return self.val_2d_px < self.val_mean_2d_px
 
 
@@ -70,7 +70,8 @@ class Finding:
     unreliable: str | None = None  # why this protocol's number cannot be trusted here
 
     def text(self) -> str:
-        ci = f"{self.diff_mm:+.2f} mm [{self.low_mm:+.2f}, {self.high_mm:+.2f}] over {self.interval}"
+        d = 2 if max(abs(self.diff_mm), abs(self.low_mm), abs(self.high_mm)) >= 0.05 else 4  # no "+0.00 worse"
+        ci = f"{self.diff_mm:+.{d}f} mm [{self.low_mm:+.{d}f}, {self.high_mm:+.{d}f}] over {self.interval}"
         return f"{self.direction} under {self.protocol} ({ci})" + (" — unreliable" if self.unreliable else "")
 
 
