@@ -212,11 +212,13 @@ def test_imported_run_evaluates_under_authors_and_reports(imported, synth_stb, s
         boxes = tmp_path / f"{target}.npy"
         np.save(boxes, np.array(_boxes(reader, width)))
         res = runner.invoke(main, ["eval", "--run", str(run), "--target", target, "--root", str(root),
-                                   "--crops", "seed-boxes", "--boxes", str(boxes), "--limit", "2",
-                                   "--no-progress", "--device", "cpu"])
+                                   "--crops", "seed-boxes", "--boxes", str(boxes), "--no-progress", "--device", "cpu",
+                                   *(["--limit", "2"] if target == "stb" else [])])  # RHD whole: the report reads it
         assert res.exit_code == 0, res.output
-        frame = rs.read_results(rs.results_path(run, target))
-        assert set(frame["protocol"]) == {"authors"} and len(frame) == 2 * (2 if target == "stb" else 1)
+        stem = "stb--seed-boxes--limit-2" if target == "stb" else "rhd--seed-boxes"  # beside the reference names
+        frame = rs.read_results(rs.results_path(run, stem))
+        n = 2 if target == "stb" else len(reader)
+        assert set(frame["protocol"]) == {"authors"} and len(frame) == n * (2 if target == "stb" else 1)
         assert np.isfinite(rs.errors_array(frame)).all()
         # a uvd network is refused the xyz protocols, in one line
         bad = runner.invoke(main, ["eval", "--run", str(run), "--target", target, "--root", str(root),
@@ -228,7 +230,8 @@ def test_imported_run_evaluates_under_authors_and_reports(imported, synth_stb, s
     html = (tmp_path / "report" / "report.html").read_text()
     assert "`authors`" in html or "authors" in html
     full = __import__("pandas").read_csv(tmp_path / "report" / "tables" / "full_results.csv")
-    assert set(full["protocol"]) == {"authors"}
+    assert set(full["protocol"]) == {"authors"} and set(full["target"]) == {"rhd"}  # the --limit STB check set aside
+    assert "stb--seed-boxes--limit-2.parquet" in html
 
 
 def test_an_xyz_run_is_refused_the_authors_protocol(synth_stb, tmp_path):
