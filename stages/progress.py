@@ -155,15 +155,20 @@ def watch_runs(futures: dict[str, Any], run_dirs: dict[str, Any], totals: dict[s
                       dynamic_ncols=True)
             for i, name in enumerate(futures)}  # fmt: skip
     shown = {name: 0 for name in futures}
+    closed: set[str] = set()
     while True:
         all_done = all(f.done() for f in futures.values())
         for name in futures:
-            n = totals[name] if futures[name].done() and futures[name].exception() is None else _steps_done(run_dirs[name])
+            if name in closed:
+                continue
+            done = futures[name].done()  # read once: a run finishing mid-pass is shown complete next pass
+            n = totals[name] if done and futures[name].exception() is None else _steps_done(run_dirs[name])
             if n > shown[name]:
                 bars[name].update(n - shown[name])
                 shown[name] = n
-            if futures[name].done():
+            if done:
                 bars[name].close()
+                closed.add(name)
         if all_done:
             break
         time.sleep(poll_s)

@@ -113,5 +113,5 @@ def test_watch_runs_shows_each_run_and_times_each_on_its_own(tmp_path):
         own = pr.watch_runs(futs, dirs, {"quick": 2, "slow": 4}, poll_s=0.05, file=buf)
     assert own["quick"] < 0.8 < own["slow"]
     lines = buf.getvalue().splitlines()
-    assert any(ln.startswith("train quick: step 2/2 (100.0%)") for ln in lines)
+    assert any(ln.startswith("train quick: step 2/2 (100.0%)") for ln in lines), lines
     assert any(ln.startswith("train slow: step 4/4 (100.0%)") for ln in lines)
