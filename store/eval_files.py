@@ -49,6 +49,7 @@ class EvalIdentity:
         limit: the first N samples only; None = every sample.
         protocols: the protocols computed, sorted.
         decoder, default_decoder: the heatmap decoder used, and the default one.
+        scale, rot: the test-time crop scale and rotation (1 and 0: none).
     """
 
     checkpoint: str
@@ -61,6 +62,8 @@ class EvalIdentity:
     protocols: tuple[str, ...]
     decoder: str
     default_decoder: str
+    scale: float = 1.0  # test-time crop scale (eval --scale; the authors' test option)
+    rot: float = 0.0  # test-time crop rotation, degrees (eval --rot)
 
     def parts(self) -> list[str]:
         """The variant parts of the file stem (empty for the reference evaluation)."""
@@ -73,6 +76,10 @@ class EvalIdentity:
             out.append(self.crops)
         if self.decoder != self.default_decoder:
             out.append(f"decoder-{self.decoder}")
+        if self.scale != 1.0:
+            out.append(f"scale-{self.scale:g}")
+        if self.rot != 0.0:
+            out.append(f"rot-{self.rot:g}")
         if self.limit is not None:
             out.append(f"limit-{self.limit}")
         return [_SAFE.sub("_", p) for p in out]
@@ -85,7 +92,8 @@ class EvalIdentity:
     @property
     def is_reference(self) -> bool:
         """The finished model, every sample, the default decoder (what `hcdg report` compares)."""
-        return self.checkpoint == FINAL and self.limit is None and self.decoder == self.default_decoder
+        return (self.checkpoint == FINAL and self.limit is None and self.decoder == self.default_decoder
+                and self.scale == 1.0 and self.rot == 0.0)
 
     def columns(self, checkpoint_step: int | None) -> dict[str, Any]:
         """The identity columns of every results row (`IDENTITY_COLUMNS`)."""
@@ -126,10 +134,11 @@ def target_of(stem: str) -> str:
 
 
 def is_reference_stem(stem: str) -> bool:
-    """True for a stem with no variant part that changes the weights, the samples or the decoder
+    """True for a stem with no variant part that changes the weights, the samples, the decoder or the
+    test-time crop scale / rotation
     (``rhd``, ``rhd--seed-boxes``, ``stb--split-B1Random``); False for checkpoints and limits."""
     parts = stem.split(SEP)[1:]
-    return not any(p.startswith(("step-", "limit-", "decoder-")) for p in parts)
+    return not any(p.startswith(("step-", "limit-", "decoder-", "scale-", "rot-")) for p in parts)
 
 
 def is_reference_file(path: str | Path) -> bool:
