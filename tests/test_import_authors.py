@@ -266,7 +266,7 @@ def test_authors_means_their_boxes(imported, synth_stb, tmp_path):
     shutil.copytree(imported, run)
     res = runner.invoke(main, ["eval", "--run", str(run), *base[3:], "--device", "cpu"])
     assert res.exit_code == 0, res.output
-    frame = rs.read_results(rs.results_path(run, "stb"))
+    frame = rs.read_results(rs.results_path(run, "stb--limit-1"))  # a --limit check: beside the reference
     assert set(frame["protocol"]) == {"authors-gtcrops"} and set(frame["crop_backend"]) == {"cv2"}
 
 
@@ -340,7 +340,8 @@ def test_per_sample_epe_equals_their_test_code(imported, their_ckpt, synth_stb, 
                                     "--scale", str(scale), "--rot", str(rot), "--no-progress", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert "epe_x_mean_mm" in res.output
-    frame = rs.read_results(rs.results_path(run, target))
+    (path,) = rs.result_files(run)  # named by the evaluation's identity (seed boxes, scale, rot, limit)
+    frame = rs.read_results(path)
     frame = frame[frame["root"] == ("palm" if target == "stb" else "wrist")]
     assert set(frame["crop_backend"]) == {"cv2"} and set(frame["test_rot_deg"]) == {rot}
     theirs = [_their_epe_mm(target, reader[i], boxes[i], their_ckpt[1], scale, rot) for i in range(n)]
