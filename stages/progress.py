@@ -60,7 +60,9 @@ class StatusLines:
         parts += [f"{k} {v}" for k, v in self.postfix.items()]
         rate = done / elapsed if elapsed > 0 else 0.0
         if done and elapsed > 0:
-            parts.append(f"{rate * self.rate_scale:.1f} {self.rate_unit}/s")
+            per_s = rate * self.rate_scale
+            # a slow job (a shared machine) reads "12.3 s/step", not "0.0 steps/s"
+            parts.append(f"{per_s:.1f} {self.rate_unit}/s" if per_s >= 0.1 else f"{1.0 / per_s:.1f} s/{self.unit}")
         parts.append(f"elapsed {_duration(elapsed)}")
         if self.total and rate > 0 and self.n < self.total:
             parts.append(f"ETA {_duration((self.total - self.n) / rate)}")
