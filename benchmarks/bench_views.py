@@ -5,6 +5,8 @@ On synthetic FreiHAND-format images (`hcdg synth`, 224x224 JPEG), for each K in 
 * e2e         - `hcdg embed --views K` (K = 0: the whole-image feature) with the given model,
                 rows/s and seconds over `EmbedSummary.image_seconds`;
 * store bytes - the split's folder on disk (feats, norms, valid, errors, ids, view_params, sums);
+* loader      - the training loader's item (worker path, the training crop side) drawing a fresh
+                augmentation vs replaying one of 8 stored views, CPU ms per item, 3 interleaved repeats;
 * render      - one view in one process (`pipeline.views.ViewRows.__getitem__`: JPEG decode,
                 crop warp at the training crop side, colour jitter, bicubic resize to CLIP's
                 input, normalise), CPU ms per view, median of `--render-n` views.
@@ -30,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
@@ -40,7 +44,7 @@ def folder_bytes(path: Path) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=64, help="source images")
-    ap.add_argument("--ks", type=int, nargs="+", default=[0, 4, 8, 16])
+    ap.add_argument("--ks", type=int, nargs="+", default=[0, 4, 8, 16], help="views per image (0 = whole image)")
     ap.add_argument("--model", default="hcdg-tiny")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--workers", type=int, default=1)
@@ -91,6 +95,23 @@ def main() -> None:
         ds[r]
         times.append(time.process_time() - t0)
     render_ms = 1000 * statistics.median(times)
+    # the training loader's item (worker path, 256 crop): fresh draws vs a replayed stored view, interleaved
+    from hcdg.pipeline.train_data import AugmentedSamples
+    from hcdg.pipeline.views import draw_views
+
+    reader = open_dataset("freihand", data)
+    n_items = min(args.n, 32)
+    stored = np.stack([draw_views(vs.geom, vs.color, 0, i, 8) for i in range(len(reader))])
+    rows0 = np.arange(len(reader), dtype=np.int64) * 8
+    fresh_ds = AugmentedSamples(reader, vs.crop, vs.geom, vs.color, 0, rows0)
+    view_ds = AugmentedSamples(reader, vs.crop, vs.geom, vs.color, 0, rows0, views=stored)
+    loader_ms: dict[str, list[float]] = {"fresh": [], "views": []}
+    for rep in range(3):
+        for name, ds_ in (("fresh", fresh_ds), ("views", view_ds)):
+            t0 = time.process_time()
+            for i in range(n_items):
+                ds_[(rep, i)]
+            loader_ms[name].append(round(1000 * (time.process_time() - t0) / n_items, 2))
     proj = []
     k0 = next((r for r in rows if r["k"] == 0), None)
     for r in rows:
@@ -103,6 +124,7 @@ def main() -> None:
     out = {"machine": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__, "model": args.model,
            "n": args.n, "dim": dim, "crop_side": vs.crop.input_size, "measured": rows,
            "render_cpu_ms_per_view_224": round(render_ms, 2), "projection": proj,
+           "loader_cpu_ms_per_item_256": loader_ms,
            "k0_rows_per_s": None if k0 is None else k0["rows_per_s"], "argv": sys.argv[1:]}
     print(json.dumps(out, indent=1))
 
