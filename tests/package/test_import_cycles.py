@@ -3,7 +3,9 @@
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers.paths import REPO_ROOT
+
+ROOT = REPO_ROOT
 SKIP = {"tests", "benchmarks", "docs", "build"}
 #: Cycles being removed on another branch (issue 17, part B); delete an entry once it is gone:
 #: the test then fails if the cycle comes back.

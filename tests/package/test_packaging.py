@@ -16,9 +16,9 @@ def test_only_hcdg_is_importable_from_outside_the_checkout(tmp_path):
 
 def test_pipeline_never_imports_stages_or_store():
     import ast
-    from pathlib import Path
+    from tests.helpers.paths import REPO_ROOT
 
-    root = Path(__file__).resolve().parent.parent / "pipeline"
+    root = REPO_ROOT / "pipeline"
     offenders = []
     for path in root.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

@@ -11,7 +11,7 @@ import pytest
 from hcdg.pipeline import authors, camera, crop_cv2, eval_crops, protocols
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.transforms import CropConfig
-from tests.authors_reference import their_test_crop
+from tests.helpers.authors_reference import their_test_crop
 
 REALDATA = Path(os.environ.get("HCDG_REALDATA", Path(__file__).resolve().parents[2] / "shared" / "realdata"))
 

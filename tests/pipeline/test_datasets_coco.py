@@ -17,7 +17,7 @@ from hcdg.pipeline.camera import project
 from hcdg.pipeline.datasets import open_dataset
 from hcdg.pipeline.errors import HcdgError
 from hcdg.store import results as rs
-from tests.test_eval import make_run
+from tests.helpers.runs import make_run
 
 REALDATA = Path(os.environ.get("HCDG_REALDATA", Path(__file__).resolve().parents[2] / "shared" / "realdata"))
 RHD_JSON, FH_JSON = REALDATA / "rhd" / "test_rhd.json", REALDATA / "freihand" / "test_freihand.json"

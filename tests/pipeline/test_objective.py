@@ -2,7 +2,6 @@
 
 import copy
 import importlib.util
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -11,8 +10,9 @@ import torch
 from hcdg.pipeline import objective
 from hcdg.stages import train, train_shared
 from hcdg.stages.train_config import TrainConfig
+from tests.helpers.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 
 
 def _bench_step():

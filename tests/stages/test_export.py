@@ -17,7 +17,7 @@ from hcdg.pipeline.model import HandPoseNet, ModelConfig
 from hcdg.pipeline.transforms import CropConfig
 from hcdg.store.checkpoints import config_hash, save_model
 from hcdg.store.runs import prepare_run
-from tests.test_eval import make_run
+from tests.helpers.runs import make_run
 
 
 @pytest.fixture(scope="module")

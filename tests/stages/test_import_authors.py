@@ -13,7 +13,7 @@ import hcdg
 from hcdg.cli import main
 from hcdg.pipeline import authors
 from hcdg.pipeline.model import HandPoseNet
-from tests.authors_reference import P, authors_forward, make_authors_state
+from tests.helpers.authors_reference import P, authors_forward, make_authors_state
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +235,7 @@ def test_imported_run_evaluates_under_authors_and_reports(imported, synth_stb, s
 
 
 def test_an_xyz_run_is_refused_the_authors_protocol(synth_stb, tmp_path):
-    from tests.test_eval import make_run
+    from tests.helpers.runs import make_run
 
     run = make_run(tmp_path / "xyz")
     res = CliRunner().invoke(main, ["eval", "--run", str(run), "--target", "stb", "--root", str(synth_stb),
@@ -278,7 +278,7 @@ def _their_epe_mm(target, sample, box, state, scale=1.0, rot=0.0):
     hands (STB.py:202); STB's palm root kept."""
     import numpy as np
 
-    from tests.authors_reference import their_test_crop
+    from tests.helpers.authors_reference import their_test_crop
 
     left = sample.side == "left"
     net_in, _, inv = their_test_crop(sample.image, box, left, scale, rot)

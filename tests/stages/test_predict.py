@@ -15,7 +15,7 @@ from hcdg.cli import main
 from hcdg.pipeline import camera, hands
 from hcdg.pipeline import predict as pp
 from hcdg.pipeline.datasets import open_dataset
-from tests.test_eval import make_run
+from tests.helpers.runs import make_run
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +220,7 @@ def test_python_api_takes_arrays_dict_boxes_and_K(run_dir, synth_rhd):
 def test_an_imported_authors_run_predicts_uvd_and_camera_millimetres(tmp_path):
     import torch
 
-    from tests.authors_reference import make_authors_state
+    from tests.helpers.authors_reference import make_authors_state
 
     ckpt = tmp_path / "snapshot.pth.tar"
     torch.save({"epoch": 1, "network": make_authors_state(seed=0)}, ckpt)

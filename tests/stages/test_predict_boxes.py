@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from hcdg.cli import main
 from hcdg.pipeline import predict as pp
 from hcdg.pipeline.datasets import open_dataset
-from tests.test_eval import make_run
+from tests.helpers.runs import make_run
 
 REALDATA = Path(os.environ.get("HCDG_REALDATA", Path(__file__).resolve().parents[2] / "shared" / "realdata"))
 STB, BOXES = REALDATA / "stb", REALDATA / "seed-bboxes" / "STB_bbox.npy"
