@@ -96,3 +96,29 @@ def synth_freihand_store(synth_freihand, tmp_path_factory):
     embed_run(EmbedConfig(dataset="freihand", root=str(synth_freihand), store=str(store), model="hcdg-tiny",
                           workers=0, device="cpu", prompt_filter="^one ", progress=False))
     return store
+
+
+# --- real samples: the one place that finds ../shared/realdata -----------------------------
+#: Files of the real-sample folder the tests read (a few real images and labels per dataset).
+REALDATA_FILES = (
+    "freihand/test_freihand.json", "freihand/00000355.jpg",
+    "rhd/test_rhd.json", "rhd/00111.png",
+    "stb/labels/B1Counting_BB.mat", "stb/B1Counting/BB_left_0.png", "stb/B1Counting/BB_right_0.png",
+    "stb/camera_params.json", "seed-bboxes/STB_bbox.npy",
+)
+
+
+@_pytest.fixture(scope="session")
+def realdata() -> _Path:
+    """The real-sample folder: $HCDG_REALDATA, else ../shared/realdata next to the repository.
+
+    Skips the test (one reason naming the folder and the first missing file) when it is incomplete.
+    """
+    from tests.helpers.paths import REPO_ROOT
+
+    root = _Path(os.environ.get("HCDG_REALDATA", REPO_ROOT.parent / "shared" / "realdata"))
+    missing = [f for f in REALDATA_FILES if not (root / f).is_file()]
+    if missing:
+        _pytest.skip(f"real samples not found in {root} (missing {missing[0]}; "
+                     f"set HCDG_REALDATA to the realdata folder)")
+    return root

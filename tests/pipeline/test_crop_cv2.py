@@ -1,8 +1,6 @@
 """The authors' protocol crops: cv2.flip first, their float32 affine, black border, uint8 truncation;
 test-time --scale / --rot; per-axis errors; RHD's three dropped files."""
 
-import os
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,8 +10,6 @@ from hcdg.pipeline import authors, camera, crop_cv2, eval_crops, protocols
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.transforms import CropConfig
 from tests.helpers.authors_reference import their_test_crop
-
-REALDATA = Path(os.environ.get("HCDG_REALDATA", Path(__file__).resolve().parents[2] / "shared" / "realdata"))
 
 
 def test_a_box_across_the_image_edge_blends_the_edge_pixel_with_black_and_truncates():
@@ -75,13 +71,11 @@ def test_eval_crop_of_a_left_hand_sample_is_their_crop(synth_stb, scale, rot):
         assert not np.array_equal(pil["image"], out["image"])
 
 
-def test_real_stb_frame_with_its_released_box():
+def test_real_stb_frame_with_its_released_box(realdata):
     """Frame 0 of STB B1Counting with row 0 of their STB_bbox.npy (it crosses the image border, as
     98% of their STB rows do): cv2 crop == their pipeline; PIL differs in the border ring."""
-    img_path = REALDATA / "stb" / "B1Counting" / "BB_left_0.png"
-    boxes_path = REALDATA / "seed-bboxes" / "STB_bbox.npy"
-    if not (img_path.is_file() and boxes_path.is_file()):
-        pytest.skip("real STB frame / released boxes not found")
+    img_path = realdata / "stb" / "B1Counting" / "BB_left_0.png"
+    boxes_path = realdata / "seed-bboxes" / "STB_bbox.npy"
     from PIL import Image
 
     img = np.asarray(Image.open(img_path).convert("RGB"))

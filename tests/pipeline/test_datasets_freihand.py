@@ -12,9 +12,6 @@ from hcdg.pipeline.datasets import HandDataset, open_dataset
 from hcdg.pipeline.datasets.freihand import FreiHandDataset
 from hcdg.pipeline.errors import HcdgError
 
-REPO = Path(__file__).resolve().parent.parent
-REALDATA = Path(os.environ.get("HCDG_REALDATA", REPO.parent / "shared" / "realdata"))
-FREI = REALDATA / "freihand"
 N_POSES = 32560  # the real training set (PROTOCOL.md §3): what the test layout mimics
 K_REAL = np.array([[480.0, 0.0, 111.5], [0.0, 480.0, 112.5], [0.0, 0.0, 1.0]])
 
@@ -23,9 +20,15 @@ def _empty(path: Path) -> None:
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))
 
 
-def _real_keypoints() -> dict[int, np.ndarray]:
+@pytest.fixture(scope="module")
+def frei(realdata) -> Path:
+    """The real FreiHAND sample: eight training JPEGs and their 2D keypoints (test_freihand.json)."""
+    return realdata / "freihand"
+
+
+def _real_keypoints(frei: Path) -> dict[int, np.ndarray]:
     """Image id -> (21, 2) px 2D keypoints of the eight real images (test_freihand.json)."""
-    data = json.loads((FREI / "test_freihand.json").read_text())
+    data = json.loads((frei / "test_freihand.json").read_text())
     return {a["image_id"]: np.asarray(a["keypoints"], dtype=float).reshape(21, 3)[:, :2] for a in data["annotations"]}
 
 
@@ -34,15 +37,13 @@ def _json_rows(n: int, default: str, overrides: dict[int, str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def real_root(many_files_dir):
+def real_root(many_files_dir, frei):
     """A FreiHAND root: 130,240 image names (8 real JPEGs at their ids, the rest empty), and
     32,560-entry annotation files where poses 355 and 17620 back-project the real 2D keypoints."""
-    if not (FREI / "test_freihand.json").is_file():
-        pytest.skip(f"real FreiHAND sample not found at {FREI} (set HCDG_REALDATA to the realdata folder)")
     root = many_files_dir / "freihand"
     rgb = root / "training" / "rgb"
     rgb.mkdir(parents=True)
-    kps = _real_keypoints()
+    kps = _real_keypoints(frei)
     _empty(many_files_dir / "placeholder")  # 130k hard links to one empty file: cheapest to create
     src, dst = os.open(many_files_dir, os.O_RDONLY), os.open(rgb, os.O_RDONLY)
     try:
@@ -53,7 +54,7 @@ def real_root(many_files_dir):
         os.close(src)
         os.close(dst)
     for i in kps:
-        shutil.copy(FREI / f"{i:08d}.jpg", rgb)
+        shutil.copy(frei / f"{i:08d}.jpg", rgb)
     xyz_rows, k_rows = {}, {}
     for pose in {i % N_POSES for i in kps}:
         uv = kps[pose]
@@ -74,10 +75,10 @@ def real_ds(real_root):
     return open_dataset("freihand", real_root)  # default split: training
 
 
-def test_real_images_map_to_their_poses(real_ds, real_root):
+def test_real_images_map_to_their_poses(real_ds, real_root, frei):
     ds = real_ds
     assert (len(ds), ds.n_poses, ds.versions) == (4 * N_POSES, N_POSES, 4)
-    kps = _real_keypoints()
+    kps = _real_keypoints(frei)
     assert sorted({i % N_POSES for i in kps}) == [355, 17620]
     crops = {}
     for i, uv in kps.items():
@@ -97,13 +98,13 @@ def test_real_images_map_to_their_poses(real_ds, real_root):
         assert min(diffs, key=diffs.get) % N_POSES == i % N_POSES
 
 
-def test_manifest_lists_annotations_then_every_image(real_ds):
+def test_manifest_lists_annotations_then_every_image(real_ds, frei):
     assert isinstance(real_ds, FreiHandDataset) and isinstance(real_ds, HandDataset)
     man = real_ds.manifest()
     assert len(man) == 3 + 4 * N_POSES
     assert [r for r, _ in man[:3]] == ["training_xyz.json", "training_K.json", "training_scale.json"]
     assert man[3] == ("training/rgb/00000000.jpg", 0)
-    assert man[3 + 355] == ("training/rgb/00000355.jpg", (FREI / "00000355.jpg").stat().st_size)
+    assert man[3 + 355] == ("training/rgb/00000355.jpg", (frei / "00000355.jpg").stat().st_size)
 
 
 def _small_root(tmp_path: Path, n: int = 2, split: str = "training", versions: int = 4) -> Path:
@@ -112,14 +113,12 @@ def _small_root(tmp_path: Path, n: int = 2, split: str = "training", versions: i
     (root / f"{split}_xyz.json").write_text(json.dumps([[[0.01 * j, 0.0, 0.5] for j in range(21)]] * n))
     (root / f"{split}_K.json").write_text(json.dumps([K_REAL.tolist()] * n))
     (root / f"{split}_scale.json").write_text(json.dumps([0.03] * n))
-    src = FREI / "00000355.jpg"
-    for i in range(versions * n):
-        if src.is_file():
-            shutil.copy(src, root / split / "rgb" / f"{i:08d}.jpg")
-        else:
-            from PIL import Image
+    from PIL import Image
 
-            Image.new("RGB", (224, 224)).save(root / split / "rgb" / f"{i:08d}.jpg")
+    src = tmp_path / "blank.jpg"  # a decodable 224 x 224 JPEG: these tests read names and annotations
+    Image.new("RGB", (224, 224)).save(src)
+    for i in range(versions * n):
+        shutil.copy(src, root / split / "rgb" / f"{i:08d}.jpg")
     return root
 
 

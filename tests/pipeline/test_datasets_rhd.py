@@ -15,20 +15,19 @@ from hcdg.pipeline.datasets import HandDataset, open_dataset
 from hcdg.pipeline.datasets.rhd import RhdDataset
 from hcdg.pipeline.errors import HcdgError
 
-REPO = Path(__file__).resolve().parent.parent
-REALDATA = Path(os.environ.get("HCDG_REALDATA", REPO.parent / "shared" / "realdata"))
-RHD = REALDATA / "rhd"
-pytestmark = pytest.mark.skipif(
-    not (RHD / "test_rhd.json").is_file(),
-    reason=f"real RHD sample not found at {RHD} (set HCDG_REALDATA to the realdata folder)",
-)
 OTHER_SHIFT_M = np.array([0.06, 0.01, 0.0])  # the unlabelled hand: the labelled one moved 6 cm
 HIDDEN_RHD = 1  # RHD per-hand index of the thumb TIP, marked invisible (FreiHAND index 4)
 
 
-def _real_labels() -> dict[int, dict]:
+@pytest.fixture(scope="module")
+def rhd(realdata) -> Path:
+    """The real RHD sample: three evaluation images and their labels (test_rhd.json)."""
+    return realdata / "rhd"
+
+
+def _real_labels(rhd: Path) -> dict[int, dict]:
     """id -> {'side', 'xyz_m' (21,3) RHD order, 'uv' (21,2), 'K', 'bbox'} from test_rhd.json."""
-    data = json.loads((RHD / "test_rhd.json").read_text())
+    data = json.loads((rhd / "test_rhd.json").read_text())
     images = {im["id"]: im for im in data["images"]}
     out = {}
     for a in data["annotations"]:
@@ -55,14 +54,14 @@ def _mask(label: dict, swap: bool) -> np.ndarray:
     return m
 
 
-def _rhd_root(tmp_path: Path, swap: tuple[int, ...] = ()) -> Path:
+def _rhd_root(tmp_path: Path, rhd: Path, swap: tuple[int, ...] = ()) -> Path:
     root = tmp_path / "RHD_published_v2"
     ev = root / "evaluation"
     for sub in ("color", "mask", "depth"):
         (ev / sub).mkdir(parents=True)
     anno = {}
-    for i, lab in _real_labels().items():
-        shutil.copy(RHD / f"{i:05d}.png", ev / "color" / f"{i:05d}.png")
+    for i, lab in _real_labels(rhd).items():
+        shutil.copy(rhd / f"{i:05d}.png", ev / "color" / f"{i:05d}.png")
         Image.fromarray(_mask(lab, i in swap)).save(ev / "mask" / f"{i:05d}.png")
         other = lab["xyz_m"] + OTHER_SHIFT_M
         other_uv = other @ lab["K"].T
@@ -81,10 +80,10 @@ def _rhd_root(tmp_path: Path, swap: tuple[int, ...] = ()) -> Path:
     return root
 
 
-def test_real_images_decode_and_labelled_hand_is_chosen(tmp_path):
-    ds = open_dataset("rhd", _rhd_root(tmp_path))  # default split: evaluation
+def test_real_images_decode_and_labelled_hand_is_chosen(tmp_path, rhd):
+    ds = open_dataset("rhd", _rhd_root(tmp_path, rhd))  # default split: evaluation
     assert isinstance(ds, HandDataset) and (ds.dataset, ds.split) == ("rhd", "evaluation")
-    labels = _real_labels()
+    labels = _real_labels(rhd)
     assert len(ds) == 3 and [ds.sample_id(i) for i in range(3)] == ["00111", "01111", "11111"]
     for i, (rid, lab) in enumerate(sorted(labels.items())):
         s = ds[i]
@@ -110,9 +109,9 @@ def test_real_images_decode_and_labelled_hand_is_chosen(tmp_path):
         assert px[s.side] > px["right" if s.side == "left" else "left"] > 0
 
 
-def test_more_mask_pixels_decides_the_hand(tmp_path):
-    ds = RhdDataset(_rhd_root(tmp_path, swap=(111,)), "evaluation")
-    lab = _real_labels()[111]
+def test_more_mask_pixels_decides_the_hand(tmp_path, rhd):
+    ds = RhdDataset(_rhd_root(tmp_path, rhd, swap=(111,)), "evaluation")
+    lab = _real_labels(rhd)[111]
     s = ds.annotation(0)
     assert lab["side"] == "left" and s.side == "right"  # the mask now favours the other hand
     np.testing.assert_allclose(s.xyz, (lab["xyz_m"] + OTHER_SHIFT_M)[joints.RHD_TO_FREIHAND], atol=1e-6)
@@ -120,8 +119,8 @@ def test_more_mask_pixels_decides_the_hand(tmp_path):
     assert ds.hand_sides() == ["right", "left", "right"]
 
 
-def test_masks_are_read_lazily_and_fixed_hand_needs_none(tmp_path):
-    root = _rhd_root(tmp_path)
+def test_masks_are_read_lazily_and_fixed_hand_needs_none(tmp_path, rhd):
+    root = _rhd_root(tmp_path, rhd)
     bad = root / "evaluation" / "mask" / "01111.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     ds = open_dataset("rhd", root)  # opening reads no mask
@@ -132,11 +131,11 @@ def test_masks_are_read_lazily_and_fixed_hand_needs_none(tmp_path):
     fixed = open_dataset("rhd", root, hand="left")
     s = fixed.annotation(1)
     assert s.side == "left" and "mask_pixels" not in s.extra
-    np.testing.assert_allclose(s.xyz, _real_labels()[1111]["xyz_m"][joints.RHD_TO_FREIHAND], atol=1e-6)
+    np.testing.assert_allclose(s.xyz, _real_labels(rhd)[1111]["xyz_m"][joints.RHD_TO_FREIHAND], atol=1e-6)
 
 
-def test_manifest(tmp_path):
-    root = _rhd_root(tmp_path)
+def test_manifest(tmp_path, rhd):
+    root = _rhd_root(tmp_path, rhd)
     man = open_dataset("rhd", root).manifest()
     rels = [r for r, _ in man]
     assert rels[0] == "evaluation/anno_evaluation.pickle"
@@ -146,8 +145,8 @@ def test_manifest(tmp_path):
     assert [r for r, _ in open_dataset("rhd", root, hand="right").manifest()] == rels[:4]
 
 
-def test_synthetic_sidecar_style_is_copied(tmp_path):
-    root = _rhd_root(tmp_path)
+def test_synthetic_sidecar_style_is_copied(tmp_path, rhd):
+    root = _rhd_root(tmp_path, rhd)
     sidecar = {"generator": "test", "style": "mixed-target", "images": {
         "evaluation/color/01111.png": {"style": {"hand_colour": "peach", "colour": "green"}, "side": "left"}}}
     (root / "hcdg_synth.json").write_text(json.dumps(sidecar))
@@ -165,8 +164,8 @@ class _Evil:
         return (os.system, (f"touch {self.path}",))
 
 
-def test_crafted_annotation_pickle_is_refused(tmp_path):
-    root = _rhd_root(tmp_path)
+def test_crafted_annotation_pickle_is_refused(tmp_path, rhd):
+    root = _rhd_root(tmp_path, rhd)
     anno = root / "evaluation" / "anno_evaluation.pickle"
     marker = tmp_path / "executed"
     anno.write_bytes(pickle.dumps({0: {"xyz": _Evil(marker)}}, protocol=2))
@@ -177,8 +176,8 @@ def test_crafted_annotation_pickle_is_refused(tmp_path):
     assert not marker.exists()
 
 
-def test_bad_roots_are_one_clear_line(tmp_path):
-    root = _rhd_root(tmp_path)
+def test_bad_roots_are_one_clear_line(tmp_path, rhd):
+    root = _rhd_root(tmp_path, rhd)
     anno = root / "evaluation" / "anno_evaluation.pickle"
     (root / "evaluation" / "color" / "01111.png").unlink()
     with pytest.raises(HcdgError, match=r"color: 1 of 3 expected color images .*missing \(first: 01111\.png\)"):

@@ -14,47 +14,41 @@ from hcdg.pipeline.datasets import HandDataset, open_dataset
 from hcdg.pipeline.datasets.stb import StbDataset, rodrigues
 from hcdg.pipeline.errors import HcdgError
 
-REPO = Path(__file__).resolve().parent.parent
-REALDATA = Path(os.environ.get("HCDG_REALDATA", REPO.parent / "shared" / "realdata"))
-STB = REALDATA / "stb"
-needs_real = pytest.mark.skipif(
-    not (STB / "labels" / "B1Counting_BB.mat").is_file(),
-    reason=f"real STB sample not found at {STB} (set HCDG_REALDATA to the realdata folder)",
-)
+@pytest.fixture(scope="module")
+def stb(realdata) -> Path:
+    """The real STB sample: the B1Counting label file, frame-0 stereo images, camera parameters."""
+    return realdata / "stb"
 
 
-def _stb_root(tmp_path: Path, n_frames: int | None = None, params: bool = True) -> Path:
+def _stb_root(tmp_path: Path, stb: Path, n_frames: int | None = None, params: bool = True) -> Path:
     """An STB root: the real label file (or its first `n_frames`), real frame-0 images, placeholders."""
     root = tmp_path / "stb"
     (root / "labels").mkdir(parents=True)
     seq = root / "B1Counting"
     seq.mkdir()
     if n_frames is None:
-        shutil.copy(STB / "labels" / "B1Counting_BB.mat", root / "labels")
-        n = scipy.io.loadmat(STB / "labels" / "B1Counting_BB.mat")["handPara"].shape[2]
+        shutil.copy(stb / "labels" / "B1Counting_BB.mat", root / "labels")
+        n = scipy.io.loadmat(stb / "labels" / "B1Counting_BB.mat")["handPara"].shape[2]
     else:
-        para = scipy.io.loadmat(STB / "labels" / "B1Counting_BB.mat")["handPara"][:, :, :n_frames]
+        para = scipy.io.loadmat(stb / "labels" / "B1Counting_BB.mat")["handPara"][:, :, :n_frames]
         scipy.io.savemat(root / "labels" / "B1Counting_BB.mat", {"handPara": para})
         n = n_frames
     if params:
-        shutil.copy(STB / "camera_params.json", root)
+        shutil.copy(stb / "camera_params.json", root)
     for cam in ("left", "right"):
-        shutil.copy(STB / "B1Counting" / f"BB_{cam}_0.png", seq)
+        shutil.copy(stb / "B1Counting" / f"BB_{cam}_0.png", seq)
         for i in range(1, n):
             os.close(os.open(seq / f"BB_{cam}_{i}.png", os.O_CREAT | os.O_WRONLY, 0o644))
     return root
 
 
 @pytest.fixture(scope="module")
-def real_root(many_files_dir):
+def real_root(many_files_dir, stb):
     """The full real B1Counting label file (1,500 frames), real frame-0 images, placeholders."""
-    if not (STB / "labels" / "B1Counting_BB.mat").is_file():
-        pytest.skip(f"real STB sample not found at {STB} (set HCDG_REALDATA to the realdata folder)")
-    return _stb_root(many_files_dir)
+    return _stb_root(many_files_dir, stb)
 
 
-@needs_real
-def test_real_labels_project_into_the_left_image(real_root):
+def test_real_labels_project_into_the_left_image(real_root, stb):
     ds = open_dataset("stb", real_root, split="B1Counting")
     assert isinstance(ds, HandDataset)
     assert len(ds) == 1500  # from the .mat, not hard-coded in the reader
@@ -62,7 +56,7 @@ def test_real_labels_project_into_the_left_image(real_root):
     assert s.sample_id == "B1Counting/BB_left_0"
     assert s.image.shape == (480, 640, 3) and s.image.dtype == np.uint8
     assert (s.side, s.root) == ("left", "palm")
-    raw = scipy.io.loadmat(STB / "labels" / "B1Counting_BB.mat")["handPara"][:, :, 0].T  # (21, 3) mm, STB order
+    raw = scipy.io.loadmat(stb / "labels" / "B1Counting_BB.mat")["handPara"][:, :, 0].T  # (21, 3) mm, STB order
     np.testing.assert_allclose(s.xyz, raw[joints.STB_TO_FREIHAND] / 1000.0)
     # in the image, in front of the camera
     assert (s.xyz[:, 2] > 0.2).all() and (s.xyz[:, 2] < 1.5).all()
@@ -88,7 +82,6 @@ def test_real_labels_project_into_the_left_image(real_root):
     assert px[:, 0].mean() > s.image[..., 0].mean()
 
 
-@needs_real
 def test_right_camera_is_shifted_left_by_the_baseline(real_root):
     ds = StbDataset(real_root, "B1Counting", cameras=("BB_left", "BB_right"))
     assert len(ds) == 3000
@@ -104,9 +97,8 @@ def test_right_camera_is_shifted_left_by_the_baseline(real_root):
     assert (shift[:, 0] > 50).all()
 
 
-@needs_real
-def test_synthetic_length_sequence_and_sk_camera(tmp_path):
-    root = _stb_root(tmp_path, n_frames=8, params=False)
+def test_synthetic_length_sequence_and_sk_camera(tmp_path, stb):
+    root = _stb_root(tmp_path, stb, n_frames=8, params=False)
     (root / "labels" / "B1Counting_BB.mat").rename(root / "labels" / "B1Counting_SK.mat")
     for i in range(8):
         (root / "B1Counting" / f"SK_color_{i}.png").touch()
@@ -133,9 +125,8 @@ def test_rodrigues_hand_worked():
     np.testing.assert_allclose(r @ [0.3, -0.2, 0.1], [0.3, -0.2, 0.1], atol=1e-12)  # axis is fixed
 
 
-@needs_real
-def test_camera_params_file_is_used_when_present(tmp_path):
-    root = _stb_root(tmp_path, n_frames=2)
+def test_camera_params_file_is_used_when_present(tmp_path, stb):
+    root = _stb_root(tmp_path, stb, n_frames=2)
     params = json.loads((root / "camera_params.json").read_text())
     params["BB2Stereo"]["fx"] = 500.0
     (root / "camera_params.json").write_text(json.dumps(params))
@@ -146,9 +137,8 @@ def test_camera_params_file_is_used_when_present(tmp_path):
                     "B1Counting/BB_left_0.png", "B1Counting/BB_left_1.png"]
 
 
-@needs_real
-def test_missing_frame_image_and_bad_options(tmp_path):
-    root = _stb_root(tmp_path, n_frames=8)
+def test_missing_frame_image_and_bad_options(tmp_path, stb):
+    root = _stb_root(tmp_path, stb, n_frames=8)
     (root / "B1Counting" / "BB_left_5.png").unlink()
     # a partial copy reads the frames present (with their own labels) and says how many
     ds = open_dataset("stb", root, split="B1Counting")

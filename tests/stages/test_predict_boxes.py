@@ -3,9 +3,7 @@ and a warning for a box that lies mostly outside its image."""
 
 from __future__ import annotations
 
-import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,10 +15,6 @@ from hcdg.pipeline import predict as pp
 from hcdg.pipeline.datasets import open_dataset
 from tests.helpers.runs import make_run
 
-REALDATA = Path(os.environ.get("HCDG_REALDATA", Path(__file__).resolve().parents[2] / "shared" / "realdata"))
-STB, BOXES = REALDATA / "stb", REALDATA / "seed-bboxes" / "STB_bbox.npy"
-needs_real = pytest.mark.skipif(not (STB / "B1Counting" / "BB_left_0.png").is_file() or not BOXES.is_file(),
-                                reason=f"real STB frame / authors' boxes not found under {REALDATA}")
 
 
 def test_mirrored_box_maps_back_by_the_image_mirror():
@@ -32,8 +26,8 @@ def test_mirrored_box_maps_back_by_the_image_mirror():
     assert pp.outside_fraction(np.array([-500.0, 0.0, 100.0, 100.0]), 100, 100) == 1.0
 
 
-@needs_real
-def test_authors_stb_box_lands_on_the_hand(tmp_path):
+def test_authors_stb_box_lands_on_the_hand(tmp_path, realdata):
+    STB, BOXES = realdata / "stb", realdata / "seed-bboxes" / "STB_bbox.npy"
     run = make_run(tmp_path / "run")
     frame_dir = tmp_path / "B1Counting"
     frame_dir.mkdir()
