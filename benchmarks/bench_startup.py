@@ -6,7 +6,7 @@ then times, best of --repeats (torch imported first, as in a training process, w
 larger heap makes every garbage-collector pass dearer):
 
 * the annotation parse: `json.load` + `np.asarray` with the collector on (before) vs
-  `_common.read_json_array` (collector paused; now);
+  `common.read_json_array` (collector paused; now);
 * opening the dataset (`FreiHandDataset`: parse + checks + listing the images);
 * the validation mean pose over the 10,000 samples `hcdg train` uses: one `annotation()`
   + `rel_norm_pose` per sample (before) vs `train_data.mean_pose` (now, vectorised);
@@ -36,7 +36,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from hcdg.pipeline.datasets import _common  # noqa: E402
+from hcdg.pipeline.datasets import common  # noqa: E402
 from hcdg.pipeline.datasets.freihand import FreiHandDataset  # noqa: E402
 from hcdg.pipeline.train_data import mean_pose, rel_norm_pose  # noqa: E402
 
@@ -105,15 +105,15 @@ def main() -> None:
 
     assert gc.isenabled()
     row("parse training_xyz.json (collector on -> paused)", best(lambda: parse_gc_on(xyz_json), args.repeats),
-        best(lambda: _common.read_json_array(xyz_json, "joints", (-1, 21, 3)), args.repeats))
+        best(lambda: common.read_json_array(xyz_json, "joints", (-1, 21, 3)), args.repeats))
 
     def open_before():
-        real = _common.read_json_array
-        _common.read_json_array = lambda p, w, s: _common.as_array(_common.read_json(p, w), s, str(p))
+        real = common.read_json_array
+        common.read_json_array = lambda p, w, s: common.as_array(common.read_json(p, w), s, str(p))
         try:
             return FreiHandDataset(root, "training")
         finally:
-            _common.read_json_array = real
+            common.read_json_array = real
 
     row("open FreiHandDataset (3 json + checks + listing)", best(open_before, args.repeats),
         best(lambda: FreiHandDataset(root, "training"), args.repeats))

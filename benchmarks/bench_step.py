@@ -52,7 +52,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _batch(b: int, s: int, device: torch.device, gen: torch.Generator) -> dict[str, torch.Tensor]:
+def synthetic_batch(b: int, s: int, device: torch.device, gen: torch.Generator) -> dict[str, torch.Tensor]:
     """A random training batch with every key `objective.loss_terms` reads."""
     h = s // 8
     return {
@@ -174,7 +174,7 @@ def main() -> None:
     # round-robin: each round runs one step of every variant on the same batch, so load
     # from other processes on a shared machine hits all variants alike
     for i in range(args.warmup + args.steps):
-        batch = _batch(args.batch, args.size, device, gen)
+        batch = synthetic_batch(args.batch, args.size, device, gen)
         timed = i >= args.warmup
         for v in variants:
             dt, dc = v.step(batch, i, timed)

@@ -326,7 +326,7 @@ def select_samples(reader: Any, cfg: EvalConfig) -> tuple[list[int], np.ndarray 
     return indices, boxes, note
 
 
-class _Prepared:
+class Prepared:
     """torch Dataset: reader index -> `transforms.prepare` output (no augmentation)."""
 
     def __init__(self, reader: Any, indices: list[int], boxes: np.ndarray | None, crop: Any,
@@ -363,7 +363,7 @@ def _unmirror(xyz: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
     return out
 
 
-def predict_split(loaded: LoadedModel, dataset: _Prepared, cfg: EvalConfig, desc: str) -> dict[str, Any]:
+def predict_split(loaded: LoadedModel, dataset: Prepared, cfg: EvalConfig, desc: str) -> dict[str, Any]:
     """Run Branch1 over the prepared samples; gather what the protocols need (mirrored frame)."""
     import torch
     from torch.utils.data import DataLoader
@@ -516,7 +516,7 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         sub_protocol = "authors" if output == "uvd" else cfg.submission_protocol
         if sub_protocol not in cfg.protocols:
             raise HcdgError(f"--write-submission: needs protocol {sub_protocol} among --protocol")
-    dataset = _Prepared(reader, indices, boxes, loaded.crop, backend, cfg.scale, cfg.rot)
+    dataset = Prepared(reader, indices, boxes, loaded.crop, backend, cfg.scale, cfg.rot)
     pred = predict_split(loaded, dataset, cfg, desc=f"eval {Path(cfg.run).name} on {cfg.target}/{reader.split}")
     results, uv_px = evaluate_predictions(pred, loaded.crop, cfg.protocols, cfg.target)
     from hcdg.pipeline.metrics_2d import mmpose_2d

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from hcdg.pipeline.datasets import _common as c
+from hcdg.pipeline.datasets import common as c
 from hcdg.pipeline.datasets.base import Sample
 from hcdg.pipeline.errors import HcdgError
 

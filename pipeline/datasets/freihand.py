@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from hcdg.pipeline.camera import project
-from hcdg.pipeline.datasets import _common as c
+from hcdg.pipeline.datasets import common as c
 from hcdg.pipeline.datasets.base import Sample
 from hcdg.pipeline.errors import HcdgError
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from hcdg.pipeline import joints
-from hcdg.pipeline.datasets import _common as c
+from hcdg.pipeline.datasets import common as c
 from hcdg.pipeline.datasets.base import Sample, Side
 from hcdg.pipeline.datasets.safe_pickle import load_pickle
 from hcdg.pipeline.errors import HcdgError

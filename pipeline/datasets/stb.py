@@ -38,7 +38,7 @@ import numpy as np
 
 from hcdg.pipeline import joints
 from hcdg.pipeline.camera import project
-from hcdg.pipeline.datasets import _common as c
+from hcdg.pipeline.datasets import common as c
 from hcdg.pipeline.datasets.base import Sample
 from hcdg.pipeline.errors import HcdgError
 

@@ -2,6 +2,7 @@
 command line resolves exactly the config a Python caller gets."""
 
 import dataclasses
+import importlib
 import re
 import typing
 
@@ -16,6 +17,14 @@ from hcdg.stages.train_config import PRESETS, SECTIONS, TrainConfig
 #: Options that set no config field (output format, the TOML file, the progress switch of a
 #: stage whose `run` takes it as an argument, the prompt listing's own filters).
 NOT_FIELDS = {"--help", "--version", "--json", "--config", "--progress", "--store", "--prompt-file", "--prompt-filter"}
+
+
+def _resolve(ref):
+    """A field reference's class: given directly or as "module:Name" (the form options declare lazily)."""
+    if not isinstance(ref, str):
+        return ref
+    mod, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(mod), attr)
 
 
 def _commands(group=cli.main, path=()):
@@ -64,7 +73,7 @@ def test_choices_are_the_literal_values():
         for opt in cmd.params:
             if not isinstance(opt, cli.FieldOption) or opt.field_ref is None:
                 continue
-            cls, name = cli._resolve_ref(opt.field_ref[0]), opt.field_ref[1]
+            cls, name = _resolve(opt.field_ref[0]), opt.field_ref[1]
             lit = field_choices(cls, name)
             if lit is not None and isinstance(opt.type, click.Choice):
                 assert tuple(opt.type.choices) == lit, (path, name)

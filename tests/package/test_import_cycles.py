@@ -42,7 +42,7 @@ def _imports(mods: dict[str, Path]) -> dict[str, set[str]]:
                 names = [base] + [f"{base}.{a.name}" for a in node.names]
             else:
                 continue
-            # a module importing its own package (`from hcdg.pipeline.datasets import _common`) is no cycle
+            # a module importing its own package (`from hcdg.pipeline.datasets import common`) is no cycle
             edges[m].update(n for n in names if n in mods and n != m and not m.startswith(n + "."))
     return edges
 

@@ -60,7 +60,7 @@ def test_openai_offline_fails_fast_naming_file_and_place(monkeypatch, tmp_path):
 def test_unreachable_hub_fails_fast_without_offline_flag(monkeypatch, tmp_path):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setattr(C, "_hub_reachable", lambda timeout_s=3.0: False)
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")  # a name that never resolves: the probe fails fast
     with pytest.raises(HcdgError, match="unreachable"):
         C.resolve_weights("ViT-B-32", "openai")
 
@@ -105,7 +105,7 @@ def test_tag_file_is_loaded_with_quick_gelu_and_hashed(monkeypatch, tmp_path):
     (tmp_path / "models--hcdg--tiny-test" / "refs" / "main").write_text("abc")
     save_file({k: v.contiguous() for k, v in donor.state_dict().items()}, folder / "open_clip_model.safetensors")
     enc = C.load_encoder("hcdg-tiny", "testtag")
-    assert C._uses_quick_gelu(enc.model)
+    assert enc.identity()["quick_gelu"]
     assert torch.equal(enc.model.visual.conv1.weight, donor.visual.conv1.weight)
     ident = enc.identity()
     assert ident["quick_gelu"] is True and ident["preprocess"]["mean"] == [0.5, 0.5, 0.5]

@@ -93,8 +93,7 @@ def test_sum_adds_the_clip_feature_to_e2():
     torch.manual_seed(0)
     cfg = ModelConfig(**SMALL, combine="sum")
     b2 = HandPoseNet(cfg).branch2
-    b2.head = torch.nn.Identity()  # look at e2 itself
-    b2._project = lambda e1, e2: (e1, e2)
+    b2.head = torch.nn.Identity()  # look at e2 itself (the projection head is the only step after it)
     pool3 = torch.randn(2, 64, 16, 16)
     clip = torch.randn(2, 512)
     v = torch.randn(2, 512)

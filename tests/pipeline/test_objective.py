@@ -78,7 +78,7 @@ def test_loss_terms_follow_the_settings_they_read():
 
     bench = _bench_step()
     cfg = TrainConfig(width_mult=0.125, input_size=32, batch_size=4)
-    batch = bench._batch(4, 32, torch.device("cpu"), torch.Generator().manual_seed(0))
+    batch = bench.synthetic_batch(4, 32, torch.device("cpu"), torch.Generator().manual_seed(0))
     batch["feat_row"] = batch["feat_row"] % 10
     g = torch.Generator().manual_seed(1)
     tables = objective.FeatureTables(torch.randn(10, 512, generator=g), torch.randn(7, 512, generator=g))

@@ -181,7 +181,7 @@ def test_seed_boxes_are_read_in_the_mirrored_frame(tmp_path, data, run_dir):
     gt = rs.read_results(ev.run(_cfg(run, "stb", data["stb"]))["results"])
     sb = rs.read_results(ev.run(_cfg(run, "stb", data["stb"], crops="seed-boxes", boxes=str(path)))["results"])
     assert sb["crops"].eq("seed-boxes").all()
-    item = ev._Prepared(reader, [0], boxes[:1], CropConfig(input_size=32))[0]
+    item = ev.Prepared(reader, [0], boxes[:1], CropConfig(input_size=32))[0]
     x, y, w, h = np.trunc(boxes[0])
     s = 32 / w
     expect = np.array([[s, 0, 16 - s * (x + w / 2)], [0, s, 16 - s * (y + h / 2)], [0, 0, 1]])

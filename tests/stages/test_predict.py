@@ -45,9 +45,10 @@ def _eval_predictions(run, reader):
     loaded = ev.load_run_model(run, None, "cpu")
     cfg = ev.EvalConfig(run=str(run), target="rhd", root=str(reader.root), progress=False)
     idx, boxes, _ = ev.select_samples(reader, cfg)
-    pred = ev.predict_split(loaded, ev._Prepared(reader, idx, boxes, loaded.crop), cfg, "eval")
+    pred = ev.predict_split(loaded, ev.Prepared(reader, idx, boxes, loaded.crop), cfg, "eval")
     _, uv = ev.evaluate_predictions(pred, loaded.crop, ("rr-gtscale",), "rhd")
-    xyz = ev._unmirror(pred["xyz_rel_norm"], pred["mirrored"])
+    xyz = np.array(pred["xyz_rel_norm"], dtype=np.float64)
+    xyz[pred["mirrored"], :, 0] *= -1.0  # mirrored samples back to their own frame
     return uv, xyz - xyz[:, :1], pred["mirrored"]
 
 

@@ -12,7 +12,7 @@ from hcdg.cli import main
 from hcdg.pipeline import joints as J
 from hcdg.pipeline.camera import project
 from hcdg.pipeline.datasets import open_dataset
-from hcdg.pipeline.datasets._common import decode_label_image
+from hcdg.pipeline.datasets.common import decode_label_image
 from hcdg.pipeline.hands import bone_scale, stb_palm_to_wrist
 from hcdg.pipeline.synth import render as R
 from hcdg.pipeline.synth import writers as W

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from hcdg.pipeline import mixing
-from hcdg.pipeline.datasets import _common, open_dataset
+from hcdg.pipeline.datasets import common, open_dataset
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.train_data import mean_pose, rel_norm_pose
 from hcdg.stages import train, train_loop
@@ -68,16 +68,16 @@ def test_json_arrays_parse_with_the_collector_paused_and_restored(tmp_path):
     path = tmp_path / "a.json"
     path.write_text(json.dumps([[1.0, 2.0], [3.0, 4.0]]))
     assert gc.isenabled()
-    assert _common.read_json_array(path, "pairs", (-1, 2)).tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    assert common.read_json_array(path, "pairs", (-1, 2)).tolist() == [[1.0, 2.0], [3.0, 4.0]]
     assert gc.isenabled()
     path.write_text("[[1.0, 2.0], [3.0")
     with pytest.raises(HcdgError, match=r"a\.json: cannot read pairs"):
-        _common.read_json_array(path, "pairs", (-1, 2))
+        common.read_json_array(path, "pairs", (-1, 2))
     assert gc.isenabled()
     gc.disable()
     try:
         path.write_text("[1, 2]")
-        _common.read_json_array(path, "pairs", (2,))
+        common.read_json_array(path, "pairs", (2,))
         assert not gc.isenabled()  # a caller's paused collector stays paused
     finally:
         gc.enable()
