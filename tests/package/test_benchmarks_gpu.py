@@ -4,11 +4,14 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers.paths import REPO_ROOT
 
 ROOT = REPO_ROOT
 
 
+@pytest.mark.slow
 def test_gpu_script_dry_run_prints_every_figure(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
     out = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--dry-run", "--dir", str(tmp_path)],

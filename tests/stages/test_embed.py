@@ -184,6 +184,7 @@ def test_bad_inputs_are_one_line_errors(synth_freihand, tmp_path):
     assert res.exit_code == 1 and "file is a file, not a folder" in res.output and res.output.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_done_when_freihand_rhd_stb_with_table2_in_one_verified_store(synth_freihand, synth_rhd, synth_stb, tmp_path):
     store = str(tmp_path / "all.zarr")
     runner = CliRunner()

@@ -46,6 +46,7 @@ def reference(synth_freihand, tmp_path_factory):
     return out["ref.zarr"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["k.zarr", "k.h5"])
 def test_sigkill_then_rerun_gives_a_bit_identical_store(reference, synth_freihand, tmp_path, name):
     store = tmp_path / name
@@ -63,6 +64,7 @@ def test_sigkill_then_rerun_gives_a_bit_identical_store(reference, synth_freihan
         assert not fs.staging_path(store).exists()
 
 
+@pytest.mark.slow
 def test_two_concurrent_shards_equal_one_process(reference, synth_freihand, tmp_path):
     store = tmp_path / "sh.zarr"
     procs = [subprocess.Popen(_cmd(synth_freihand, store, "--workers", "0", "--shard", f"{i}/2"), env=_env(),

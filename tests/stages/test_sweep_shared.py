@@ -47,6 +47,7 @@ def test_batch_key_groups_points_that_see_the_same_batches():
     assert train_shared.batch_key(a) == train_shared.batch_key(b) != train_shared.batch_key(base)
 
 
+@pytest.mark.slow
 def test_shared_sweep_equals_solo_runs_and_resumes_per_point(synth_freihand, synth_freihand_store, tmp_path,
                                                              monkeypatch):
     import dataclasses

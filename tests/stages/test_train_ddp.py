@@ -1,11 +1,13 @@
 """DDP: two CPU processes on gloo train like one process with the same global batch."""
 
 import pandas as pd
+import pytest
 
 from hcdg.stages import train
 from hcdg.store.checkpoints import load_model_state
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one_process(synth_freihand, tmp_path):
     # Baseline mode: every loss term is a per-sample mean, so averaging the two ranks'
     # gradients (DDP) equals the gradient of the global batch. (With Branch2, BatchNorm
