@@ -218,6 +218,7 @@ def test_python_api_takes_arrays_dict_boxes_and_K(run_dir, synth_rhd):
         hcdg.predict(run_dir, [img.astype(np.float32)])
 
 
+@pytest.mark.slow  # the authors' full-size 256 px network: ~30 s on a shared core
 def test_an_imported_authors_run_predicts_uvd_and_camera_millimetres(tmp_path):
     import torch
 
