@@ -25,6 +25,8 @@ DEFAULT_FACETS: Mapping[str, Any] = MappingProxyType(
 )
 
 TARGETS = ("stb", "rhd")
+#: The `source` of a published row in a report table (re-run rows say "re-run ...").
+PUBLISHED_SOURCE = "as published, not re-run"
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,10 @@ from typing import Any, Literal
 import numpy as np
 
 from hcdg.pipeline.config import ConfigError, to_dict
-from hcdg.pipeline.devices import resolve_device
 from hcdg.pipeline.errors import HcdgError
-from hcdg.pipeline.protocols import DECODERS, PROTOCOLS, canonical_name
+from hcdg.pipeline.protocols import DECODERS, PROTOCOLS
+from hcdg.store.run_model import LoadedModel, load_run_model
+from hcdg.store.schema import current_protocol_name
 
 Target = Literal["stb", "rhd", "freihand"]
 TARGETS = ("stb", "rhd", "freihand")
@@ -96,7 +97,7 @@ class EvalConfig:
         if self.crops == "gt" and self.boxes:
             raise ConfigError("--boxes: only used with --crops seed-boxes")
         if self.protocols is not None:
-            object.__setattr__(self, "protocols", tuple(canonical_name(p) for p in self.protocols))
+            object.__setattr__(self, "protocols", tuple(current_protocol_name(p) for p in self.protocols))
         unknown = [p for p in self.protocols or () if p not in PROTOCOLS]
         if unknown or self.protocols == ():
             raise ConfigError(f"--protocol: expected some of {', '.join(PROTOCOLS)}, got {list(self.protocols)!r}")
@@ -108,109 +109,6 @@ class EvalConfig:
             raise ConfigError(f"--limit: expected >= 1, got {self.limit!r}")
         if self.workers < 0:
             raise ConfigError(f"--workers: expected >= 0, got {self.workers!r}")
-
-
-# --------------------------------------------------------------------------- the model
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A Branch1-only network with the crop geometry it was trained with."""
-
-    model: Any  # HandPoseNet with branch2=False, eval mode, on the device
-    crop: Any  # transforms.CropConfig
-    source: str  # the weights file / checkpoint folder read
-    step: int | None
-
-
-def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: str = "cpu") -> LoadedModel:
-    """Rebuild the network of a training run from its recorded config and load its weights.
-
-    Only Branch1 (CPM + PosePrior + ViewPoint) is built; Branch2's weights in the file are
-    ignored (paper §3.5: test time uses Branch1 only). Raises HcdgError for a folder that is
-    not a training run, a run with no weights yet, a checkpoint of another config (its
-    recorded config hash differs from run.json's) or weights that do not fit the model
-    the config describes.
-    """
-    from hcdg.pipeline.config import from_dict
-    from hcdg.pipeline.model import HandPoseNet, ModelConfig
-    from hcdg.pipeline.transforms import CropConfig
-    from hcdg.store import checkpoints as ck
-    from hcdg.store.runs import read_run
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise HcdgError(f"--run {run_dir}: no such folder (expected a training run folder)")
-    record = read_run(run_dir)
-    if record.get("stage") not in ("train", "import"):
-        raise HcdgError(f"--run {run_dir}: holds a {record.get('stage')!r} run, not a training (or imported) run")
-    cfg = record.get("config", {})
-    run_hash = record.get("config_hash")
-    dev = resolve_device(device)
-
-    from hcdg.pipeline.authors import ARCH_OPTIONS
-
-    model_cfg: dict[str, Any] = {k: cfg[k] for k in ("width_mult", "input_size", "combine") if k in cfg}
-    if "target" in cfg:  # runs that predate these keys: hcdg's layout, xyz output
-        model_cfg["output"] = cfg["target"]
-    if cfg.get("arch") == "authors":
-        model_cfg.update(ARCH_OPTIONS)
-    crop_cfg: dict[str, Any] = {
-        "input_size": cfg.get("input_size", 256),
-        "sigma_px": cfg.get("sigma_px", 10.0),
-        "crop_scale": cfg.get("crop_scale", 1.0),
-    }
-    step: int | None = None
-    final = run_dir / ck.MODEL_WEIGHTS
-    use_final = checkpoint in (None, "final") and (run_dir / ck.MODEL_META).is_file()
-    if checkpoint == "final" and not use_final:
-        raise HcdgError(f"--checkpoint final: {run_dir} has no {ck.MODEL_META}; the training run has not finished")
-    if use_final:
-        state, meta = ck.load_model_state(run_dir, device="cpu")
-        if run_hash and meta.get("config_hash") and meta["config_hash"] != run_hash:
-            raise HcdgError(
-                f"{final}: written by a different training config than {run_dir / 'run.json'} "
-                f"(config hash {str(meta['config_hash'])[:12]}..., run has {run_hash[:12]}...)"
-            )
-        model_cfg = dict(meta.get("model_config", model_cfg))
-        crop_cfg = dict(meta.get("crop", crop_cfg))
-        step = meta.get("step")
-        source = str(final)
-    else:
-        if checkpoint in (None, "latest"):
-            path = ck.latest_checkpoint(run_dir)
-            if path is None:
-                raise HcdgError(
-                    f"--run {run_dir}: no trained weights ({ck.MODEL_WEIGHTS}) and no checkpoint under "
-                    f"{ck.CHECKPOINT_DIR}/; train the run first (`hcdg train --out {run_dir} ...`)"
-                )
-        else:
-            path = Path(checkpoint)
-            if not path.is_dir():
-                raise HcdgError(f"--checkpoint {checkpoint}: no such checkpoint folder (expected RUN/checkpoints/step-...)")
-        loaded = ck.load_checkpoint(path, expect_config_hash=run_hash, device="cpu")
-        state, step, source = loaded.model_state, loaded.step, str(path)
-
-    model_cfg = {**model_cfg, "branch2": False}
-    try:
-        mcfg = from_dict(ModelConfig, model_cfg, where=f"{run_dir}/run.json model")
-        crop = from_dict(CropConfig, {k: v for k, v in crop_cfg.items() if v is not None}, where=f"{run_dir} crop")
-    except HcdgError as exc:
-        raise HcdgError(f"--run {run_dir}: cannot rebuild the model from its recorded config ({exc})") from None
-    model = HandPoseNet(mcfg)
-    branch1 = {k: v for k, v in state.items() if not k.startswith("branch2.")}
-    try:
-        model.load_state_dict(branch1, strict=True)
-    except RuntimeError as exc:
-        first = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc))
-        raise HcdgError(
-            f"{source}: the weights do not fit the network described by {run_dir}/run.json "
-            f"(width_mult={mcfg.width_mult}, input_size={mcfg.input_size}): {first[:200]}"
-        ) from None
-    model.to(dev).eval()
-    if crop.input_size != mcfg.input_size:
-        raise HcdgError(f"--run {run_dir}: crop input_size {crop.input_size} != model input_size {mcfg.input_size}")
-    return LoadedModel(model=model, crop=crop, source=source, step=step)
 
 
 # --------------------------------------------------------------------------- the data
@@ -423,11 +321,11 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         "decoder": [cfg.decoder] * n,
         "checkpoint_step": [loaded.step] * n,
     }
-    from hcdg.store.runs import config_of, read_run
+    from hcdg.store.runs import read_run
 
     frame = rs.results_frame(
         run=run_cols["run"], target=cfg.target, split=reader.split, sample_ids=pred["sample_id"],
-        results=results, visible=pred["visible"], config=config_of(read_run(cfg.run)),
+        results=results, visible=pred["visible"], config=read_run(cfg.run)["config"],
         random_weights=run_cols["random_weights"], extra=extra,
     )  # fmt: skip
     res_path, sum_path = rs.write_results(cfg.run, cfg.target, frame)

@@ -40,10 +40,10 @@ from hcdg.stages import report_render as render
 from hcdg.store import paired
 from hcdg.store import results as store
 from hcdg.store.atomic import atomic_path, atomic_write_json, atomic_write_text
-from hcdg.store.runs import config_of, read_run
+from hcdg.store.runs import DONE_FILE, find_run_dirs, read_done, read_run
 
 REPORT_MARKER = "report.json"
-PUBLISHED_SOURCE = "as published, not re-run"
+PUBLISHED_SOURCE = published.PUBLISHED_SOURCE
 FACETS = ("mode", "ratio", "combine", "lambda_con", "con_loss", "aug")
 #: Config key spellings accepted for each facet (last component of a flattened key).
 _ALIASES = {
@@ -111,8 +111,6 @@ def run_facets(config: Mapping[str, Any]) -> dict[str, Any]:
     mode = str(out["mode"]).lower() if out["mode"] is not None else None
     out["mode"] = {"iete": "ie+te", "ie_te": "ie+te", "ie-te": "ie+te"}.get(mode, mode)
     out["aug"] = "normal" if str(out["aug"]).lower() == "normal" else "clip"
-    if out["con_loss"] == "paper":  # old run folders' name of Eq. 4 as printed
-        out["con_loss"] = "paper-literal"
     for k in ("ratio", "lambda_con"):
         out[k] = None if out[k] is None else round(float(out[k]), 6)
     if out["aug"] != "normal":
@@ -173,13 +171,8 @@ def _load_run(folder: Path, warnings: list[str]) -> RunInfo:
     record = read_run(folder)
     summaries = []
     for path in store.result_files(folder):
-        target = path.stem
-        spath = store.summary_path(folder, target)
         try:
-            if spath.is_file() and not store.is_legacy_pa(spath):
-                summaries.append(store.read_summary(spath))
-            else:
-                summaries.append(store.summarise_results(store.read_results(path)))
+            summaries.append(store.target_summary(folder, path.stem))
         except HcdgError as exc:
             warnings.append(str(exc))
     summary = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame(columns=list(store.SUMMARY_SCHEMA))
@@ -192,8 +185,8 @@ def _load_run(folder: Path, warnings: list[str]) -> RunInfo:
         losses = None
     rw = store.random_weights_of(record) or bool(summary.get("random_weights", pd.Series([], dtype=bool)).any())
     info = RunInfo(
-        name=folder.name, folder=folder, facets=run_facets(config_of(record)), seed=record.get("seed"),
-        random_weights=rw, summary=summary, losses=losses, group=paired.group_key(config_of(record)),
+        name=folder.name, folder=folder, facets=run_facets(record["config"]), seed=record.get("seed"),
+        random_weights=rw, summary=summary, losses=losses, group=paired.group_key(record["config"]),
     )  # fmt: skip
     _training_facts(info, warnings)
     return info
@@ -209,12 +202,9 @@ def _finite(v: Any) -> float | None:
 
 def _training_facts(info: RunInfo, warnings: list[str]) -> None:
     """Steps, wall time and final validation EPE from done.json and metrics.parquet."""
-    from hcdg.store.atomic import read_json_object
-
-    done_path = info.folder / "done.json"
-    if done_path.is_file():
+    if (info.folder / DONE_FILE).is_file():
         try:
-            info.done = read_json_object(done_path, "total_steps, val_epe_mm, ...")
+            info.done = read_done(info.folder)
         except HcdgError as exc:
             warnings.append(str(exc))
     df = info.losses
@@ -240,7 +230,13 @@ def _training_facts(info: RunInfo, warnings: list[str]) -> None:
 def load_runs(paths: tuple[str, ...] | list[str]) -> tuple[list[RunInfo], list[str]]:
     """The runs under `paths` (run or sweep folders) and the warnings met reading them."""
     warnings: list[str] = []
-    return [_load_run(f, warnings) for f in store.find_run_dirs(paths)], warnings
+    return [_load_run(f, warnings) for f in find_run_dirs(paths)], warnings
+
+
+def pick_root(available: Any, wanted: str) -> str:
+    """The root a table or figure shows: `wanted` where the results have it, else wrist
+    (STB's palm root exists only on STB and under some protocols)."""
+    return wanted if wanted in set(available) else "wrist"
 
 
 def root_of(run: RunInfo, target: str, cfg: ReportConfig) -> str:
@@ -249,7 +245,7 @@ def root_of(run: RunInfo, target: str, cfg: ReportConfig) -> str:
     if s.empty:
         return "wrist"
     sel = s[(s["target"] == target) & (s["protocol"] == cfg.protocol) & (s["joints"] == cfg.joints)]
-    return cfg.root if cfg.root in set(sel["root"]) else "wrist"
+    return pick_root(sel["root"], cfg.root)
 
 
 def epe_of(run: RunInfo, target: str, cfg: ReportConfig) -> float | None:
@@ -504,6 +500,69 @@ def paper_figures(cfg: ReportConfig) -> dict[str, bytes]:
     return out
 
 
+# --------------------------------------------------------------------------- figure data
+
+
+def ratio_points(runs: list[RunInfo], target: str, cfg: ReportConfig) -> dict[str, dict[float, list[float]]]:
+    """Table 4(a)'s re-run points for `target`: L_con label ("" = the run default form, else
+    ", FORM L_con") -> ratio (IE = 1, TE = 0) -> EPEs mm of the runs there. Every L_con form
+    is a re-run of the paper's rows, so none is dropped; the default form comes first."""
+    pts: dict[Any, dict[float, list[float]]] = {}
+    for r in runs:
+        f = r.facets
+        if f["aug"] != "clip" or f["combine"] != "concat" or f["lambda_con"] is None:
+            continue
+        if not math.isclose(f["lambda_con"], 0.1):
+            continue
+        x = {"ie+te": f["ratio"], "ie": 1.0, "te": 0.0}.get(f["mode"])
+        if x is None or (v := epe_of(r, target, cfg)) is None:
+            continue
+        pts.setdefault(con_loss_label(f["con_loss"]), {}).setdefault(float(x), []).append(v)
+    return {label: pts[label] for label in sorted(pts)}  # "" (the default form) sorts first
+
+
+def published_ratio_points(target: str) -> list[tuple[float, float]]:
+    """Table 4(a) as published for `target`: (ratio, EPE mm), IE at ratio 1, sorted by ratio."""
+    rows = published.rows_of("4a")
+    pub = [(float(p.setting), p.epe_mm(target)) for p in rows if p.method == "IE+TE"]
+    pub.append((1.0, next(p.epe_mm(target) for p in rows if p.method == "IE")))
+    return sorted(pub)
+
+
+def pck_panels(runs: list[RunInfo], cfg: ReportConfig) -> dict[str, list[render.PckPanel]]:
+    """target -> one PCK panel per protocol (in `PROTOCOLS` order) under the report's joint
+    set and root (`pick_root` over the protocol's rows), one curve per run."""
+    from hcdg.pipeline.protocols import PROTOCOLS
+
+    summaries = [r.summary.assign(run=r.name) for r in runs if not r.summary.empty]
+    if not summaries:
+        return {}
+    allsum = pd.concat(summaries, ignore_index=True)
+    out: dict[str, list[render.PckPanel]] = {}
+    for t in sorted(set(allsum["target"])):
+        sel = allsum[(allsum["target"] == t) & (allsum["joints"] == cfg.joints)]
+        panels = []
+        for p in (p for p in PROTOCOLS if p in set(sel["protocol"])):
+            ps = sel[sel["protocol"] == p]
+            root = pick_root(ps["root"], cfg.root)
+            curves = [(row["run"], list(row["pck_thresholds_mm"]), list(row["pck"]))
+                      for _, row in ps[ps["root"] == root].iterrows()]  # fmt: skip
+            panels.append(render.PckPanel(protocol=p, root=root, curves=curves))
+        out[t] = panels
+    return out
+
+
+def figure_data(runs: list[RunInfo], cfg: ReportConfig) -> render.FigureData:
+    """Everything the report's figures plot, computed here; `report_render.figures` draws it."""
+    return render.FigureData(
+        protocol=str(cfg.protocol),
+        ratio_points={t: ratio_points(runs, t, cfg) for t in published.TARGETS},
+        published_ratio_points={t: published_ratio_points(t) for t in published.TARGETS},
+        pck=pck_panels(runs, cfg),
+        losses=[(r.name, r.losses) for r in runs if r.losses is not None and len(r.losses)],
+    )
+
+
 # --------------------------------------------------------------------------- the stage
 
 
@@ -519,10 +578,11 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
     """Build the report; returns {"html", "markdown", "tables": [...], "runs": n, "warnings": [...]}."""
     import dataclasses
 
-    from hcdg.pipeline.protocols import PAPER_PROTOCOL, PROTOCOLS, ROOTS, canonical_name
+    from hcdg.pipeline.protocols import PAPER_PROTOCOL, PROTOCOLS, ROOTS
+    from hcdg.store.schema import current_protocol_name
 
     if cfg.protocol is not None:
-        cfg = dataclasses.replace(cfg, protocol=canonical_name(cfg.protocol))
+        cfg = dataclasses.replace(cfg, protocol=current_protocol_name(cfg.protocol))
     if not cfg.runs:
         raise HcdgError("report: give at least one run folder or sweep folder")
     if not cfg.out:
@@ -554,7 +614,7 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
                 frame.to_csv(tmp, index=False) if ext == "csv" else frame.to_parquet(tmp, index=False)
             written.append(str(path))
 
-    figures = {**render.figures(runs, cfg), **{f"paper_{k}": v for k, v in extra_figures.items()}}
+    figures = {**render.figures(figure_data(runs, cfg)), **{f"paper_{k}": v for k, v in extra_figures.items()}}
     for name, png in figures.items():
         with atomic_path(out / "figures" / f"{name}.png") as tmp:
             tmp.write_bytes(png)

@@ -34,8 +34,8 @@ MODES = ("baseline", "ie", "te", "ie+te")
 #: 30,000 iterations (training_posenet.py `max_iter`); the paper gives no length.
 DEFAULT_STEPS = 30_000
 
-#: Runs recorded before a config key existed lack it in run.json: `hcdg.store.runs.config_of`
-#: fills in the value such runs had (`store.runs.LEGACY_TRAIN_VALUES`).
+#: Runs recorded before a config key existed lack it in run.json: `hcdg.store.schema.upgrade_run`
+#: fills in the value such runs had (`store.schema.LEGACY_TRAIN_VALUES`).
 
 RUNTIME_KEYS = frozenset(
     {"store", "root", "out", "resume", "device", "workers", "nproc", "checkpoint_every", "log_every",
@@ -100,7 +100,7 @@ class TrainConfig:
     # Eq. 4's reading (pipeline/losses.py). "paper-literal" = as printed, unbounded below and
     # measured to diverge (docs/model.md, docs/benchmarks.md "learning"); the default is the
     # bounded reading chosen by that measurement.
-    con_loss: Literal["paper-literal", "hinge", "contrastive", "paper"] = "contrastive"
+    con_loss: Literal["paper-literal", "hinge", "contrastive"] = "contrastive"
     margin: float = 0.5  # margin of the bounded forms; reuses Eq. 4's 0.5 (no source gives one)
     con_negative: Literal["e1", "e2"] = "e1"  # e_neg of Eq. 4: the other sample's e1' (docs/model.md)
     aug: Literal["clip", "normal"] = "clip"  # Table 6: "normal" = six augmentations make the positive
@@ -183,7 +183,7 @@ class TrainConfig:
             raise bad("--arch", f"expected 'hcdg' or 'authors', got {self.arch!r}")
         if self.combine not in ("concat", "sum"):
             raise bad("--combine", f"expected 'concat' or 'sum', got {self.combine!r}")
-        if self.con_loss not in ("paper-literal", "hinge", "contrastive", "paper"):
+        if self.con_loss not in ("paper-literal", "hinge", "contrastive"):
             raise bad("--con-loss", f"expected 'paper-literal', 'hinge' or 'contrastive', got {self.con_loss!r}")
         for opt, val, allowed in (("--heat-reduction", self.heat_reduction, ("mean", "sum", "rmse")),
                                   ("--heat-stages", self.heat_stages, ("all", "last")),

@@ -106,7 +106,7 @@ def spawn(cfg: Any) -> dict[str, Any]:
     """Run `train_loop.train` in `cfg.nproc` local processes; returns the run's done record."""
     import torch.multiprocessing as mp
 
-    from hcdg.stages import train_loop
+    from hcdg.store.runs import read_done
 
     try:
         mp.start_processes(_entry, args=(cfg, _free_port()), nprocs=cfg.nproc, join=True, start_method="spawn")
@@ -119,4 +119,4 @@ def spawn(cfg: Any) -> dict[str, Any]:
         raise HcdgError(f"a DDP training process failed: {last}") from None
     except mp.ProcessExitedException as exc:
         raise HcdgError(f"a DDP training process exited abnormally ({exc})") from None
-    return train_loop.read_done(cfg.out)
+    return read_done(cfg.out)
