@@ -106,7 +106,8 @@ def _run_1_to_2(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-_RUN_STEPS = {1: _run_1_to_2}
+#: version -> the step from it to the next.
+RUN_UPGRADES = {1: _run_1_to_2}
 
 
 def run_schema(record: Mapping[str, Any], what: str = "run.json") -> int:
@@ -116,7 +117,7 @@ def run_schema(record: Mapping[str, Any], what: str = "run.json") -> int:
 
 def upgrade_run(record: Mapping[str, Any], what: str = "run.json") -> dict[str, Any]:
     """A run record in today's form (schema `RUN_SCHEMA`); the input is not changed."""
-    out = _climb(dict(record), run_schema(record, what), _RUN_STEPS, RUN_SCHEMA)
+    out = _climb(dict(record), run_schema(record, what), RUN_UPGRADES, RUN_SCHEMA)
     out[SCHEMA_KEY] = RUN_SCHEMA
     return out
 
@@ -133,13 +134,14 @@ def _model_1_to_2(meta: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
-_MODEL_STEPS = {1: _model_1_to_2}
+#: version -> the step from it to the next.
+MODEL_UPGRADES = {1: _model_1_to_2}
 
 
 def upgrade_model_meta(meta: Mapping[str, Any], what: str = "model.json") -> dict[str, Any]:
     """A `model.json` record in today's form (schema `MODEL_SCHEMA`)."""
     version = _version(meta.get(SCHEMA_KEY), what, MODEL_SCHEMA)
-    out = _climb(dict(meta), version, _MODEL_STEPS, MODEL_SCHEMA)
+    out = _climb(dict(meta), version, MODEL_UPGRADES, MODEL_SCHEMA)
     out[SCHEMA_KEY] = MODEL_SCHEMA
     return out
 
@@ -191,7 +193,8 @@ def _insert_toolbox_pa(frame: pd.DataFrame, old: np.ndarray) -> pd.DataFrame:
     return pd.concat([frame.iloc[:first], rows, frame.iloc[first:]], ignore_index=True)
 
 
-_RESULTS_STEPS = {1: _results_1_to_2}
+#: version -> the step from it to the next.
+RESULTS_UPGRADES = {1: _results_1_to_2}
 
 
 def upgrade_results(frame: pd.DataFrame, metadata: Mapping[bytes, bytes] | None, *, per_sample: bool,
@@ -204,7 +207,7 @@ def upgrade_results(frame: pd.DataFrame, metadata: Mapping[bytes, bytes] | None,
     version = results_schema(metadata, what)
     if "protocol" not in frame.columns:
         return frame
-    out, _, _ = _climb((frame, per_sample, metadata), version, _RESULTS_STEPS, RESULTS_SCHEMA)
+    out, _, _ = _climb((frame, per_sample, metadata), version, RESULTS_UPGRADES, RESULTS_SCHEMA)
     return out
 
 

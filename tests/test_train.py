@@ -64,6 +64,7 @@ def test_training_builds_and_runs_no_clip_model(synth_freihand, synth_freihand_s
     import open_clip.model
 
     from hcdg.pipeline import clip as hcdg_clip
+    from hcdg.store import clip_weights
 
     for name in ("create_model", "create_model_and_transforms", "create_model_from_pretrained"):
         monkeypatch.setattr(open_clip, name, _forbid)
@@ -73,7 +74,7 @@ def test_training_builds_and_runs_no_clip_model(synth_freihand, synth_freihand_s
         monkeypatch.setattr(cls, "encode_image", _forbid)
         monkeypatch.setattr(cls, "encode_text", _forbid)
     monkeypatch.setattr(hcdg_clip.ClipEncoder, "__init__", _forbid)
-    monkeypatch.setattr(hcdg_clip, "load_encoder", _forbid)
+    monkeypatch.setattr(clip_weights, "load_encoder", _forbid)
 
     done = train.run(_cfg(synth_freihand, tmp_path / "run", synth_freihand_store, steps=3, mode="ie+te", log_every=1))
     df = _curve(tmp_path / "run")
