@@ -567,7 +567,7 @@ def report_cmd(runs, out, protocol, root, joints, title, figures) -> None:
 @click.option("--protocol", "protocols", multiple=True,
               type=click.Choice(["authors", "2.5d-gtroot-gtbone", "rr-gtscale", "pa", "pa-proper"]),
               help="Protocol(s) to compute, repeatable (default: all that apply to the run's output: authors for "
-                   "uvd networks, the other four for xyz networks; PROTOCOL.md §4, docs/results.md).")
+                   "uvd networks, the other four for xyz networks; docs/sources.md#evaluation-protocols, docs/results.md).")
 @click.option("--crops", type=click.Choice(["gt", "seed-boxes"]), default=None,
               help="Crop boxes: gt (default; hand3d's box from the ground-truth keypoints) or seed-boxes "
                    "(the paper authors' released boxes, given with --boxes, cut as their test code cuts them).")

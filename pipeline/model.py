@@ -38,7 +38,7 @@ OUTPUTS = ("xyz", "uvd")
 class ModelConfig:
     """Architecture knobs; the defaults are the paper's network."""
 
-    # 1.0 = hand3d's channel counts (PROTOCOL.md §2). Smaller values build a narrow
+    # 1.0 = hand3d's channel counts (docs/sources.md#hand3d-network). Smaller values build a narrow
     # copy of the same architecture for tests and demos (channels >= 8, 21 maps kept).
     width_mult: float = 1.0
     # Paper §3 / Table 1: 256x256x3 crops; heatmaps at input/8 (21x32x32). Multiple of 8.
@@ -54,7 +54,7 @@ class ModelConfig:
     # e1/e2 are 512-d and the projection head outputs 128-d (paper §3.3, Table 1 E = R^128).
     embed_dim: int = 512
     proj_dim: int = 128
-    # hand3d NetworkOps.neg_slope_of_relu = 0.01 (PROTOCOL.md §2).
+    # hand3d NetworkOps.neg_slope_of_relu = 0.01 (docs/sources.md#hand3d-network).
     leaky_slope: float = 0.01
     # hand3d declares PosePrior/ViewPoint dropout (keep 0.8 / 0.75) but never enables it
     # while training (training_lifting.py: `evaluation` defaults to True): off.

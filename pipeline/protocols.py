@@ -1,6 +1,6 @@
 """Evaluation protocols: how a network prediction becomes metric 3D joints to compare.
 
-Cross-dataset numbers are only comparable under the same protocol (PROTOCOL.md §4),
+Cross-dataset numbers are only comparable under the same protocol (docs/sources.md#evaluation-protocols),
 so every number hcdg reports carries a protocol name and a root name:
 
 * ``rr-gtscale`` (hand3d, Zimmermann & Brox 2017): the root-relative, bone-normalised
@@ -68,7 +68,7 @@ from hcdg.pipeline.joints import MIDDLE_MCP, N_JOINTS, WRIST
 
 #: Protocol names, in the order reports list them.
 PROTOCOLS: tuple[str, ...] = ("authors", "2.5d-gtroot-gtbone", "rr-gtscale", "pa", "pa-proper")
-#: The protocol of the paper's own numbers (its authors' test code; PROTOCOL.md §4).
+#: The protocol of the paper's own numbers (its authors' test code; docs/sources.md#authors-test-code).
 PAPER_PROTOCOL = "authors"
 #: Which protocols read which network output (`ModelConfig.output`).
 OUTPUT_PROTOCOLS = {"xyz": ("2.5d-gtroot-gtbone", "rr-gtscale", "pa", "pa-proper"), "uvd": ("authors",)}
@@ -256,7 +256,7 @@ def decode_heatmaps(
         window_px: soft-argmax only: use the (2w+1)^2 cells around the argmax
             (robust to clutter elsewhere in the map); None uses the whole map.
             Default 3 cells = 24 px on the 256 crop, covering the authors' 10 px
-            and most of hand3d's 25 px target sigma (PROTOCOL.md §2).
+            and most of hand3d's 25 px target sigma (docs/sources.md#heatmaps-and-crop).
     Returns:
         (N, J, 2) float64.
     """

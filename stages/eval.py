@@ -10,7 +10,7 @@
 
 Every protocol that applies to the network's output is computed for every sample
 (`2.5d-gtroot-gtbone`, `rr-gtscale`, `pa`, `pa-proper` for xyz networks; `authors` for uvd
-networks, e.g. an imported authors' checkpoint; PROTOCOL.md §4, `protocols.protocols_for_output`);
+networks, e.g. an imported authors' checkpoint; docs/sources.md#evaluation-protocols, `protocols.protocols_for_output`);
 STB (palm-rooted ground truth) gets both roots, `wrist` and `palm`; wrist-rooted data (RHD,
 FreiHAND) also gets hand3d's palm root under `rr-gtscale`
 (`protocols.roots_for`). Re-running replaces only that target's two files (and its
@@ -41,7 +41,7 @@ DEFAULT_SPLITS = {"stb": "test", "rhd": "evaluation", "freihand": "evaluation"}
 
 #: RHD evaluation images the paper authors' test code skips (its `Rhp` dataset class has a
 #: file list; of it only these three lie in the 2,728-image evaluation split), which is why
-#: their released `Rhp_bbox.npy` has 2,725 rows (PROTOCOL.md §3-4).
+#: their released `Rhp_bbox.npy` has 2,725 rows (docs/sources.md#rhd).
 RHD_AUTHORS_DROPPED = ("00162", "00359", "01488")
 
 
@@ -52,7 +52,7 @@ class EvalConfig:
     Attributes:
         run: the training run folder (holds run.json and model.safetensors / checkpoints/).
         target: dataset to evaluate on (paper §4: STB and RHD; FreiHAND for in-domain checks).
-        root: the target dataset's root folder (PROTOCOL.md §3 layout).
+        root: the target dataset's root folder (layout: docs/sources.md#datasets).
         split: None = the test split: stb "test" (B1Counting + B1Random), rhd "evaluation",
             freihand "evaluation" (not the reader's default "training": that is the source data).
         checkpoint: None = the finished model (model.safetensors), else the newest
@@ -60,11 +60,11 @@ class EvalConfig:
         batch_size: images per forward pass (does not change results).
         device: "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
         protocols: which protocols to compute; None = all that apply to the network's output
-            (PROTOCOL.md §4). One that does not apply is refused.
+            (docs/sources.md#evaluation-protocols). One that does not apply is refused.
         crops: "gt" = hand3d's box from the ground-truth keypoints (with the run's crop_scale);
             "seed-boxes" = the authors' released [x, y, w, h] boxes from `boxes`, cut as their
             test code cuts them (truncated to int, box centre -> crop centre S/2;
-            `authors.crop_from_xywh`; PROTOCOL.md §4).
+            `authors.crop_from_xywh`; docs/sources.md#authors-test-code).
         boxes: the .npy file of boxes for crops="seed-boxes" (STB (3000, 4), RHD (2725, 4)).
         decoder: heatmap -> 2D decoder for 2.5d-gtroot-gtbone (`protocols.decode_heatmaps`).
         limit: evaluate only the first N samples (quick checks); None = all.

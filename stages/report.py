@@ -65,10 +65,10 @@ class ReportConfig:
         out: the report folder (created; a non-empty folder must be an earlier report).
         title: page title.
         protocol: protocol of the paper-shaped tables; "authors" is the one of the paper's
-            numbers (the authors' test code, PROTOCOL.md §4). None = "authors" when some
+            numbers (the authors' test code, docs/sources.md#authors-test-code). None = "authors" when some
             run has results under it, else "2.5d-gtroot-gtbone" (xyz-output runs).
         root: STB root handling in the paper-shaped tables ("wrist": GT palm converted
-            to a wrist, so the network's wrist is compared as it is; PROTOCOL.md §3).
+            to a wrist, so the network's wrist is compared as it is; docs/sources.md#joint-orders).
         joints: joint set of the paper-shaped tables ("all": the paper's EPE over 21 joints).
         figures: extra PNG files shown in the report's "Figures" section (e.g. `hcdg viz`
             output); the paper's Figures 3-4 (``fig3*.png``, ``fig4*.png``) in a ``figures/``

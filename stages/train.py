@@ -86,7 +86,7 @@ class TrainConfig:
     # --- data -------------------------------------------------------------------------
     store: str | None = None  # feature store from `hcdg embed` (not needed for baseline / aug=normal)
     dataset: Literal["freihand", "rhd"] = "freihand"  # paper §3.4: trained on FreiHAND only
-    root: str = ""  # dataset root folder (PROTOCOL.md §3 layout)
+    root: str = ""  # dataset root folder (layout: docs/sources.md#datasets)
     split: str = "training"  # FreiHAND's training split (130,240 images)
     out: str = ""  # run folder
     val_fraction: float = 0.02  # held-out poses for the per-epoch validation EPE (ours)
@@ -124,7 +124,7 @@ class TrainConfig:
     # "hcdg" = hcdg's network; "authors" = their layout (TF-SAME + NHWC lifting, bias-free head,
     # [0,1] input, their hand-side convention; `pipeline.authors.model_config`, docs/model.md).
     arch: Literal["hcdg", "authors"] = "hcdg"
-    width_mult: float = 1.0  # 1.0 = hand3d channel counts (PROTOCOL.md §2)
+    width_mult: float = 1.0  # 1.0 = hand3d channel counts (docs/sources.md#hand3d-network)
     input_size: int = 256  # §3.1: 256x256 crops, heatmaps at 1/8 (32x32)
     # L_heat reading (pipeline/heatmap_loss.py; the paper prints only ||h - h_gt||^2, Eq. 2).
     # Chosen by the measured comparison in docs/benchmarks.md "learning" (docs/model.md).
@@ -135,7 +135,7 @@ class TrainConfig:
     pose_reduction: Literal["mean", "sum"] = "sum"  # Eq. 3 as printed: per-sample ||c - c_gt||_2^2
     heat_stages: Literal["all", "last"] = "all"  # all = hand3d / CPM intermediate supervision
     heat_resolution: Literal["grid", "crop"] = "grid"  # crop = hand3d l.46 / authors: upsampled to S
-    sigma_px: float = 10.0  # heatmap sigma on the input crop, px: the authors' value (PROTOCOL.md §2)
+    sigma_px: float = 10.0  # heatmap sigma on the input crop, px: the authors' value (docs/sources.md#heatmaps-and-crop)
     # How sigma enters the target: exp(-d^2/(2 sigma^2)) or hand3d's / the authors' exp(-d^2/sigma^2).
     gaussian: Literal["exp-d2-2s2", "exp-d2-s2"] = "exp-d2-2s2"
     crop_scale: float = 1.0  # x hand3d's keypoint crop side (transforms.CropConfig)
