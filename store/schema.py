@@ -31,13 +31,13 @@ History:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-
-from hcdg.pipeline import metrics
 from hcdg.pipeline.errors import HcdgError
+
+if TYPE_CHECKING:  # only the results chain needs them: reading run.json stays light
+    import numpy as np
+    import pandas as pd
 
 #: Today's versions. Bump one and add a step to its chain when the format changes.
 RUN_SCHEMA = 2
@@ -178,6 +178,11 @@ def _insert_toolbox_pa(frame: pd.DataFrame, old: np.ndarray) -> pd.DataFrame:
 
     Spelled against the schema-1 columns (``pred_xyz_m`` / ``gt_xyz_m``: 63 float32 metres,
     ``err_mm_00`` ... ``err_mm_20``, ``epe_mm``), not against today's layout."""
+    import numpy as np
+    import pandas as pd
+
+    from hcdg.pipeline import metrics
+
     rows = frame[old].copy()
     n = len(rows)
     gt = np.stack([np.asarray(v, np.float64) for v in rows["gt_xyz_m"]]).reshape(n, 21, 3)

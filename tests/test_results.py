@@ -11,7 +11,7 @@ from hcdg.pipeline import metrics
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.protocols import ProtocolResult
 from hcdg.store import results
-from hcdg.store.runs import prepare_run
+from hcdg.store.runs import find_run_dirs, prepare_run
 from hcdg.store.schema import PA_FORMAT_KEY, PARQUET_SCHEMA_KEY, RESULTS_SCHEMA
 
 CONFIG = {"mode": "ie+te", "ratio": 0.6, "combine": "concat", "lambda_con": 0.1, "con_loss": "paper-literal",
@@ -117,7 +117,7 @@ def test_load_results_concatenates_runs_and_expands_sweeps(tmp_path):
     assert set(df["run_dir"]) == {str(sweep / "ratio0.6"), str(sweep / "ratio0.9")}
     assert results.run_columns(sweep / "ratio0.9")["cfg.ratio"] == 0.6
     with pytest.raises(HcdgError, match="holds no run folder"):
-        results.find_run_dirs([tmp_path / "sweep" / "ratio0.6" / "eval"])
+        find_run_dirs([tmp_path / "sweep" / "ratio0.6" / "eval"])
     assert results.load_results([lone]).empty
 
 
