@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 
 from hcdg.pipeline.errors import HcdgError
-from hcdg.stages.train import TrainConfig
+from hcdg.stages.train_config import TrainConfig
 from hcdg.store.atomic import atomic_path
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ def grid(sweep: SweepConfig) -> list[tuple[str, dict[str, Any], TrainConfig]]:
 
 def _finished(cfg: TrainConfig) -> dict[str, Any] | None:
     """The done record when `cfg.out` holds this exact run, finished; else None."""
-    from hcdg.stages.train import identity
+    from hcdg.stages.train_config import identity
     from hcdg.store.runs import finished_run
 
     found = finished_run(cfg.out)

@@ -65,6 +65,11 @@ def read_run(folder: str | Path, *, upgrade: bool = True) -> dict[str, Any]:
     path = Path(folder) / RUN_FILE
     if not path.is_file():
         raise HcdgError(f"{folder}: not a run folder (expected {RUN_FILE})")
+    return read_run_file(path, upgrade=upgrade)
+
+
+def read_run_file(path: str | Path, *, upgrade: bool = True) -> dict[str, Any]:
+    """A run record read from `path` (a `run.json` anywhere), as `read_run` returns it."""
     record = read_json_object(path, "stage, config, seed, ...")
     return schema.upgrade_run(record, str(path)) if upgrade else record
 
