@@ -117,3 +117,11 @@ def test_each_chain_climbs_from_every_older_version():
     for steps, current in ((schema.RUN_UPGRADES, schema.RUN_SCHEMA), (schema.MODEL_UPGRADES, schema.MODEL_SCHEMA),
                            (schema.RESULTS_UPGRADES, schema.RESULTS_SCHEMA)):  # fmt: skip
         assert sorted(steps) == list(range(schema.UNVERSIONED, current))
+
+
+def test_an_old_run_json_fed_back_as_config_reads_as_today(tmp_path):
+    from hcdg.stages.train_config import read_config_file
+
+    _old_run(tmp_path / "old")
+    keys = read_config_file(tmp_path / "old" / "run.json")
+    assert keys["con_loss"] == "paper-literal" and keys["heat_reduction"] == "mean" and keys["arch"] == "hcdg"
