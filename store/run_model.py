@@ -26,6 +26,27 @@ class LoadedModel:
     step: int | None
 
 
+def resolve_checkpoint(run_dir: str | Path, checkpoint: str) -> Path:
+    """A checkpoint given as a folder path, its folder name (``step-00000500``, what `ls` shows)
+    or a step number (``500``) -> the checkpoint folder of `run_dir`; HcdgError when absent."""
+    from hcdg.store import checkpoints as ck
+
+    text = str(checkpoint).strip()
+    if text.isdigit():
+        path = Path(run_dir) / ck.CHECKPOINT_DIR / f"step-{int(text):08d}"
+    elif Path(text).is_dir():
+        path = Path(text)
+    else:
+        path = Path(run_dir) / ck.CHECKPOINT_DIR / Path(text).name
+    if not path.is_dir():
+        have = sorted(p.name for p in (Path(run_dir) / ck.CHECKPOINT_DIR).glob("step-*") if p.is_dir())
+        raise HcdgError(
+            f"checkpoint {checkpoint}: no such checkpoint of {run_dir} (expected a step number, a folder "
+            f"name step-N or a folder path; present: {', '.join(have[-5:]) or 'none'})"
+        )
+    return path
+
+
 def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: str = "cpu") -> LoadedModel:
     """Rebuild the network of a training run from its recorded config and load its weights.
 
@@ -79,9 +100,7 @@ def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: s
                     f"{ck.CHECKPOINT_DIR}/; train the run first (`hcdg train --out {run_dir} ...`)"
                 )
         else:
-            path = Path(checkpoint)
-            if not path.is_dir():
-                raise HcdgError(f"--checkpoint {checkpoint}: no such checkpoint folder (expected RUN/checkpoints/step-...)")
+            path = resolve_checkpoint(run_dir, checkpoint)
         loaded = ck.load_checkpoint(path, expect_config_hash=run_hash, device="cpu")
         state, step, source = loaded.model_state, loaded.step, str(path)
 
