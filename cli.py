@@ -374,6 +374,15 @@ def _train_options(sweep: bool):
                           "(none: constant, paper §3.4; hand3d: 10000,20000). Default "
                           f"{','.join(map(str, _default_lr_drops())) or 'none'}."),
         click.option("--lr-drop-factor", type=float, default=None, help=f"Learning-rate multiplier at each drop. Default {_default('lr_drop_factor')}."),
+        click.option("--schedule", type=click.Choice(["joint", "staged", "lifting-detached"]), default=None,
+                     help="Which losses train what, when: joint (all from step 0; the paper) | staged (L_heat alone "
+                          "for --staged-steps, then all; hand3d's order) | lifting-detached (L_pose never reaches "
+                          f"the heatmaps). docs/model.md. Default {_default('schedule')}."),
+        click.option("--lifting-input", type=click.Choice(["pred", "gt-then-pred"]), default=None,
+                     help="Maps PosePrior/ViewPoint read: pred (the last CPM stage) | gt-then-pred (ground-truth "
+                          f"maps for --staged-steps steps, as hand3d's lifting training). Default {_default('lifting_input')}."),
+        click.option("--staged-steps", type=int, default=None,
+                     help=f"Steps of the first stage of --schedule staged / --lifting-input gt-then-pred. Default {_default('staged_steps')}."),
         click.option("--target", type=click.Choice(["xyz", "uvd"]), default=None,
                      help="What L_pose regresses: xyz (hand3d's root-relative, bone-normalised) or uvd (the "
                           "authors' normalised crop uv + depth; scored with `hcdg eval --protocol authors`). "

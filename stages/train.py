@@ -116,6 +116,20 @@ class TrainConfig:
     # constant rate (§3.4): (). hand3d's PoseNet schedule is (10000, 20000) with factor 0.1.
     lr_drops: tuple[int, ...] = ()
     lr_drop_factor: float = 0.1
+    # Which losses train which part when (pipeline/schedule.py, docs/model.md "Training schedules").
+    # "joint" = every loss from step 0, the lifting reading the maps with gradients: the paper and
+    # the authors' code. "staged" = L_heat alone for the first staged_steps steps, then all (hand3d
+    # trained PoseNet on L_heat alone first: training_posenet.py); "lifting-detached" = L_pose
+    # never reaches the maps (hand3d trained PosePrior/ViewPoint apart: training_lifting.py).
+    schedule: Literal["joint", "staged", "lifting-detached"] = "joint"
+    # What PosePrior/ViewPoint read: "pred" = the last CPM stage's maps; "gt-then-pred" = the
+    # ground-truth target maps for the first staged_steps steps (hand3d training_lifting.py feeds
+    # score maps made from the ground truth), then the predicted ones.
+    lifting_input: Literal["pred", "gt-then-pred"] = "pred"
+    # Length of the first stage of "staged" / "gt-then-pred" (unused by joint + pred). hand3d ran
+    # each stage to convergence (30,000 iterations); 500 = a third of the learning benchmark's
+    # 1,500 steps, the length screened there (docs/benchmarks.md "Learning").
+    staged_steps: int = 500
     # --- network ----------------------------------------------------------------------------
     # What L_pose regresses: "xyz" = hand3d's root-relative, bone-normalised coordinates (paper
     # §3.1); "uvd" = the authors' normalised crop (u/S, v/S, ((z - z_root)/0.15 + 1)/2)
@@ -192,6 +206,11 @@ class TrainConfig:
                                   ("--gaussian", self.gaussian, ("exp-d2-2s2", "exp-d2-s2"))):
             if val not in allowed:
                 raise bad(opt, f"expected one of {', '.join(allowed)}, got {val!r}")
+        from hcdg.pipeline.schedule import check_schedule
+
+        problem = check_schedule(self.schedule, self.lifting_input, self.staged_steps)
+        if problem:
+            raise ConfigError(problem)
         if not self.sigma_px > 0:
             raise bad("--sigma-px", f"expected > 0, got {self.sigma_px!r}")
         if self.con_negative not in ("e1", "e2"):

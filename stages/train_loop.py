@@ -26,6 +26,7 @@ from hcdg.pipeline import heatmap_loss, losses
 from hcdg.pipeline.config import to_dict
 from hcdg.pipeline.devices import resolve_device
 from hcdg.pipeline.errors import HcdgError
+from hcdg.pipeline.schedule import step_plan
 from hcdg.stages.train import TrainConfig, identity, ids_sha256
 from hcdg.stages.train_dist import DistEnv
 from hcdg.store.atomic import atomic_write_json, finite_or_none
@@ -243,9 +244,12 @@ def _loss_terms(cfg: TrainConfig, model: torch.nn.Module, batch: dict[str, torch
     elif cfg.mode != "baseline":  # aug == "normal": an augmented view is the positive
         gen = torch.Generator().manual_seed(_step_seed(cfg.seed, _NAUG_TAG, step, env.rank))
         kwargs["pos_image"] = augment.normal_augment(image, gen, cfg.normal_aug)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-        out = model(image, side, **kwargs)
+    plan = step_plan(cfg.schedule, cfg.lifting_input, cfg.staged_steps, step)  # --schedule, --lifting-input
     heat_gt = batch["heatmaps"]
+    if plan.lifting == "gt":
+        kwargs["lifting_maps"] = heat_gt
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        out = model(image, side, detach_lifting=plan.lifting == "detached", **kwargs)
     l_heat = heatmap_loss.heatmap_loss(
         [h.float() for h in out["heatmaps"]], cfg=cfg.heat_loss, gt_grid=heat_gt, uv_crop_px=batch["uv_crop"],
         crop_size=cfg.input_size, sigma_px=cfg.sigma_px, gaussian=cfg.gaussian, visible=batch["visible"])
@@ -256,7 +260,7 @@ def _loss_terms(cfg: TrainConfig, model: torch.nn.Module, batch: dict[str, torch
         neg = losses.select_negatives(out["heatmaps"][-1].float(), heat_gt)
         l_con = losses.contrastive_loss(
             out["e1p"].float(), out["e2p"].float(), neg, cfg.con_loss, cfg.margin, cfg.con_negative, stats=stats)
-    w = losses.LossWeights(cfg.lambda_heat, cfg.lambda_pose, cfg.lambda_con)
+    w = losses.LossWeights(cfg.lambda_heat, cfg.lambda_pose * plan.pose_on, cfg.lambda_con * plan.con_on)
     total = losses.total_loss(l_heat, l_pose, l_con, w)
     con = l_con.detach() if l_con is not None else torch.zeros((), device=total.device)
     nan = torch.full((), float("nan"), device=total.device)
