@@ -36,6 +36,7 @@ from hcdg.pipeline import published
 from hcdg.pipeline.config import to_dict
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline import stats, verdict
+from hcdg.pipeline.localisation import maps_localise
 from hcdg.stages import report_render as render
 from hcdg.store import paired
 from hcdg.store import results as store
@@ -168,6 +169,13 @@ class RunInfo:
     val_mean_pose_epe_mm: float | None = None  # the same for predicting the mean training pose
     eval_files: list[str] = field(default_factory=list)  # results files read (finished model, all samples)
     set_aside: list[str] = field(default_factory=list)  # checkpoint / --limit / decoder evaluations not compared
+    val_2d_px: float | None = None  # final validation 2D error of the heatmap argmax (crop px)
+    val_mean_2d_px: float | None = None  # the same for the mean 2D layout of the validation crops
+
+    @property
+    def maps_localise(self) -> bool | None:
+        """Whether the final heatmaps beat the mean 2D layout (None: not measured)."""
+        return maps_localise(self.val_2d_px, self.val_mean_2d_px)
 
 
 def _load_run(folder: Path, warnings: list[str]) -> RunInfo:
@@ -218,6 +226,8 @@ def _training_facts(info: RunInfo, warnings: list[str]) -> None:
         info.steps = info.done.get("total_steps")
         info.val_epe_mm = _finite(info.done.get("val_epe_mm"))
         info.val_mean_pose_epe_mm = _finite(info.done.get("val_mean_pose_epe_mm"))
+        info.val_2d_px = _finite(info.done.get("val_2d_px"))
+        info.val_mean_2d_px = _finite(info.done.get("val_mean_2d_px"))
     if df is not None and len(df):
         if info.steps is None:
             info.steps = int(df["step"].max())
@@ -226,11 +236,18 @@ def _training_facts(info: RunInfo, warnings: list[str]) -> None:
             info.val_epe_mm = _finite(val["val_epe_mm"].iloc[-1])
         if info.val_mean_pose_epe_mm is None and len(val) and "val_mean_pose_epe_mm" in val.columns:
             info.val_mean_pose_epe_mm = _finite(val["val_mean_pose_epe_mm"].iloc[-1])
+        if info.val_2d_px is None and len(val) and {"val_2d_px", "val_mean_2d_px"} <= set(val.columns):
+            info.val_2d_px = _finite(val["val_2d_px"].iloc[-1])
+            info.val_mean_2d_px = _finite(val["val_mean_2d_px"].iloc[-1])
         if "wall_s" in df.columns and df["wall_s"].notna().any():
             w = df["wall_s"].dropna().to_numpy()
             # wall_s restarts at 0 in each (resumed) process: add up each session's last value
             ends = [w[i] for i in range(len(w)) if i == len(w) - 1 or w[i + 1] < w[i]]
             info.wall_s = float(sum(ends))
+    if info.maps_localise is False:
+        from hcdg.pipeline.localisation import no_location_message
+
+        warnings.append(no_location_message(info.val_2d_px, info.val_mean_2d_px, str(info.folder)))
 
 
 def _clip_of(record: Mapping[str, Any]) -> str | None:
@@ -344,8 +361,16 @@ def _rerun_row(table: str, method: str, setting: str, source: str, per_target: d
         all_runs += [r for r, _ in vals if r not in all_runs]
     row["runs"] = _label(all_runs)
     row["random_weights"] = any(r.random_weights for r in all_runs)
-    row["note"] = note
+    row["note"] = "; ".join(filter(None, [note, no_location_note(all_runs)]))
     return row
+
+
+def no_location_note(runs: list[RunInfo]) -> str:
+    """The tables' flag for runs whose heatmaps do not beat the mean 2D layout ("" when none)."""
+    bad = [r for r in runs if r.maps_localise is False]
+    if not bad:
+        return ""
+    return f"heatmaps carry no location (val 2D ≥ mean layout): {_label(bad)}"
 
 
 def _by_group(per_target: dict[str, list[RunInfo]]) -> list[dict[str, list[RunInfo]]]:
@@ -483,6 +508,8 @@ def runs_table(runs: list[RunInfo]) -> pd.DataFrame:
                      "steps": r.steps, "finished": r.done is not None,
                      "wall_min": None if r.wall_s is None else r.wall_s / 60.0,
                      "val_epe_mm": r.val_epe_mm, "val_mean_pose_epe_mm": r.val_mean_pose_epe_mm,
+                     "val_2d_px": r.val_2d_px, "val_mean_2d_px": r.val_mean_2d_px,
+                     "maps_localise": r.maps_localise,
                      "random_weights": r.random_weights, "targets": ", ".join(targets) or "-",
                      "folder": str(r.folder)})  # fmt: skip
     return pd.DataFrame(rows)

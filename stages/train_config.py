@@ -25,6 +25,7 @@ from hcdg.pipeline.aug_configs import AugConfig, ColorJitter
 from hcdg.pipeline.config import ConfigError, check_choices, check_finite, fields_of, from_dict, merge, to_dict
 from hcdg.pipeline.config import option as opt
 from hcdg.pipeline.errors import HcdgError
+from hcdg.pipeline.schedule import check_schedule
 from hcdg.pipeline.transforms import GeomAug
 from hcdg.store.fingerprint import digest
 
@@ -172,6 +173,27 @@ class TrainConfig:
         (), "Comma-separated steps at which the learning rate drops by --lr-drop-factor (none: constant, "
         "paper §3.4; hand3d: 10000,20000).", role="identity", batch=False)
     lr_drop_factor: float = _optim(0.1, "Learning-rate multiplier at each drop.", role="identity", batch=False)
+    # Which losses train which part when (pipeline/schedule.py, docs/model.md "Training schedules").
+    # "joint" = every loss from step 0, the lifting reading the maps with gradients: the paper and
+    # the authors' code; kept by measurement (docs/benchmarks.md "Training schedules": lifting-detached
+    # localises better but its 3D lags). "staged" = L_heat alone for the first staged_steps steps, then
+    # all (hand3d trained PoseNet on L_heat alone first: training_posenet.py l.47, 61);
+    # "lifting-detached" = L_pose never reaches the maps (hand3d trained PosePrior/ViewPoint apart).
+    schedule: Literal["joint", "staged", "lifting-detached"] = _optim(
+        "joint", "Which losses train what, when: joint (all from step 0; the paper) | staged (L_heat alone for "
+        "--staged-steps, then all; hand3d's order) | lifting-detached (L_pose never reaches the heatmaps). "
+        "docs/model.md, Training schedules.", role="identity", batch=False)
+    # What PosePrior/ViewPoint read: "pred" = the last CPM stage's maps; "gt-then-pred" = the
+    # ground-truth target maps for the first staged_steps steps (hand3d training_lifting.py l.56 feeds
+    # score maps drawn from the ground truth), then the predicted ones.
+    lifting_input: Literal["pred", "gt-then-pred"] = _optim(
+        "pred", "Maps PosePrior/ViewPoint read: pred (the last CPM stage) | gt-then-pred (ground-truth maps for "
+        "--staged-steps steps, as hand3d's lifting training, then pred).", role="identity", batch=False)
+    # Length of the first stage of "staged" / "gt-then-pred" (unused by joint + pred). hand3d ran
+    # each stage to convergence (30,000 / 80,000 iterations); 500 = a third of the learning
+    # benchmark's 1,500 steps, the length screened there (docs/benchmarks.md "Learning").
+    staged_steps: int = _optim(500, "Steps of the first stage of --schedule staged / --lifting-input gt-then-pred.",
+                               role="identity", batch=False)
     # --- network ----------------------------------------------------------------------------
     # What L_pose regresses: "xyz" = hand3d's root-relative, bone-normalised coordinates (paper
     # §3.1); "uvd" = the authors' normalised crop (u/S, v/S, ((z - z_root)/0.15 + 1)/2)
@@ -262,6 +284,9 @@ class TrainConfig:
         if self.aug == "normal" and self.mode != "ie+te":
             # Table 6's positive is an augmented view: no CLIP feature, so the mode would be ignored.
             raise bad("--aug normal", f"replaces the CLIP feature; use it with --mode ie+te, not --mode {self.mode}")
+        problem = check_schedule(self.schedule, self.lifting_input, self.staged_steps)
+        if problem:
+            raise ConfigError(problem)
         if not self.sigma_px > 0:
             raise bad("--sigma-px", f"expected > 0, got {self.sigma_px!r}")
         for name in ("lambda_heat", "lambda_pose", "lambda_con", "margin"):
