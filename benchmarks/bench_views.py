@@ -83,7 +83,8 @@ def main() -> None:
                      "rows_per_s": round(s.rows / s.image_seconds, 1), "split_bytes": split_bytes,
                      "bytes_per_image": round(split_bytes / args.n)})
     # one view's CPU cost in this process
-    from hcdg.pipeline.clip import TINY_MODEL, ClipEncoder, resolve_weights
+    from hcdg.pipeline.clip import TINY_MODEL, ClipEncoder
+    from hcdg.store.clip_weights import resolve_weights
 
     enc = ClipEncoder(resolve_weights(TINY_MODEL, "none"))
     pp = enc.model.visual.preprocess_cfg

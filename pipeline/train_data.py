@@ -219,7 +219,7 @@ def pose_groups(reader: Any) -> np.ndarray:
     """(N,) int group id per sample: samples sharing a group never straddle train/val.
 
     FreiHAND's training split holds every pose 4 times (green screen + 3 background
-    versions; PROTOCOL.md §3: annotation index = id mod n_poses), so its group is the pose
+    versions; docs/sources.md#freihand: annotation index = id mod n_poses), so its group is the pose
     id; elsewhere each sample is its own group.
     """
     n = len(reader)

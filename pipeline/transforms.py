@@ -43,7 +43,7 @@ class CropConfig:
         heatmap_size: heatmap side; None -> input_size // 8 = 32 (paper Table 1: 21 x 32 x 32;
             hand3d's PoseNet pools three times).
         sigma_px: sigma of the target heatmaps in *input-crop* pixels. 10 px = the paper
-            authors' code (PROTOCOL.md §2); hand3d used 25 px. On the 32 heatmap: 10 * 32/256 = 1.25 px.
+            authors' code (docs/sources.md#heatmaps-and-crop); hand3d used 25 px. On the 32 heatmap: 10 * 32/256 = 1.25 px.
         gaussian: the formula sigma enters: "exp-d2-2s2" = exp(-d^2/(2 sigma^2)) (sigma a standard
             deviation; hcdg before 2026-12 and the default, docs/model.md) or "exp-d2-s2" =
             exp(-d^2/sigma^2) (hand3d and the authors: their 10 px is a std of 10/sqrt(2) = 7.1 px).
@@ -168,7 +168,7 @@ def prepare(
     roll_rad: float = 0.0,
     params: GeomParams | None = None,
 ) -> dict[str, Any]:
-    """One sample -> the network's input and targets (CONTRACTS.md "Geometry").
+    """One sample -> the network's input and targets (docs/geometry.md).
 
     Args:
         sample: a Sample with its image loaded (uint8 RGB), any side.

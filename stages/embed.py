@@ -43,7 +43,8 @@ import numpy as np
 import torch
 
 from hcdg.pipeline.devices import resolve_device
-from hcdg.pipeline.clip import DEFAULT_MODEL, TINY_MODEL, ClipEncoder, ImageRows, resolve_weights
+from hcdg.pipeline.clip import DEFAULT_MODEL, TINY_MODEL, ClipEncoder, ImageRows
+from hcdg.store.clip_weights import resolve_weights
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.prompts import PromptList, select_prompts
 from hcdg.store import fingerprint as fpr

@@ -124,7 +124,7 @@ def _rel_errors(stored: np.ndarray, fresh: np.ndarray) -> np.ndarray:
 
 
 def _encoder_for(meta: dict[str, Any], cfg: VerifyConfig, device: Any) -> Any:
-    from hcdg.pipeline.clip import load_encoder
+    from hcdg.store.clip_weights import load_encoder
 
     enc = meta["fingerprint"]["encoder"]
     w = enc["weights"]

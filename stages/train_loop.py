@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -29,20 +28,11 @@ from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.objective import CON_STATS, VAL_KEYS, FeatureTables
 from hcdg.stages.train_config import CONFIG_FILE, TrainConfig, identity, ids_sha256, to_toml
 from hcdg.stages.train_dist import DistEnv
-from hcdg.store.atomic import atomic_write_json, atomic_write_text, finite_or_none
-from hcdg.store.runs import RUN_FILE, run_lock
+from hcdg.store.atomic import atomic_write_text, finite_or_none
+from hcdg.store.runs import DONE_FILE, RUN_FILE, read_done, run_lock, write_done
 
-DONE_FILE = "done.json"
 #: Test-only hook: raise SystemExit right after this step (simulates a kill mid-run).
 STOP_ENV = "HCDG_TEST_STOP_AFTER_STEP"
-
-
-def read_done(out: str | Path) -> dict[str, Any]:
-    """`done.json` of a finished run (HcdgError when the run has not finished)."""
-    path = Path(out) / DONE_FILE
-    if not path.is_file():
-        raise HcdgError(f"{out}: the training run has not finished (no {DONE_FILE})")
-    return json.loads(path.read_text())
 
 
 # --- data + store -------------------------------------------------------------------------
@@ -453,7 +443,7 @@ def finish_point(pt: PointRun) -> dict[str, Any]:
         meta = {"model_config": to_dict(pt.model.cfg), "config_hash": pt.chash, "step": pt.total,
                 "crop": to_dict(pt.crop), "train_config": to_dict(cfg)}
         save_model(pt.out, pt.model.state_dict(), meta)
-        atomic_write_json(pt.out / DONE_FILE, done)
+        write_done(pt.out, done)
     train_dist.barrier(env, pt.device)
     pt.done = done if env.rank == 0 else read_done(pt.out)  # rank 0 holds the validation numbers
     return pt.done

@@ -7,12 +7,6 @@ from tests.helpers.paths import REPO_ROOT
 
 ROOT = REPO_ROOT
 SKIP = {"tests", "benchmarks", "docs", "build"}
-#: Cycles being removed on another branch (issue 17, part B); delete an entry once it is gone:
-#: the test then fails if the cycle comes back.
-KNOWN = {
-    frozenset({"hcdg.stages.report", "hcdg.stages.report_render"}),
-    frozenset({"hcdg.store.paired", "hcdg.store.results"}),
-}
 
 
 def _modules() -> dict[str, Path]:
@@ -84,8 +78,7 @@ def _cycles(edges: dict[str, set[str]]) -> list[frozenset[str]]:
 
 def test_the_package_has_no_import_cycle():
     cycles = _cycles(_imports(_modules()))
-    new = [sorted(c) for c in cycles if c not in KNOWN]
-    assert not new, f"import cycles: {new}"
+    assert not cycles, f"import cycles: {[sorted(c) for c in cycles]}"
 
 
 def test_the_cycle_finder_finds_a_cycle():

@@ -12,7 +12,7 @@ from hcdg.pipeline.datasets import HandDataset, open_dataset
 from hcdg.pipeline.datasets.freihand import FreiHandDataset
 from hcdg.pipeline.errors import HcdgError
 
-N_POSES = 32560  # the real training set (PROTOCOL.md §3): what the test layout mimics
+N_POSES = 32560  # the real training set (docs/sources.md#freihand): what the test layout mimics
 K_REAL = np.array([[480.0, 0.0, 111.5], [0.0, 480.0, 112.5], [0.0, 0.0, 1.0]])
 
 

@@ -42,7 +42,8 @@ def _cfg(root, out, store, **kw):
 
 
 def test_view_crop_is_the_training_input_bit_for_bit(synth_freihand, view_store, tmp_path):
-    from hcdg.pipeline.clip import TINY_MODEL, ClipEncoder, resolve_weights
+    from hcdg.pipeline.clip import TINY_MODEL, ClipEncoder
+    from hcdg.store.clip_weights import resolve_weights
     from hcdg.pipeline.train_data import AugmentedSamples
 
     cfg = _cfg(synth_freihand, tmp_path / "r", view_store, mode="ie+te")
@@ -86,11 +87,12 @@ def test_training_on_views_runs_no_clip(synth_freihand, view_store, tmp_path, mo
     import open_clip
 
     from hcdg.pipeline import clip as hcdg_clip
+    from hcdg.store import clip_weights
 
     for name in ("create_model", "create_model_and_transforms", "create_model_from_pretrained"):
         monkeypatch.setattr(open_clip, name, _forbid)
     monkeypatch.setattr(hcdg_clip.ClipEncoder, "__init__", _forbid)
-    monkeypatch.setattr(hcdg_clip, "load_encoder", _forbid)
+    monkeypatch.setattr(clip_weights, "load_encoder", _forbid)
     done = train.run(_cfg(synth_freihand, tmp_path / "run", view_store, steps=3, mode="ie+te", log_every=1))
     df = pd.read_parquet(tmp_path / "run" / "metrics.parquet")
     assert done["total_steps"] == 3 and (df[df.kind == "train"]["loss_con"] != 0).all()
