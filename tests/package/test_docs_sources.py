@@ -6,7 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers.paths import REPO_ROOT
+
+ROOT = REPO_ROOT
 CITE = re.compile(r"docs/sources\.md#([a-z0-9-]+)")
 
 
