@@ -130,7 +130,7 @@ def data_show(dataset, root, split, cameras, hand, index, png) -> None:
 @click.option("--views", default="any", show_default=True,
               help="Hand orientations: any (uniform) | dorsal (back of the hand towards the camera, "
                    "any in-plane roll, +-25 deg tilts: depth sign readable, so short runs learn).")
-@click.option("--overwrite", is_flag=True, default=False, help="Replace an existing, different dataset at --out.")
+@click.option("--overwrite", is_flag=True, default=False, help="Replace a different dataset `hcdg synth` wrote at --out (never files it did not write).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 def synth_cmd(fmt, out, n, n_other, seed, style, views, overwrite, progress) -> None:
     """Write synthetic hands in a real dataset layout (the offline default; docs/synthetic.md)."""

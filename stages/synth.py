@@ -11,9 +11,6 @@ complete one. Re-running with the same arguments finds the finished dataset (its
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +18,7 @@ from typing import Any, Literal
 
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.synth import hand, styles, writers
-from hcdg.store.atomic import dir_mode, naming
+from hcdg.store import staging
 
 #: Default sizes (small enough for a laptop demo; the real sets are far larger:
 #: FreiHAND 32,560 poses, RHD 2,728 evaluation images, STB 1,500 frames per sequence).
@@ -43,7 +40,8 @@ class SynthConfig:
         seed: every random draw derives from it (same seed and sizes: same bytes).
         style: "source", "mixed-target" or "HAND_COLOUR:COLOUR[:BACKGROUND]" (Table 2 words,
             "*" = drawn per image); None = freihand "source", rhd/stb "mixed-target".
-        overwrite: replace an existing, different dataset at `out`.
+        overwrite: replace a different dataset `hcdg synth` wrote at `out`; refused when `out` holds any
+            file its manifest (`store.staging.MANIFEST`) does not list.
         views: hand orientations: "any" (uniform on SO(3), default) or "dorsal" (back of the
             hand towards the camera, any in-plane roll, +-25 deg tilts; see `synth.hand.VIEWS`).
     """
@@ -111,34 +109,22 @@ def run(cfg: SynthConfig, progress: bool = True) -> dict[str, Any]:
             raise HcdgError(f"--out {out}: exists and is not this synthetic dataset (use --overwrite to replace it)")
         if not out.is_dir():
             raise HcdgError(f"--out {out}: is a file, expected a folder")
+        foreign = staging.foreign_files(out)
+        if foreign:  # --overwrite replaces only what hcdg synth wrote (its manifest lists every file)
+            raise HcdgError(f"--out {out}: holds {foreign[0]!r}" + (f" and {len(foreign) - 1} more" if len(foreign) > 1
+                            else "") + " that `hcdg synth` did not write; --overwrite replaces only an hcdg "
+                            "synthetic dataset: give another --out or remove them yourself")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     t0 = time.perf_counter()
-    try:
-        bar = None
-        if progress:
-            from tqdm import tqdm
+    bar = None
+    if progress:
+        from tqdm import tqdm
 
-            bar = tqdm(total=summary["images"], desc=f"synth {cfg.format}", unit="img")
-        try:
-            with naming(out):  # a full disk names the dataset being written
-                writers.write_dataset(cfg.format, tmp, n, n_other, cfg.seed, style, bar.update if bar else None,
-                                      cfg.views)
-        finally:
-            if bar is not None:
-                bar.close()
-        os.chmod(tmp, dir_mode())  # mkdtemp makes it 0700; the umask decides
-        if exists:
-            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, trash / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            if out.exists():
-                out.rmdir()  # an empty folder
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        bar = tqdm(total=summary["images"], desc=f"synth {cfg.format}", unit="img")
+    try:
+        with staging.staged_dir(out, "tmp", manifest=True) as tmp:
+            writers.write_dataset(cfg.format, tmp, n, n_other, cfg.seed, style, bar.update if bar else None, cfg.views)
+    finally:
+        if bar is not None:
+            bar.close()
     return {**summary, "skipped": False, "seconds": round(time.perf_counter() - t0, 3)}
