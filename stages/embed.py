@@ -239,6 +239,8 @@ class _ChunkWriterThread(threading.Thread):
     def finish(self) -> None:
         self.queue.put(None)
         self.join()
+        if isinstance(self.error, HcdgError):
+            raise self.error
         if self.error is not None:
             raise HcdgError(f"writing the store failed: {type(self.error).__name__}: {self.error}") from self.error
 

@@ -136,7 +136,7 @@ def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: s
     from hcdg.pipeline.model import HandPoseNet, ModelConfig
     from hcdg.pipeline.transforms import CropConfig
     from hcdg.store import checkpoints as ck
-    from hcdg.store.runs import read_run
+    from hcdg.store.runs import read_run, trained_config
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -144,7 +144,7 @@ def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: s
     record = read_run(run_dir)
     if record.get("stage") not in ("train", "import"):
         raise HcdgError(f"--run {run_dir}: holds a {record.get('stage')!r} run, not a training (or imported) run")
-    cfg = record.get("config", {})
+    cfg = trained_config(run_dir, record)  # refuses a hand-edited run.json
     run_hash = record.get("config_hash")
     dev = resolve_device(device)
 
@@ -172,6 +172,10 @@ def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: s
                 f"{final}: written by a different training config than {run_dir / 'run.json'} "
                 f"(config hash {str(meta['config_hash'])[:12]}..., run has {run_hash[:12]}...)"
             )
+        recorded = {k: model_cfg[k] for k in ("width_mult", "input_size") if k in model_cfg}
+        if any(meta.get("model_config", {}).get(k, v) != v for k, v in recorded.items()):
+            raise HcdgError(f"{final}: its network ({ck.MODEL_META} model_config) differs from {run_dir / 'run.json'} "
+                            f"({recorded}); the run folder's records disagree")
         model_cfg = dict(meta.get("model_config", model_cfg))
         crop_cfg = dict(meta.get("crop", crop_cfg))
         step = meta.get("step")

@@ -41,6 +41,7 @@ from hcdg.store import paired
 from hcdg.store import results as store
 from hcdg.store.atomic import atomic_path, atomic_write_json, atomic_write_text
 from hcdg.store.runs import config_of, read_run
+from hcdg.store.staging import staged_dir
 
 REPORT_MARKER = "report.json"
 PUBLISHED_SOURCE = "as published, not re-run"
@@ -180,16 +181,12 @@ def _load_run(folder: Path, warnings: list[str]) -> RunInfo:
                 summaries.append(store.read_summary(spath))
             else:
                 summaries.append(store.summarise_results(store.read_results(path)))
-        except HcdgError as exc:
-            warnings.append(str(exc))
+        except HcdgError as exc:  # an unreadable result is refused, never dropped from the report
+            raise HcdgError(f"{exc}; fix or re-run `hcdg eval` for it, or leave {folder} out") from None
     summary = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame(columns=list(store.SUMMARY_SCHEMA))
     if not summaries:
         warnings.append(f"{folder}: no evaluation results (eval/<target>.parquet); run `hcdg eval` first")
-    try:
-        losses = store.read_loss_curves(folder)
-    except HcdgError as exc:
-        warnings.append(str(exc))
-        losses = None
+    losses = store.read_loss_curves(folder)  # unreadable: refused (one line naming the file)
     rw = store.random_weights_of(record) or bool(summary.get("random_weights", pd.Series([], dtype=bool)).any())
     info = RunInfo(
         name=folder.name, folder=folder, facets=run_facets(config_of(record)), seed=record.get("seed"),
@@ -507,12 +504,19 @@ def paper_figures(cfg: ReportConfig) -> dict[str, bytes]:
 # --------------------------------------------------------------------------- the stage
 
 
+#: What a report folder holds: a folder holding only these (a report of an hcdg before reports were
+#: staged, killed before its marker) is an earlier report, replaced by the rerun.
+REPORT_ENTRIES = {"tables", "figures", "report.html", "report.md", REPORT_MARKER}
+
+
 def _prepare_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise HcdgError(f"--out {out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / REPORT_MARKER).is_file():
-        raise HcdgError(f"--out {out}: exists, is not empty and holds no earlier report; use a new folder")
-    out.mkdir(parents=True, exist_ok=True)
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in REPORT_ENTRIES)
+        if foreign:
+            raise HcdgError(f"--out {out}: exists, is not empty and holds no earlier report ({foreign[0]!r}); "
+                            "use a new folder")
 
 
 def run(cfg: ReportConfig) -> dict[str, Any]:
@@ -538,9 +542,16 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
         has_paper = any((r.summary["protocol"] == PAPER_PROTOCOL).any() for r in runs if len(r.summary))
         cfg = dataclasses.replace(cfg, protocol=PAPER_PROTOCOL if has_paper else "2.5d-gtroot-gtbone")
     extra_figures = paper_figures(cfg)
-    out = Path(cfg.out)
-    _prepare_out(out)
+    final = Path(cfg.out)
+    _prepare_out(final)
+    with staged_dir(final, "report") as out:  # written whole beside --out, renamed at the end
+        result = _write(cfg, out, runs, warnings, extra_figures)
+    return {**result, "html": str(final / "report.html"), "markdown": str(final / "report.md"),
+            "tables": [str(final / Path(p).relative_to(out)) for p in result["tables"]]}
 
+
+def _write(cfg: ReportConfig, out: Path, runs: list[RunInfo], warnings: list[str],
+           extra_figures: dict[str, bytes]) -> dict[str, Any]:
     ctx = paired_context(runs, cfg, warnings)
     tables: dict[str, pd.DataFrame] = {f"table{spec.key}": paper_table(spec.key, runs, ctx) for spec in published.TABLES}
     tables["paired"] = ctx.paired
@@ -558,9 +569,6 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
     for name, png in figures.items():
         with atomic_path(out / "figures" / f"{name}.png") as tmp:
             tmp.write_bytes(png)
-    for stale in (out / "figures").glob("*.png"):  # an earlier report's figure this one lacks
-        if stale.stem not in figures:
-            stale.unlink()
     page = render.Page(cfg=cfg, runs=runs, tables=tables, figures=figures, warnings=warnings,
                        created=time.strftime("%Y-%m-%d %H:%M:%S"), baseline_group=ctx.baseline_group)  # fmt: skip
     atomic_write_text(out / "report.html", render.html(page))

@@ -124,8 +124,18 @@ class SplitWriter:
         valid = np.array([not e for e in errors], dtype=bool)
         feats = np.where(valid[:, None], feats, np.nan).astype(np.float32)
         sel = slice(rows.start, rows.stop)
+        with np.errstate(over="ignore"):  # an overflow is refused just below
+            stored = feats.astype(self.group["feats"].dtype)
+        bad = valid & ~np.isfinite(stored).all(axis=1)
+        if bad.any():  # NaN from the model, or a value beyond float16's +-65504 cast to inf: never store it
+            row = rows.start + int(np.flatnonzero(bad)[0])
+            raw = feats[bad]
+            why = ("is not finite" if not np.isfinite(raw).all() else
+                   f"overflows {stored.dtype} (max |x| = {np.abs(raw).max():.3g}; store with --dtype float32)")
+            raise HcdgError(f"{self.group.name.lstrip('/')} row {row}: the image's feature {why}; "
+                            f"chunk {chunk} not written")
         data = {
-            "feats": feats.astype(self.group["feats"].dtype),
+            "feats": stored,
             "norms": np.where(valid, np.linalg.norm(feats, axis=1), np.nan).astype(np.float32),
             "valid": valid,
             # Always written: a chunk rewritten on resume must not keep a killed run's error texts.

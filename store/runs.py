@@ -217,3 +217,23 @@ def config_of(record: dict[str, Any]) -> dict[str, Any]:
         return dict(config)
     return {**{k: v for k, v in LEGACY_TRAIN_VALUES.items() if k not in config}, **config}
 
+
+
+def trained_config(folder: str | Path, record: dict[str, Any]) -> dict[str, Any]:
+    """The `config` of a run record, after checking it is what the weights were trained with.
+
+    Refused (one line naming run.json): a `config` that is not a JSON object, or one whose hash
+    differs from the recorded `config_hash` (run.json edited by hand after the run was written:
+    results would be labelled with settings the weights never saw).
+    """
+    from hcdg.store.fingerprint import digest
+
+    path = Path(folder) / RUN_FILE
+    cfg = record.get("config", {})
+    if not isinstance(cfg, dict):
+        raise HcdgError(f"{path}: 'config' is a JSON {type(cfg).__name__}, expected an object of config keys")
+    recorded = record.get("config_hash")
+    if recorded is not None and digest(cfg) != recorded:
+        raise HcdgError(f"{path}: its config does not hash to its recorded config_hash ({str(recorded)[:12]}...): "
+                        "edited after training; restore the file the run wrote (the weights belong to that config)")
+    return cfg

@@ -61,3 +61,118 @@ def test_stale_temps_of_dead_processes_are_removed_live_ones_kept(tmp_path):
     _ok(_synth(out))
     assert not dead.exists() and live.exists()
     assert staging.clean_stale(tmp_path / "m.pt", "export") == []
+
+
+# --------------------------------------------------------------------------- silent accepts
+D, N, R = 8, 10, 4
+KEY = "toy/train"
+ENC = {"model": "m", "weights": {"kind": "random", "seed": 0}, "precision": "fp32", "quick_gelu": False,
+       "open_clip": "x", "preprocess": {"size": 8, "interpolation": "bicubic", "resize_mode": "shortest",
+                                        "mean": [0.5], "std": [0.5]}}
+
+
+def _toy_store(path, rows=None):
+    from hcdg.store import fingerprint as fpr
+    from hcdg.store.feature_writer import StoreWriter
+
+    w = StoreWriter(path, fpr.store_fingerprint(ENC, "abc", 3, "float16"), D)
+    w.ensure_text([0, 1, 2], ["a", "b", "c"], "test",
+                  lambda: (np.random.default_rng(1).normal(size=(3, D)).astype(np.float32), 3))
+    sfp = fpr.split_fingerprint([("x.jpg", 1)], dataset="toy", split="train", options={}, limit=None)
+    split = w.open_split(KEY, [f"{i:03d}" for i in range(N)], R, sfp, {"root": "/x"})
+    rows = np.random.default_rng(0).normal(size=(N, D)).astype(np.float32) if rows is None else rows
+    for c in range(split.n_chunks):
+        r = split.rows(c)
+        split.write_chunk(c, rows[r.start:r.stop], [""] * len(r))
+    w.export_h5()
+    return split
+
+
+def test_float16_overflow_is_refused_by_the_writer(tmp_path):
+    from hcdg.pipeline.errors import HcdgError
+
+    rows = np.random.default_rng(0).normal(size=(N, D)).astype(np.float32)
+    rows[5, 2] = 1e6  # beyond float16's 65504: the cast would store +inf
+    with pytest.raises(HcdgError, match=r"toy/train row 5: .* overflows float16 .*--dtype float32"):
+        _toy_store(tmp_path / "s.zarr", rows)
+
+
+def test_inf_with_a_valid_checksum_is_refused_on_load(tmp_path):
+    import zarr
+
+    from hcdg.pipeline.errors import HcdgError
+    from hcdg.store import features as fs
+    from hcdg.store import integrity
+
+    path = tmp_path / "s.zarr"
+    _toy_store(path)
+    g = zarr.open_group(str(path / "splits" / KEY), mode="a")
+    feats = g["feats"][4:8]
+    feats[1, 0] = np.inf  # what an unchecked float16 cast wrote, with its CRC recomputed
+    g["feats"][4:8] = feats
+    g["sums"][1] = integrity.chunk_sums({"feats": feats, "norms": g["norms"][4:8], "valid": g["valid"][4:8],
+                                         "errors": g["errors"][4:8]})
+    with pytest.raises(HcdgError, match=r"array feats chunk 1 \(rows 4-7\) holds non-finite features in 1 rows"):
+        fs.load_split(path, KEY)
+    res = CliRunner().invoke(main, ["store", "verify", "--checksums-only", str(path)])
+    assert "damaged" in _err(res) and "holds non-finite features" in res.output
+
+
+def test_verify_checksums_only_fails_a_split_with_a_lost_done_flag(tmp_path):
+    path = tmp_path / "s.zarr"
+    _toy_store(path)
+    (path / "splits" / KEY / "done" / "c" / "1").unlink()
+    res = CliRunner().invoke(main, ["store", "verify", "--checksums-only", str(path)])
+    assert res.exit_code == 1 and "1 of 3 chunks have no done flag" in res.output and "FAILED" in res.output
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda r: r["config"].update(width_mult=0.5), "does not hash to its recorded config_hash"),
+    (lambda r: r.update(config=[1, 2]), "'config' is a JSON list"),
+])
+def test_eval_refuses_a_run_json_that_disagrees_with_its_weights(tmp_path, edit, needle):
+    from hcdg.pipeline.errors import HcdgError
+    from hcdg.stages.eval import load_run_model
+    from tests.test_eval import make_run
+
+    run = make_run(tmp_path / "run")
+    load_run_model(run)  # as written: loads
+    record = json.loads((run / "run.json").read_text())
+    edit(record)
+    (run / "run.json").write_text(json.dumps(record))
+    with pytest.raises(HcdgError, match=needle):
+        load_run_model(run)
+
+
+@pytest.mark.parametrize("raw, needle", [(b'{"stage": "train", "seed": NaN}', "bare NaN"),
+                                         (b'{"stage": "tr\xff\xfein"}', "not UTF-8")])
+def test_run_json_is_read_strictly(tmp_path, raw, needle):
+    from hcdg.pipeline.errors import HcdgError
+    from hcdg.store.runs import read_run
+
+    (tmp_path / "run.json").write_bytes(raw)
+    with pytest.raises(HcdgError, match=needle):
+        read_run(tmp_path)
+
+
+def test_report_refuses_unreadable_results_and_resumes_a_partial_report(tmp_path):
+    from tests.test_eval import make_run
+
+    run = make_run(tmp_path / "run")
+    rep = tmp_path / "rep"
+    (rep / "tables").mkdir(parents=True)  # a report killed before its marker (hcdg before staged reports)
+    (rep / "tables" / "table1.csv").write_text("half")
+    _ok(CliRunner().invoke(main, ["report", str(run), "--out", str(rep)]))
+    assert (rep / "report.json").is_file() and (rep / "report.html").is_file()
+    assert not (rep / "tables" / "table1.csv").exists() or (rep / "tables" / "table1.csv").read_text() != "half"
+    before = _snapshot(rep)
+    (run / "eval").mkdir(exist_ok=True)
+    (run / "eval" / "rhd.parquet").write_bytes(b"PAR1 not really")
+    err = _err(CliRunner().invoke(main, ["report", str(run), "--out", str(rep)]))
+    assert "rhd.parquet" in err and "not a readable parquet" in err
+    assert _snapshot(rep) == before and sorted(p.name for p in tmp_path.iterdir()) == ["rep", "run"]
+    (run / "eval" / "rhd.parquet").unlink()
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "thesis.tex").write_text("x")
+    assert "thesis.tex" in _err(CliRunner().invoke(main, ["report", str(run), "--out", str(other)]))
