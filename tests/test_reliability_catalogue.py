@@ -176,3 +176,21 @@ def test_report_refuses_unreadable_results_and_resumes_a_partial_report(tmp_path
     other.mkdir()
     (other / "thesis.tex").write_text("x")
     assert "thesis.tex" in _err(CliRunner().invoke(main, ["report", str(run), "--out", str(other)]))
+
+
+def _annotation_copy(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("rgb"))
+    (dst / "training" / "rgb").symlink_to(src / "training" / "rgb")  # images shared, annotations copied
+    return dst
+
+
+@pytest.mark.parametrize("scale_z", [1e-300, 1e300])
+def test_data_check_range_checks_poses(synth_freihand, tmp_path, scale_z):
+    root = _annotation_copy(synth_freihand, tmp_path / "root")
+    xyz = json.loads((root / "training_xyz.json").read_text())
+    xyz[4] = [[x, y, z * scale_z] for x, y, z in xyz[4]]  # uv = f x / z ~ 1e301 px, or a point at infinity
+    (root / "training_xyz.json").write_text(json.dumps(xyz))
+    err = _err(CliRunner().invoke(main, ["data", "check", "--dataset", "freihand", "--root", str(root)]))
+    assert "training_xyz.json" in err and "xyz of pose 4 is out of range" in err

@@ -215,6 +215,12 @@ def check_intrinsics(K: np.ndarray, where: str, label: str = "entry", names: Seq
                         "and a last row 0 0 1)")
 
 
+#: Range of a hand's extent (largest x or y spread of its joints) over its joints' depths z:
+#: FreiHAND, STB and RHD hands span ~0.1-1 x their distance (0.15 m at 0.3-1.5 m).
+MAX_EXTENT_PER_DEPTH = 100.0
+MIN_EXTENT_PER_DEPTH = 1e-4
+
+
 def check_joints(xyz: np.ndarray, where: str, label: str = "entry", names: Sequence[Any] | None = None, *,
                  in_front: bool = True) -> None:
     """(N, J, 3) camera-frame joints: finite, not all at one point, (with `in_front`) every z > 0."""
@@ -227,3 +233,13 @@ def check_joints(xyz: np.ndarray, where: str, label: str = "entry", names: Seque
         if bad.any():
             raise HcdgError(f"{where}: xyz of {_first_bad(bad, label, names)} has joints at or behind the camera "
                             "(z <= 0)")
+        # Unit-free range: a joint nearer than 1/MAX_EXTENT_PER_DEPTH of the hand's extent projects more
+        # than that many focal lengths off-centre (z = 1e-300 m: uv ~ 1e301 px); a hand whose extent is
+        # below MIN_EXTENT_PER_DEPTH of its depth is a point (a zero-size crop). Real sets: 0.1-1.
+        extent = np.ptp(xyz[..., :2], axis=1).max(axis=1)  # across the image plane
+        z = xyz[..., 2]
+        bad = (z.min(axis=1) * MAX_EXTENT_PER_DEPTH < extent) | (extent < z.max(axis=1) * MIN_EXTENT_PER_DEPTH)
+        if bad.any():
+            raise HcdgError(f"{where}: xyz of {_first_bad(bad, label, names)} is out of range (the hand's x/y extent "
+                            f"is not within {MIN_EXTENT_PER_DEPTH:g}-{MAX_EXTENT_PER_DEPTH:g} x its depth z; wrong units "
+                            "or a damaged file)")
