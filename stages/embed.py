@@ -83,6 +83,14 @@ class EmbedConfig:
     text_batch_size: int = 256  # prompts per text forward
     progress: bool = True  # tqdm progress bar with images/s
 
+    def __post_init__(self) -> None:  # range checks before anything is opened or written
+        from hcdg.pipeline.config import check_int_range, check_seed
+        from hcdg.store.features import MAX_CHUNK_ROWS
+
+        if self.seed is not None:
+            check_seed(self.seed)
+        check_int_range(self.chunk_rows, "--chunk-rows", 1, MAX_CHUNK_ROWS, "a chunk is held in memory")
+
 
 @dataclass(frozen=True)
 class EmbedSummary:

@@ -24,6 +24,7 @@ import numpy as np
 
 from hcdg.pipeline.config import ConfigError
 from hcdg.pipeline.errors import HcdgError
+from hcdg.pipeline.model_sizes import MAX_INPUT_SIZE
 
 FORMATS = ("onnx", "torchscript")
 #: ONNX opset: 17 is the newest the TorchScript-based exporter covers fully (torch >= 2.2) and
@@ -56,8 +57,8 @@ class ExportConfig:
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise ConfigError(f"--format: expected one of {', '.join(FORMATS)}, got {self.format!r}")
-        if self.input_size is not None and self.input_size < 16:
-            raise ConfigError(f"--input-size: expected >= 16, got {self.input_size!r}")
+        if self.input_size is not None and not 16 <= self.input_size <= MAX_INPUT_SIZE:
+            raise ConfigError(f"--input-size: expected 16 to {MAX_INPUT_SIZE}, got {self.input_size!r}")
 
 
 def _export_onnx(model: Any, example: Any, path: Path, names: tuple[str, str], dynamic: bool) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from hcdg.pipeline.config import check_seed
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.synth import hand, styles, writers
 from hcdg.store import staging
@@ -23,6 +24,9 @@ from hcdg.store import staging
 #: Default sizes (small enough for a laptop demo; the real sets are far larger:
 #: FreiHAND 32,560 poses, RHD 2,728 evaluation images, STB 1,500 frames per sequence).
 DEFAULT_N = {"freihand": 256, "rhd": 256, "stb": 128}
+#: Largest --n / --n-other: 7.7x FreiHAND's 130,240 training images (the largest real set; poses are
+#: planned in memory before the first image is written).
+MAX_N = 1_000_000
 #: The other split: FreiHAND evaluation poses, RHD training images (STB: unused).
 DEFAULT_N_OTHER = {"freihand": 64, "rhd": 64, "stb": 0}
 
@@ -69,14 +73,16 @@ def _validate(cfg: SynthConfig) -> tuple[int, int, str]:
     n, n_other, style = cfg.resolved()
     if n < 1:
         raise HcdgError(f"--n {n}: expected at least 1")
+    for flag, v in (("--n", n), ("--n-other", n_other)):
+        if v > MAX_N:
+            raise HcdgError(f"{flag} {v}: expected at most {MAX_N:,} (poses are planned in memory first)")
     if cfg.format == "stb":
         if cfg.n_other not in (None, 0):
             raise HcdgError("--n-other: not used by stb (both sequences get --n frames)")
     elif n_other < 1:
         what = "evaluation poses" if cfg.format == "freihand" else "training images"
         raise HcdgError(f"--n-other {n_other}: expected at least 1 ({cfg.format} {what})")
-    if cfg.seed < 0:
-        raise HcdgError(f"--seed {cfg.seed}: expected a non-negative integer")
+    check_seed(cfg.seed)
     styles.parse_style(style)  # raises HcdgError naming --style
     if cfg.views not in hand.VIEWS:
         raise HcdgError(f"--views {cfg.views!r}: expected one of {', '.join(hand.VIEWS)}")

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from hcdg.pipeline.aug_configs import AugConfig, ColorJitter
-from hcdg.pipeline.config import ConfigError, check_finite, to_dict
+from hcdg.pipeline.config import ConfigError, check_finite, check_seed, to_dict
+from hcdg.pipeline.model_sizes import size_problems
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.transforms import GeomAug
 from hcdg.store.fingerprint import digest
@@ -166,6 +167,9 @@ class TrainConfig:
 
         check_finite(self)  # NaN/inf pass every comparison below as False: refuse them first
 
+        check_seed(self.seed)
+        for name, problem in size_problems(self.width_mult, self.input_size):  # named by the flag, not model.*
+            raise bad(f"--{name.replace('_', '-')}", problem)
         if self.mode not in MODES:
             raise bad("--mode", f"expected one of {', '.join(MODES)}, got {self.mode!r}")
         if not 0.0 <= self.ratio <= 1.0:

@@ -60,7 +60,11 @@ def read_run(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / RUN_FILE
     if not path.is_file():
         raise HcdgError(f"{folder}: not a run folder (expected {RUN_FILE})")
-    return read_json_object(path, "stage, config, seed, ...")
+    record = read_json_object(path, "stage, config, seed, ...")
+    if not isinstance(record.get("config", {}), dict):
+        raise HcdgError(f"{path}: 'config' is a JSON {type(record['config']).__name__}, expected an object of "
+                        "config keys")
+    return record
 
 
 @contextlib.contextmanager
@@ -216,7 +220,6 @@ def config_of(record: dict[str, Any]) -> dict[str, Any]:
     if record.get("stage") != "train":
         return dict(config)
     return {**{k: v for k, v in LEGACY_TRAIN_VALUES.items() if k not in config}, **config}
-
 
 
 def trained_config(folder: str | Path, record: dict[str, Any]) -> dict[str, Any]:

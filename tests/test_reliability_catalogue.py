@@ -194,3 +194,44 @@ def test_data_check_range_checks_poses(synth_freihand, tmp_path, scale_z):
     (root / "training_xyz.json").write_text(json.dumps(xyz))
     err = _err(CliRunner().invoke(main, ["data", "check", "--dataset", "freihand", "--root", str(root)]))
     assert "training_xyz.json" in err and "xyz of pose 4 is out of range" in err
+
+
+# --------------------------------------------------------------------------- tracebacks
+BIG = str(10**30)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["synth", "--format", "rhd", "--out", "{t}/d", "--n", str(10**12)], "--n 1000000000000: expected at most"),
+    (["synth", "--format", "rhd", "--out", "{t}/d", "--seed", BIG], "--seed: expected an integer in [0, 2**63 - 1]"),
+    (["embed", "--dataset", "rhd", "--root", "{t}", "--store", "{t}/s.zarr", "--seed", BIG], "--seed: expected"),
+    (["embed", "--dataset", "rhd", "--root", "{t}", "--store", "{t}/s.zarr", "--chunk-rows", str(10**9)],
+     "--chunk-rows: expected an integer in [1, 65536]"),
+    (["train", "--root", "{t}", "--out", "{t}/r", "--seed", BIG], "--seed: expected"),
+    (["sweep", "--root", "{t}", "--out", "{t}/w", "--seed", f"0,{BIG}"], "--seed: expected"),
+    (["train", "--root", "{t}", "--out", "{t}/r", "--width-mult", "64"], "--width-mult: expected > 0 and <= 4"),
+    (["train", "--root", "{t}", "--out", "{t}/r", "--width-mult", "0"], "--width-mult: expected > 0"),
+    (["train", "--root", "{t}", "--out", "{t}/r", "--input-size", "100000"], "--input-size: expected a multiple of 8"),
+    (["train", "--root", "{t}", "--out", "{t}/r", "--input-size", "60"], "--input-size: expected a multiple of 8"),
+    (["train", "--root", "{t}", "--out", "{t}/r", "--config", "{t}/big.toml"], "lr: expected a finite number"),
+    (["export", "--run", "{t}", "--format", "torchscript", "--out", "{t}/m.pt", "--input-size", "100000"],
+     "--input-size: expected 16 to"),
+])
+def test_out_of_range_options_are_one_line_before_any_write(tmp_path, argv, needle):
+    (tmp_path / "big.toml").write_text(f"lr = {'1' * 400}\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    err = _err(CliRunner().invoke(main, [a.format(t=tmp_path) for a in argv]))
+    assert needle in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize("value", ["'12 34'", "{'a': np.zeros(3)}"])
+def test_stb_handpara_of_the_wrong_type_is_one_line(synth_stb, tmp_path, value):
+    import shutil
+
+    import scipy.io
+
+    root = tmp_path / "stb"
+    shutil.copytree(synth_stb, root)
+    scipy.io.savemat(root / "labels" / "B1Counting_BB.mat", {"handPara": eval(value)})
+    err = _err(CliRunner().invoke(main, ["data", "check", "--dataset", "stb", "--root", str(root)]))
+    assert "B1Counting_BB.mat: 'handPara' holds" in err and "expected numbers" in err

@@ -27,8 +27,8 @@ def _snapshot(folder):
     return {p.relative_to(folder): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))}
 
 
-@pytest.mark.parametrize("flag, value, needle", [("--input-size", "60", "multiple of 8"),
-                                                 ("--width-mult", "0", "width_mult")])
+@pytest.mark.parametrize("flag, value, needle", [("--input-size", "60", "--input-size: expected a multiple of 8"),
+                                                 ("--width-mult", "0", "--width-mult: expected > 0")])
 def test_refused_sizes_write_nothing_and_the_fix_then_runs(synth_freihand, tmp_path, flag, value, needle):
     out = tmp_path / "run"
     assert needle in _err(_train(synth_freihand, out, "--steps", "1", flag, value))
