@@ -273,8 +273,17 @@ def run(cfg: EmbedConfig, *, dataset: Any = None) -> EmbedSummary:
     from hcdg.store.atomic import naming
     from hcdg.store.feature_writer import shard_lock
 
-    with shard_lock(cfg.store, parse_shard(cfg.shard)), naming(cfg.store):  # e.g. a full disk names the store
-        return _run(cfg, dataset)
+    from hcdg.store.feature_writer import discard_unfinished, is_h5, staging_path
+
+    new = (parse_shard(cfg.shard)[1] == 1 and not Path(cfg.store).exists()  # shards may share a new store
+           and not (is_h5(cfg.store) and staging_path(cfg.store).exists()))
+    try:
+        with shard_lock(cfg.store, parse_shard(cfg.shard)), naming(cfg.store):  # e.g. a full disk names the store
+            return _run(cfg, dataset)
+    except Exception:
+        if new:  # a store this command created, failed before its first chunk: leave nothing behind
+            discard_unfinished(cfg.store)
+        raise
 
 
 def _run(cfg: EmbedConfig, dataset: Any) -> EmbedSummary:

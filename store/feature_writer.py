@@ -384,3 +384,30 @@ def _write_h5(path: Path, staged: StoreReader, new_text: bool, new_splits: list[
                     chunks = tuple(min(c, n) for c, n in zip(arr.chunks, data.shape)) if data.size else None
                     g.create_dataset(name, data=data, chunks=chunks)
             g.attrs[ATTR] = fpr.canonical_json(staged.attrs(node))
+
+
+def discard_unfinished(path: str | Path) -> bool:
+    """Remove the store at `path` (its Zarr folder, or an .h5 store's staging folder) when no image
+    chunk of it is finished: what a failed `hcdg embed` that created it leaves. Returns whether it did.
+
+    Call only for a store the failing command created: a store with finished chunks is kept (the
+    rerun completes it), an existing one is never touched.
+    """
+    import zarr
+
+    path = Path(path)
+    folder = staging_path(path) if is_h5(path) else path
+    if not folder.is_dir() or (is_h5(path) and path.exists()):
+        return False
+    try:
+        root = zarr.open_group(str(folder), mode="r")
+        splits = root["splits"] if "splits" in root else None
+        if splits is not None:
+            for _, group in splits.groups():
+                for _, split in group.groups():
+                    if "done" in split and np.asarray(split["done"][:]).any():
+                        return False
+    except Exception:  # noqa: BLE001 - unreadable half-created metadata: nothing finished in it
+        pass
+    shutil.rmtree(folder, ignore_errors=True)
+    return True

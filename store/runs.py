@@ -79,20 +79,37 @@ def run_lock(folder: str | Path) -> Iterator[Path]:
     folder = Path(folder)
     check_folder_path(folder)
     created = not folder.exists()
+    fresh = created or (folder.is_dir() and not any(folder.iterdir()))
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise HcdgError(f"--out {folder}: cannot create the run folder ({exc.strerror or exc})") from None
-    ok = False
+    ok = failed = False
     try:
         with writer_lock(folder / RUN_LOCK, f"run folder {folder}"):
             clean_stale_temps(folder)
-            yield folder
+            try:
+                yield folder
+            except Exception:
+                failed = True
+                raise
             ok = True
     finally:
+        if fresh and failed and not has_checkpoint(folder):
+            # A new run that failed (bad input found while training, a full disk) before its first
+            # checkpoint holds nothing to resume: it leaves the folder as it found it.
+            for p in list(folder.iterdir()) if folder.is_dir() else []:
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         if created and not ok:
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only when empty: a refused command leaves nothing behind
+
+
+def has_checkpoint(folder: Path) -> bool:
+    """Whether `folder` holds a finished checkpoint (`checkpoints/step-*`) or final weights: work to resume."""
+    ckpts = folder / "checkpoints"
+    return (folder / "model.safetensors").is_file() or (
+        ckpts.is_dir() and any(p.name.startswith("step-") for p in ckpts.iterdir()))
 
 
 def check_folder_path(folder: Path) -> None:

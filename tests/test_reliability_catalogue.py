@@ -235,3 +235,49 @@ def test_stb_handpara_of_the_wrong_type_is_one_line(synth_stb, tmp_path, value):
     scipy.io.savemat(root / "labels" / "B1Counting_BB.mat", {"handPara": eval(value)})
     err = _err(CliRunner().invoke(main, ["data", "check", "--dataset", "stb", "--root", str(root)]))
     assert "B1Counting_BB.mat: 'handPara' holds" in err and "expected numbers" in err
+
+
+# --------------------------------------------------------------------------- half-written
+def _break_image(root, tmp_path):
+    """A FreiHAND root sharing synth's files, but with training image 00000003 truncated."""
+    import shutil
+
+    copy = tmp_path / "root"
+    shutil.copytree(root, copy, symlinks=True)
+    img = copy / "training" / "rgb" / "00000003.jpg"
+    img.write_bytes(img.read_bytes()[:200])
+    return copy
+
+
+def test_embed_on_an_unreadable_image_leaves_no_new_store(synth_freihand, tmp_path):
+    root = _break_image(synth_freihand, tmp_path)
+    store = tmp_path / "s.zarr"
+    err = _err(CliRunner().invoke(main, ["embed", "--dataset", "freihand", "--root", str(root), "--store", str(store),
+                                         "--model", "hcdg-tiny", "--workers", "0", "--no-progress",
+                                         "--prompt-filter", "^one white hand with red"]))
+    assert "00000003.jpg: unreadable image" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["root"]
+
+
+def test_train_failing_before_its_first_checkpoint_leaves_no_run_folder(synth_freihand, tmp_path):
+    root = _break_image(synth_freihand, tmp_path)
+    out = tmp_path / "run"
+    res = CliRunner().invoke(main, ["train", "--root", str(root), "--out", str(out), "--steps", "2",
+                                    "--width-mult", "0.25", "--input-size", "64", "--batch-size", "4", "--workers",
+                                    "0", "--no-progress", "--mode", "baseline", "--val-fraction", "0.2"])
+    assert res.exit_code != 0 and "00000003" in res.output.strip().splitlines()[-1], res.output
+    assert not out.exists()  # run.json and metrics.parquet of the failed start are gone
+
+
+def test_sweep_on_a_damaged_store_leaves_no_folder(synth_freihand, synth_freihand_store, tmp_path):
+    import shutil
+
+    store = tmp_path / "s.zarr"
+    shutil.copytree(synth_freihand_store, store)
+    (store / "splits/freihand/training/feats/c/0/0").unlink()
+    out = tmp_path / "sweep"
+    err = _err(CliRunner().invoke(main, ["sweep", "--root", str(synth_freihand), "--store", str(store), "--out",
+                                         str(out), "--ratio", "0.4,0.6", "--steps", "1", "--width-mult", "0.25",
+                                         "--input-size", "64", "--batch-size", "4", "--workers", "0",
+                                         "--no-progress"]))
+    assert "array feats chunk 0 (rows 0-47) is missing" in err and not out.exists()
