@@ -13,6 +13,8 @@ is written and the sidecar says the check was skipped.
 
 from __future__ import annotations
 
+import io
+
 import os
 import time
 import warnings
@@ -25,6 +27,7 @@ import numpy as np
 from hcdg.pipeline.config import ConfigError
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.model_sizes import MAX_INPUT_SIZE
+from hcdg.store import staging
 
 FORMATS = ("onnx", "torchscript")
 #: ONNX opset: 17 is the newest the TorchScript-based exporter covers fully (torch >= 2.2) and
@@ -142,7 +145,8 @@ def run(cfg: ExportConfig) -> dict[str, Any]:
     model = DeployNet(net, size).eval()
     names = output_names(mcfg.output)
     example = torch.zeros(1, size, size, 3, dtype=torch.uint8)
-    tmp = out.parent / f".{out.name}.export-{os.getpid()}"
+    staging.clean_stale(out, "export")  # temps of killed exports
+    tmp = staging.temp_path(out, "export")
     t0 = time.perf_counter()
     try:
         with warnings.catch_warnings():  # tracer / legacy-exporter notices: noise for the user
@@ -152,7 +156,10 @@ def run(cfg: ExportConfig) -> dict[str, Any]:
             else:
                 with torch.inference_mode():
                     traced = torch.jit.trace(model, (example,), check_trace=False)
-                torch.jit.save(traced, str(tmp))
+                buf = io.BytesIO()  # serialised in memory, written by Python: a full disk is an OSError,
+                torch.jit.save(traced, buf)  # not a c10::Error abort from torch's own file writer
+                with open(tmp, "wb") as fh:
+                    fh.write(buf.getbuffer())
             batches = (1, 5) if cfg.dynamic_batch else (1,)
             check = check_export(cfg.format, tmp, model, size, batches) if cfg.check else {"skipped": "--no-check"}
         if "max_abs_diff" in check and max(check["max_abs_diff"]) > CHECK_TOL:

@@ -281,3 +281,34 @@ def test_sweep_on_a_damaged_store_leaves_no_folder(synth_freihand, synth_freihan
                                          "--input-size", "64", "--batch-size", "4", "--workers", "0",
                                          "--no-progress"]))
     assert "array feats chunk 0 (rows 0-47) is missing" in err and not out.exists()
+
+
+from tests.test_reliability_write import small_tmpfs  # noqa: E402,F401  (fixture: a 1 MiB tmpfs)
+
+
+def test_torchscript_export_on_a_full_disk_is_one_line_and_cleans_up(tmp_path, small_tmpfs):  # noqa: F811
+    from tests.test_eval import make_run
+
+    run = make_run(tmp_path / "run")
+    out = small_tmpfs / "m.pt"
+    stale = small_tmpfs / ".m.pt.export-999999999"  # a killed export's temp
+    stale.write_bytes(b"x")
+    (small_tmpfs / "fill").write_bytes(b"\0" * (1024 * 1024 - 64 * 1024))
+    res = CliRunner().invoke(main, ["export", "--run", str(run), "--format", "torchscript", "--out", str(out),
+                                    "--no-check"])
+    err = _err(res)  # not a SIGABRT with C++ frames
+    assert str(out) in err and ("No space left" in err or "ENOSPC" in err)
+    assert sorted(p.name for p in small_tmpfs.iterdir()) == ["fill"]
+
+
+# --------------------------------------------------------------------------- other
+def test_data_check_refuses_a_fifo_instead_of_hanging(synth_freihand, tmp_path):
+    import shutil
+
+    root = tmp_path / "root"
+    shutil.copytree(synth_freihand, root, symlinks=True)
+    img = root / "training" / "rgb" / "00000000.jpg"
+    img.unlink()
+    os.mkfifo(img)
+    err = _err(CliRunner().invoke(main, ["data", "check", "--dataset", "freihand", "--root", str(root)]))
+    assert "00000000.jpg: is a FIFO, expected a regular image file" in err

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from hcdg.pipeline.datasets.base import Sample
+from hcdg.pipeline.errors import require_regular_file
 from hcdg.pipeline.errors import HcdgError
 
 #: Sidecar file a synthetic-data generator may put in a dataset root (CONTRACTS.md "Datasets").
@@ -33,6 +34,7 @@ def decode_image(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
+        require_regular_file(path, "image file")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
@@ -56,6 +58,7 @@ def decode_label_image(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
+        require_regular_file(path, "mask image")
         with Image.open(path) as img:
             img.load()
             arr = np.asarray(img)
@@ -71,6 +74,7 @@ def decode_label_image(path: Path) -> np.ndarray:
 def read_json(path: Path, what: str) -> Any:
     """Parse the JSON file at `path`; `what` says what it should hold (for the error message)."""
     try:
+        require_regular_file(path, "JSON file")
         with open(path, "rb") as fh:
             return json.load(fh)
     except FileNotFoundError:
