@@ -312,3 +312,14 @@ def test_data_check_refuses_a_fifo_instead_of_hanging(synth_freihand, tmp_path):
     os.mkfifo(img)
     err = _err(CliRunner().invoke(main, ["data", "check", "--dataset", "freihand", "--root", str(root)]))
     assert "00000000.jpg: is a FIFO, expected a regular image file" in err
+
+
+def test_report_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, small_tmpfs):  # noqa: F811
+    from tests.test_eval import make_run
+
+    run = make_run(tmp_path / "run")
+    (small_tmpfs / "fill").write_bytes(b"\0" * (1024 * 1024 - 48 * 1024))
+    rep = small_tmpfs / "rep"
+    err = _err(CliRunner().invoke(main, ["report", str(run), "--out", str(rep)]))
+    assert "No space left" in err or "ENOSPC" in err
+    assert sorted(p.name for p in small_tmpfs.iterdir()) == ["fill"]  # no half report, no temp
