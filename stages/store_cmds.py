@@ -117,6 +117,12 @@ class VerifyConfig:
     workers: int = 0
     checksums_only: bool = False  # only the CRC32 check of every chunk (no encoder, no dataset needed)
 
+    def __post_init__(self) -> None:
+        from hcdg.pipeline.config import check_int_range, check_seed
+
+        check_seed(self.seed)
+        check_int_range(self.sample, "--sample", 1, 2**31 - 1)
+
 
 def _rel_errors(stored: np.ndarray, fresh: np.ndarray) -> np.ndarray:
     fresh = fresh.astype(np.float64)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from hcdg.pipeline.config import ConfigError
+from hcdg.pipeline.config import ConfigError, check_int_range
 from hcdg.pipeline.errors import HcdgError
 
 #: Figure 3's group names for each dataset.
@@ -61,6 +61,8 @@ class TsneConfig:
             raise ConfigError(f"--n: expected >= 1, got {self.n!r}")
         if not self.perplexity > 0:
             raise ConfigError(f"--perplexity: expected > 0, got {self.perplexity!r}")
+        # scikit-learn's TSNE takes a random_state in [0, 2**32 - 1]
+        check_int_range(self.seed, "--seed", 0, 2**32 - 1, "scikit-learn's t-SNE seed")
 
 
 @dataclass(frozen=True)

@@ -213,6 +213,9 @@ BIG = str(10**30)
     (["train", "--root", "{t}", "--out", "{t}/r", "--input-size", "100000"], "--input-size: expected a multiple of 8"),
     (["train", "--root", "{t}", "--out", "{t}/r", "--input-size", "60"], "--input-size: expected a multiple of 8"),
     (["train", "--root", "{t}", "--out", "{t}/r", "--config", "{t}/big.toml"], "lr: expected a finite number"),
+    (["viz", "tsne", "--store", "{t}/s.zarr", "--out", "{t}/t.png", "--seed", str(2**32)],
+     "--seed: expected an integer in [0, 4294967295]"),
+    (["store", "verify", "{t}/s.zarr", "--seed", "-1"], "--seed: expected an integer in [0, 2**63 - 1]"),
     (["export", "--run", "{t}", "--format", "torchscript", "--out", "{t}/m.pt", "--input-size", "100000"],
      "--input-size: expected 16 to"),
 ])
