@@ -104,6 +104,7 @@ class SplitWriter:
 
     def __init__(self, group: Any, n_rows: int, chunk_rows: int) -> None:
         self.group, self.n_rows, self.chunk_rows = group, n_rows, chunk_rows
+        self.where = f"split {group.name.strip('/')}"  # for messages (StoreWriter.open_split names the store)
         self.n_chunks = max(1, -(-n_rows // chunk_rows))
         # A split created before checksums (hcdg <= 0.1 stores) is finished without them.
         self.checksums = integrity.SUMS in group
@@ -132,8 +133,7 @@ class SplitWriter:
             raw = feats[bad]
             why = ("is not finite" if not np.isfinite(raw).all() else
                    f"overflows {stored.dtype} (max |x| = {np.abs(raw).max():.3g}; store with --dtype float32)")
-            raise HcdgError(f"{self.group.name.lstrip('/')} row {row}: the image's feature {why}; "
-                            f"chunk {chunk} not written")
+            raise HcdgError(f"{self.where} row {row}: the image's feature {why}; chunk {chunk} not written")
         data = {
             "feats": stored,
             "norms": np.where(valid, np.linalg.norm(feats, axis=1), np.nan).astype(np.float32),
@@ -265,8 +265,11 @@ class StoreWriter:
                 self._refuse_split(key, self.zarr_path, meta, split_fp, len(ids))
                 group = self.root[node]
                 self._repair(key, meta, group)
-                return SplitWriter(group, int(meta["n_rows"]), int(meta["chunk_rows"]))
-            return self._create_split(node, ids, chunk_rows, split_fp, provenance)
+                writer = SplitWriter(group, int(meta["n_rows"]), int(meta["chunk_rows"]))
+            else:
+                writer = self._create_split(node, ids, chunk_rows, split_fp, provenance)
+            writer.where = f"{self.path}: split {key}"
+            return writer
 
     def _repair(self, key: str, meta: dict[str, Any], group: Any) -> None:
         """Unflag the split's damaged chunks (checksum, missing file, undecodable) so this run embeds them again."""

@@ -93,7 +93,7 @@ def test_float16_overflow_is_refused_by_the_writer(tmp_path):
 
     rows = np.random.default_rng(0).normal(size=(N, D)).astype(np.float32)
     rows[5, 2] = 1e6  # beyond float16's 65504: the cast would store +inf
-    with pytest.raises(HcdgError, match=r"toy/train row 5: .* overflows float16 .*--dtype float32"):
+    with pytest.raises(HcdgError, match=r"s.zarr: split toy/train row 5: .* overflows float16 .*--dtype float32"):
         _toy_store(tmp_path / "s.zarr", rows)
 
 
