@@ -593,26 +593,34 @@ _DECODERS = "hcdg.pipeline.protocols:DECODERS"
 @field_option(_EVAL, "batch_size", type=int, help="Images per forward pass (results do not depend on it).")
 @field_option(_EVAL, "device", help="auto (cuda if available), cpu, cuda, cuda:N.")
 @field_option(_EVAL, "protocols", "--protocol", "protocols", multiple=True, choices=_PROTOCOLS,
-              help="Protocol(s) to compute, repeatable (not given: all that apply to the run's output: authors for "
-                   "uvd networks, the other four for xyz networks; docs/results.md).")
+              help="Protocol(s) to compute, repeatable (not given: all that apply to the run's output: for uvd "
+                   "networks authors with --crops seed-boxes, authors-gtcrops with --crops gt; the other four for "
+                   "xyz networks; docs/results.md).")
 @field_option(_EVAL, "crops", choices=True,
               help="Crop boxes: gt (hand3d's box from the ground-truth keypoints) or seed-boxes "
                    "(the paper authors' released boxes, given with --boxes, cut as their test code cuts them).")
 @field_option(_EVAL, "boxes", type=click.Path(dir_okay=False, path_type=str),
               help="With --crops seed-boxes: .npy of [x, y, w, h] per test frame (STB_bbox.npy (3000,4), Rhp_bbox.npy (2725,4)).")
 @field_option(_EVAL, "decoder", choices=_DECODERS, help="Heatmap -> 2D decoder used by 2.5d-gtroot-gtbone.")
+@field_option(_EVAL, "scale", type=float,
+              help="Test-time box size multiplier about its centre, as the authors' test.py --scale (the "
+                   "paper's numbers: unscaled).")
+@field_option(_EVAL, "rot", type=float,
+              help="Test-time crop rotation in degrees, as the authors' test.py --rot (the "
+                   "paper's numbers: unrotated; hcdg's protocols: a camera roll, undone before scoring).")
 @field_option(_EVAL, "limit", type=int, help="Evaluate only the first N samples (quick checks).")
 @field_option(_EVAL, "workers", type=int, help="DataLoader worker processes for decoding and cropping.")
 @field_option(_EVAL, "progress", "--progress/--no-progress", help="Progress bar.")
 def eval_cmd(run_dir, target, root, split, checkpoint, batch_size, device, protocols, crops, boxes, decoder,
-             limit, workers, progress) -> None:
+             scale, rot, limit, workers, progress) -> None:
     """Evaluate a trained run on STB / RHD / FreiHAND under every protocol; write RUN/eval/<target>.parquet."""
     from hcdg.pipeline.config import from_dict, merge
     from hcdg.stages import eval as stage
 
     flags = {"run": run_dir, "target": target, "root": root, "split": split, "checkpoint": checkpoint,
              "batch_size": batch_size, "device": device, "protocols": list(protocols) or None, "crops": crops,
-             "boxes": boxes, "decoder": decoder, "limit": limit, "workers": workers, "progress": progress}
+             "boxes": boxes, "decoder": decoder, "scale": scale, "rot": rot, "limit": limit, "workers": workers,
+             "progress": progress}
     res = stage.run(from_dict(stage.EvalConfig, merge({}, flags), where="flags"))
     click.echo(f"weights: {res['weights']} (step {res['checkpoint_step']})")
     if res["note"]:

@@ -67,7 +67,8 @@ class ReportConfig:
         title: page title.
         protocol: protocol of the paper-shaped tables; "authors" is the one of the paper's
             numbers (the authors' test code, PROTOCOL.md §4). None = "authors" when some
-            run has results under it, else "2.5d-gtroot-gtbone" (xyz-output runs).
+            run has results under it, else "2.5d-gtroot-gtbone" (xyz-output runs), else any
+            protocol present (e.g. "authors-gtcrops": uvd runs evaluated on GT boxes).
         root: STB root handling in the paper-shaped tables ("wrist": GT palm converted
             to a wrist, so the network's wrist is compared as it is; PROTOCOL.md §3).
         joints: joint set of the paper-shaped tables ("all": the paper's EPE over 21 joints).
@@ -539,8 +540,10 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
         raise HcdgError(f"--joints: expected one of {', '.join(store.JOINT_SETS)}, got {cfg.joints!r}")
     runs, warnings = load_runs(cfg.runs)
     if cfg.protocol is None:
-        has_paper = any((r.summary["protocol"] == PAPER_PROTOCOL).any() for r in runs if len(r.summary))
-        cfg = dataclasses.replace(cfg, protocol=PAPER_PROTOCOL if has_paper else "2.5d-gtroot-gtbone")
+        present = {p for r in runs if len(r.summary) for p in r.summary["protocol"]}
+        # the paper's protocol, else hcdg's 2.5D reading, else any present (e.g. uvd runs on GT boxes)
+        order = (PAPER_PROTOCOL, "2.5d-gtroot-gtbone", *PROTOCOLS)
+        cfg = dataclasses.replace(cfg, protocol=next((p for p in order if p in present), "2.5d-gtroot-gtbone"))
     extra_figures = paper_figures(cfg)
     final = Path(cfg.out)
     _prepare_out(final)

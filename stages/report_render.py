@@ -24,6 +24,8 @@ PROTOCOL_NOTES = {
                "uvd (RHD: regressed uv; STB: argmax of the upsampled last-stage heatmap), their depth decoding, GT "
                "root depth and intrinsics, their crop affine; camera-frame EPE, no alignment. The paper's numbers "
                "use this protocol; it applies to uvd-output runs (--target uvd, or `hcdg import authors`).",
+    "authors-gtcrops": "the authors' test computation as `authors`, on hcdg's ground-truth keypoint boxes instead "
+                       "of their released boxes (eval --crops gt); NOT the paper's protocol.",
     "2.5d-gtroot-gtbone": "hcdg's 2.5D reading (formerly `gtroot-2.5d`): 2D from the heatmaps, network relative "
                           "depth scaled by the GT bone length, GT root depth and intrinsics; camera-frame EPE, no "
                           "alignment (root x/y error included). NOT the authors' computation.",

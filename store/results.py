@@ -59,6 +59,11 @@ RESULT_SCHEMA: dict[str, pa.DataType] = {
     "random_weights": pa.bool_(),
 }
 
+#: Per-axis mean absolute errors of a summary row (x, y, z in the camera frame, mm; the
+#: authors' script prints them, main/metrics.py:58-76). Written after SUMMARY_SCHEMA's columns;
+#: summaries written before they existed lack them.
+AXIS_COLUMNS: tuple[str, ...] = ("epe_x_mean_mm", "epe_y_mean_mm", "epe_z_mean_mm")
+
 #: Fixed columns of the summary table, in order.
 SUMMARY_SCHEMA: dict[str, pa.DataType] = {
     "run": pa.string(),
@@ -224,10 +229,14 @@ def visible_array(frame: pd.DataFrame) -> np.ndarray:
 
 
 def summarise_results(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per run x target x split x protocol x root x joint set: n, EPE mean/median, AUCs, PCK.
+    """Per run x target x split x protocol x root x joint set: n, EPE mean/median, AUCs, PCK,
+    and the mean absolute error along x, y and z (`AXIS_COLUMNS`).
 
-    Statistics follow `metrics.summarise` (hand3d / FreiHAND EvalUtil conventions);
-    the run's ``cfg.*`` columns are carried over.
+    Statistics follow `metrics.summarise` (hand3d / FreiHAND EvalUtil conventions; the
+    per-axis means average per-joint means like ``epe_mean_mm``, which for all joints is the
+    authors' per-sample mean over 21 joints averaged over samples); the run's ``cfg.*``
+    columns are carried over. Per-axis errors are read from the stored float32 metres
+    (about 1e-4 mm of round-off).
     """
     keys = ["run", "target", "split", "protocol", "root"]
     carry = ["random_weights"] + [c for c in frame.columns if c.startswith(CFG_PREFIX)]
@@ -235,11 +244,13 @@ def summarise_results(frame: pd.DataFrame) -> pd.DataFrame:
     for key, group in frame.groupby(keys, sort=False, dropna=False):
         err = errors_array(group)
         vis = visible_array(group)
+        axes = metrics.axis_errors_mm(xyz_array(group["pred_xyz_m"]), xyz_array(group["gt_xyz_m"]))
         for joints, mask in (("all", None), ("visible", vis)):
             s = metrics.summarise(err, mask)
             row = dict(zip(keys, key))
             row["joints"] = joints
             row.update(s)
+            row.update({c: metrics.epe_mean_mm(axes[..., k], mask) for k, c in enumerate(AXIS_COLUMNS)})
             for c in carry:
                 if c in group.columns:
                     row[c] = group[c].iloc[0]
@@ -247,7 +258,8 @@ def summarise_results(frame: pd.DataFrame) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=list(SUMMARY_SCHEMA))
     out = pd.DataFrame(rows)
-    return out[[c for c in SUMMARY_SCHEMA if c in out.columns] + [c for c in carry[1:] if c in out.columns]]
+    return out[[c for c in (*SUMMARY_SCHEMA, *AXIS_COLUMNS) if c in out.columns]
+               + [c for c in carry[1:] if c in out.columns]]
 
 
 # --------------------------------------------------------------------------- parquet I/O
