@@ -31,6 +31,7 @@ from hcdg.pipeline.config import ConfigError, to_dict
 from hcdg.pipeline.devices import resolve_device
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.protocols import DECODERS, PROTOCOLS, canonical_name
+from hcdg.store import eval_files as ef
 
 Target = Literal["stb", "rhd", "freihand"]
 TARGETS = ("stb", "rhd", "freihand")
@@ -55,7 +56,8 @@ class EvalConfig:
         split: None = the test split: stb "test" (B1Counting + B1Random), rhd "evaluation",
             freihand "evaluation" (not the reader's default "training": that is the source data).
         checkpoint: None = the finished model (model.safetensors), else the newest
-            checkpoint; "latest"; or a checkpoint folder (RUN/checkpoints/step-...).
+            checkpoint; "final"; "latest"; a step number ("500"); a checkpoint folder name
+            ("step-00000500") or path (RUN/checkpoints/step-...).
         batch_size: images per forward pass (does not change results).
         device: "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
         protocols: which protocols to compute; None = all that apply to the network's output
@@ -75,6 +77,10 @@ class EvalConfig:
         limit: evaluate only the first N samples (quick checks); None = all.
         workers: DataLoader worker processes for decoding + cropping (0 = in process).
         progress: show a progress bar.
+        force: replace results of the same file name written by a different evaluation
+            (another protocol subset or box file; `store.eval_files.check_overwrite`).
+        write_submission: also write the FreiHAND toolbox's pred.json (`store.submission`) of
+            FreiHAND's evaluation split, every sample, from `submission_protocol`'s prediction.
     """
 
     run: str = ""
@@ -93,6 +99,11 @@ class EvalConfig:
     limit: int | None = None
     workers: int = 0
     progress: bool = True
+    force: bool = False
+    write_submission: str | None = None
+    # the protocol whose camera-frame prediction goes into the submission: the 2.5D reading
+    # (2D from the heatmaps, GT root depth and bone length; docs/results.md); "authors" for uvd nets
+    submission_protocol: str = "2.5d-gtroot-gtbone"
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -126,7 +137,14 @@ class EvalConfig:
             check_crops(self.protocols or (), self.crops)
         except HcdgError as exc:
             raise ConfigError(str(exc)) from None
+        if self.write_submission and (self.target != "freihand" or self.split not in (None, "evaluation")
+                                      or self.limit is not None):
+            raise ConfigError("--write-submission: only with --target freihand on the evaluation split, "
+                              "every sample (no --limit)")
 
+
+#: The decoder a results file is named without (EvalConfig.decoder's default).
+_DEFAULT_DECODER = EvalConfig.decoder
 
 # --------------------------------------------------------------------------- the model
 
@@ -139,6 +157,27 @@ class LoadedModel:
     crop: Any  # transforms.CropConfig
     source: str  # the weights file / checkpoint folder read
     step: int | None
+
+
+def resolve_checkpoint(run_dir: str | Path, checkpoint: str) -> Path:
+    """A checkpoint given as a folder path, its folder name (``step-00000500``, what `ls` shows)
+    or a step number (``500``) -> the checkpoint folder of `run_dir`; HcdgError when absent."""
+    from hcdg.store import checkpoints as ck
+
+    text = str(checkpoint).strip()
+    if text.isdigit():
+        path = Path(run_dir) / ck.CHECKPOINT_DIR / f"step-{int(text):08d}"
+    elif Path(text).is_dir():
+        path = Path(text)
+    else:
+        path = Path(run_dir) / ck.CHECKPOINT_DIR / Path(text).name
+    if not path.is_dir():
+        have = sorted(p.name for p in (Path(run_dir) / ck.CHECKPOINT_DIR).glob("step-*") if p.is_dir())
+        raise HcdgError(
+            f"checkpoint {checkpoint}: no such checkpoint of {run_dir} (expected a step number, a folder "
+            f"name step-N or a folder path; present: {', '.join(have[-5:]) or 'none'})"
+        )
+    return path
 
 
 def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: str = "cpu") -> LoadedModel:
@@ -198,9 +237,7 @@ def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: s
                     f"{ck.CHECKPOINT_DIR}/; train the run first (`hcdg train --out {run_dir} ...`)"
                 )
         else:
-            path = Path(checkpoint)
-            if not path.is_dir():
-                raise HcdgError(f"--checkpoint {checkpoint}: no such checkpoint folder (expected RUN/checkpoints/step-...)")
+            path = resolve_checkpoint(run_dir, checkpoint)
         loaded = ck.load_checkpoint(path, expect_config_hash=run_hash, device="cpu")
         state, step, source = loaded.model_state, loaded.step, str(path)
 
@@ -316,6 +353,7 @@ class _Prepared:
         item["K_image"] = np.asarray(sample.K, dtype=np.float64)  # not mirrored (authors protocol)
         item["sample_id"] = sample.sample_id
         item["gt_root"] = sample.root
+        item["uv_gt_px"] = np.asarray(sample.uv, dtype=np.float64)  # original image pixels (mmpose 2D metrics)
         return item
 
 
@@ -342,7 +380,7 @@ def predict_split(loaded: LoadedModel, dataset: _Prepared, cfg: EvalConfig, desc
     from hcdg.pipeline.authors import heatmap_argmax_upsampled
 
     keys = ("xyz_m", "K", "K_image", "crop_from_image", "image_from_crop", "image_from_original", "rot_aug", "visible",
-            "mirrored")
+            "mirrored", "uv_gt_px")
     acc: dict[str, list] = {k: [] for k in (*keys, "xyz_rel_norm", "uv_hm", "uv_argmax_crop", "sample_id", "gt_root")}
     need_argmax = protocols.uses_authors(cfg.protocols or ())
     size = loaded.crop.input_size
@@ -426,6 +464,20 @@ def format_summary(summary: Any) -> str:
     return s[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}" if abs(v) >= 1.5 else f"{v:.3f}")
 
 
+def eval_identity(cfg: EvalConfig, loaded: LoadedModel, split: str) -> Any:
+    """The `store.eval_files.EvalIdentity` of this evaluation (names its files)."""
+    from hcdg.store.checkpoints import MODEL_WEIGHTS
+
+    final = Path(loaded.source).name == MODEL_WEIGHTS
+    return ef.EvalIdentity(
+        checkpoint=ef.checkpoint_name(loaded.step, final), target=cfg.target, split=split,
+        default_split=split == DEFAULT_SPLITS[cfg.target], crops=cfg.crops,
+        boxes=Path(cfg.boxes).name if cfg.boxes else None, limit=cfg.limit,
+        protocols=tuple(sorted(cfg.protocols or ())), decoder=cfg.decoder,
+        default_decoder=_DEFAULT_DECODER, scale=float(cfg.scale), rot=float(cfg.rot),
+    )  # fmt: skip
+
+
 def run(cfg: EvalConfig) -> dict[str, Any]:
     """Evaluate `cfg.run` on `cfg.target`; write the results; return paths and the summary.
 
@@ -453,12 +505,27 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
 
     check_options(backend, cfg.scale, cfg.rot)
     reader = open_dataset(cfg.target, Path(cfg.root), cfg.split or DEFAULT_SPLITS[cfg.target])
+    if not getattr(reader, "has_3d", True):
+        raise HcdgError(f"--root {cfg.root}: 2D keypoints only (no joint_cam + cam_param); eval needs 3D ground truth")
     indices, boxes, note = select_samples(reader, cfg)
+    note = "; ".join(n for n in (getattr(reader, "note", ""), note) if n)  # e.g. a partial STB copy
     if not indices:
         raise HcdgError(f"--root {cfg.root}: {cfg.target}/{reader.split} holds no samples")
+    identity = eval_identity(cfg, loaded, reader.split)
+    ef.check_overwrite(cfg.run, identity, cfg.force)  # before any work or write
+    if cfg.write_submission:
+        from hcdg.store import submission
+
+        submission.check_path(cfg.write_submission)
+        sub_protocol = "authors" if output == "uvd" else cfg.submission_protocol
+        if sub_protocol not in cfg.protocols:
+            raise HcdgError(f"--write-submission: needs protocol {sub_protocol} among --protocol")
     dataset = _Prepared(reader, indices, boxes, loaded.crop, backend, cfg.scale, cfg.rot)
     pred = predict_split(loaded, dataset, cfg, desc=f"eval {Path(cfg.run).name} on {cfg.target}/{reader.split}")
     results, uv_px = evaluate_predictions(pred, loaded.crop, cfg.protocols, cfg.target)
+    from hcdg.pipeline.metrics_2d import mmpose_2d
+
+    m2d = mmpose_2d(uv_px, pred["uv_gt_px"], pred["visible"].astype(bool))  # heatmap 2D, original pixels
 
     run_cols = rs.run_columns(cfg.run)
     n = len(pred["sample_id"])
@@ -470,7 +537,7 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         "test_scale": [float(cfg.scale)] * n,
         "test_rot_deg": [float(cfg.rot)] * n,
         "decoder": [cfg.decoder] * n,
-        "checkpoint_step": [loaded.step] * n,
+        **{k: [v] * n for k, v in identity.columns(loaded.step).items()},
     }
     from hcdg.store.runs import config_of, read_run
 
@@ -479,17 +546,27 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         results=results, visible=pred["visible"], config=config_of(read_run(cfg.run)),
         random_weights=run_cols["random_weights"], extra=extra,
     )  # fmt: skip
-    res_path, sum_path = rs.write_results(cfg.run, cfg.target, frame)
+    res_path, sum_path = rs.write_results(cfg.run, identity.stem, frame, summary_columns=m2d)
+    sub_path = None
+    if cfg.write_submission:
+        picked = next(r for r in results if r.protocol == sub_protocol and r.root == "wrist")
+        sub_path = submission.write_freihand_submission(cfg.write_submission, picked.pred_xyz_m)
+        if n != submission.FREIHAND_EVAL_SAMPLES:
+            note = "; ".join(x for x in (note, f"submission has {n} entries; the FreiHAND toolbox expects "
+                                               f"{submission.FREIHAND_EVAL_SAMPLES}") if x)
     summary = rs.read_summary(sum_path)
-    record_path = Path(cfg.run) / rs.EVAL_DIR / f"{cfg.target}.json"
+    record_path = ef.record_path(cfg.run, identity.stem)
     atomic_write_json(record_path, {
+        "identity": identity.to_json(), "reference": identity.is_reference,
         "eval_config": to_dict(cfg), "weights": loaded.source, "checkpoint_step": loaded.step,
         "crop": to_dict(loaded.crop), "crop_backend": backend, "split": reader.split, "n_samples": n, "note": note,
+        "mmpose_2d": m2d,
         "random_weights": run_cols["random_weights"], "seconds": round(time.perf_counter() - t0, 2),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })  # fmt: skip
     return {
         "results": res_path, "summary": sum_path, "record": record_path, "summary_frame": summary,
         "weights": loaded.source, "checkpoint_step": loaded.step,
-        "n_samples": n, "random_weights": run_cols["random_weights"], "note": note,
+        "n_samples": n, "random_weights": run_cols["random_weights"], "note": note, "identity": identity,
+        "mmpose_2d": m2d, "submission": sub_path,
     }  # fmt: skip

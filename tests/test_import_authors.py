@@ -212,11 +212,13 @@ def test_imported_run_evaluates_under_authors_and_reports(imported, synth_stb, s
         boxes = tmp_path / f"{target}.npy"
         np.save(boxes, np.array(_boxes(reader, width)))
         res = runner.invoke(main, ["eval", "--run", str(run), "--target", target, "--root", str(root),
-                                   "--crops", "seed-boxes", "--boxes", str(boxes), "--limit", "2",
-                                   "--no-progress", "--device", "cpu"])
+                                   "--crops", "seed-boxes", "--boxes", str(boxes), "--no-progress", "--device", "cpu",
+                                   *(["--limit", "2"] if target == "stb" else [])])  # RHD whole: the report reads it
         assert res.exit_code == 0, res.output
-        frame = rs.read_results(rs.results_path(run, target))
-        assert set(frame["protocol"]) == {"authors"} and len(frame) == 2 * (2 if target == "stb" else 1)
+        stem = "stb--seed-boxes--limit-2" if target == "stb" else "rhd--seed-boxes"  # beside the reference names
+        frame = rs.read_results(rs.results_path(run, stem))
+        n = 2 if target == "stb" else len(reader)
+        assert set(frame["protocol"]) == {"authors"} and len(frame) == n * (2 if target == "stb" else 1)
         assert np.isfinite(rs.errors_array(frame)).all()
         # a uvd network is refused the xyz protocols, in one line
         bad = runner.invoke(main, ["eval", "--run", str(run), "--target", target, "--root", str(root),
@@ -228,7 +230,8 @@ def test_imported_run_evaluates_under_authors_and_reports(imported, synth_stb, s
     html = (tmp_path / "report" / "report.html").read_text()
     assert "`authors`" in html or "authors" in html
     full = __import__("pandas").read_csv(tmp_path / "report" / "tables" / "full_results.csv")
-    assert set(full["protocol"]) == {"authors"}
+    assert set(full["protocol"]) == {"authors"} and set(full["target"]) == {"rhd"}  # the --limit STB check set aside
+    assert "stb--seed-boxes--limit-2.parquet" in html
 
 
 def test_an_xyz_run_is_refused_the_authors_protocol(synth_stb, tmp_path):
@@ -263,7 +266,7 @@ def test_authors_means_their_boxes(imported, synth_stb, tmp_path):
     shutil.copytree(imported, run)
     res = runner.invoke(main, ["eval", "--run", str(run), *base[3:], "--device", "cpu"])
     assert res.exit_code == 0, res.output
-    frame = rs.read_results(rs.results_path(run, "stb"))
+    frame = rs.read_results(rs.results_path(run, "stb--limit-1"))  # a --limit check: beside the reference
     assert set(frame["protocol"]) == {"authors-gtcrops"} and set(frame["crop_backend"]) == {"cv2"}
 
 
@@ -337,7 +340,8 @@ def test_per_sample_epe_equals_their_test_code(imported, their_ckpt, synth_stb, 
                                     "--scale", str(scale), "--rot", str(rot), "--no-progress", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert "epe_x_mean_mm" in res.output
-    frame = rs.read_results(rs.results_path(run, target))
+    (path,) = rs.result_files(run)  # named by the evaluation's identity (seed boxes, scale, rot, limit)
+    frame = rs.read_results(path)
     frame = frame[frame["root"] == ("palm" if target == "stb" else "wrist")]
     assert set(frame["crop_backend"]) == {"cv2"} and set(frame["test_rot_deg"]) == {rot}
     theirs = [_their_epe_mm(target, reader[i], boxes[i], their_ckpt[1], scale, rot) for i in range(n)]
