@@ -60,6 +60,13 @@ class Data:
     prompt_subset: list[int] | None  # rows of txt_table to draw from (None = all)
     fingerprint: dict[str, Any] | None
     skipped: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # reader indices
+    # (len(reader), K, 7) stored augmented views (`hcdg embed --views K`), or None (whole-image features)
+    views: np.ndarray | None = None
+
+    @property
+    def views_k(self) -> int:
+        """Stored views per image (0: whole-image features)."""
+        return 0 if self.views is None else int(self.views.shape[1])
 
     @property
     def tables(self) -> FeatureTables | None:
@@ -112,6 +119,13 @@ def open_data(cfg: TrainConfig, device: torch.device, *, load_tables: bool = Tru
     # The image table stays in the store's dtype (float16: half the device memory); the step
     # converts the rows it gathers. Skipped rows are read from the store's validity array.
     store_ids, img, valid = features.load_split_table(store, cfg.split_key, device if load_tables else "cpu")
+    views_fp = split_fp.get("views")
+    k = 1
+    if views_fp is not None:  # rows i*K + v: image i's views; check the augmentation first
+        from hcdg.stages.train_views import check_views
+
+        k = check_views(cfg, store, views_fp)
+        store_ids, valid = store_ids[::k], valid.reshape(-1, k).all(axis=1)
     row_of = {sid: r for r, sid in enumerate(store_ids)}
     missing = [sid for sid in ids if sid not in row_of]
     if missing or len(store_ids) != len(ids):
@@ -130,8 +144,13 @@ def open_data(cfg: TrainConfig, device: torch.device, *, load_tables: bool = Tru
         subset = [i for i, t in enumerate(prompts) if rx.search(t)]
         if not subset:
             raise HcdgError(f"--prompt-filter {cfg.prompt_filter!r}: matches none of the store's {len(prompts)} prompts")
-    data.feature_rows = np.array([row_of[s] for s in ids], dtype=np.int64)
-    data.skipped = np.flatnonzero(~valid[data.feature_rows])
+    base_rows = np.array([row_of[s] for s in ids], dtype=np.int64)
+    data.feature_rows = base_rows * k  # view 0's row; a training item adds its view
+    data.skipped = np.flatnonzero(~valid[base_rows])
+    if views_fp is not None:
+        from hcdg.store.views import load_params
+
+        data.views = load_params(store, cfg.split_key, k)[base_rows]
     data.img_table, data.txt_table, data.prompt_subset = img, txt.float(), subset
     return data
 
@@ -365,7 +384,7 @@ def train_loader(pt: PointRun, start: int, total: int) -> Any:
     geom = cfg.geom if cfg.augment else None
     color = cfg.color if cfg.augment else None
     train_ds = AugmentedSamples(pt.data.reader, pt.crop, geom, color, cfg.seed, pt.data.feature_rows,
-                                target=cfg.target, augment_on=cfg.augment_on)
+                                target=cfg.target, augment_on=cfg.augment_on, views=pt.data.views)
     sampler = GlobalBatchSampler(pt.train_idx, cfg.batch_size, cfg.seed, start, total, pt.env.rank, pt.env.world)
     return DataLoader(train_ds, batch_sampler=sampler, num_workers=cfg.workers, pin_memory=pt.device.type == "cuda",
                       generator=torch.Generator().manual_seed(cfg.seed))
