@@ -262,7 +262,8 @@ def _per_format(name: str) -> str:
 @field_option(_SYNTH, "views",
               help="Hand orientations: any (uniform) | dorsal (back of the hand towards the camera, "
                    "any in-plane roll, +-25 deg tilts: depth sign readable, so short runs learn).")
-@field_option(_SYNTH, "overwrite", is_flag=True, help="Replace an existing, different dataset at --out.")
+@field_option(_SYNTH, "overwrite", is_flag=True,
+              help="Replace a different dataset `hcdg synth` wrote at --out (never files it did not write).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (shown unless --no-progress).")
 def synth_cmd(fmt, out, n, n_other, seed, style, views, overwrite, progress) -> None:
     """Write synthetic hands in a real dataset layout (the offline default; docs/synthetic.md)."""

@@ -215,7 +215,10 @@ class ImageRows(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor, str]:
         from PIL import Image
 
+        from hcdg.pipeline.errors import require_regular_file
+
         try:
+            require_regular_file(self.paths[index], "image file")  # a FIFO would block the worker forever
             with Image.open(self.paths[index]) as img:
                 pixels = self.preprocess(img.convert("RGB"))
             return index, pixels, ""

@@ -64,7 +64,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp in (int, float) and isinstance(value, bool):  # `steps = true` is not 1
         raise ConfigError(f"{label(where)}: expected {'a number' if tp is float else 'an integer'}, got {value!r}")
     if tp is float and isinstance(value, int):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # a 400-digit integer in a TOML file
+            raise ConfigError(f"{label(where)}: expected a finite number, got an integer of {len(str(value))} "
+                              "digits") from None
     if tp in (int, float, str, bool) and not isinstance(value, tp):
         raise ConfigError(f"{label(where)}: expected {tp.__name__}, got {value!r}")
     if tp is float and not math.isfinite(value):
@@ -78,6 +82,23 @@ def label(where: str) -> str:
         return "--" + where[len("flags."):].replace("_", "-")
     head, sep, key = where.partition(".toml.")
     return f"{head}.toml: {key}" if sep else where
+
+
+#: Seeds: torch.manual_seed takes [-2**63, 2**64), numpy's default_rng any integer >= 0;
+#: hcdg seeds must fit both (and JSON readers that parse int64).
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(seed: Any, flag: str = "--seed") -> None:
+    """ConfigError naming `flag` unless `seed` is an integer in [0, MAX_SEED]."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{flag}: expected an integer in [0, 2**63 - 1], got {seed!r}")
+
+
+def check_int_range(value: Any, flag: str, low: int, high: int, why: str = "") -> None:
+    """ConfigError naming `flag` unless `value` is an integer in [low, high] (`why`: where the bound comes from)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{flag}: expected an integer in [{low}, {high}]{f' ({why})' if why else ''}, got {value!r}")
 
 
 def check_finite(obj: Any, prefix: str = "--") -> None:

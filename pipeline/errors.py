@@ -5,6 +5,8 @@ store) raises `HcdgError` with a message naming the file/option and what was
 expected. The CLI prints it as one line and exits non-zero.
 """
 
+import os
+
 
 class HcdgError(Exception):
     """A user-facing error: the message is one line naming what and where."""
@@ -35,3 +37,16 @@ def os_error_line(exc: OSError) -> str:
     what = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
     advice = _ADVICE.get(name, "check the path and the disk")
     return f"{paths or 'a file operation'}: {what}{f' ({name})' if name else ''}; {advice}"
+
+
+def require_regular_file(path: str | os.PathLike[str], what: str = "file") -> None:
+    """HcdgError unless `path` is a regular file (a FIFO would block a reader forever, a device
+    could stream without end). Missing files raise FileNotFoundError, as `open` would."""
+    import stat
+
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else
+                "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "not a regular file")
+        raise HcdgError(f"{path}: is {kind}, expected a regular {what}")

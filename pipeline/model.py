@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from hcdg.pipeline.config import ConfigError
+from hcdg.pipeline.model_sizes import size_problems
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.model_branch2 import Branch2
 from hcdg.pipeline.model_cpm import N_KP, PoseNet
@@ -85,10 +86,8 @@ class ModelConfig:
     output: Literal["xyz", "uvd"] = "xyz"
 
     def __post_init__(self) -> None:
-        if not self.width_mult > 0:
-            raise ConfigError(f"model.width_mult: expected > 0, got {self.width_mult!r}")
-        if self.input_size < 16 or self.input_size % 8:
-            raise ConfigError(f"model.input_size: expected a multiple of 8 >= 16, got {self.input_size!r}")
+        for name, problem in size_problems(self.width_mult, self.input_size):
+            raise ConfigError(f"model.{name}: {problem}")
         if self.combine not in ("concat", "sum"):
             raise ConfigError(f"model.combine: expected 'concat' or 'sum', got {self.combine!r}")
         if self.positive not in ("clip", "augment"):

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from hcdg.pipeline.config import ConfigError, to_dict
+from hcdg.pipeline.config import ConfigError, check_int_range, to_dict
 from hcdg.pipeline.errors import HcdgError
 
 DEMO_FILE = "demo.json"
@@ -102,6 +102,8 @@ class DemoConfig:
             raise ConfigError(f"--size: expected one of {', '.join(SIZES)}, got {self.size!r}")
         if not 0.0 <= self.ratio <= 1.0:
             raise ConfigError(f"--ratio: expected a value in [0, 1], got {self.ratio!r}")
+        # the seeds it derives (seed + i for the datasets, the t-SNE's) stay in scikit-learn's [0, 2**32)
+        check_int_range(self.seed, "--seed", 0, 2**31 - 1)
 
 
 def _identity(cfg: DemoConfig) -> dict[str, Any]:

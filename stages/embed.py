@@ -96,6 +96,14 @@ class EmbedConfig:
     view_preset: Literal["paper", "authors"] = "paper"
     view_config: str | None = None  # ... and config file (TOML, as `hcdg train --print-config` writes)
 
+    def __post_init__(self) -> None:  # range checks before anything is opened or written
+        from hcdg.pipeline.config import check_int_range, check_seed
+        from hcdg.store.features import MAX_CHUNK_ROWS
+
+        if self.seed is not None:
+            check_seed(self.seed)
+        check_int_range(self.chunk_rows, "--chunk-rows", 1, MAX_CHUNK_ROWS, "a chunk is held in memory")
+
 
 @dataclass(frozen=True)
 class EmbedSummary:
@@ -258,6 +266,8 @@ class _ChunkWriterThread(threading.Thread):
     def finish(self) -> None:
         self.queue.put(None)
         self.join()
+        if isinstance(self.error, HcdgError):
+            raise self.error
         if self.error is not None:
             raise HcdgError(f"writing the store failed: {type(self.error).__name__}: {self.error}") from self.error
 
@@ -315,8 +325,17 @@ def run(cfg: EmbedConfig, *, dataset: Any = None) -> EmbedSummary:
     from hcdg.store.atomic import naming
     from hcdg.store.feature_writer import shard_lock
 
-    with shard_lock(cfg.store, parse_shard(cfg.shard)), naming(cfg.store):  # e.g. a full disk names the store
-        return _run(cfg, dataset)
+    from hcdg.store.feature_writer import discard_unfinished, is_h5, staging_path
+
+    new = (parse_shard(cfg.shard)[1] == 1 and not Path(cfg.store).exists()  # shards may share a new store
+           and not (is_h5(cfg.store) and staging_path(cfg.store).exists()))
+    try:
+        with shard_lock(cfg.store, parse_shard(cfg.shard)), naming(cfg.store):  # e.g. a full disk names the store
+            return _run(cfg, dataset)
+    except Exception:
+        if new:  # a store this command created, failed before its first chunk: leave nothing behind
+            discard_unfinished(cfg.store)
+        raise
 
 
 def _run(cfg: EmbedConfig, dataset: Any) -> EmbedSummary:

@@ -13,6 +13,8 @@ is written and the sidecar says the check was skipped.
 
 from __future__ import annotations
 
+import io
+
 import os
 import time
 import warnings
@@ -24,6 +26,8 @@ import numpy as np
 
 from hcdg.pipeline.config import ConfigError
 from hcdg.pipeline.errors import HcdgError
+from hcdg.pipeline.model_sizes import MAX_INPUT_SIZE
+from hcdg.store import staging
 
 FORMATS = ("onnx", "torchscript")
 #: ONNX opset: 17 is the newest the TorchScript-based exporter covers fully (torch >= 2.2) and
@@ -56,8 +60,8 @@ class ExportConfig:
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise ConfigError(f"--format: expected one of {', '.join(FORMATS)}, got {self.format!r}")
-        if self.input_size is not None and self.input_size < 16:
-            raise ConfigError(f"--input-size: expected >= 16, got {self.input_size!r}")
+        if self.input_size is not None and not 16 <= self.input_size <= MAX_INPUT_SIZE:
+            raise ConfigError(f"--input-size: expected 16 to {MAX_INPUT_SIZE}, got {self.input_size!r}")
 
 
 def _export_onnx(model: Any, example: Any, path: Path, names: tuple[str, str], dynamic: bool) -> None:
@@ -141,7 +145,8 @@ def run(cfg: ExportConfig) -> dict[str, Any]:
     model = DeployNet(net, size).eval()
     names = output_names(mcfg.output)
     example = torch.zeros(1, size, size, 3, dtype=torch.uint8)
-    tmp = out.parent / f".{out.name}.export-{os.getpid()}"
+    staging.clean_stale(out, "export")  # temps of killed exports
+    tmp = staging.temp_path(out, "export")
     t0 = time.perf_counter()
     try:
         with warnings.catch_warnings():  # tracer / legacy-exporter notices: noise for the user
@@ -151,7 +156,10 @@ def run(cfg: ExportConfig) -> dict[str, Any]:
             else:
                 with torch.inference_mode():
                     traced = torch.jit.trace(model, (example,), check_trace=False)
-                torch.jit.save(traced, str(tmp))
+                buf = io.BytesIO()  # serialised in memory, written by Python: a full disk is an OSError,
+                torch.jit.save(traced, buf)  # not a c10::Error abort from torch's own file writer
+                with open(tmp, "wb") as fh:
+                    fh.write(buf.getbuffer())
             batches = (1, 5) if cfg.dynamic_batch else (1,)
             check = check_export(cfg.format, tmp, model, size, batches) if cfg.check else {"skipped": "--no-check"}
         if "max_abs_diff" in check and max(check["max_abs_diff"]) > CHECK_TOL:

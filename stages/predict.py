@@ -501,7 +501,10 @@ def run(cfg: PredictConfig, echo: Callable[[str], None] = print) -> dict[str, An
     for n in notes:
         echo(f"note: {n}")
 
-    tmp = out.parent / f".{out.name}.predict-{os.getpid()}"
+    from hcdg.store import staging
+
+    staging.clean_stale(out, "predict")  # temps of killed predicts
+    tmp = staging.temp_path(out, "predict")
     shutil.rmtree(tmp, ignore_errors=True)
     skipped: list[str] = []
     t0 = time.perf_counter()

@@ -42,6 +42,7 @@ from hcdg.store import paired
 from hcdg.store import results as store
 from hcdg.store.atomic import atomic_path, atomic_write_json, atomic_write_text
 from hcdg.store.runs import DONE_FILE, find_run_dirs, read_done, read_run
+from hcdg.store.staging import staged_dir
 
 REPORT_MARKER = "report.json"
 PUBLISHED_SOURCE = published.PUBLISHED_SOURCE
@@ -186,16 +187,12 @@ def _load_run(folder: Path, warnings: list[str]) -> RunInfo:
     for path in used:
         try:
             summaries.append(store.target_summary(folder, path.stem))
-        except HcdgError as exc:
-            warnings.append(str(exc))
+        except HcdgError as exc:  # an unreadable result is refused, never dropped from the report
+            raise HcdgError(f"{exc}; fix or re-run `hcdg eval` for it, or leave {folder} out") from None
     summary = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame(columns=list(store.SUMMARY_SCHEMA))
     if not summaries:
         warnings.append(f"{folder}: no evaluation results (eval/<target>.parquet); run `hcdg eval` first")
-    try:
-        losses = store.read_loss_curves(folder)
-    except HcdgError as exc:
-        warnings.append(str(exc))
-        losses = None
+    losses = store.read_loss_curves(folder)  # unreadable: refused (one line naming the file)
     rw = store.random_weights_of(record) or bool(summary.get("random_weights", pd.Series([], dtype=bool)).any())
     info = RunInfo(
         name=folder.name, folder=folder, facets=run_facets(record["config"]), seed=record.get("seed"),
@@ -644,12 +641,19 @@ def figure_data(runs: list[RunInfo], cfg: ReportConfig) -> render.FigureData:
 # --------------------------------------------------------------------------- the stage
 
 
+#: What a report folder holds: a folder holding only these (a report of an hcdg before reports were
+#: staged, killed before its marker) is an earlier report, replaced by the rerun.
+REPORT_ENTRIES = {"tables", "figures", "report.html", "report.md", REPORT_MARKER}
+
+
 def _prepare_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise HcdgError(f"--out {out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / REPORT_MARKER).is_file():
-        raise HcdgError(f"--out {out}: exists, is not empty and holds no earlier report; use a new folder")
-    out.mkdir(parents=True, exist_ok=True)
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in REPORT_ENTRIES)
+        if foreign:
+            raise HcdgError(f"--out {out}: exists, is not empty and holds no earlier report ({foreign[0]!r}); "
+                            "use a new folder")
 
 
 def run(cfg: ReportConfig) -> dict[str, Any]:
@@ -678,8 +682,17 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
         order = (PAPER_PROTOCOL, "2.5d-gtroot-gtbone", *PROTOCOLS)
         cfg = dataclasses.replace(cfg, protocol=next((p for p in order if p in present), "2.5d-gtroot-gtbone"))
     extra_figures = paper_figures(cfg)
-    out = Path(cfg.out)
-    _prepare_out(out)
+    final = Path(cfg.out)
+    _prepare_out(final)
+    with staged_dir(final, "report") as out:  # written whole beside --out, renamed at the end
+        result = _write(cfg, out, runs, warnings, extra_figures)
+    return {**result, "html": str(final / "report.html"), "markdown": str(final / "report.md"),
+            "tables": [str(final / Path(p).relative_to(out)) for p in result["tables"]]}
+
+
+def _write(cfg: ReportConfig, out: Path, runs: list[RunInfo], warnings: list[str],
+           extra_figures: dict[str, bytes]) -> dict[str, Any]:
+    from hcdg.pipeline.protocols import PROTOCOLS
 
     ctx = paired_context(runs, cfg, warnings)
     tables: dict[str, pd.DataFrame] = {f"table{spec.key}": paper_table(spec.key, runs, ctx) for spec in published.TABLES}
@@ -698,9 +711,6 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
     for name, png in figures.items():
         with atomic_path(out / "figures" / f"{name}.png") as tmp:
             tmp.write_bytes(png)
-    for stale in (out / "figures").glob("*.png"):  # an earlier report's figure this one lacks
-        if stale.stem not in figures:
-            stale.unlink()
     facts = [run_facts(r) for r in runs]
     page = render.Page(cfg=cfg, runs=runs, tables=tables, figures=figures, warnings=warnings,
                        created=time.strftime("%Y-%m-%d %H:%M:%S"), baseline_group=ctx.baseline_group,

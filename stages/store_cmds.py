@@ -117,6 +117,12 @@ class VerifyConfig:
     workers: int = 0
     checksums_only: bool = False  # only the CRC32 check of every chunk (no encoder, no dataset needed)
 
+    def __post_init__(self) -> None:
+        from hcdg.pipeline.config import check_int_range, check_seed
+
+        check_seed(self.seed)
+        check_int_range(self.sample, "--sample", 1, 2**31 - 1)
+
 
 def _rel_errors(stored: np.ndarray, fresh: np.ndarray) -> np.ndarray:
     fresh = fresh.astype(np.float64)
@@ -164,6 +170,15 @@ def verify(cfg: VerifyConfig) -> dict[str, Any]:
     checked = ([{"table": "text", **info_["text"]["integrity"]}] if "integrity" in info_["text"] else []) + [
         {"table": s["key"], "chunks": s["chunks"], **s["integrity"]} for s in info_["splits"]
         if not cfg.split or s["key"] == cfg.split]
+    by_key = {s["key"]: s for s in info_["splits"]}
+    for c in checked:
+        if c["table"] not in by_key or (c["table"] == "text" and "chunks" not in c):
+            continue
+        s = by_key[c["table"]]
+        missing = int(s.get("chunks", 0)) - int(s.get("complete_chunks", s.get("chunks", 0)))
+        if missing > 0:  # unflagged chunks are not checked: "every chunk matches" would not be true
+            c["problems"] = [*c["problems"], f"split {s['key']}: {missing} of {s['chunks']} chunks have no done flag "
+                             "(never written, or the flag was lost); rerun the `hcdg embed` command to complete it"]
     report: dict[str, Any] = {"store": cfg.store, "tolerance": None, "tables": [], "integrity": checked}
     if any(c["problems"] for c in checked) or cfg.checksums_only:
         report["ok"] = not any(c["problems"] for c in checked)

@@ -28,6 +28,8 @@ non-zero after the others finished.
 
 from __future__ import annotations
 
+import contextlib
+
 import dataclasses
 import itertools
 import json
@@ -148,11 +150,32 @@ def run(sweep: SweepConfig, echo: Any = print) -> pd.DataFrame:
     from hcdg.store.runs import check_folder_path
 
     out = Path(sweep.out)
-    grid(sweep)  # every point's config validated before the folder is created
+    points = grid(sweep)  # every point's config validated before the folder is created
     check_folder_path(out)
+    preflight(points)  # and their data and store (a damaged store leaves no folder behind)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    with writer_lock(out / RUN_LOCK, f"sweep folder {out}"):
-        return _run_points(sweep, echo)
+    try:
+        with writer_lock(out / RUN_LOCK, f"sweep folder {out}"):
+            return _run_points(sweep, echo)
+    finally:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only when empty: nothing ran
+
+
+def preflight(points: list[tuple[str, dict[str, Any], TrainConfig]]) -> None:
+    """Open the dataset (and store, with its integrity check) of every distinct point input once."""
+    import torch
+
+    from hcdg.stages.train_loop import open_data
+
+    seen = set()
+    for _, _, cfg in points:
+        key = (cfg.dataset, cfg.root, cfg.split, cfg.store if cfg.uses_clip else None, cfg.split_key)
+        if key not in seen:
+            seen.add(key)
+            open_data(cfg, torch.device("cpu"), load_tables=False, check_files=True)
 
 
 def _row(sweep: SweepConfig, name: str, shown: dict[str, Any], cfg: TrainConfig, status: str,

@@ -11,21 +11,22 @@ complete one. Re-running with the same arguments finds the finished dataset (its
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from hcdg.pipeline.config import check_seed
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.synth import hand, styles, writers
-from hcdg.store.atomic import dir_mode, naming
+from hcdg.store import staging
 
 #: Default sizes (small enough for a laptop demo; the real sets are far larger:
 #: FreiHAND 32,560 poses, RHD 2,728 evaluation images, STB 1,500 frames per sequence).
 DEFAULT_N = {"freihand": 256, "rhd": 256, "stb": 128}
+#: Largest --n / --n-other: 7.7x FreiHAND's 130,240 training images (the largest real set; poses are
+#: planned in memory before the first image is written).
+MAX_N = 1_000_000
 #: The other split: FreiHAND evaluation poses, RHD training images (STB: unused).
 DEFAULT_N_OTHER = {"freihand": 64, "rhd": 64, "stb": 0}
 
@@ -43,7 +44,8 @@ class SynthConfig:
         seed: every random draw derives from it (same seed and sizes: same bytes).
         style: "source", "mixed-target" or "HAND_COLOUR:COLOUR[:BACKGROUND]" (Table 2 words,
             "*" = drawn per image); None = freihand "source", rhd/stb "mixed-target".
-        overwrite: replace an existing, different dataset at `out`.
+        overwrite: replace a different dataset `hcdg synth` wrote at `out`; refused when `out` holds any
+            file its manifest (`store.staging.MANIFEST`) does not list.
         views: hand orientations: "any" (uniform on SO(3), default) or "dorsal" (back of the
             hand towards the camera, any in-plane roll, +-25 deg tilts; see `synth.hand.VIEWS`).
     """
@@ -71,14 +73,16 @@ def _validate(cfg: SynthConfig) -> tuple[int, int, str]:
     n, n_other, style = cfg.resolved()
     if n < 1:
         raise HcdgError(f"--n {n}: expected at least 1")
+    for flag, v in (("--n", n), ("--n-other", n_other)):
+        if v > MAX_N:
+            raise HcdgError(f"{flag} {v}: expected at most {MAX_N:,} (poses are planned in memory first)")
     if cfg.format == "stb":
         if cfg.n_other not in (None, 0):
             raise HcdgError("--n-other: not used by stb (both sequences get --n frames)")
     elif n_other < 1:
         what = "evaluation poses" if cfg.format == "freihand" else "training images"
         raise HcdgError(f"--n-other {n_other}: expected at least 1 ({cfg.format} {what})")
-    if cfg.seed < 0:
-        raise HcdgError(f"--seed {cfg.seed}: expected a non-negative integer")
+    check_seed(cfg.seed)
     styles.parse_style(style)  # raises HcdgError naming --style
     if cfg.views not in hand.VIEWS:
         raise HcdgError(f"--views {cfg.views!r}: expected one of {', '.join(hand.VIEWS)}")
@@ -111,34 +115,22 @@ def run(cfg: SynthConfig, progress: bool = True) -> dict[str, Any]:
             raise HcdgError(f"--out {out}: exists and is not this synthetic dataset (use --overwrite to replace it)")
         if not out.is_dir():
             raise HcdgError(f"--out {out}: is a file, expected a folder")
+        foreign = staging.foreign_files(out)
+        if foreign:  # --overwrite replaces only what hcdg synth wrote (its manifest lists every file)
+            raise HcdgError(f"--out {out}: holds {foreign[0]!r}" + (f" and {len(foreign) - 1} more" if len(foreign) > 1
+                            else "") + " that `hcdg synth` did not write; --overwrite replaces only an hcdg "
+                            "synthetic dataset: give another --out or remove them yourself")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     t0 = time.perf_counter()
-    try:
-        bar = None
-        if progress:
-            from tqdm import tqdm
+    bar = None
+    if progress:
+        from tqdm import tqdm
 
-            bar = tqdm(total=summary["images"], desc=f"synth {cfg.format}", unit="img")
-        try:
-            with naming(out):  # a full disk names the dataset being written
-                writers.write_dataset(cfg.format, tmp, n, n_other, cfg.seed, style, bar.update if bar else None,
-                                      cfg.views)
-        finally:
-            if bar is not None:
-                bar.close()
-        os.chmod(tmp, dir_mode())  # mkdtemp makes it 0700; the umask decides
-        if exists:
-            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, trash / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            if out.exists():
-                out.rmdir()  # an empty folder
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        bar = tqdm(total=summary["images"], desc=f"synth {cfg.format}", unit="img")
+    try:
+        with staging.staged_dir(out, "tmp", manifest=True) as tmp:
+            writers.write_dataset(cfg.format, tmp, n, n_other, cfg.seed, style, bar.update if bar else None, cfg.views)
+    finally:
+        if bar is not None:
+            bar.close()
     return {**summary, "skipped": False, "seconds": round(time.perf_counter() - t0, 3)}

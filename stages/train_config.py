@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hcdg.pipeline.aug_configs import AugConfig, ColorJitter
-from hcdg.pipeline.config import ConfigError, check_choices, check_finite, fields_of, from_dict, merge, to_dict
+from hcdg.pipeline.config import (ConfigError, check_choices, check_finite, check_seed, fields_of, from_dict, merge,
+                                 to_dict)
 from hcdg.pipeline.config import option as opt
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.schedule import check_schedule
+from hcdg.pipeline.model_sizes import size_problems
 from hcdg.pipeline.transforms import GeomAug
 from hcdg.store.fingerprint import digest
 
@@ -279,6 +281,9 @@ class TrainConfig:
 
         check_finite(self)  # NaN/inf pass every comparison below as False: refuse them first
         check_choices(self)  # every Literal field
+        check_seed(self.seed)  # torch.manual_seed takes int64
+        for name, problem in size_problems(self.width_mult, self.input_size):  # named by the flag, not model.*
+            raise bad(f"--{name.replace('_', '-')}", problem)
         if not 0.0 <= self.ratio <= 1.0:
             raise bad("--ratio", f"expected a value in [0, 1], got {self.ratio!r}")
         if self.aug == "normal" and self.mode != "ie+te":

@@ -465,17 +465,17 @@ def train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
     train_dist.init(env, device)
     held = contextlib.ExitStack()  # the run folder's writer lock (rank 0 of a run not spawned by a locked parent)
     try:
-        data = open_data(cfg, device, check_files=env.rank == 0 and not env.spawned)
-        pt = setup_point(cfg, env, device, data, held, t_start)
-        if pt.done is not None:
-            return pt.done
-        stop_after = stop_after_step()
-        for step_idx, batch in zip(range(pt.start, pt.total), train_loader(pt, pt.start, pt.total)):
-            step_point(pt, to_device(batch, device), step_idx)
-            if stop_after and step_idx + 1 == stop_after:
-                pt.bar.close()
-                raise SystemExit(f"{STOP_ENV}={stop_after}: stopped after step {step_idx + 1} (test hook)")
-        return finish_point(pt)
+        with held:  # the lock sees the error: a new run failing before its first checkpoint is removed
+            data = open_data(cfg, device, check_files=env.rank == 0 and not env.spawned)
+            pt = setup_point(cfg, env, device, data, held, t_start)
+            if pt.done is not None:
+                return pt.done
+            stop_after = stop_after_step()
+            for step_idx, batch in zip(range(pt.start, pt.total), train_loader(pt, pt.start, pt.total)):
+                step_point(pt, to_device(batch, device), step_idx)
+                if stop_after and step_idx + 1 == stop_after:
+                    pt.bar.close()
+                    raise SystemExit(f"{STOP_ENV}={stop_after}: stopped after step {step_idx + 1} (test hook)")
+            return finish_point(pt)
     finally:
-        held.close()
         train_dist.shutdown(env)

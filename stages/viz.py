@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from hcdg.pipeline.config import ConfigError
+from hcdg.pipeline.config import ConfigError, check_int_range
 from hcdg.pipeline.errors import HcdgError
 
 #: Figure 3's group names for each dataset.
@@ -61,6 +61,8 @@ class TsneConfig:
             raise ConfigError(f"--n: expected >= 1, got {self.n!r}")
         if not self.perplexity > 0:
             raise ConfigError(f"--perplexity: expected > 0, got {self.perplexity!r}")
+        # scikit-learn's TSNE takes a random_state in [0, 2**32 - 1]
+        check_int_range(self.seed, "--seed", 0, 2**32 - 1, "scikit-learn's t-SNE seed")
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,12 @@ def _store_splits(store: str) -> tuple[list[str], dict[str, Any]]:
     if not store:
         raise HcdgError("--store: the feature store path is required")
     info = features.store_info(store)  # prints the random-weights warning once per store
+    for s in info["splits"]:  # a damaged split is refused, never silently left out of a figure
+        problems = s.get("integrity", {}).get("problems") or []
+        if problems:
+            raise HcdgError(f"--store {store}: split {s['key']} is damaged: {problems[0]}"
+                            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+                            + "; rerun the `hcdg embed` command that wrote it")
     keys = [s["key"] for s in info["splits"] if s["complete"]]
     return keys, info
 
@@ -235,6 +243,13 @@ def retrieve(cfg: RetrieveConfig) -> dict[str, Any]:
     if not cfg.root:
         raise HcdgError("--root: the source dataset's root folder is required (to draw the images)")
     reader = open_dataset(cfg.dataset, Path(cfg.root), cfg.split)
+    from hcdg.store import fingerprint as fpr
+
+    recorded = next(s for s in info["splits"] if s["key"] == key)["fingerprint"]["manifest"]
+    here = fpr.manifest_fingerprint(reader.manifest())
+    if here["digest"] != recorded["digest"]:  # same ids, other images: the figure would show the wrong ones
+        raise HcdgError(f"--root {cfg.root}: not the dataset {key} was embedded from (its files differ from the "
+                        f"store's manifest: {recorded['n_files']} files then, {here['n_files']} here)")
     index_of = {reader.sample_id(i): i for i in range(len(reader))}
     missing = [s for s in ids if s not in index_of]
     if missing:

@@ -102,6 +102,15 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(path, json_text(obj))
 
 
+def _no_constant(name: str) -> float:
+    raise ValueError(f"holds a bare {name}, which is not JSON (hcdg writes null for no value)")
+
+
+def loads_strict(text: str) -> Any:
+    """`json.loads` that refuses NaN / Infinity / -Infinity (ValueError), the inverse of `json_text`."""
+    return json.loads(text, parse_constant=_no_constant)
+
+
 def read_json_object(path: str | os.PathLike[str], expected: str) -> dict[str, Any]:
     """The JSON object in `path`; a one-line `HcdgError` when it is not valid JSON or not an object.
 
@@ -111,9 +120,13 @@ def read_json_object(path: str | os.PathLike[str], expected: str) -> dict[str, A
 
     path = Path(path)
     try:
-        obj = json.loads(path.read_text())
+        obj = loads_strict(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise HcdgError(f"{path}: not UTF-8 text (byte {exc.start}); expected a JSON object ({expected})") from None
     except json.JSONDecodeError as exc:
         raise HcdgError(f"{path}: not valid JSON ({exc.msg})") from None
+    except ValueError as exc:  # NaN / Infinity: not JSON (RFC 8259), never written by hcdg
+        raise HcdgError(f"{path}: {exc}") from None
     if not isinstance(obj, dict):
         raise HcdgError(f"{path}: expected a JSON object ({expected})")
     return obj

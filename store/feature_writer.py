@@ -104,6 +104,7 @@ class SplitWriter:
 
     def __init__(self, group: Any, n_rows: int, chunk_rows: int) -> None:
         self.group, self.n_rows, self.chunk_rows = group, n_rows, chunk_rows
+        self.where = f"split {group.name.strip('/')}"  # for messages (StoreWriter.open_split names the store)
         self.n_chunks = max(1, -(-n_rows // chunk_rows))
         # A split created before checksums (hcdg <= 0.1 stores) is finished without them.
         self.checksums = integrity.SUMS in group
@@ -124,8 +125,17 @@ class SplitWriter:
         valid = np.array([not e for e in errors], dtype=bool)
         feats = np.where(valid[:, None], feats, np.nan).astype(np.float32)
         sel = slice(rows.start, rows.stop)
+        with np.errstate(over="ignore"):  # an overflow is refused just below
+            stored = feats.astype(self.group["feats"].dtype)
+        bad = valid & ~np.isfinite(stored).all(axis=1)
+        if bad.any():  # NaN from the model, or a value beyond float16's +-65504 cast to inf: never store it
+            row = rows.start + int(np.flatnonzero(bad)[0])
+            raw = feats[bad]
+            why = ("is not finite" if not np.isfinite(raw).all() else
+                   f"overflows {stored.dtype} (max |x| = {np.abs(raw).max():.3g}; store with --dtype float32)")
+            raise HcdgError(f"{self.where} row {row}: the image's feature {why}; chunk {chunk} not written")
         data = {
-            "feats": feats.astype(self.group["feats"].dtype),
+            "feats": stored,
             "norms": np.where(valid, np.linalg.norm(feats, axis=1), np.nan).astype(np.float32),
             "valid": valid,
             # Always written: a chunk rewritten on resume must not keep a killed run's error texts.
@@ -255,8 +265,11 @@ class StoreWriter:
                 self._refuse_split(key, self.zarr_path, meta, split_fp, len(ids))
                 group = self.root[node]
                 self._repair(key, meta, group)
-                return SplitWriter(group, int(meta["n_rows"]), int(meta["chunk_rows"]))
-            return self._create_split(node, ids, chunk_rows, split_fp, provenance)
+                writer = SplitWriter(group, int(meta["n_rows"]), int(meta["chunk_rows"]))
+            else:
+                writer = self._create_split(node, ids, chunk_rows, split_fp, provenance)
+            writer.where = f"{self.path}: split {key}"
+            return writer
 
     def _repair(self, key: str, meta: dict[str, Any], group: Any) -> None:
         """Unflag the split's damaged chunks (checksum, missing file, undecodable) so this run embeds them again."""
@@ -374,3 +387,30 @@ def _write_h5(path: Path, staged: StoreReader, new_text: bool, new_splits: list[
                     chunks = tuple(min(c, n) for c, n in zip(arr.chunks, data.shape)) if data.size else None
                     g.create_dataset(name, data=data, chunks=chunks)
             g.attrs[ATTR] = fpr.canonical_json(staged.attrs(node))
+
+
+def discard_unfinished(path: str | Path) -> bool:
+    """Remove the store at `path` (its Zarr folder, or an .h5 store's staging folder) when no image
+    chunk of it is finished: what a failed `hcdg embed` that created it leaves. Returns whether it did.
+
+    Call only for a store the failing command created: a store with finished chunks is kept (the
+    rerun completes it), an existing one is never touched.
+    """
+    import zarr
+
+    path = Path(path)
+    folder = staging_path(path) if is_h5(path) else path
+    if not folder.is_dir() or (is_h5(path) and path.exists()):
+        return False
+    try:
+        root = zarr.open_group(str(folder), mode="r")
+        splits = root["splits"] if "splits" in root else None
+        if splits is not None:
+            for _, group in splits.groups():
+                for _, split in group.groups():
+                    if "done" in split and np.asarray(split["done"][:]).any():
+                        return False
+    except Exception:  # noqa: BLE001 - unreadable half-created metadata: nothing finished in it
+        pass
+    shutil.rmtree(folder, ignore_errors=True)
+    return True

@@ -48,6 +48,9 @@ SPLITS = "splits"
 DTYPES = ("float16", "float32")
 #: Rows per chunk: the unit of work, of resume and of sharding (about 1 MB of float16 at D=512).
 DEFAULT_CHUNK_ROWS = 1024
+#: Largest chunk: the embed pass holds up to 2 finished chunks in memory as float32 (2 x 65,536 x
+#: 512 x 4 B = 256 MiB at ViT-B's D=512); zarr allocates a whole chunk per write.
+MAX_CHUNK_ROWS = 65536
 _WARNED: set[str] = set()
 
 

@@ -161,6 +161,8 @@ def check_split(reader: Any, key: str, node: str, meta: dict[str, Any], arrays: 
         return check
     done = check.data["done"].astype(bool)
     sums = check.data.get(SUMS)
+    finite = (np.isfinite(check.data["feats"]).all(axis=1) if "feats" in arrays and "valid" in arrays
+              else None)
     for c in np.flatnonzero(done):
         sel = slice(c * r, min((c + 1) * r, n))
         before = len(check.problems)
@@ -176,17 +178,20 @@ def check_split(reader: Any, key: str, node: str, meta: dict[str, Any], arrays: 
                         what = "is damaged (CRC32 differs from the one written with it)"
                     check.problems.append(f"{where}: array {name} chunk {c} ({_rows(c, r, n)}) {what}")
                     check.bad_chunks.add(int(c))
-        # Without checksums: a row marked valid must hold finite features. (With them this follows:
-        # the writer stores NaN only in rows it marks skipped.)
-        if sums is None and "feats" in arrays and "valid" in arrays and len(check.problems) == before:
+        # A row marked valid must hold finite features, checksums or not: a checksum only says the
+        # bytes are the ones written (an older writer's float16 cast could write +-inf with a valid CRC).
+        if finite is not None and len(check.problems) == before:
             valid = check.data["valid"][sel].astype(bool)
-            finite = np.isfinite(check.data["feats"][sel]).all(axis=1)
-            if (valid & ~finite).any():
+            bad = valid & ~finite[sel]
+            if bad.any():
                 path = _chunk_file(reader, f"{node}/feats", int(c), 2)
-                what = (f"is missing (no file {path})" if path is not None and not path.exists()
-                        else f"holds non-finite features in {int((valid & ~finite).sum())} rows marked valid")
+                first = c * r + int(np.flatnonzero(bad)[0])
+                what = (f"is missing (no file {path})" if sums is None and path is not None and not path.exists()
+                        else f"holds non-finite features in {int(bad.sum())} rows marked valid (first: row {first})")
                 check.problems.append(f"{where}: array feats chunk {c} ({_rows(c, r, n)}) {what}")
                 check.bad_chunks.add(int(c))
+        if sums is None and "feats" in arrays and "valid" in arrays and len(check.problems) == before:
+            valid = check.data["valid"][sel].astype(bool)
             if "errors" in check.data:
                 unexplained = ~valid & (check.data["errors"][sel] == "")
                 if unexplained.any():
@@ -252,6 +257,10 @@ def check_text(reader: Any, node: str, meta: dict[str, Any], arrays: tuple[str, 
         if check.verified and crc32(got) != int(sums.get(name, -1)):
             check.problems.append(f"{where}: array {name} chunk 0 is damaged (CRC32 differs from the one written "
                                   "with it)")
+        elif name == "feats" and not np.isfinite(got).all():  # checksums or not: never trained on
+            bad = np.flatnonzero(~np.isfinite(got).all(axis=1))
+            check.problems.append(f"{where}: array feats holds non-finite features in {len(bad)} prompts "
+                                  f"(first: row {int(bad[0])})")
     return check
 
 

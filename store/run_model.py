@@ -60,7 +60,7 @@ def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: s
     from hcdg.pipeline.model import HandPoseNet, ModelConfig
     from hcdg.pipeline.transforms import CropConfig
     from hcdg.store import checkpoints as ck
-    from hcdg.store.runs import read_run
+    from hcdg.store.runs import read_run, trained_config
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -68,6 +68,7 @@ def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: s
     record = read_run(run_dir)
     if record.get("stage") not in ("train", "import"):
         raise HcdgError(f"--run {run_dir}: holds a {record.get('stage')!r} run, not a training (or imported) run")
+    trained_config(run_dir, read_run(run_dir, upgrade=False))  # refuses a hand-edited run.json
     cfg = record.get("config", {})
     run_hash = record.get("config_hash")
     dev = resolve_device(device)
@@ -89,6 +90,10 @@ def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: s
                 f"(config hash {str(meta['config_hash'])[:12]}..., run has {run_hash[:12]}...)"
             )
         model_cfg, crop_cfg = meta.get("model_config"), meta.get("crop")
+        recorded = {k: cfg[k] for k in ("width_mult", "input_size") if k in cfg}
+        if isinstance(model_cfg, dict) and any(model_cfg.get(k, v) != v for k, v in recorded.items()):
+            raise HcdgError(f"{final}: its network ({ck.MODEL_META} model_config) differs from {run_dir / 'run.json'} "
+                            f"({recorded}); the run folder's records disagree")
         step = meta.get("step")
         source = str(final)
     else:

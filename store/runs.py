@@ -71,6 +71,9 @@ def read_run(folder: str | Path, *, upgrade: bool = True) -> dict[str, Any]:
 def read_run_file(path: str | Path, *, upgrade: bool = True) -> dict[str, Any]:
     """A run record read from `path` (a `run.json` anywhere), as `read_run` returns it."""
     record = read_json_object(path, "stage, config, seed, ...")
+    if not isinstance(record.get("config", {}), dict):
+        raise HcdgError(f"{path}: 'config' is a JSON {type(record['config']).__name__}, expected an object of "
+                        "config keys")
     return schema.upgrade_run(record, str(path)) if upgrade else record
 
 
@@ -154,20 +157,37 @@ def run_lock(folder: str | Path) -> Iterator[Path]:
     folder = Path(folder)
     check_folder_path(folder)
     created = not folder.exists()
+    fresh = created or (folder.is_dir() and not any(folder.iterdir()))
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise HcdgError(f"--out {folder}: cannot create the run folder ({exc.strerror or exc})") from None
-    ok = False
+    ok = failed = False
     try:
         with writer_lock(folder / RUN_LOCK, f"run folder {folder}"):
             clean_stale_temps(folder)
-            yield folder
+            try:
+                yield folder
+            except Exception:
+                failed = True
+                raise
             ok = True
     finally:
+        if fresh and failed and not has_checkpoint(folder):
+            # A new run that failed (bad input found while training, a full disk) before its first
+            # checkpoint holds nothing to resume: it leaves the folder as it found it.
+            for p in list(folder.iterdir()) if folder.is_dir() else []:
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         if created and not ok:
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only when empty: a refused command leaves nothing behind
+
+
+def has_checkpoint(folder: Path) -> bool:
+    """Whether `folder` holds a finished checkpoint (`checkpoints/step-*`) or final weights: work to resume."""
+    ckpts = folder / "checkpoints"
+    return (folder / "model.safetensors").is_file() or (
+        ckpts.is_dir() and any(p.name.startswith("step-") for p in ckpts.iterdir()))
 
 
 def check_folder_path(folder: Path) -> None:
@@ -278,3 +298,23 @@ def recorded_identity(folder: str | Path, stage: str, config: dict[str, Any]) ->
     if old.get("stage") == stage and isinstance(recorded, dict) and recorded != config and upgraded == config:
         return recorded
     return config
+
+
+def trained_config(folder: str | Path, record: dict[str, Any]) -> dict[str, Any]:
+    """The `config` of a run record, after checking it is what the weights were trained with.
+
+    Refused (one line naming run.json): a `config` that is not a JSON object, or one whose hash
+    differs from the recorded `config_hash` (run.json edited by hand after the run was written:
+    results would be labelled with settings the weights never saw).
+    """
+    from hcdg.store.fingerprint import digest
+
+    path = Path(folder) / RUN_FILE
+    cfg = record.get("config", {})
+    if not isinstance(cfg, dict):
+        raise HcdgError(f"{path}: 'config' is a JSON {type(cfg).__name__}, expected an object of config keys")
+    recorded = record.get("config_hash")
+    if recorded is not None and digest(cfg) != recorded:
+        raise HcdgError(f"{path}: its config does not hash to its recorded config_hash ({str(recorded)[:12]}...): "
+                        "edited after training; restore the file the run wrote (the weights belong to that config)")
+    return cfg

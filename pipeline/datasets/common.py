@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from hcdg.pipeline.datasets.base import Sample
+from hcdg.pipeline.errors import require_regular_file
 from hcdg.pipeline.errors import HcdgError
 
 #: Sidecar file a synthetic-data generator may put in a dataset root (docs/data.md).
@@ -33,6 +34,7 @@ def decode_image(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
+        require_regular_file(path, "image file")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
@@ -56,6 +58,7 @@ def decode_label_image(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
+        require_regular_file(path, "mask image")
         with Image.open(path) as img:
             img.load()
             arr = np.asarray(img)
@@ -71,6 +74,7 @@ def decode_label_image(path: Path) -> np.ndarray:
 def read_json(path: Path, what: str) -> Any:
     """Parse the JSON file at `path`; `what` says what it should hold (for the error message)."""
     try:
+        require_regular_file(path, "JSON file")
         with open(path, "rb") as fh:
             return json.load(fh)
     except FileNotFoundError:
@@ -215,6 +219,12 @@ def check_intrinsics(K: np.ndarray, where: str, label: str = "entry", names: Seq
                         "and a last row 0 0 1)")
 
 
+#: Range of a hand's extent (largest x or y spread of its joints) over its joints' depths z:
+#: FreiHAND, STB and RHD hands span ~0.1-1 x their distance (0.15 m at 0.3-1.5 m).
+MAX_EXTENT_PER_DEPTH = 100.0
+MIN_EXTENT_PER_DEPTH = 1e-4
+
+
 def check_joints(xyz: np.ndarray, where: str, label: str = "entry", names: Sequence[Any] | None = None, *,
                  in_front: bool = True) -> None:
     """(N, J, 3) camera-frame joints: finite, not all at one point, (with `in_front`) every z > 0."""
@@ -227,3 +237,13 @@ def check_joints(xyz: np.ndarray, where: str, label: str = "entry", names: Seque
         if bad.any():
             raise HcdgError(f"{where}: xyz of {_first_bad(bad, label, names)} has joints at or behind the camera "
                             "(z <= 0)")
+        # Unit-free range: a joint nearer than 1/MAX_EXTENT_PER_DEPTH of the hand's extent projects more
+        # than that many focal lengths off-centre (z = 1e-300 m: uv ~ 1e301 px); a hand whose extent is
+        # below MIN_EXTENT_PER_DEPTH of its depth is a point (a zero-size crop). Real sets: 0.1-1.
+        extent = np.ptp(xyz[..., :2], axis=1).max(axis=1)  # across the image plane
+        z = xyz[..., 2]
+        bad = (z.min(axis=1) * MAX_EXTENT_PER_DEPTH < extent) | (extent < z.max(axis=1) * MIN_EXTENT_PER_DEPTH)
+        if bad.any():
+            raise HcdgError(f"{where}: xyz of {_first_bad(bad, label, names)} is out of range (the hand's x/y extent "
+                            f"is not within {MIN_EXTENT_PER_DEPTH:g}-{MAX_EXTENT_PER_DEPTH:g} x its depth z; wrong units "
+                            "or a damaged file)")

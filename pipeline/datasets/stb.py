@@ -261,7 +261,11 @@ def _read_hand_para(path: Path) -> np.ndarray:
         raise HcdgError(f"{path}: cannot read .mat label file ({c.one_line(exc) or type(exc).__name__})") from None
     if "handPara" not in mat:
         raise HcdgError(f"{path}: no 'handPara' variable (expected (3, 21, n_frames) mm)")
-    para = np.asarray(mat["handPara"], dtype=np.float64)
+    raw = mat["handPara"]
+    if not (isinstance(raw, np.ndarray) and raw.dtype.kind in "iuf"):  # a string, a struct, a cell array
+        kind = getattr(raw, "dtype", type(raw))
+        raise HcdgError(f"{path}: 'handPara' holds {kind} data, expected numbers ((3, 21, n_frames) mm)")
+    para = np.asarray(raw, dtype=np.float64)
     if para.ndim != 3 or para.shape[:2] != (3, 21) or para.shape[2] == 0:
         raise HcdgError(f"{path}: 'handPara' has shape {para.shape}, expected (3, 21, n_frames)")
     return np.ascontiguousarray(para.transpose(2, 1, 0))

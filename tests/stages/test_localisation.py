@@ -44,7 +44,7 @@ def _run(parent, name: str, mode: str, err2d: float) -> None:
     for target in ("stb", "rhd"):
         err = np.full((3, 21), 30.0)
         frame = results.results_frame(run=name, target=target, split="test", sample_ids=["0", "1", "2"],
-                                      results=[ProtocolResult("gtroot-2.5d", "wrist", gt + [0.03, 0, 0], gt, err)],
+                                      results=[ProtocolResult("2.5d-gtroot-gtbone", "wrist", gt + [0.03, 0, 0], gt, err)],
                                       config=cfg)  # fmt: skip
         results.write_results(run, target, frame)
     pd.DataFrame({"kind": ["train", "val"], "step": [2, 2], "loss": [1.0, np.nan], "val_epe_mm": [np.nan, 30.0],

@@ -118,3 +118,29 @@ def test_retrieve_errors(tmp_path, store, synth_freihand):
     res = CliRunner().invoke(main, ["viz", "tsne", "--store", str(tmp_path / "nostore"), "--out", str(tmp_path / "t.png")])
     assert res.exit_code == 1 and "no feature store" in res.output
     assert not (tmp_path / "x.png").exists()
+
+
+def test_tsne_refuses_a_damaged_split_naming_it(tmp_path, store):
+    import shutil
+
+    copy = tmp_path / "s.zarr"
+    shutil.copytree(store, copy)
+    chunk = copy / "splits/rhd/evaluation/feats/c/0/0"
+    raw = bytearray(chunk.read_bytes())
+    raw[40] ^= 0x01
+    chunk.write_bytes(bytes(raw))
+    with pytest.raises(HcdgError, match=r"split rhd/evaluation is damaged: .*array feats chunk 0"):
+        viz.tsne(viz.TsneConfig(store=str(copy), out=str(tmp_path / "t.png"), n=8))
+    assert not (tmp_path / "t.png").exists()
+
+
+def test_retrieve_refuses_a_root_of_other_images_with_the_same_ids(tmp_path, store, synth_freihand):
+    from hcdg.stages.synth import SynthConfig
+    from hcdg.stages.synth import run as synth
+
+    other = tmp_path / "other"  # same layout and ids as synth_freihand, other images
+    synth(SynthConfig(format="freihand", out=str(other), n=12, n_other=4, seed=7), progress=False)
+    prompts, _ = features.load_text(store)
+    with pytest.raises(HcdgError, match=r"--root .*other: not the dataset freihand/training was embedded from"):
+        viz.retrieve(viz.RetrieveConfig(store=str(store), root=str(other), out=str(tmp_path / "x.png"),
+                                        prompt=prompts[0]))
