@@ -122,3 +122,25 @@ def realdata() -> _Path:
         _pytest.skip(f"real samples not found in {root} (missing {missing[0]}; "
                      f"set HCDG_REALDATA to the realdata folder)")
     return root
+
+
+# --- reliability: a tiny file system to fill ----------------------------------------------
+import subprocess as _subprocess  # noqa: E402
+
+
+@_pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 1 MiB tmpfs (needs mount rights: root in a container); skipped where it cannot be mounted."""
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    try:
+        res = _subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True,
+                              timeout=10)
+    except (OSError, _subprocess.SubprocessError) as exc:
+        _pytest.skip(f"cannot mount a small tmpfs to fill ({exc})")
+    if res.returncode != 0:
+        _pytest.skip(f"cannot mount a small tmpfs to fill ({res.stderr.decode().strip()})")
+    try:
+        yield mnt
+    finally:
+        _subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=10)

@@ -2,7 +2,6 @@
 
 import os
 import stat
-import subprocess
 
 import pytest
 from click.testing import CliRunner
@@ -70,24 +69,6 @@ def test_permission_denied_is_one_line(synth_freihand, tmp_path):
     ro.mkdir(mode=0o555)
     err = _err(_train(synth_freihand, ro / "run", "--steps", "1"))
     assert str(ro / "run") in err and ("EACCES" in err or "Permission denied" in err)
-
-
-@pytest.fixture
-def small_tmpfs(tmp_path):
-    """A 1 MiB tmpfs (needs mount rights: root in a container); skipped where it cannot be mounted."""
-    mnt = tmp_path / "full"
-    mnt.mkdir()
-    try:
-        res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True,
-                             timeout=10)
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"cannot mount a small tmpfs to fill ({exc})")
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs to fill ({res.stderr.decode().strip()})")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=10)
 
 
 def test_full_disk_during_a_checkpoint_is_one_line_and_leaves_no_temp(synth_freihand, small_tmpfs):

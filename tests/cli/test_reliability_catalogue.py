@@ -133,7 +133,7 @@ def test_verify_checksums_only_fails_a_split_with_a_lost_done_flag(tmp_path):
 def test_eval_refuses_a_run_json_that_disagrees_with_its_weights(tmp_path, edit, needle):
     from hcdg.pipeline.errors import HcdgError
     from hcdg.stages.eval import load_run_model
-    from tests.test_eval import make_run
+    from tests.helpers.runs import make_run
 
     run = make_run(tmp_path / "run")
     load_run_model(run)  # as written: loads
@@ -156,7 +156,7 @@ def test_run_json_is_read_strictly(tmp_path, raw, needle):
 
 
 def test_report_refuses_unreadable_results_and_resumes_a_partial_report(tmp_path):
-    from tests.test_eval import make_run
+    from tests.helpers.runs import make_run
 
     run = make_run(tmp_path / "run")
     rep = tmp_path / "rep"
@@ -286,11 +286,8 @@ def test_sweep_on_a_damaged_store_leaves_no_folder(synth_freihand, synth_freihan
     assert "array feats chunk 0 (rows 0-47) is missing" in err and not out.exists()
 
 
-from tests.test_reliability_write import small_tmpfs  # noqa: E402,F401  (fixture: a 1 MiB tmpfs)
-
-
-def test_torchscript_export_on_a_full_disk_is_one_line_and_cleans_up(tmp_path, small_tmpfs):  # noqa: F811
-    from tests.test_eval import make_run
+def test_torchscript_export_on_a_full_disk_is_one_line_and_cleans_up(tmp_path, small_tmpfs):
+    from tests.helpers.runs import make_run
 
     run = make_run(tmp_path / "run")
     out = small_tmpfs / "m.pt"
@@ -317,8 +314,8 @@ def test_data_check_refuses_a_fifo_instead_of_hanging(synth_freihand, tmp_path):
     assert "00000000.jpg: is a FIFO, expected a regular image file" in err
 
 
-def test_report_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, small_tmpfs):  # noqa: F811
-    from tests.test_eval import make_run
+def test_report_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, small_tmpfs):
+    from tests.helpers.runs import make_run
 
     run = make_run(tmp_path / "run")
     (small_tmpfs / "fill").write_bytes(b"\0" * (1024 * 1024 - 48 * 1024))
