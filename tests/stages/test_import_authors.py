@@ -49,6 +49,7 @@ def test_import_writes_a_normal_run_folder_with_the_source_sha256(imported, thei
     assert meta["model_config"]["input_offset"] == 0.0 and meta["model_config"]["head_bias"] is False
 
 
+@pytest.mark.slow  # the authors' full-size 256 px network, ~19 s on a shared core
 def test_load_model_predict_reproduces_their_forward(imported, their_ckpt):
     torch.manual_seed(1)
     net = hcdg.load_model(imported)
@@ -66,6 +67,7 @@ def test_load_model_predict_reproduces_their_forward(imported, their_ckpt):
     torch.testing.assert_close(up, up_ref, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow  # several full-size 256 px forwards, ~15 s
 def test_the_architecture_options_matter_for_the_match(imported, their_ckpt):
     """With hcdg's default padding / flatten the same weights do NOT reproduce their output."""
     from dataclasses import replace
@@ -196,6 +198,7 @@ def _boxes(reader, width):
     return rows
 
 
+@pytest.mark.slow  # full-size eval of two targets + report, ~29 s
 def test_imported_run_evaluates_under_authors_and_reports(imported, synth_stb, synth_rhd, tmp_path):
     import numpy as np
 
