@@ -276,6 +276,13 @@ def _default(name: str) -> str:
     return str(f.default if f.default is not dataclasses.MISSING else f.default_factory())
 
 
+def _precision():
+    """pipeline.precision (its choices feed --precision / --compile)."""
+    from hcdg.pipeline import precision
+
+    return precision
+
+
 def _sweep_default(name: str):
     """SweepConfig's default of field `name`."""
     import dataclasses
@@ -387,7 +394,15 @@ def _train_options(sweep: bool):
         click.option("--augment-on", type=click.Choice(["workers", "device"]), default=None,
                      help="Where crop warp, colour jitter and heatmaps run: workers (loader processes) or device "
                           f"(batched on the training device; docs/training.md). Default {_default('augment_on')}."),
-        click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None, help=f"fp32 or bf16 autocast. Default {_default('precision')}."),
+        click.option("--precision", type=click.Choice(list(_precision().PRECISIONS)), default=None,
+                     help="Autocast of the network: fp32 (none) | bf16 | fp16 (with loss scaling); losses and "
+                          f"metrics stay float32 (docs/training.md). Default {_default('precision')}."),
+        click.option("--compile", type=click.Choice(list(_precision().COMPILE_BACKENDS)), is_flag=False,
+                     flag_value="inductor", default=None,
+                     help="torch.compile the network: bare --compile = inductor; aot_eager = trace only; falls "
+                          f"back to eager with one line where unsupported. Default {_default('compile')}."),
+        click.option("--channels-last/--no-channels-last", default=None,
+                     help=f"NHWC memory layout of weights and input (fast convolutions on GPUs). Default {_default('channels_last')}."),
         click.option("--device", default=None, help=f"auto (cuda if available), cpu, cuda, cuda:N. Default {_default('device')}."),
         click.option("--seed", default=None, help="Seeds of initialisation, data order, augmentation, prompts "
                      f"(default {_default('seed')}). Sweep axis: comma list of integers, e.g. 0,1,2 (repeats every point).")

@@ -25,6 +25,7 @@ from hcdg.pipeline.model_branch2 import Branch2
 from hcdg.pipeline.model_cpm import N_KP, PoseNet
 from hcdg.pipeline.canonical import axis_angle_to_matrix, flip_torch
 from hcdg.pipeline.model_lifting import PosePrior, ViewPoint
+from hcdg.pipeline.precision import float32_math
 
 __all__ = ["ModelConfig", "HandPoseNet", "N_KP"]
 
@@ -153,8 +154,10 @@ class HandPoseNet(nn.Module):
             hand_side = torch.zeros_like(hand_side)
             hand_side[:, 0] = 1.0  # [1, 0] for every crop (their Rhp.py:144, STB.py:138)
         canon = self.prior(heatmaps[-1], hand_side)
-        rot = self.viewpoint(heatmaps[-1], hand_side)
-        xyz = flip_torch(canon, hand_side) @ rot
+        rot = self.viewpoint(heatmaps[-1], hand_side)  # float32 (ViewPoint's Rodrigues runs in float32)
+        with float32_math(canon):  # the canonical-frame maths stays float32 under autocast
+            canon = canon.float()
+            xyz = flip_torch(canon, hand_side) @ rot
         if self.cfg.hand_side == "authors":  # `flip_left_hand`: x negated for "left" inputs
             xyz = xyz * xyz.new_tensor([-1.0, 1.0, 1.0])
         return {"heatmaps": heatmaps, "canon": canon, "rot": rot, "xyz_rel_norm": xyz}

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from hcdg.pipeline.aug_configs import AugConfig, ColorJitter
 from hcdg.pipeline.config import ConfigError, check_finite, to_dict
 from hcdg.pipeline.errors import HcdgError
+from hcdg.pipeline.precision import COMPILE_BACKENDS, PRECISIONS
 from hcdg.pipeline.transforms import GeomAug
 from hcdg.store.fingerprint import digest
 
@@ -149,7 +150,12 @@ class TrainConfig:
     # training step (`pipeline.device_aug`), the workers only decode and draw the augmentation.
     augment_on: Literal["workers", "device"] = "workers"
     # --- execution ----------------------------------------------------------------------------
-    precision: Literal["fp32", "bf16"] = "fp32"
+    # Autocast of the network's forward (pipeline/precision.py; docs/training.md "Precision and speed").
+    # fp32: the paper's and hand3d's; bf16/fp16 change the rounding, so they are part of the run.
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # torch.compile backend of the network ("off" = eager, as measured everywhere else in docs/).
+    compile: Literal["off", "inductor", "aot_eager"] = "off"
+    channels_last: bool = False  # NHWC weights + input (pipeline.precision.to_channels_last); off = eager default
     device: str = "auto"  # "auto" = cuda when available, else cpu
     seed: int = 0
     checkpoint_every: int = 1000  # steps between checkpoints (and one at the end)
@@ -198,8 +204,10 @@ class TrainConfig:
             raise bad("--con-negative", f"expected 'e1' or 'e2', got {self.con_negative!r}")
         if self.augment_on not in ("workers", "device"):
             raise bad("--augment-on", f"expected 'workers' or 'device', got {self.augment_on!r}")
-        if self.precision not in ("fp32", "bf16"):
-            raise bad("--precision", f"expected 'fp32' or 'bf16', got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise bad("--precision", f"expected one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.compile not in COMPILE_BACKENDS:
+            raise bad("--compile", f"expected one of {', '.join(COMPILE_BACKENDS)}, got {self.compile!r}")
         for name in ("lambda_heat", "lambda_pose", "lambda_con", "margin"):
             if getattr(self, name) < 0:
                 raise bad(f"--{name.replace('_', '-')}", f"expected >= 0, got {getattr(self, name)!r}")

@@ -26,6 +26,7 @@ from hcdg.pipeline import heatmap_loss, losses
 from hcdg.pipeline.config import to_dict
 from hcdg.pipeline.devices import resolve_device
 from hcdg.pipeline.errors import HcdgError
+from hcdg.pipeline.precision import autocast, to_channels_last
 from hcdg.stages.train import TrainConfig, identity, ids_sha256
 from hcdg.stages.train_dist import DistEnv
 from hcdg.store.atomic import atomic_write_json, finite_or_none
@@ -242,9 +243,9 @@ def _loss_terms(cfg: TrainConfig, model: torch.nn.Module, batch: dict[str, torch
         )
     elif cfg.mode != "baseline":  # aug == "normal": an augmented view is the positive
         gen = torch.Generator().manual_seed(_step_seed(cfg.seed, _NAUG_TAG, step, env.rank))
-        kwargs["pos_image"] = augment.normal_augment(image, gen, cfg.normal_aug)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-        out = model(image, side, **kwargs)
+        kwargs["pos_image"] = to_channels_last(augment.normal_augment(image, gen, cfg.normal_aug), cfg.channels_last)
+    with autocast(device, cfg.precision):  # losses below stay float32 (pipeline/precision.py)
+        out = model(to_channels_last(image, cfg.channels_last), side, **kwargs)
     heat_gt = batch["heatmaps"]
     l_heat = heatmap_loss.heatmap_loss(
         [h.float() for h in out["heatmaps"]], cfg=cfg.heat_loss, gt_grid=heat_gt, uv_crop_px=batch["uv_crop"],
@@ -270,7 +271,7 @@ VAL_KEYS = ("val_epe_mm", "val_mean_pose_epe_mm", "val_2d_px", "val_mean_2d_px")
 
 @torch.no_grad()
 def validate(model: torch.nn.Module, loader: Any, mean_pose: torch.Tensor, device: torch.device,
-             precision: str) -> tuple[float, float, float, float]:
+             precision: str, channels_last: bool = False) -> tuple[float, float, float, float]:
     """Held-out errors: (EPE mm of the model, EPE mm of predicting `mean_pose`, 2D error px of
     the last-stage heatmap argmax, 2D error px of the mean 2D layout).
 
@@ -285,8 +286,8 @@ def validate(model: torch.nn.Module, loader: Any, mean_pose: torch.Tensor, devic
     uv_pred, uv_gt, ok = [], [], []
     for batch in loader:
         image = batch["image"].to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            out = model.predict(image, batch["hand_side"].to(device))
+        with autocast(device, precision):
+            out = model.predict(to_channels_last(image, channels_last), batch["hand_side"].to(device))
         pred = out["xyz_rel_norm"].float()
         gt = batch["xyz_rel_norm"].to(device)
         if model.cfg.output == "uvd":  # metric, root-relative: back-projected with the GT root depth
@@ -300,7 +301,7 @@ def validate(model: torch.nn.Module, loader: Any, mean_pose: torch.Tensor, devic
         count += gt.shape[0] * gt.shape[1]
         size = image.shape[-1]
         uv = batch["uv_crop"].to(device)
-        uv_pred.append(heatmap_loss.argmax_uv(out["heatmaps"][-1], size))
+        uv_pred.append(heatmap_loss.argmax_uv(out["heatmaps"][-1].float(), size))  # metrics in float32
         uv_gt.append(uv)
         ok.append(batch["visible"].to(device) & ((uv >= -0.5) & (uv <= size - 0.5)).all(dim=-1))
     model.train(was_training)
@@ -317,14 +318,17 @@ def validate(model: torch.nn.Module, loader: Any, mean_pose: torch.Tensor, devic
 # --- the run ------------------------------------------------------------------------------
 
 
-def _refuse_non_finite(loss: torch.Tensor, model: torch.nn.Module, step: int, out: Path) -> None:
+def _refuse_non_finite(loss: torch.Tensor, model: torch.nn.Module, step: int, out: Path,
+                       check_grads: bool = True) -> None:
     """HcdgError at the first step whose loss or gradient is NaN/inf (checked before the optimizer step).
 
     Under DDP the gradients are already all-reduced, so every rank stops at the same step.
+    `check_grads=False` (fp16 with loss scaling): an overflowed gradient is the scaler's to
+    handle (it skips that update and lowers the scale); only the loss is checked.
     """
     from hcdg.store.checkpoints import latest_checkpoint
 
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    grads = [p.grad for p in model.parameters() if p.grad is not None] if check_grads else []
     gnorm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
     bad = torch.stack([loss.detach().float(), gnorm.float().to(loss.device)])
     if bool(torch.isfinite(bad).all()):
@@ -334,6 +338,11 @@ def _refuse_non_finite(loss: torch.Tensor, model: torch.nn.Module, step: int, ou
     kept = f"the newest checkpoint {ckpt} is the last good state" if ckpt else "no checkpoint was written yet"
     raise HcdgError(f"step {step}: the {what}; stopped before the update ({kept}); "
                     "lower --lr, or check the data and the store for bad values")
+
+
+def _rank0_warn(env: DistEnv) -> Any:
+    """A one-line stderr writer on rank 0, silent on the other ranks."""
+    return (lambda line: print(line, file=sys.stderr)) if env.rank == 0 else (lambda line: None)
 
 
 def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -371,6 +380,7 @@ class PointRun:
     t_log: float = 0.0
     n_log: int = 0
     done: dict[str, Any] | None = None  # set when the folder already holds this run, finished
+    scaler: Any = None  # torch.amp.GradScaler: active for --precision fp16, a pass-through otherwise
 
 
 def setup_point(cfg: TrainConfig, env: DistEnv, device: torch.device, data: Data, held: contextlib.ExitStack,
@@ -394,9 +404,14 @@ def setup_point(cfg: TrainConfig, env: DistEnv, device: torch.device, data: Data
     chash = config_hash(run_identity(cfg, data))
     out = Path(cfg.out)
 
+    from hcdg.pipeline import precision
+
+    precision.check_supported(cfg.precision, device)  # e.g. fp16 on a torch without CPU fp16 autocast
     torch.manual_seed(cfg.seed)
     clip_dim = None if data.img_table is None else int(data.img_table.shape[1])
     model = build_model(cfg, clip_dim).to(device)  # --input-size / --width-mult refused here
+    model = to_channels_last(model, cfg.channels_last)
+    scaler = precision.grad_scaler(cfg.precision, device)
     optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     crop = CropConfig(input_size=cfg.input_size, sigma_px=cfg.sigma_px, gaussian=cfg.gaussian,
                       crop_scale=cfg.crop_scale)
@@ -410,6 +425,8 @@ def setup_point(cfg: TrainConfig, env: DistEnv, device: torch.device, data: Data
         ck = load_checkpoint(ckpt, expect_config_hash=chash)
         model.load_state_dict(ck.model_state)
         optim.load_state_dict(ck.optimizer_state)
+        if scaler.is_enabled() and ck.extra.get("grad_scaler"):
+            scaler.load_state_dict(ck.extra["grad_scaler"])
         ck.restore_rng()
         start = ck.step
         if start > total:
@@ -420,7 +437,7 @@ def setup_point(cfg: TrainConfig, env: DistEnv, device: torch.device, data: Data
         prepare_folder(cfg, data)
     train_dist.barrier(env, device)
     pt = PointRun(cfg, env, device, data, out, chash, model, model, optim, crop, train_idx, val_idx, spe, total,
-                  start, t_start)
+                  start, t_start, scaler=scaler)
     if start == total and (out / DONE_FILE).is_file():
         pt.done = read_done(out)
         return pt
@@ -440,6 +457,8 @@ def setup_point(cfg: TrainConfig, env: DistEnv, device: torch.device, data: Data
             pt.model = model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
         pt.net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile != "off":  # the step calls the compiled module; checkpoints and validation use the eager one
+        pt.net = precision.compile_module(pt.net, cfg.compile, warn=_rank0_warn(env))
     pt.log = MetricsLog(out, resume_step=start) if env.rank == 0 else None
     pt.last_val = (float("nan"),) * len(VAL_KEYS)
     if pt.log is not None and pt.log.rows:
@@ -488,11 +507,14 @@ def step_point(pt: PointRun, batch: dict[str, torch.Tensor], step_idx: int) -> N
         batch.update(render_batch(batch, pt.crop, color=cfg.augment))
     loss, terms = _loss_terms(cfg, pt.net, batch, pt.data, step_idx, env, device)
     pt.optim.zero_grad(set_to_none=True)
-    loss.backward()
-    _refuse_non_finite(loss, pt.model, step, pt.out)  # before the update: the newest checkpoint stays good
+    pt.scaler.scale(loss).backward()  # fp16: the scaled loss (no-op scaling otherwise)
+    pt.scaler.unscale_(pt.optim)  # gradients back in true units before the guard
+    # before the update: the newest checkpoint stays good
+    _refuse_non_finite(loss, pt.model, step, pt.out, check_grads=not pt.scaler.is_enabled())
     for group in pt.optim.param_groups:
         group["lr"] = cfg.lr_at(step_idx)
-    pt.optim.step()
+    pt.scaler.step(pt.optim)  # fp16: skipped when a gradient overflowed
+    pt.scaler.update()
     pt.n_log += cfg.batch_size
     pt.bar.update(1)
     if step % cfg.log_every == 0 or step == pt.total:
@@ -504,18 +526,20 @@ def step_point(pt: PointRun, batch: dict[str, torch.Tensor], step_idx: int) -> N
                 "loss_pose": terms[2], "loss_con": terms[3], **dict(zip(CON_STATS, terms[4:])),
                 "lr": pt.optim.param_groups[0]["lr"],
                 "samples_per_s": pt.n_log / max(now - pt.t_log, 1e-9), "wall_s": now - pt.t_start,
+                "grad_scale": pt.scaler.get_scale() if pt.scaler.is_enabled() else float("nan"),
             }])  # fmt: skip
             pt.bar.set_postfix(loss=f"{terms[0]:.4f}")
         pt.t_log, pt.n_log = now, 0
     if step % pt.spe == 0 or step == pt.total or (cfg.val_every and step % cfg.val_every == 0):
         if env.rank == 0 and len(pt.val_idx):
-            pt.last_val = validate(pt.model, pt.val_loader, pt.mpose, device, cfg.precision)
+            pt.last_val = validate(pt.model, pt.val_loader, pt.mpose, device, cfg.precision, cfg.channels_last)
             pt.log.append([{"kind": "val", "step": step, "epoch": epoch, **dict(zip(VAL_KEYS, pt.last_val)),
                             "wall_s": time.perf_counter() - pt.t_start}])
         train_dist.barrier(env, device)
     if env.rank == 0 and (step % cfg.checkpoint_every == 0 or step == pt.total):
         save_checkpoint(pt.out, step=step, epoch=epoch, model_state=pt.model.state_dict(),
-                        optimizer_state=pt.optim.state_dict(), cfg_hash=pt.chash)
+                        optimizer_state=pt.optim.state_dict(), cfg_hash=pt.chash,
+                        extra={"grad_scaler": pt.scaler.state_dict()} if pt.scaler.is_enabled() else None)
 
 
 def finish_point(pt: PointRun) -> dict[str, Any]:

@@ -186,7 +186,7 @@ def prepare_run(
 LEGACY_TRAIN_VALUES: dict[str, Any] = {
     "heat_reduction": "mean", "pose_reduction": "mean", "heat_stages": "all", "heat_resolution": "grid",
     "gaussian": "exp-d2-2s2", "preset": "paper", "target": "xyz", "arch": "hcdg",
-    "augment_on": "workers",
+    "augment_on": "workers", "compile": "off", "channels_last": False,
 }
 
 
