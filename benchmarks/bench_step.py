@@ -11,9 +11,17 @@ One optimizer step = forward, Eq. 1 loss, backward, Adam step, on a batch of ran
               OpenAI's) on the batch inside every step, the way the paper's pipeline
               does (frozen, no_grad).
 
+Execution rows (`--rows`, issue 21): the ie+te step under each execution setting of
+`hcdg train` (`pipeline.precision`): fp32 eager, compiled (`--compile`, inductor), bf16,
+bf16 + compiled, channels-last, at one or more sizes (`--sizes SIZE:WIDTH:BATCH,...`), as
+ratios to fp32 eager measured in the same run; the compile time (first step) and the largest
+relative loss difference to fp32 eager over the timed steps are printed with each row.
+
 Usage:
     python benchmarks/bench_step.py [--steps 2] [--warmup 1] [--batch 8] [--threads 2]
         [--device cpu] [--width 1.0] [--size 256]
+    python benchmarks/bench_step.py --rows fp32,compiled,bf16,bf16+compiled,channels-last \
+        --sizes 64:0.25:8,256:1:2
 
 Wall time suffers from other processes on a shared machine; process CPU time (all of
 this process's threads) does much less so, and with `--threads 1` it is the work done.
@@ -35,7 +43,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from hcdg.pipeline import losses, mixing  # noqa: E402
+from hcdg.pipeline import losses, mixing, precision  # noqa: E402
 from hcdg.pipeline.model import HandPoseNet, ModelConfig  # noqa: E402
 from hcdg.pipeline.prompts import table2_prompts  # noqa: E402
 
@@ -87,12 +95,17 @@ class OnlineClip:
 class Variant:
     """One training set-up: model + Adam (+ CLIP tables or the online CLIP encoders)."""
 
-    def __init__(self, name: str, args: argparse.Namespace, device: torch.device) -> None:
+    def __init__(self, name: str, args: argparse.Namespace, device: torch.device, row: str = "fp32") -> None:
         torch.manual_seed(0)
         gen = torch.Generator().manual_seed(0)
         self.name, self.device, self.batch = name, device, args.batch
+        self.row = row  # execution setting (ROWS): precision, compile, memory layout
+        self.precision = "bf16" if "bf16" in row else "fp32"
+        self.channels_last = row == "channels-last"
         cfg = ModelConfig(width_mult=args.width, input_size=args.size, branch2=name != "baseline")
-        self.model = HandPoseNet(cfg).to(device).train()
+        self.model = precision.to_channels_last(HandPoseNet(cfg).to(device).train(), self.channels_last)
+        self.net = precision.compile_module(self.model, "inductor") if "compiled" in row else self.model
+        self.losses: list[float] = []
         self.optim = torch.optim.Adam(self.model.parameters(), lr=1e-4, betas=(0.9, 0.999))
         self.weights = losses.LossWeights()
         self.img_table = self.txt_table = self.clip = None
@@ -123,14 +136,18 @@ class Variant:
                     self.clip_times.append(time.perf_counter() - tc)
                     self.clip_cpu.append(time.process_time() - cc)
                 clip_feat = mixing.mix_features(f_img, f_txt, 0.6)
-        out = self.model(batch["image"], batch["hand_side"], clip_feat=clip_feat)
-        l_heat = losses.heatmap_loss(out["heatmaps"], batch["heatmaps"])
-        l_pose = losses.pose_loss(out["xyz_rel_norm"], batch["xyz"])
+        with precision.autocast(self.device, self.precision):
+            out = self.net(precision.to_channels_last(batch["image"], self.channels_last), batch["hand_side"],
+                           clip_feat=clip_feat)
+        heat = [h.float() for h in out["heatmaps"]]  # losses in float32, as `hcdg train`
+        l_heat = losses.heatmap_loss(heat, batch["heatmaps"])
+        l_pose = losses.pose_loss(out["xyz_rel_norm"].float(), batch["xyz"])
         l_con = None
         if "e1p" in out:
-            neg = losses.select_negatives(out["heatmaps"][-1], batch["heatmaps"])
-            l_con = losses.contrastive_loss(out["e1p"], out["e2p"], neg)
+            neg = losses.select_negatives(heat[-1], batch["heatmaps"])
+            l_con = losses.contrastive_loss(out["e1p"].float(), out["e2p"].float(), neg)
         loss = losses.total_loss(l_heat, l_pose, l_con, self.weights)
+        self.losses.append(float(loss))
         self.optim.zero_grad(set_to_none=True)
         loss.backward()
         self.optim.step()
@@ -140,6 +157,41 @@ class Variant:
             self.times.append(dt)
             self.cpu_times.append(dc)
         return dt, dc
+
+
+#: Execution rows of `--rows` (fp32 eager is the reference of the ratios).
+ROWS = ("fp32", "compiled", "bf16", "bf16+compiled", "channels-last")
+
+
+def run_rows(args: argparse.Namespace, device: torch.device) -> None:
+    """The `--rows` table: the ie+te step under each execution setting, per size, ratios to fp32 eager."""
+    rows = args.rows.split(",")
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown or rows[0] != "fp32":
+        raise SystemExit(f"--rows: expected a comma list of {', '.join(ROWS)} starting with fp32, got {args.rows!r}")
+    print("\n| size | row | s / step | samples/s | speed vs fp32 eager | process CPU s / step | "
+          "first step s (compile) | max rel. loss diff vs fp32 |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for spec in args.sizes.split(","):
+        size, width, batch = spec.split(":")
+        sub = argparse.Namespace(**{**vars(args), "size": int(size), "width": float(width), "batch": int(batch)})
+        variants = [Variant("ie+te", sub, device, row) for row in rows]
+        gen = torch.Generator().manual_seed(0)
+        first: dict[str, float] = {}
+        for i in range(args.warmup + args.steps):
+            batch_ = _batch(sub.batch, sub.size, device, gen)
+            for v in variants:
+                dt, dc = v.step(batch_, i >= args.warmup)
+                first.setdefault(v.row, dt)
+                print(f"  {spec} round {i} {v.row:14s} wall {dt:.2f} s, process CPU {dc:.2f} s", flush=True)
+        ref = variants[0]
+        for v in variants:
+            s = statistics.mean(v.times)
+            diff = max(abs(a - b) / abs(b) for a, b in zip(v.losses, ref.losses))
+            note = "" if getattr(v.net, "compiled", None) is not False else " (fell back to eager)"
+            print(f"| {size} px, width {width}, batch {batch} | {v.row}{note} | {s:.3f} | {sub.batch / s:.1f} | "
+                  f"{statistics.mean(ref.times) / s:.2f}x | {statistics.mean(v.cpu_times):.2f} | {first[v.row]:.1f} | "
+                  f"{diff:.1e} |", flush=True)
 
 
 def main() -> None:
@@ -154,12 +206,18 @@ def main() -> None:
     ap.add_argument("--sweep-steps", type=int, default=0,
                     help="steps per sweep point for the sweep estimate (0 = one FreiHAND epoch)")
     ap.add_argument("--variants", default="baseline,ie+te,online", help="comma-separated subset to run")
+    ap.add_argument("--rows", default="", help=f"execution rows instead of variants: comma list of {', '.join(ROWS)}")
+    ap.add_argument("--sizes", default="64:0.25:8,256:1:2", help="with --rows: SIZE:WIDTH:BATCH,... to measure")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     print(f"# machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
+    if args.rows:
+        print(f"# {args.warmup} warm-up + {args.steps} timed steps per row, rows round-robin on the same batches")
+        run_rows(args, device)
+        return
     print(f"# batch {args.batch}, input {args.size}, width {args.width}, {args.warmup} warm-up + {args.steps} timed steps")
     variants = [Variant(n, args, device) for n in args.variants.split(",")]
     gen = torch.Generator().manual_seed(0)

@@ -15,9 +15,18 @@ def test_gpu_script_dry_run_prints_every_figure(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [ln for ln in out.stdout.splitlines() if ln.startswith("| ")]
     figures = [r.split("|")[1].strip() for r in rows[1:]]  # after the header (the rule starts "|-")
-    for want in ("embed images/s", "step samples/s", "loader samples/s", "loader samples/s, --augment-on device",
-                 "workers to feed the fastest step",
-                 "shared-sweep speed-up"):
+    for want in ("embed images/s", "hcdg embed images/s", "hcdg embed, FreiHAND's 130,240 images",
+                 "step samples/s", "step peak memory MiB", "step first-step s (incl. compile)",
+                 "loader samples/s", "loader samples/s, --augment-on device", "workers to feed the fastest step",
+                 "2-process DDP samples/s", "2-process DDP efficiency", "shared-sweep speed-up"):
         assert want in figures, out.stdout
-    assert figures.count("embed images/s") == 2 and figures.count("step samples/s") == 2  # fp32 + bf16
+    assert figures.count("embed images/s") == 2  # fp32 + bf16
+    # every execution row of `hcdg train` (issue 21), each with its ratio to fp32 eager
+    steps = [r.split("|")[2] for r in rows if r.split("|")[1].strip() == "step samples/s"]
+    ratios = [r.split("|")[2] for r in rows if r.split("|")[1].strip() == "step speed vs fp32 eager"]
+    for name in ("fp32", "bf16", "fp16 + scaler", "channels-last", "compiled (aot_eager)", "bf16 + compiled (aot_eager)"):
+        assert any(s.strip().endswith(name) for s in steps), (name, steps)
+    assert len(steps) == len(ratios) == 7
+    values = [r.split("|")[3].strip().rstrip("x") for r in rows[1:]]
+    assert all(v == "n/a" or "/" in v or float(v) == float(v) for v in values)  # numbers (NaN: no GPU memory)
     assert "DRY RUN" in out.stdout
