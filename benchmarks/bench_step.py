@@ -1,7 +1,9 @@
 """Training-step time at the paper's network size: baseline vs cached CLIP features vs online CLIP.
 
 One optimizer step = forward, Eq. 1 loss, backward, Adam step, on a batch of random
-256x256 crops with random targets (the data pipeline is not timed). Variants:
+256x256 crops with random targets (the data pipeline is not timed). The loss is the one
+`hcdg train` computes at its defaults (`pipeline.objective.loss_terms` with a default
+`TrainConfig`: L_heat / L_pose readings, L_con form, prompt draw, mixing). Variants:
 
 * baseline  - no Branch2 (Table 4 "Baseline"): L_heat + L_pose.
 * ie+te     - Branch2 with f_clip gathered from in-memory tables (N=130,240 FreiHAND
@@ -15,7 +17,7 @@ Execution rows (`--rows`, issue 21): the ie+te step under each execution setting
 `hcdg train` (`pipeline.precision`): fp32 eager, compiled (`--compile`, inductor), bf16,
 bf16 + compiled, channels-last, at one or more sizes (`--sizes SIZE:WIDTH:BATCH,...`), as
 ratios to fp32 eager measured in the same run; the compile time (first step) and the largest
-relative loss difference to fp32 eager over the timed steps are printed with each row.
+relative loss difference to fp32 eager over all steps are printed with each row.
 
 Usage:
     python benchmarks/bench_step.py [--steps 2] [--warmup 1] [--batch 8] [--threads 2]
@@ -43,9 +45,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from hcdg.pipeline import losses, mixing, precision  # noqa: E402
-from hcdg.pipeline.model import HandPoseNet, ModelConfig  # noqa: E402
+from hcdg.pipeline import mixing, objective, precision  # noqa: E402
+from hcdg.pipeline.model import HandPoseNet  # noqa: E402
 from hcdg.pipeline.prompts import table2_prompts  # noqa: E402
+from hcdg.stages.train_config import TrainConfig  # noqa: E402
 
 N_FREIHAND = 130_240  # FreiHAND training images (PROTOCOL.md §3)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP preprocessing
@@ -58,14 +61,23 @@ def _sync(device: torch.device) -> None:
 
 
 def _batch(b: int, s: int, device: torch.device, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """A random training batch with every key `objective.loss_terms` reads."""
     h = s // 8
     return {
         "image": torch.rand(b, 3, s, s, generator=gen).to(device),
         "hand_side": torch.tensor([[0.0, 1.0]]).repeat(b, 1).to(device),
         "heatmaps": torch.rand(b, 21, h, h, generator=gen).to(device),
-        "xyz": torch.randn(b, 21, 3, generator=gen).to(device),
-        "rows": torch.randint(N_FREIHAND, (b,), generator=gen).to(device),
+        "uv_crop": (torch.rand(b, 21, 2, generator=gen) * s).to(device),
+        "visible": torch.ones(b, 21, dtype=torch.bool).to(device),
+        "pose_target": torch.randn(b, 21, 3, generator=gen).to(device),
+        "feat_row": torch.randint(N_FREIHAND, (b,), generator=gen).to(device),
     }
+
+
+def variant_config(name: str, batch: int, width: float, size: int) -> TrainConfig:
+    """The default `TrainConfig` of a variant: baseline, or the paper's ie+te mix (online: the same)."""
+    return TrainConfig(mode="baseline" if name == "baseline" else "ie+te", batch_size=batch, width_mult=width,
+                       input_size=size)
 
 
 class OnlineClip:
@@ -93,61 +105,50 @@ class OnlineClip:
 
 
 class Variant:
-    """One training set-up: model + Adam (+ CLIP tables or the online CLIP encoders)."""
+    """One training set-up: model + Adam (+ CLIP tables or the online CLIP encoders) and its TrainConfig."""
 
-    def __init__(self, name: str, args: argparse.Namespace, device: torch.device, row: str = "fp32") -> None:
-        torch.manual_seed(0)
+    def __init__(self, name: str, cfg: TrainConfig, device: torch.device,
+                 tables: objective.FeatureTables | None = None) -> None:
+        torch.manual_seed(cfg.seed)  # as `hcdg train` seeds the initialisation
         gen = torch.Generator().manual_seed(0)
-        self.name, self.device, self.batch = name, device, args.batch
-        self.row = row  # execution setting (ROWS): precision, compile, memory layout
-        self.precision = "bf16" if "bf16" in row else "fp32"
-        self.channels_last = row == "channels-last"
-        cfg = ModelConfig(width_mult=args.width, input_size=args.size, branch2=name != "baseline")
-        self.model = precision.to_channels_last(HandPoseNet(cfg).to(device).train(), self.channels_last)
-        self.net = precision.compile_module(self.model, "inductor") if "compiled" in row else self.model
+        self.name, self.cfg, self.device = name, cfg, device
+        mcfg = cfg.model_config(None)
+        self.model = precision.to_channels_last(HandPoseNet(mcfg).to(device).train(), cfg.channels_last)
+        self.net = precision.compile_module(self.model, cfg.compile)  # the model itself unless --compile
         self.losses: list[float] = []
-        self.optim = torch.optim.Adam(self.model.parameters(), lr=1e-4, betas=(0.9, 0.999))
-        self.weights = losses.LossWeights()
-        self.img_table = self.txt_table = self.clip = None
-        if name == "ie+te":
-            self.img_table = torch.randn(N_FREIHAND, cfg.clip_dim, generator=gen).to(device)
-            self.txt_table = torch.randn(3920, cfg.clip_dim, generator=gen).to(device)
+        self.optim = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
+        self.tables, self.clip = tables, None
+        if name == "ie+te" and tables is None:
+            self.tables = objective.FeatureTables(torch.randn(N_FREIHAND, mcfg.clip_dim, generator=gen).to(device),
+                                                  torch.randn(3920, mcfg.clip_dim, generator=gen).to(device))
         elif name == "online":
             self.clip = OnlineClip(device)
-        self.pgen = torch.Generator().manual_seed(1)
         self.times: list[float] = []
         self.cpu_times: list[float] = []
         self.clip_times: list[float] = []
         self.clip_cpu: list[float] = []
 
-    def step(self, batch: dict[str, torch.Tensor], timed: bool) -> float:
+    def loss(self, batch: dict[str, torch.Tensor], step: int, timed: bool = False) -> torch.Tensor:
+        """The total loss of step `step` on `batch` (`objective.loss_terms`; online: CLIP run on the batch)."""
+        positives = None
+        if self.clip is not None:
+            pids = objective.prompt_ids(self.cfg, step, n_prompts=len(self.clip.prompts))
+            tc, cc = time.perf_counter(), time.process_time()
+            f_img, f_txt = self.clip.features(batch["image"], pids)
+            _sync(self.device)
+            if timed:
+                self.clip_times.append(time.perf_counter() - tc)
+                self.clip_cpu.append(time.process_time() - cc)
+            positives = {"clip_feat": mixing.mix_features(f_img, f_txt, self.cfg.effective_ratio,
+                                                          self.cfg.normalize_features)}
+        loss, _ = objective.loss_terms(self.cfg, self.net, batch, self.tables, step, positives=positives)
+        self.losses.append(float(loss.detach()))
+        return loss
+
+    def step(self, batch: dict[str, torch.Tensor], step: int, timed: bool) -> tuple[float, float]:
         _sync(self.device)
         t0, c0 = time.perf_counter(), time.process_time()
-        clip_feat = None
-        if self.name != "baseline":
-            pids = mixing.draw_prompt_ids(self.pgen, self.batch, n_prompts=3920)
-            if self.clip is None:
-                clip_feat = mixing.gather_mixed(self.img_table, self.txt_table, batch["rows"], pids, 0.6)
-            else:
-                tc, cc = time.perf_counter(), time.process_time()
-                f_img, f_txt = self.clip.features(batch["image"], pids)
-                _sync(self.device)
-                if timed:
-                    self.clip_times.append(time.perf_counter() - tc)
-                    self.clip_cpu.append(time.process_time() - cc)
-                clip_feat = mixing.mix_features(f_img, f_txt, 0.6)
-        with precision.autocast(self.device, self.precision):
-            out = self.net(precision.to_channels_last(batch["image"], self.channels_last), batch["hand_side"],
-                           clip_feat=clip_feat)
-        heat = [h.float() for h in out["heatmaps"]]  # losses in float32, as `hcdg train`
-        l_heat = losses.heatmap_loss(heat, batch["heatmaps"])
-        l_pose = losses.pose_loss(out["xyz_rel_norm"].float(), batch["xyz"])
-        l_con = None
-        if "e1p" in out:
-            neg = losses.select_negatives(heat[-1], batch["heatmaps"])
-            l_con = losses.contrastive_loss(out["e1p"].float(), out["e2p"].float(), neg)
-        loss = losses.total_loss(l_heat, l_pose, l_con, self.weights)
-        self.losses.append(float(loss))
+        loss = self.loss(batch, step, timed)
         self.optim.zero_grad(set_to_none=True)
         loss.backward()
         self.optim.step()
@@ -159,38 +160,42 @@ class Variant:
         return dt, dc
 
 
-#: Execution rows of `--rows` (fp32 eager is the reference of the ratios).
-ROWS = ("fp32", "compiled", "bf16", "bf16+compiled", "channels-last")
+#: Execution rows of `--rows` (TrainConfig fields; fp32 eager is the reference of the ratios).
+ROWS: dict[str, dict[str, object]] = {
+    "fp32": {}, "compiled": {"compile": "inductor"}, "bf16": {"precision": "bf16"},
+    "bf16+compiled": {"precision": "bf16", "compile": "inductor"}, "channels-last": {"channels_last": True},
+}
 
 
 def run_rows(args: argparse.Namespace, device: torch.device) -> None:
     """The `--rows` table: the ie+te step under each execution setting, per size, ratios to fp32 eager."""
+    import dataclasses
+
     rows = args.rows.split(",")
-    unknown = [r for r in rows if r not in ROWS]
-    if unknown or rows[0] != "fp32":
+    if any(r not in ROWS for r in rows) or rows[0] != "fp32":
         raise SystemExit(f"--rows: expected a comma list of {', '.join(ROWS)} starting with fp32, got {args.rows!r}")
     print("\n| size | row | s / step | samples/s | speed vs fp32 eager | process CPU s / step | "
           "first step s (compile) | max rel. loss diff vs fp32 |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for spec in args.sizes.split(","):
         size, width, batch = spec.split(":")
-        sub = argparse.Namespace(**{**vars(args), "size": int(size), "width": float(width), "batch": int(batch)})
-        variants = [Variant("ie+te", sub, device, row) for row in rows]
+        base = variant_config("ie+te", int(batch), float(width), int(size))
+        variants = [Variant("ie+te", dataclasses.replace(base, **ROWS[r]), device) for r in rows]
         gen = torch.Generator().manual_seed(0)
         first: dict[str, float] = {}
         for i in range(args.warmup + args.steps):
-            batch_ = _batch(sub.batch, sub.size, device, gen)
-            for v in variants:
-                dt, dc = v.step(batch_, i >= args.warmup)
-                first.setdefault(v.row, dt)
-                print(f"  {spec} round {i} {v.row:14s} wall {dt:.2f} s, process CPU {dc:.2f} s", flush=True)
+            b = _batch(int(batch), int(size), device, gen)
+            for row, v in zip(rows, variants):
+                dt, dc = v.step(b, i, i >= args.warmup)
+                first.setdefault(row, dt)
+                print(f"  {spec} round {i} {row:14s} wall {dt:.2f} s, process CPU {dc:.2f} s", flush=True)
         ref = variants[0]
-        for v in variants:
+        for row, v in zip(rows, variants):
             s = statistics.mean(v.times)
             diff = max(abs(a - b) / abs(b) for a, b in zip(v.losses, ref.losses))
-            note = "" if getattr(v.net, "compiled", None) is not False else " (fell back to eager)"
-            print(f"| {size} px, width {width}, batch {batch} | {v.row}{note} | {s:.3f} | {sub.batch / s:.1f} | "
-                  f"{statistics.mean(ref.times) / s:.2f}x | {statistics.mean(v.cpu_times):.2f} | {first[v.row]:.1f} | "
+            note = " (fell back to eager)" if getattr(v.net, "compiled", None) is False else ""
+            print(f"| {size} px, width {width}, batch {batch} | {row}{note} | {s:.3f} | {int(batch) / s:.1f} | "
+                  f"{statistics.mean(ref.times) / s:.2f}x | {statistics.mean(v.cpu_times):.2f} | {first[row]:.1f} | "
                   f"{diff:.1e} |", flush=True)
 
 
@@ -219,7 +224,8 @@ def main() -> None:
         run_rows(args, device)
         return
     print(f"# batch {args.batch}, input {args.size}, width {args.width}, {args.warmup} warm-up + {args.steps} timed steps")
-    variants = [Variant(n, args, device) for n in args.variants.split(",")]
+    variants = [Variant(n, variant_config(n, args.batch, args.width, args.size), device)
+                for n in args.variants.split(",")]
     gen = torch.Generator().manual_seed(0)
     # round-robin: each round runs one step of every variant on the same batch, so load
     # from other processes on a shared machine hits all variants alike
@@ -227,7 +233,7 @@ def main() -> None:
         batch = _batch(args.batch, args.size, device, gen)
         timed = i >= args.warmup
         for v in variants:
-            dt, dc = v.step(batch, timed)
+            dt, dc = v.step(batch, i, timed)
             print(f"  round {i} ({'timed' if timed else 'warm-up'}) {v.name:9s} wall {dt:.2f} s, "
                   f"process CPU {dc:.2f} s", flush=True)
     results = {}

@@ -6,7 +6,7 @@ Prints one Markdown table:
   images/s, fp32 and bf16 (`pipeline.clip.load_encoder`, batch 256, no decode); and the whole
   `hcdg embed` (decode + encoder + store writes) over synthetic FreiHAND-format 224 px images,
   images/s and the time FreiHAND's 130,240 images would take at that rate;
-* step: one `hcdg train` optimizer step (`stages.train_loop._loss_terms` + backward + Adam,
+* step: one `hcdg train` optimizer step (`pipeline.objective.loss_terms` + backward + Adam,
   mode ie+te, float16 feature table of FreiHAND's 130,240 rows) at the paper's size
   (256 px, width 1), batch 32 and 64, for each execution row of `hcdg train` (fp32 eager,
   compiled, bf16, bf16 + compiled, channels-last, fp16 + loss scaling): samples/s, peak
@@ -100,15 +100,13 @@ STEP_ROWS: dict[str, dict[str, object]] = {
 def step_rate(device: torch.device, root: Path, size: int, width: float, batch: int, row: dict, steps: int,
               rows: int) -> tuple[float, float, float]:
     """(samples/s, peak device memory MiB (NaN on CPU), first step s incl. compiling) of one row."""
-    from hcdg.pipeline import precision
+    from hcdg.pipeline import objective, precision
     from hcdg.stages import train, train_loop
-    from hcdg.stages.train_dist import DistEnv
 
     cfg = train.TrainConfig(root="x", out="x", store="x", input_size=size, width_mult=width, batch_size=batch,
                             device=str(device), **row)
     dim = 512
-    data = train_loop.Data(None, "", None, torch.randn(rows, dim, device=device).half(),
-                           torch.randn(3920, dim, device=device), None, None)
+    tables = objective.FeatureTables(torch.randn(rows, dim, device=device).half(), torch.randn(3920, dim, device=device))
     torch.manual_seed(0)
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -118,10 +116,9 @@ def step_rate(device: torch.device, root: Path, size: int, width: float, batch: 
     optim = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scaler = precision.grad_scaler(cfg.precision, device)
     b = {k: v.to(device) for k, v in _one_batch(root, size, batch).items()}
-    env = DistEnv(rank=0, world=1, local_rank=0, spawned=False)
 
     def step(i: int) -> None:
-        loss, _ = train_loop._loss_terms(cfg, net, b, data, i, env, device)
+        loss, _ = objective.loss_terms(cfg, net, b, tables, i)
         optim.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optim)
@@ -137,7 +134,7 @@ def step_rate(device: torch.device, root: Path, size: int, width: float, batch: 
     _sync(device)
     rate = steps * batch / (time.perf_counter() - t)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
-    del model, net, optim, data, b
+    del model, net, optim, tables, b
     return rate, peak, first
 
 
