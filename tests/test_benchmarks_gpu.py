@@ -5,13 +5,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow  # every figure's code at toy sizes, 2 spawned DDP processes and 8 sweep runs included
 def test_gpu_script_dry_run_prints_every_figure(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
     out = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--dry-run", "--dir", str(tmp_path)],
-                         capture_output=True, text=True, env=env, timeout=300)
+                         capture_output=True, text=True, env=env, timeout=480)  # gpu.sh's own limit
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [ln for ln in out.stdout.splitlines() if ln.startswith("| ")]
     figures = [r.split("|")[1].strip() for r in rows[1:]]  # after the header (the rule starts "|-")
@@ -28,6 +31,7 @@ def test_gpu_script_dry_run_prints_every_figure(tmp_path):
                  "bf16 + compiled (dry run: eager)"):
         assert any(s.strip().endswith(name) for s in steps), (name, steps)
     assert len(steps) == len(ratios) == 7
-    values = [r.split("|")[3].strip().rstrip("x") for r in rows[1:]]
-    assert all(v == "n/a" or "/" in v or float(v) == float(v) for v in values)  # numbers (NaN: no GPU memory)
+    for v in (r.split("|")[3].strip().rstrip("x") for r in rows[1:]):  # numbers (nan: no GPU memory on the CPU)
+        for part in v.split(" / "):  # "1-process / 2-process"
+            float(part)
     assert "DRY RUN" in out.stdout
