@@ -431,7 +431,8 @@ def _train_options(sweep: bool):
         help_ = "Sweep folder (one run folder per point)." if sweep and f.name == "out" else None
         as_text = axis or typing.get_origin(hints[f.name]) is tuple  # comma lists, parsed by `_axis`
         opts.append(field_option(TrainConfig, f.name, help=help_, note=note, required=sweep and f.name == "out",
-                                 **({"type": str} if as_text else {}), choices=False if axis else None))
+                                 **({"type": str} if as_text else {}), choices=False if axis else None,
+                                 **meta.get("click", {})))  # e.g. --compile's optional value
 
     def deco(f):
         for opt in reversed(opts):
