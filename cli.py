@@ -176,6 +176,8 @@ def prompts_cmd(store, prompt_file, prompt_filter) -> None:
               "(default: an existing --store's recorded encoder, else ViT-B-32, paper §3.2).")
 @click.option("--pretrained", default=None, help="Weights: an open_clip tag (default openai), TAG=FILE, a weights "
               "file, or none (random weights from --seed; hcdg-tiny's default).")
+@click.option("--clip", default=None, type=click.Path(path_type=str),
+              help="A synthetic-CLIP folder from `hcdg clip train` (instead of --model/--pretrained).")
 @click.option("--seed", type=int, default=None, help="Seed of random weights (default: the store's, else 0).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default=None,
               help="Compute precision (default auto: fp16 on CUDA, fp32 on CPU).")
@@ -738,22 +740,101 @@ def viz_retrieve_cmd(store, root, index, prompt, ratio, top, out, dataset, split
     click.echo(f"wrote {res['png']}")
 
 
+# --- synthetic CLIP (docs/synthetic_clip.md) --------------------------------
+
+_CLIP_HELP = {
+    "architecture": "open_clip model config to train (hcdg's own: pipeline/clip_configs/).",
+    "n_images": "Rendered corpus images.",
+    "heldout": "Held-out images of the zero-shot check.",
+    "steps": "Optimiser steps.",
+    "batch_size": "Image-caption pairs per step (the contrastive negatives).",
+    "lr": "AdamW peak learning rate (warm-up, then cosine).",
+    "weight_decay": "AdamW weight decay.",
+    "warmup": "Linear warm-up steps.",
+    "corpus_seed": "Seed of the corpus (must differ from every pose set's seed).",
+    "heldout_seed": "Seed of the held-out zero-shot images.",
+    "seed": "Seed of the initial weights, batch order and captions.",
+    "checkpoint_every": "Steps between resumable states (in .OUT.partial/).",
+}
+
+
+def _clip_train_options(f):
+    import dataclasses
+
+    from hcdg.stages.clip_train import ClipTrainConfig
+
+    fields = {x.name: x for x in dataclasses.fields(ClipTrainConfig)}
+    for name in reversed(list(_CLIP_HELP)):
+        fld = fields[name]
+        f = click.option(f"--{name.replace('_', '-')}", type=type(fld.default), default=None,
+                         help=f"{_CLIP_HELP[name]} Default {fld.default}.")(f)
+    return f
+
+
+@main.group("clip")
+def clip_group() -> None:
+    """A small CLIP trained on synthetic hands (its text features mean something offline)."""
+
+
+@clip_group.command("train")
+@click.option("--out", required=True, type=click.Path(path_type=str),
+              help="Model folder to create (open_clip local-dir: config, safetensors weights, card).")
+@click.option("--exclude", multiple=True, type=click.Path(path_type=str),
+              help="Synthetic pose-set folder (hcdg_synth.json) whose seed the corpus must not share; repeatable.")
+@_clip_train_options
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default on).")
+def clip_train_cmd(exclude, **flags) -> None:
+    """Train the synthetic CLIP (open_clip ClipLoss on rendered hands + style captions); resumable.
+
+    \b
+    Re-running the same command after a kill resumes; on a finished folder of the same recipe it
+    reuses it; a folder holding a different model is refused. Prints zero-shot accuracy at the end.
+    Then: hcdg embed ... --clip OUT
+    """
+    from hcdg.pipeline.config import from_dict
+    from hcdg.stages import clip_train as stage
+
+    cfg = from_dict(stage.ClipTrainConfig, {k: v for k, v in {**flags, "exclude": exclude or None}.items()
+                                            if v is not None}, where="flags")
+    card = stage.run(cfg, echo=click.echo)
+    if card.get("reused"):
+        click.echo(stage.format_check(card["zero_shot"]))
+
+
+@clip_group.command("check")
+@click.argument("folder", type=click.Path(path_type=str))
+@click.option("--images", default=None, type=click.Path(path_type=str),
+              help="A synthetic dataset folder (its hcdg_synth.json styles); default: the card's held-out images.")
+@click.option("--limit", type=int, default=None, help="At most this many of --images' images.")
+def clip_check_cmd(folder, images, limit) -> None:
+    """Load a synthetic CLIP through open_clip and print zero-shot accuracy beside chance."""
+    from hcdg.pipeline.config import from_dict
+    from hcdg.stages import clip_train as stage
+
+    flags = {"folder": folder, "images": images, "limit": limit}
+    stage.check(from_dict(stage.ClipCheckConfig, {k: v for k, v in flags.items() if v is not None}, where="flags"),
+                echo=click.echo)
+
+
 @main.command("demo")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Demo folder (data/, store.zarr, runs/, report/); re-running skips finished steps.")
-@click.option("--model", default=None, help="CLIP model for the embeddings (default hcdg-tiny: random weights, offline).")
+@click.option("--clip", default=None,
+              help="synthetic (default: train hcdg's synthetic CLIP into OUT/clip, reused on re-runs), random "
+                   "(hcdg-tiny, random weights), or a folder from `hcdg clip train`.")
+@click.option("--model", default=None, help="An open_clip model instead of --clip (e.g. ViT-B-32).")
 @click.option("--pretrained", default=None,
               help="Weights tag/file for --model (e.g. --model ViT-B-32 --pretrained openai where the weights can be had).")
 @click.option("--size", type=click.Choice(["small", "tiny"]), default=None,
               help="small (default: about 2 minutes on 2 idle CPU cores) or tiny (a smoke test, under a minute).")
 @click.option("--device", default=None, help="auto (default), cpu, cuda, cuda:N.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars of the steps (default on).")
-def demo_cmd(out, model, pretrained, size, device, progress) -> None:
+def demo_cmd(out, clip, model, pretrained, size, device, progress) -> None:
     """The whole pipeline offline: synth data -> embed -> train baseline and ie+te -> eval on STB/RHD -> report."""
     from hcdg.pipeline.config import from_dict, merge
     from hcdg.stages import demo as stage
 
-    flags = {"out": out, "model": model, "pretrained": pretrained, "size": size, "device": device,
+    flags = {"out": out, "clip": clip, "model": model, "pretrained": pretrained, "size": size, "device": device,
              "progress": progress}
     res = stage.run(from_dict(stage.DemoConfig, merge({}, flags), where="flags"), echo=click.echo)
     click.echo(f"report: {res['html']}  (Markdown: {res['markdown']})")
