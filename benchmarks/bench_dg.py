@@ -41,6 +41,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 #: ~0.74x the mean-pose EPE at 1,500 steps at this size).
 SIZE = {"input-size": "64", "width-mult": "0.25", "batch-size": "16"}
 DATA = {"freihand": 256, "rhd": 128, "stb": 64}
+SMOKE_DATA = {"freihand": 12, "rhd": 8, "stb": 4}
 SCENES = {"mountain", "lake", "sky blue", "dotted", "flower"}
 LIGHT = {"bright", "dark"}
 DARK_HANDS = {"dark brown", "brown", "black"}
@@ -118,19 +119,24 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--only", default=None, help="Comma list of sweep names to run now (default all).")
+    ap.add_argument("--smoke", action="store_true",
+                    help="A minutes-long check that every step runs (tiny data, CLIP and training; numbers mean nothing).")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "log.txt"
     t0, c0 = time.time(), os.times()
     data = out / "data"
-    for seed, (fmt, n) in enumerate(DATA.items()):
+    sizes = SMOKE_DATA if args.smoke else DATA
+    steps = "8" if args.smoke else str(args.steps)
+    clip_recipe = ["--n-images", "64", "--heldout", "32", "--steps", "3", "--batch-size", "32"] if args.smoke else []
+    for seed, (fmt, n) in enumerate(sizes.items()):
         extra = ["--n-other", "16"] if fmt != "stb" else []
         hcdg("synth", "--format", fmt, "--out", str(data / fmt), "--n", str(n), "--seed", str(seed), *extra,
              "--no-progress", log=log)
     clip = out / "clip"
     hcdg("clip", "train", "--out", str(clip), *[a for fmt in DATA for a in ("--exclude", str(data / fmt))],
-         "--no-progress", log=log)
+         *clip_recipe, "--no-progress", log=log)
     for store, enc in (("store.zarr", ["--clip", str(clip)]),
                        ("store-random.zarr", ["--model", "hcdg-synth", "--pretrained", "none"])):
         for fmt in DATA:
@@ -142,7 +148,7 @@ def main() -> None:
             continue
         sweep = out / "sweeps" / name
         hcdg("sweep", "--out", str(sweep), "--store", str(out / store), "--dataset", "freihand",
-             "--root", str(data / "freihand"), "--steps", str(args.steps), "--val-fraction", "0.1",
+             "--root", str(data / "freihand"), "--steps", steps, "--val-fraction", "0.1",
              "--workers", "0", "--device", "cpu", "--no-progress", *[a for kv in SIZE.items() for a in (f"--{kv[0]}", kv[1])],
              *axes, log=log)
         for run in sorted(p.parent for p in sweep.glob("*/done.json")):
@@ -157,7 +163,7 @@ def main() -> None:
     groups = group_table(out, data)
     card = json.loads((clip / "hcdg_clip_card.json").read_text())
     c1 = os.times()
-    result = {"groups": groups, "clip_zero_shot": card["zero_shot"], "steps": args.steps, "rows": args.rows,
+    result = {"groups": groups, "clip_zero_shot": card["zero_shot"], "steps": int(steps), "smoke": args.smoke, "rows": args.rows,
               "seeds": args.seeds, "wall_s_this_call": round(time.time() - t0, 1),
               "cpu_s_children_this_call": round(c1.children_user + c1.children_system
                                                 - c0.children_user - c0.children_system, 1)}

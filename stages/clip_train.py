@@ -34,6 +34,8 @@ from hcdg.store import clip_model as CM
 
 #: Test hook (tests only): `HCDG_TEST_CLIP_KILL_AT=k` SIGKILLs the process right after the checkpoint of step k.
 KILL_HOOK = "HCDG_TEST_CLIP_KILL_AT"
+#: Steps between the (step, loss) points of the card's loss curve.
+LOSS_EVERY = 25
 
 
 @dataclass(frozen=True)
@@ -206,12 +208,13 @@ def run(cfg: ClipTrainConfig, echo: Callable[[str], None] = print) -> dict[str, 
     other = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}],
                             lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
-    start, spent = 0, {"wall_s": 0.0, "cpu_s": 0.0}
+    start, spent, curve = 0, {"wall_s": 0.0, "cpu_s": 0.0}, []
     state = CM.load_state(out, recipe)
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start, spent = int(state["step"]), {"wall_s": float(state["wall_s"]), "cpu_s": float(state["cpu_s"])}
+        curve = [list(map(float, x)) for x in state.get("curve", [])]
         echo(f"[clip] resuming {out} at step {start}/{cfg.steps}")
 
     bar = progress.bar(cfg.n_images + cfg.heldout, "clip corpus", "img", enabled=cfg.progress, rate_unit="images")
@@ -246,13 +249,15 @@ def run(cfg: ClipTrainConfig, echo: Callable[[str], None] = print) -> dict[str, 
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))  # open_clip's clamp
         loss_v = float(loss.detach())
+        if step % LOSS_EVERY == 0 or step + 1 == cfg.steps:
+            curve.append([step + 1, round(loss_v, 4)])
         bar.update(1)
         if cfg.progress and hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{loss_v:.3f}", refresh=False)
         done = step + 1
         if done % cfg.checkpoint_every == 0 and done < cfg.steps:
             CM.save_state(out, recipe, {
-                "model": model.state_dict(), "optimizer": opt.state_dict(), "step": done,
+                "model": model.state_dict(), "optimizer": opt.state_dict(), "step": done, "curve": curve,
                 "wall_s": spent["wall_s"] + time.perf_counter() - t_wall,
                 "cpu_s": spent["cpu_s"] + time.process_time() - t_cpu})
             if os.environ.get(KILL_HOOK) == str(done):  # tests: die right after this checkpoint
@@ -268,7 +273,7 @@ def run(cfg: ClipTrainConfig, echo: Callable[[str], None] = print) -> dict[str, 
                    "seeds": [cfg.corpus_seed, cfg.heldout_seed], "source_share": CC.SOURCE_SHARE,
                    "table2_caption_share": CC.TABLE2_SHARE, "cameras": CC.camera_counts(cfg.n_images)},
         "vocabulary": CC.vocabulary(),
-        "steps": cfg.steps, "final_loss": round(loss_v, 4),
+        "steps": cfg.steps, "final_loss": round(loss_v, 4), "loss_curve": curve,
         "wall_s": round(spent["wall_s"] + time.perf_counter() - t_wall, 1),
         "cpu_s": round(spent["cpu_s"] + time.process_time() - t_cpu, 1),
         "torch_threads": torch.get_num_threads(), "open_clip": open_clip.__version__,

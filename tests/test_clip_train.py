@@ -199,3 +199,23 @@ def test_captions_use_every_table2_head_and_other_wordings():
     assert all(style.hand_colour in c or style.colour in c for c in caps)
     assert CC.overlapping_seeds([CC.CORPUS_SEED, CC.HELDOUT_SEED], [0, 1, 2]) == []
     json.dumps(CC.vocabulary())
+
+
+def test_figure_numbers_maths():
+    from hcdg.pipeline import zeroshot as Z
+
+    src = np.array([[1.0, 0, 0], [0.9, 0.1, 0]])
+    aug = np.array([[0, 1.0, 0]])
+    tgt = np.array([[0.1, 1.0, 0], [1.0, 0.05, 0], [0.2, 0.9, 0.1]])
+    assert Z.aug_nearest_fraction(tgt, src, aug) == pytest.approx(2 / 3)
+    gallery = np.array([[1.0, 0], [0.9, 0.1], [0, 1.0], [0.1, 0.9]])
+    match = [True, False, False, True]
+    assert Z.retrieval_precision(np.array([1.0, 0]), gallery, match, k=2) == 0.5
+    assert Z.retrieval_precision(np.array([0, 1.0]), gallery, match, k=1) == 0.0
+    # class features: a text feature per Table 2 word column, from the 3,920 prompts
+    words = Z.table2_words()
+    text = np.zeros((len(words), 8), np.float32)
+    for i, (h, _, _) in enumerate(words):
+        text[i, Z.FIELDS["hand_colour"].index(h)] = 1.0
+    cls = Z.class_features(text, "hand_colour")
+    assert cls.shape == (7, 8) and Z.zero_shot_top1(np.eye(8)[:7], cls, list(range(7))) == 1.0
