@@ -177,6 +177,8 @@ def test_embed_with_clip_records_it_and_refuses_its_corpus_seed(small_clip, synt
     assert enc["synthetic_clip"]["kind"] == CM.KIND and "NOT OpenAI" in enc["synthetic_clip"]["not_openai"]
     assert enc["synthetic_clip"]["weights_sha256"] == card["files"][CM.WEIGHTS_FILE]
     assert enc["weights"]["files"][CM.WEIGHTS_FILE] == card["files"][CM.WEIGHTS_FILE]
+    info = CliRunner().invoke(main, ["store", "info", str(store)])
+    assert info.exit_code == 0 and "synthetic CLIP" in info.output and "NOT OpenAI" in info.output, info.output
     leaked = tmp_path / "leak"
     synth.run(synth.SynthConfig(format="rhd", out=str(leaked), n=2, n_other=1, seed=CC.CORPUS_SEED), progress=False)
     store2 = tmp_path / "g.zarr"
