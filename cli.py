@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from hcdg import __version__
+from hcdg.pipeline.config import show_default
 from hcdg.pipeline.errors import HcdgError
 
 
@@ -27,6 +28,115 @@ class _Group(click.Group):
             raise click.ClickException(os_error_line(exc)) from None
 
 
+def _resolve_ref(ref):
+    """A class (or constant) given directly or as "module:Name" (imported only when needed: --help, parsing)."""
+    if not isinstance(ref, str):
+        return ref
+    import importlib
+
+    mod, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(mod), attr)
+
+
+class LazyChoice(click.Choice):
+    """click.Choice whose values are read when first needed (a stage module imports torch)."""
+
+    def __init__(self, resolve) -> None:
+        self._resolve, self._choices, self.case_sensitive = resolve, None, True
+
+    @property
+    def choices(self):  # type: ignore[override]
+        if self._choices is None:
+            self._choices = tuple(self._resolve())
+        return self._choices
+
+
+class FieldOption(click.Option):
+    """An option declared by a config dataclass field: its help text (`option` metadata, or the one given
+    here), its default (always the field's; never restated) and its `--help` section."""
+
+    def __init__(self, *args, field=None, section=None, base_help=None, note="", **kw) -> None:
+        super().__init__(*args, **kw)
+        self.field_ref, self.section, self._base_help, self._note = field, section, base_help, note
+        self._resolved = field is None
+
+    def field_default(self):
+        """The dataclass default of the field this option sets (KeyError when it has none)."""
+        from hcdg.pipeline.config import default_of
+
+        cls, name = self.field_ref
+        return default_of(_resolve_ref(cls), name)
+
+    def get_help_record(self, ctx):
+        if not self._resolved:
+            from hcdg.pipeline.config import fields_of, show_default
+
+            cls, name = _resolve_ref(self.field_ref[0]), self.field_ref[1]
+            base = self._base_help() if callable(self._base_help) else self._base_help
+            text = base or fields_of(cls)[name].metadata.get("help", "")
+            try:
+                d = self.field_default()
+            except KeyError:
+                d = None
+            if not self.required and d not in (None, ""):
+                text += f" Default: {show_default(d)}."
+            self.help, self._resolved = (text + self._note).strip(), True
+        return super().get_help_record(ctx)
+
+
+class SectionedCommand(click.Command):
+    """A command whose `--help` lists its options in sections (data, model, ..., as timm groups them)."""
+
+    def format_options(self, ctx, formatter) -> None:
+        from hcdg.stages.train_config import SECTIONS
+
+        groups: dict[str, list] = {}
+        for p in self.get_params(ctx):
+            rec = p.get_help_record(ctx)
+            if rec:
+                groups.setdefault(getattr(p, "section", None) or "other", []).append(rec)
+        for name in sorted(groups, key=lambda g: SECTIONS.index(g) if g in SECTIONS else len(SECTIONS)):
+            with formatter.section(f"{name[0].upper()}{name[1:]} options"):
+                formatter.write_dl(groups[name])
+
+
+def field_option(cls, name: str, *decls: str, help: str | None = None, note: str = "", section: str | None = None,
+                 choices=None, **click_kw):
+    """click.option for field `name` of the config dataclass `cls` (a class, or "module:Class" for a
+    stage module that is imported only for --help / parsing). The click default is None (the
+    dataclass default applies); help = `help` or the field's metadata help, plus "Default: X." read
+    from the field. choices: None = the field's Literal values (classes given directly); True = the
+    same, read lazily; a "module:NAME" string or a sequence = those; False = none (a comma list).
+    `help` may be a function (called for --help only: text read from constants of heavy modules)."""
+    from hcdg.pipeline.config import default_of, field_choices, fields_of
+
+    flag = "--" + name.replace("_", "-")
+    if not isinstance(cls, str):
+        import typing
+
+        tp = typing.get_type_hints(cls)[name]
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        base = args[0] if len(args) == 1 else tp  # X | None -> X
+        if base is bool and not decls:
+            off = default_of(cls, name) is False
+            decls = (flag,) if off else (f"{flag}/--no-{flag[2:]}",)
+            if off:
+                click_kw.setdefault("is_flag", True)
+        if base in (int, float):
+            click_kw.setdefault("type", base)
+        section = section or fields_of(cls)[name].metadata.get("section")
+        if choices is None and field_choices(cls, name):
+            choices = True
+    if choices is True:
+        click_kw["type"] = LazyChoice(lambda: field_choices(_resolve_ref(cls), name))
+    elif isinstance(choices, str):
+        click_kw["type"] = LazyChoice(lambda: _resolve_ref(choices))
+    elif choices:
+        click_kw["type"] = click.Choice(list(choices))
+    return click.option(*(decls or (flag,)), default=None, cls=FieldOption, field=(cls, name), section=section,
+                        base_help=help, note=note, **click_kw)
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="hcdg")
 def main() -> None:
@@ -39,21 +149,27 @@ def main() -> None:
 
 # --- data / synth commands (foundation) -------------------------------------
 
-_DATASET_CHOICE = click.Choice(["freihand", "rhd", "stb"])
+
+def _splits_note(defaults: str = "hcdg.pipeline.datasets:DEFAULT_SPLITS") -> str:
+    """"freihand training, rhd evaluation, ..." from a {dataset: default split} constant."""
+    return ", ".join(f"{k} {v}" for k, v in _resolve_ref(defaults).items())
+
+
+_SOURCE = "hcdg.stages.data:DataSource"
 
 
 def _data_source_options(f):
     """Options shared by `data check` and `data show`: which dataset split to open."""
-    f = click.option("--hand", type=click.Choice(["auto", "left", "right"]), default=None,
-                     help="RHD only: which hand to read; auto (default) = the one with more mask pixels.")(f)
-    f = click.option("--camera", "cameras", multiple=True, type=click.Choice(["BB_left", "BB_right", "SK"]),
-                     help="STB only: camera view(s), repeatable (default BB_left).")(f)
-    f = click.option("--split", default=None,
-                     help="Split (default: freihand training, rhd evaluation, stb test = B1Counting+B1Random; "
-                          "STB also takes a sequence name such as B1Counting).")(f)
-    f = click.option("--root", required=True, type=click.Path(file_okay=False, path_type=str),
+    f = field_option(_SOURCE, "hand", help="RHD only: which hand to read; auto (when not given) = the one with "
+                     "more mask pixels.")(f)
+    f = field_option(_SOURCE, "cameras", "--camera", "cameras", multiple=True, choices="hcdg.pipeline.datasets.stb:CAMERAS",
+                     help=lambda: "STB only: camera view(s), repeatable (not given: "
+                     f"{show_default(_resolve_ref('hcdg.pipeline.datasets.stb:DEFAULT_CAMERAS'))}).")(f)
+    f = field_option(_SOURCE, "split", help=lambda: f"Split (not given: {_splits_note()}; "
+                     "STB also takes a sequence name such as B1Counting).")(f)
+    f = field_option(_SOURCE, "root", required=True, type=click.Path(file_okay=False, path_type=str),
                      help="Dataset folder in its real on-disk layout (docs/data.md).")(f)
-    f = click.option("--dataset", required=True, type=_DATASET_CHOICE, help="Dataset format to read.")(f)
+    f = field_option(_SOURCE, "dataset", required=True, choices=True, help="Dataset format to read.")(f)
     return f
 
 
@@ -70,16 +186,18 @@ def data_group() -> None:
 
 @data_group.command("check")
 @_data_source_options
-@click.option("--decode", type=click.Choice(["ends", "all", "none"]), default="ends", show_default=True,
-              help="Images to decode: first and last, every one (finds corrupt files), or none.")
+@field_option("hcdg.stages.data:CheckConfig", "decode", choices=True,
+              help="Images to decode: first and last (ends), every one (all: finds corrupt files), or none.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def data_check(dataset, root, split, cameras, hand, decode, as_json) -> None:
     """Validate a dataset root and print its counts (exit 1 with one line naming the problem)."""
     import json
 
+    from hcdg.pipeline.config import merge
     from hcdg.stages import data as stage
 
-    report = stage.run(stage.CheckConfig(source=_data_source(dataset, root, split, cameras, hand), decode=decode))
+    cfg = stage.CheckConfig(**merge({"source": _data_source(dataset, root, split, cameras, hand)}, {"decode": decode}))
+    report = stage.run(cfg)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -92,58 +210,72 @@ def data_check(dataset, root, split, cameras, hand, decode, as_json) -> None:
     click.echo(f"files read: {report['files']} ({report['bytes'] / 2**20:.1f} MiB)")
     sizes = ", ".join(f"{w}x{h}" for w, h in report["image_sizes"]) or "-"
     note = (f"; only the first and last of {report['samples']}: `--decode all` finds a corrupt image elsewhere"
-            if decode == "ends" and report["samples"] > report["decoded"] else "")
+            if cfg.decode == "ends" and report["samples"] > report["decoded"] else "")
     click.echo(f"images decoded: {report['decoded']} (sizes {sizes}){note}")
 
 
 @data_group.command("show")
 @_data_source_options
-@click.option("--index", type=int, default=0, show_default=True, help="Sample position in the split.")
-@click.option("--png", type=click.Path(dir_okay=False, path_type=str), default=None,
+@field_option("hcdg.stages.data:ShowConfig", "index", type=int, help="Sample position in the split.")
+@field_option("hcdg.stages.data:ShowConfig", "png", type=click.Path(dir_okay=False, path_type=str),
               help="Also write the image with the 2D skeleton drawn to this PNG file.")
 def data_show(dataset, root, split, cameras, hand, index, png) -> None:
     """Print one sample as JSON (xyz metres FreiHAND order camera frame, uv px, K, side, root, ...)."""
     import json
 
+    from hcdg.pipeline.config import merge
     from hcdg.stages import data as stage
 
-    out = stage.run(stage.ShowConfig(source=_data_source(dataset, root, split, cameras, hand), index=index, png=png))
+    out = stage.run(stage.ShowConfig(**merge({"source": _data_source(dataset, root, split, cameras, hand)},
+                                             {"index": index, "png": png})))
     click.echo(json.dumps(out))
 
 
+_SYNTH = "hcdg.stages.synth:SynthConfig"
+
+
+def _per_format(name: str) -> str:
+    """"freihand 256, rhd 256, stb 128" from a {format: value} constant of stages/synth.py."""
+    return ", ".join(f"{k} {v}" for k, v in _resolve_ref(f"hcdg.stages.synth:{name}").items())
+
+
 @main.command("synth")
-@click.option("--format", "fmt", required=True, type=_DATASET_CHOICE,
+@field_option(_SYNTH, "format", "--format", "fmt", required=True, choices=True,
               help="On-disk layout to write: freihand (source), rhd or stb (targets).")
-@click.option("--out", required=True, type=click.Path(path_type=str),
+@field_option(_SYNTH, "out", required=True, type=click.Path(path_type=str),
               help="Dataset root to create (written to a temp folder, renamed into place at the end).")
-@click.option("--n", "n", type=int, default=None,
-              help="freihand: training poses (4 images each; default 256); rhd: evaluation images "
-                   "(default 256); stb: frames per sequence, B1Counting and B1Random (default 128).")
-@click.option("--n-other", type=int, default=None,
-              help="freihand: evaluation poses (default 64); rhd: training images (default 64); stb: unused.")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Random seed; the same seed and sizes give the same bytes.")
-@click.option("--style", default=None,
-              help="source | mixed-target | HAND_COLOUR:COLOUR[:room|background] in Table 2 words, "
-                   "'*' = drawn per image (e.g. 'black:dotted:room', 'peach:*'). "
-                   "Default: freihand source, rhd/stb mixed-target.")
-@click.option("--views", default="any", show_default=True,
+@field_option(_SYNTH, "n", type=int,
+              help=lambda: "freihand: training poses (4 images each); rhd: evaluation images; stb: frames per "
+                           f"sequence, B1Counting and B1Random (not given: {_per_format('DEFAULT_N')}).")
+@field_option(_SYNTH, "n_other", type=int,
+              help=lambda: "freihand: evaluation poses; rhd: training images; stb: unused (not given: "
+                           f"{_per_format('DEFAULT_N_OTHER')}).")
+@field_option(_SYNTH, "seed", type=int, help="Random seed; the same seed and sizes give the same bytes.")
+@field_option(_SYNTH, "style",
+              help=lambda: "source | mixed-target | HAND_COLOUR:COLOUR[:room|background] in Table 2 words, "
+                           "'*' = drawn per image (e.g. 'black:dotted:room', 'peach:*'). Not given: "
+                           + ", ".join(f"{k} {v}" for k, v in
+                                       _resolve_ref("hcdg.pipeline.synth.writers:DEFAULT_STYLE").items()) + ".")
+@field_option(_SYNTH, "views",
               help="Hand orientations: any (uniform) | dorsal (back of the hand towards the camera, "
                    "any in-plane roll, +-25 deg tilts: depth sign readable, so short runs learn).")
-@click.option("--overwrite", is_flag=True, default=False, help="Replace an existing, different dataset at --out.")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@field_option(_SYNTH, "overwrite", is_flag=True, help="Replace an existing, different dataset at --out.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (shown unless --no-progress).")
 def synth_cmd(fmt, out, n, n_other, seed, style, views, overwrite, progress) -> None:
     """Write synthetic hands in a real dataset layout (the offline default; docs/synthetic.md)."""
     from hcdg.stages import synth as stage
 
-    cfg = stage.SynthConfig(format=fmt, out=out, n=n, n_other=n_other, seed=seed, style=style, overwrite=overwrite,
-                            views=views)
-    report = stage.run(cfg, progress=progress)
+    from hcdg.pipeline.config import from_dict, merge
+
+    cfg = from_dict(stage.SynthConfig, merge({"format": fmt, "out": out}, {
+        "n": n, "n_other": n_other, "seed": seed, "style": style, "overwrite": overwrite, "views": views}), where="flags")
+    report = stage.run(cfg, **({} if progress is None else {"progress": progress}))
     if report["skipped"]:
-        click.echo(f"{report['root']}: already holds this {fmt} dataset (seed {seed}, style {report['style']}); nothing to do")
+        click.echo(f"{report['root']}: already holds this {fmt} dataset (seed {cfg.seed}, style {report['style']}); "
+                   "nothing to do")
     else:
         click.echo(f"wrote {report['images']} {fmt} images to {report['root']} "
-                   f"(style {report['style']}, seed {seed}) in {report['seconds']:.1f} s")
+                   f"(style {report['style']}, seed {cfg.seed}) in {report['seconds']:.1f} s")
 
 
 # --- prompts / embed / store commands (stage one) ---------------------------
@@ -151,7 +283,7 @@ def synth_cmd(fmt, out, n, n_other, seed, style, views, overwrite, progress) -> 
 
 @main.command("prompts")
 @click.option("--store", type=click.Path(path_type=str), default=None,
-              help="Print the prompt list this feature store holds (default: the paper's Table 2).")
+              help="Print the prompt list this feature store holds (not given: the paper's Table 2).")
 @click.option("--prompt-file", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Print this prompt list instead (one prompt per line; ids = line order).")
 @click.option("--prompt-filter", default=None, help="Regular expression: print only the prompts it matches.")
@@ -162,41 +294,45 @@ def prompts_cmd(store, prompt_file, prompt_filter) -> None:
     click.echo("\n".join(store_cmds.prompt_lines(store, prompt_file, prompt_filter)))
 
 
+_EMBED = "hcdg.stages.embed:EmbedConfig"
+
+
 @main.command("embed")
-@click.option("--dataset", required=True, type=click.Choice(["freihand", "rhd", "stb"]),
+@field_option(_EMBED, "dataset", required=True, choices=True,
               help="Dataset format to read (synthetic data from `hcdg synth` uses the same formats).")
-@click.option("--root", required=True, type=click.Path(path_type=str), help="Dataset root folder.")
-@click.option("--split", default=None, help="Split (default: freihand training, rhd evaluation, stb test).")
-@click.option("--camera", "cameras", multiple=True, type=click.Choice(["BB_left", "BB_right", "SK"]),
-              help="STB only: camera view(s), repeatable (default BB_left).")
-@click.option("--store", required=True, type=click.Path(path_type=str),
+@field_option(_EMBED, "root", required=True, type=click.Path(path_type=str), help="Dataset root folder.")
+@field_option(_EMBED, "split", help=lambda: f"Split (not given: {_splits_note()}).")
+@field_option(_EMBED, "cameras", "--camera", "cameras", multiple=True, choices="hcdg.pipeline.datasets.stb:CAMERAS",
+              help=lambda: "STB only: camera view(s), repeatable (not given: "
+              f"{show_default(_resolve_ref('hcdg.pipeline.datasets.stb:DEFAULT_CAMERAS'))}).")
+@field_option(_EMBED, "store", required=True, type=click.Path(path_type=str),
               help="Feature store: a Zarr folder, or one HDF5 file when the path ends in .h5.")
-@click.option("--key", default=None, help="Split key in the store (default: <dataset>/<split>).")
-@click.option("--model", default=None, help="open_clip model, hcdg-tiny, local-dir:DIR or hf-hub:ORG/REPO "
-              "(default: an existing --store's recorded encoder, else ViT-B-32, paper §3.2).")
-@click.option("--pretrained", default=None, help="Weights: an open_clip tag (default openai), TAG=FILE, a weights "
-              "file, or none (random weights from --seed; hcdg-tiny's default).")
-@click.option("--clip", default=None, type=click.Path(path_type=str),
+@field_option(_EMBED, "key", help="Split key in the store (not given: <dataset>/<split>).")
+@field_option(_EMBED, "model", help=lambda: "open_clip model, hcdg-tiny, local-dir:DIR or hf-hub:ORG/REPO (not given: "
+              f"an existing --store's recorded encoder, else {_resolve_ref('hcdg.pipeline.clip:DEFAULT_MODEL')}, "
+              "paper §3.2).")
+@field_option(_EMBED, "pretrained", help="Weights: an open_clip tag, TAG=FILE, a weights file, or none (random "
+              "weights from --seed). Not given: an existing --store's, else the model's OpenAI weights (paper "
+              "§3.2), or none for hcdg-tiny.")
+@field_option(_EMBED, "clip", type=click.Path(path_type=str),
               help="A synthetic-CLIP folder from `hcdg clip train` (instead of --model/--pretrained).")
-@click.option("--seed", type=int, default=None, help="Seed of random weights (default: the store's, else 0).")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default=None,
-              help="Compute precision (default auto: fp16 on CUDA, fp32 on CPU).")
-@click.option("--device", default=None, help="auto (default: cuda if available), cpu, cuda, cuda:N.")
-@click.option("--batch-size", type=int, default=None, help="Images per forward (default 256).")
-@click.option("--workers", type=int, default=None, help="DataLoader processes decoding images (default: CPUs - 1, at most 16; 0 = main process).")
-@click.option("--dtype", type=click.Choice(["float16", "float32"]), default=None,
-              help="Stored dtype of the features (default float16).")
-@click.option("--chunk-rows", type=int, default=None,
-              help="Rows per chunk, the unit of resume and sharding (default 1024; used when a split is created).")
-@click.option("--shard", default=None, help="i/n: embed only the i-th of n chunk ranges (default: all, or "
+@field_option(_EMBED, "seed", type=int, help="Seed of random weights (not given: the store's, else 0).")
+@field_option(_EMBED, "precision", choices=True, help="Compute precision; auto = fp16 on CUDA, fp32 on CPU.")
+@field_option(_EMBED, "device", help="auto (cuda if available), cpu, cuda, cuda:N.")
+@field_option(_EMBED, "batch_size", type=int, help="Images per forward.")
+@field_option(_EMBED, "workers", type=int, help="DataLoader processes decoding images (not given: CPUs - 1, at "
+              "most 16; 0 = main process).")
+@field_option(_EMBED, "dtype", choices=True, help="Stored dtype of the features.")
+@field_option(_EMBED, "chunk_rows", type=int,
+              help="Rows per chunk, the unit of resume and sharding (used when a split is created).")
+@field_option(_EMBED, "shard", help="i/n: embed only the i-th of n chunk ranges (not given: all, or "
               "RANK/WORLD_SIZE under torchrun).")
-@click.option("--limit", type=int, default=None, help="Embed only the first N images of the split.")
-@click.option("--skip-corrupt", is_flag=True, default=None,
-              help="Record unreadable images as skipped rows instead of stopping.")
-@click.option("--prompt-file", type=click.Path(dir_okay=False, path_type=str), default=None,
-              help="Own prompt list, one per line (default: the paper's Table 2).")
-@click.option("--prompt-filter", default=None, help="Regular expression: keep only matching prompts.")
-@click.option("--progress/--no-progress", default=None, help="Progress bar with images/s (default on).")
+@field_option(_EMBED, "limit", type=int, help="Embed only the first N images of the split.")
+@field_option(_EMBED, "skip_corrupt", is_flag=True, help="Record unreadable images as skipped rows instead of stopping.")
+@field_option(_EMBED, "prompt_file", type=click.Path(dir_okay=False, path_type=str),
+              help="Own prompt list, one per line (not given: the paper's Table 2).")
+@field_option(_EMBED, "prompt_filter", help="Regular expression: keep only matching prompts.")
+@field_option(_EMBED, "progress", "--progress/--no-progress", help="Progress bar with images/s.")
 def embed_cmd(cameras, **flags) -> None:
     """Stage one: frozen CLIP features of every image of a split and of all prompts, into a store.
 
@@ -229,23 +365,28 @@ def store_info_cmd(path, as_json) -> None:
     click.echo(store_cmds.info(path, as_json))
 
 
+_VERIFY = "hcdg.stages.store_cmds:VerifyConfig"
+
+
 @store_group.command("verify")
 @click.argument("path", type=click.Path(path_type=str))
-@click.option("--sample", type=int, default=16, show_default=True, help="Random rows re-encoded per table.")
-@click.option("--split", "split_key", default=None, help="Only this split key (default: every split).")
-@click.option("--root", default=None, help="Dataset root, when it moved since `hcdg embed`.")
-@click.option("--pretrained", default=None, help="Weights file, when it moved since `hcdg embed`.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed drawing the rows.")
-@click.option("--checksums-only", is_flag=True, default=False,
+@field_option(_VERIFY, "sample", type=int, help="Random rows re-encoded per table.")
+@field_option(_VERIFY, "split", "--split", "split_key", help="Only this split key (not given: every split).")
+@field_option(_VERIFY, "root", help="Dataset root, when it moved since `hcdg embed`.")
+@field_option(_VERIFY, "pretrained", help="Weights file, when it moved since `hcdg embed`.")
+@field_option(_VERIFY, "device", help="auto, cpu, cuda, cuda:N.")
+@field_option(_VERIFY, "seed", type=int, help="Seed drawing the rows.")
+@field_option(_VERIFY, "checksums_only", is_flag=True,
               help="Only check every chunk against its CRC32 (needs neither the encoder nor the dataset).")
 def store_verify_cmd(path, sample, split_key, root, pretrained, device, seed, checksums_only) -> None:
     """Check every chunk's CRC32, then re-encode random rows with the recorded encoder and compare."""
     from hcdg.stages import store_cmds
 
-    report = store_cmds.verify(store_cmds.VerifyConfig(store=path, sample=sample, split=split_key, root=root,
-                                                       pretrained=pretrained, device=device, seed=seed,
-                                                       checksums_only=checksums_only))
+    from hcdg.pipeline.config import from_dict, merge
+
+    flags = {"sample": sample, "split": split_key, "root": root, "pretrained": pretrained, "device": device,
+             "seed": seed, "checksums_only": checksums_only}
+    report = store_cmds.verify(from_dict(store_cmds.VerifyConfig, merge({"store": path}, flags), where="flags"))
     click.echo(store_cmds.verify_text(report))
     if not report["ok"]:
         raise HcdgError(store_cmds.verify_failure(report))
@@ -255,154 +396,33 @@ def store_verify_cmd(path, sample, split_key, root, pretrained, device, seed, ch
 _FLOAT_LIST = "comma-separated numbers, e.g. 0.4,0.6,0.8,0.9"
 
 
-def _read_toml(path: str) -> dict:
-    """A TOML config file as a dict; a clear one-line error when missing or malformed."""
-    import tomllib
-
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise HcdgError(f"--config {path}: file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise HcdgError(f"--config {path}: not valid TOML ({exc})") from None
-
-
-def _default(name: str) -> str:
-    """TrainConfig's default of field `name`, for help strings (never restate it as a literal)."""
-    import dataclasses
-
-    from hcdg.stages.train import TrainConfig
-
-    f = {f.name: f for f in dataclasses.fields(TrainConfig)}[name]
-    return str(f.default if f.default is not dataclasses.MISSING else f.default_factory())
-
-
-def _sweep_default(name: str):
-    """SweepConfig's default of field `name`."""
-    import dataclasses
-
-    from hcdg.stages.sweep import SweepConfig
-
-    return {f.name: f.default for f in dataclasses.fields(SweepConfig)}[name]
-
-
-def _default_lr_drops() -> tuple:
-    from hcdg.stages.train import TrainConfig
-
-    return TrainConfig().lr_drops
-
-
-def _default_steps() -> str:
-    from hcdg.stages.train import DEFAULT_STEPS
-
-    return f"{DEFAULT_STEPS:,}"
-
-
-def _preset_note(name: str) -> str:
-    """', authors preset: VALUE' when the authors preset sets field `name`."""
-    from hcdg.stages.train import preset_values
-
-    v = preset_values("authors")
-    return f"; --preset authors: {v[name]}" if name in v else ""
-
-
 def _train_options(sweep: bool):
-    """The `hcdg train` flags (shared by `hcdg sweep`, whose grid axes take comma lists)."""
-    axis = (lambda name, help_: click.option(name, default=None, help=f"{help_} Sweep axis: {_FLOAT_LIST}."))
-    opts = [
-        click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
-                     help="TOML file with TrainConfig keys; flags given on the command line win."),
-        click.option("--preset", type=click.Choice(["paper", "authors"]), default=None,
-                     help="Bundle of defaults under the TOML file and the flags: paper (TrainConfig's "
-                          f"defaults, default {_default('preset')}) or authors (their released recipe; "
-                          "docs/training.md, Presets)."),
-        click.option("--store", default=None, help="Feature store from `hcdg embed` (not needed for --mode baseline or --aug normal)."),
-        click.option("--dataset", type=click.Choice(["freihand", "rhd"]), default=None, help=f"Training dataset (paper: freihand). Default {_default('dataset')}."),
-        click.option("--root", default=None, help="Dataset root folder (real on-disk layout, or `hcdg synth` output)."),
-        click.option("--split", default=None, help=f"Dataset split to train on. Default {_default('split')}."),
-        click.option("--out", required=True,
-                     help="Sweep folder (one run folder per point)." if sweep else "Run folder (created; refuses one holding a different run)."),
-        click.option("--combine", default=None, help="How Branch2 joins the CLIP feature: concat (paper) or sum (Table 4b)."
-                     + (" Sweep axis: comma list." if sweep else ""))
-        if sweep else click.option("--combine", type=click.Choice(["concat", "sum"]), default=None,
-                                    help="How Branch2 joins the CLIP feature: concat (paper) or sum (Table 4b)."),
-        click.option("--mode", default=None, help="baseline | ie | te | ie+te (Table 4). Sweep axis: comma list.")
-        if sweep else click.option("--mode", type=click.Choice(["baseline", "ie", "te", "ie+te"]), default=None,
-                                    help=f"baseline (no Branch2) | ie (r=1) | te (r=0) | ie+te (mix at --ratio). Default {_default('mode')}."),
-        axis("--ratio", "Image weight r in f = r f_img + (1-r) f_txt, in [0, 1] (paper: 0.6 STB, 0.9 RHD).")
-        if sweep else click.option("--ratio", type=float, default=None, help=f"Image weight r in f = r f_img + (1-r) f_txt, in [0, 1] (paper: 0.6 STB, 0.9 RHD). Default {_default('ratio')}{_preset_note('ratio')}."),
-        axis("--lambda-con", "Weight l3 of L_con (Table 5: 1, 0.1, 0.01, 0.001).")
-        if sweep else click.option("--lambda-con", type=float, default=None, help=f"Weight l3 of L_con (paper §3.4). Default {_default('lambda_con')}."),
-        click.option("--con-loss", default=None,
-                     help="L_con form: contrastive (d_pos + max(0, m - d_neg), Hadsell 2006) | hinge "
-                          "(max(0, d_pos - d_neg + m)) | paper-literal (Eq. 4 as printed: UNBOUNDED below, diverges; "
-                          f"docs/model.md). Default {_default('con_loss')}."
-                     + (" Sweep axis: comma list." if sweep else "")),
-        click.option("--heat-reduction", type=click.Choice(["mean", "sum", "rmse"]), default=None,
-                     help="L_heat reduction: mean (element MSE) | sum (per-sample ||.||^2, Eq. 2 as printed) | "
-                          f"rmse (hand3d's per-keypoint RMSE). Default {_default('heat_reduction')}."),
-        click.option("--pose-reduction", type=click.Choice(["mean", "sum"]), default=None,
-                     help="L_pose reduction: mean (element MSE) | sum (per-sample ||.||^2, Eq. 3 as printed). "
-                          f"Default {_default('pose_reduction')}."),
-        click.option("--heat-stages", type=click.Choice(["all", "last"]), default=None,
-                     help=f"CPM stages L_heat supervises: all (hand3d) | last (the authors). Default {_default('heat_stages')}."),
-        click.option("--heat-resolution", type=click.Choice(["grid", "crop"]), default=None,
-                     help="Where L_heat compares maps: grid (S/8 heatmaps) | crop (upsampled to the S crop, hand3d "
-                          f"and the authors). Default {_default('heat_resolution')}."),
-        click.option("--gaussian", type=click.Choice(["exp-d2-2s2", "exp-d2-s2"]), default=None,
-                     help="Target Gaussian: exp(-d^2/(2 sigma^2)) | exp(-d^2/sigma^2) (hand3d, the authors). "
-                          f"Default {_default('gaussian')}."),
-        click.option("--sigma-px", type=float, default=None,
-                     help=f"Sigma of the target Gaussian in crop pixels (authors: 10 at 256). Default {_default('sigma_px')}."),
-        click.option("--aug", default=None, help=f"Positive view: clip | normal (Table 6: six augmentations). Default {_default('aug')}."
-                     + (" Sweep axis: comma list." if sweep else "")),
-        click.option("--lambda-heat", type=float, default=None, help=f"Weight l1 of L_heat (paper §3.4). Default {_default('lambda_heat')}."),
-        click.option("--lambda-pose", type=float, default=None, help=f"Weight l2 of L_pose (paper §3.4). Default {_default('lambda_pose')}."),
-        click.option("--margin", type=float, default=None,
-                     help=f"Margin m of --con-loss hinge/contrastive. Default {_default('margin')}."),
-        click.option("--con-negative", default=None,
-                     help="Eq. 4's e_neg: e1 (the other sample's image-only encoding) | e2 (its CLIP-enriched one). "
-                          f"Default {_default('con_negative')}."),
-        click.option("--normalize-features/--no-normalize-features", default=None,
-                     help=f"L2-normalise image and text features before mixing (the paper is silent). Default {_default('normalize_features')}."),
-        click.option("--prompt-filter", default=None, help="Regular expression: draw only the store's prompts it matches."),
-        click.option("--steps", type=int, default=None, help="Total optimizer steps of the run (--resume continues to it)."),
-        click.option("--epochs", type=int, default=None, help=f"Total epochs, when --steps is not given (neither: {_default_steps()} steps){_preset_note('epochs')}."),
-        click.option("--batch-size", type=int, default=None, help=f"Global batch size, split over --nproc. Default {_default('batch_size')}{_preset_note('batch_size')}."),
-        click.option("--lr", type=float, default=None, help=f"Adam learning rate (paper §3.4). Default {_default('lr')}."),
-        click.option("--lr-drops", default=None,
-                     help="Comma-separated steps at which the learning rate drops by --lr-drop-factor "
-                          "(none: constant, paper §3.4; hand3d: 10000,20000). Default "
-                          f"{','.join(map(str, _default_lr_drops())) or 'none'}."),
-        click.option("--lr-drop-factor", type=float, default=None, help=f"Learning-rate multiplier at each drop. Default {_default('lr_drop_factor')}."),
-        click.option("--target", type=click.Choice(["xyz", "uvd"]), default=None,
-                     help="What L_pose regresses: xyz (hand3d's root-relative, bone-normalised) or uvd (the "
-                          "authors' normalised crop uv + depth; scored with `hcdg eval --protocol authors`). "
-                          f"Default {_default('target')}{_preset_note('target')}."),
-        click.option("--arch", type=click.Choice(["hcdg", "authors"]), default=None,
-                     help="Network layout: hcdg or authors (TF-SAME + NHWC lifting, bias-free head, [0,1] input, "
-                          f"their hand side; docs/model.md). Default {_default('arch')}{_preset_note('arch')}."),
-        click.option("--width-mult", type=float, default=None, help=f"Channel multiplier of the network (1.0 = paper). Default {_default('width_mult')}."),
-        click.option("--input-size", type=int, default=None, help=f"Crop side in pixels, multiple of 8 (256 = paper). Default {_default('input_size')}."),
-        click.option("--augment/--no-augment", default=None, help=f"Geometric + colour augmentation of the crops. Default {_default('augment')}."),
-        click.option("--augment-on", type=click.Choice(["workers", "device"]), default=None,
-                     help="Where crop warp, colour jitter and heatmaps run: workers (loader processes) or device "
-                          f"(batched on the training device; docs/training.md). Default {_default('augment_on')}."),
-        click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None, help=f"fp32 or bf16 autocast. Default {_default('precision')}."),
-        click.option("--device", default=None, help=f"auto (cuda if available), cpu, cuda, cuda:N. Default {_default('device')}."),
-        click.option("--seed", default=None, help="Seeds of initialisation, data order, augmentation, prompts "
-                     f"(default {_default('seed')}). Sweep axis: comma list of integers, e.g. 0,1,2 (repeats every point).")
-        if sweep else click.option("--seed", type=int, default=None, help="Seed of initialisation, data order, "
-                                   f"augmentation, prompts (default {_default('seed')})."),
-        click.option("--checkpoint-every", type=int, default=None, help=f"Steps between checkpoints. Default {_default('checkpoint_every')}."),
-        click.option("--log-every", type=int, default=None, help=f"Steps between metrics rows. Default {_default('log_every')}."),
-        click.option("--val-every", type=int, default=None, help=f"Extra validation every N steps (0: per epoch + at the end). Default {_default('val_every')}."),
-        click.option("--val-fraction", type=float, default=None, help=f"Fraction of poses held out for validation. Default {_default('val_fraction')}."),
-        click.option("--workers", type=int, default=None, help=f"DataLoader worker processes. Default {_default('workers')}."),
-        click.option("--nproc", type=int, default=None, help="Local DDP processes (gloo on CPU, nccl on CUDA). Under torchrun: ignored."),
-        click.option("--progress/--no-progress", default=None, help="Progress bar (shown on a terminal)."),
-    ]
+    """The `hcdg train` flags, one per `TrainConfig` field (help, choices, default and section read from
+    the field); `hcdg sweep` takes the fields declared `sweep_axis` as comma lists."""
+    import dataclasses
+    import typing
+
+    from hcdg.stages.train_config import PRESETS, TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    opts = [click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, cls=FieldOption,
+                         section="run", help="TOML file with TrainConfig keys (as `--print-config` writes); "
+                                             "flags given on the command line win.")]
+    for f in dataclasses.fields(TrainConfig):
+        meta = f.metadata
+        if meta.get("cli") is False or ("commands" in meta and ("sweep" if sweep else "train") not in meta["commands"]):
+            continue
+        axis = sweep and meta.get("sweep_axis", False)
+        note = ""
+        if not isinstance(PRESETS["authors"].get(f.name, {}), dict):
+            note += f" --preset authors: {show_default(PRESETS['authors'][f.name])}."
+        if axis:
+            kind = {float: _FLOAT_LIST, int: "comma-separated integers, e.g. 0,1,2 (repeats every point)"}
+            note += f" Sweep axis: {kind.get(hints[f.name], 'comma list')}."
+        help_ = "Sweep folder (one run folder per point)." if sweep and f.name == "out" else None
+        as_text = axis or typing.get_origin(hints[f.name]) is tuple  # comma lists, parsed by `_axis`
+        opts.append(field_option(TrainConfig, f.name, help=help_, note=note, required=sweep and f.name == "out",
+                                 **({"type": str} if as_text else {}), choices=False if axis else None))
 
     def deco(f):
         for opt in reversed(opts):
@@ -413,24 +433,20 @@ def _train_options(sweep: bool):
 
 
 def _train_config(config_file, flags: dict, where: str = "flags"):
-    from hcdg.pipeline.config import from_dict, merge
-    from hcdg.stages.train import TrainConfig
+    """`TrainConfig.resolve` of the command line: preset -> --config TOML -> flags."""
+    from hcdg.stages.train_config import TrainConfig
 
-    from hcdg.stages.train import preset_values
-
-    base = _read_toml(config_file) if config_file else {}
     if flags.get("lr_drops") is not None:
         flags = {**flags, "lr_drops": _axis(flags["lr_drops"], int, "--lr-drops")}
-    preset = flags.pop("preset", None) or base.get("preset") or "paper"
-    if preset not in ("paper", "authors"):
-        raise HcdgError(f"{config_file}: preset: expected 'paper' or 'authors', got {preset!r}")
-    return from_dict(TrainConfig, merge(merge(preset_values(preset), base), flags), where=config_file or where)
+    return TrainConfig.resolve(preset=flags.pop("preset", None), toml=config_file, where=where, **flags)
 
 
-@main.command("train")
+@main.command("train", cls=SectionedCommand)
 @_train_options(sweep=False)
-@click.option("--resume", is_flag=True, default=False, help="Continue the run in --out from its newest checkpoint.")
-def train_cmd(config_file, resume, **flags) -> None:
+@click.option("--print-config", is_flag=True, cls=FieldOption, section="run",
+              help="Print the resolved config (preset, --config file and flags) as TOML that --config reads, "
+                   "and exit without training. Each run folder keeps the same file as config.toml.")
+def train_cmd(config_file, print_config, **flags) -> None:
     """Train the hand pose network from cached CLIP features (stage two).
 
     \b
@@ -439,7 +455,12 @@ def train_cmd(config_file, resume, **flags) -> None:
     """
     from hcdg.stages import train as stage
 
-    cfg = _train_config(config_file, {**flags, "resume": resume or None})
+    cfg = _train_config(config_file, flags)
+    if print_config:
+        from hcdg.stages.train_config import to_toml
+
+        click.echo(to_toml(cfg), nl=False)
+        return
     done = stage.run(cfg)
 
     def num(key: str, unit: str) -> str:
@@ -462,13 +483,12 @@ def _axis(value, conv, name):
         raise HcdgError(f"{name}: expected {_FLOAT_LIST}, got {value!r}") from None
 
 
-@main.command("sweep")
+@main.command("sweep", cls=SectionedCommand)
 @_train_options(sweep=True)
-@click.option("--shared-batches/--separate-batches", default=None,
+@field_option("hcdg.stages.sweep:SweepConfig", "shared_batches", "--shared-batches/--separate-batches", section="run",
               help="Train the points that see the same batches (same seed, batch size, augmentation, crop) in "
                    "one process from one data loader, each batch decoded once; results equal solo runs "
-                   "(docs/training.md, Sweeps). Default: "
-                   + ("shared" if _sweep_default("shared_batches") else "separate") + ".")
+                   "(docs/training.md, Sweeps).")
 def sweep_cmd(config_file, out, mode, aug, combine, ratio, lambda_con, con_loss, seed, shared_batches,
               **flags) -> None:
     """Run a grid of training runs against one store (one run folder per point, resumable).
@@ -503,8 +523,8 @@ def import_group() -> None:
 
 @import_group.command("authors")
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=str))
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
-              help="Run folder to create (must not exist, or be empty).")
+@field_option("hcdg.stages.import_authors:ImportConfig", "out", required=True,
+              type=click.Path(file_okay=False, path_type=str), help="Run folder to create (must not exist, or be empty).")
 def import_authors_cmd(checkpoint, out) -> None:
     """The paper authors' released checkpoint (snapshot_45.pth.tar) -> an hcdg run folder.
 
@@ -524,19 +544,24 @@ def import_authors_cmd(checkpoint, out) -> None:
 # --- eval / report / viz / demo commands -------------------------------------
 
 
+_REPORT = "hcdg.stages.report:ReportConfig"
+_PROTOCOLS = "hcdg.pipeline.protocols:PROTOCOLS"
+
+
 @main.command("report")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=str))
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
+@field_option(_REPORT, "out", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Report folder: report.html, report.md, figures/, tables/ (created; may hold an earlier report).")
-@click.option("--protocol", type=click.Choice(["authors", "2.5d-gtroot-gtbone", "rr-gtscale", "pa", "pa-proper"]), default=None,
-              help="Protocol of the paper-shaped tables (default: authors, the paper's, when a run has results "
-                   "under it, else 2.5d-gtroot-gtbone; all appear in the full table).")
-@click.option("--root", type=click.Choice(["wrist", "palm"]), default=None,
-              help="STB root handling in the paper-shaped tables (default wrist).")
-@click.option("--joints", type=click.Choice(["all", "visible"]), default=None,
-              help="Joint set of the paper-shaped tables (default all 21).")
-@click.option("--title", default=None, help="Page title.")
-@click.option("--figure", "figures", multiple=True, type=click.Path(dir_okay=False, path_type=str),
+@field_option(_REPORT, "protocol", choices=_PROTOCOLS,
+              help=lambda: "Protocol of the paper-shaped tables (not given: "
+              f"{_resolve_ref('hcdg.pipeline.protocols:PAPER_PROTOCOL')}, the paper's, when a run has results "
+              "under it, else the first that applies; all appear in the full table).")
+@field_option(_REPORT, "root", choices="hcdg.pipeline.protocols:ROOTS",
+              help="STB root handling in the paper-shaped tables.")
+@field_option(_REPORT, "joints", choices="hcdg.store.results:JOINT_SETS",
+              help="Joint set of the paper-shaped tables (all = the paper's 21).")
+@field_option(_REPORT, "title", help="Page title.")
+@field_option(_REPORT, "figures", "--figure", "figures", multiple=True, type=click.Path(dir_okay=False, path_type=str),
               help="Extra PNG to show (repeatable), e.g. `hcdg viz` output; fig3*/fig4*.png in a figures/ folder "
                    "inside or beside a run folder are found without it.")
 def report_cmd(runs, out, protocol, root, joints, title, figures) -> None:
@@ -552,34 +577,34 @@ def report_cmd(runs, out, protocol, root, joints, title, figures) -> None:
     click.echo(f"report of {res['runs']} run(s): {res['html']} (Markdown: {res['markdown']})")
 
 
+_EVAL = "hcdg.stages.eval:EvalConfig"
+_DECODERS = "hcdg.pipeline.protocols:DECODERS"
+
+
 @main.command("eval")
-@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False, path_type=str),
+@field_option(_EVAL, "run", "--run", "run_dir", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Training run folder (from `hcdg train`): its run.json config rebuilds the network.")
-@click.option("--target", required=True, type=click.Choice(["stb", "rhd", "freihand"]),
-              help="Dataset to evaluate on (paper §4: stb and rhd).")
-@click.option("--root", required=True, type=click.Path(file_okay=False, path_type=str),
+@field_option(_EVAL, "target", required=True, choices=True, help="Dataset to evaluate on (paper §4: stb and rhd).")
+@field_option(_EVAL, "root", required=True, type=click.Path(file_okay=False, path_type=str),
               help="The target dataset's root folder, in its real on-disk layout (docs/data.md).")
-@click.option("--split", default=None,
-              help="Split (default: the test split: stb test = B1Counting+B1Random, rhd evaluation, freihand evaluation).")
-@click.option("--checkpoint", default=None,
-              help="Weights: default the finished model (model.safetensors), else the newest checkpoint; "
-                   "'final', 'latest', or a checkpoint folder RUN/checkpoints/step-N.")
-@click.option("--batch-size", type=int, default=None, help="Images per forward pass (default 32; results do not depend on it).")
-@click.option("--device", default=None, help="auto (default: cuda if available), cpu, cuda, cuda:N.")
-@click.option("--protocol", "protocols", multiple=True,
-              type=click.Choice(["authors", "2.5d-gtroot-gtbone", "rr-gtscale", "pa", "pa-proper"]),
-              help="Protocol(s) to compute, repeatable (default: all that apply to the run's output: authors for "
-                   "uvd networks, the other four for xyz networks; PROTOCOL.md §4, docs/results.md).")
-@click.option("--crops", type=click.Choice(["gt", "seed-boxes"]), default=None,
-              help="Crop boxes: gt (default; hand3d's box from the ground-truth keypoints) or seed-boxes "
+@field_option(_EVAL, "split", help=lambda: f"Split (not given: the test split: {_splits_note('hcdg.stages.eval:DEFAULT_SPLITS')}).")
+@field_option(_EVAL, "checkpoint",
+              help="Weights: 'final', 'latest', or a checkpoint folder RUN/checkpoints/step-N (not given: the "
+                   "finished model (model.safetensors), else the newest checkpoint).")
+@field_option(_EVAL, "batch_size", type=int, help="Images per forward pass (results do not depend on it).")
+@field_option(_EVAL, "device", help="auto (cuda if available), cpu, cuda, cuda:N.")
+@field_option(_EVAL, "protocols", "--protocol", "protocols", multiple=True, choices=_PROTOCOLS,
+              help="Protocol(s) to compute, repeatable (not given: all that apply to the run's output: authors for "
+                   "uvd networks, the other four for xyz networks; docs/results.md).")
+@field_option(_EVAL, "crops", choices=True,
+              help="Crop boxes: gt (hand3d's box from the ground-truth keypoints) or seed-boxes "
                    "(the paper authors' released boxes, given with --boxes, cut as their test code cuts them).")
-@click.option("--boxes", type=click.Path(dir_okay=False, path_type=str), default=None,
+@field_option(_EVAL, "boxes", type=click.Path(dir_okay=False, path_type=str),
               help="With --crops seed-boxes: .npy of [x, y, w, h] per test frame (STB_bbox.npy (3000,4), Rhp_bbox.npy (2725,4)).")
-@click.option("--decoder", type=click.Choice(["soft-argmax", "argmax"]), default=None,
-              help="Heatmap -> 2D decoder used by 2.5d-gtroot-gtbone (default soft-argmax).")
-@click.option("--limit", type=int, default=None, help="Evaluate only the first N samples (quick checks).")
-@click.option("--workers", type=int, default=None, help="DataLoader worker processes for decoding and cropping (default 0).")
-@click.option("--progress/--no-progress", default=None, help="Progress bar (default on).")
+@field_option(_EVAL, "decoder", choices=_DECODERS, help="Heatmap -> 2D decoder used by 2.5d-gtroot-gtbone.")
+@field_option(_EVAL, "limit", type=int, help="Evaluate only the first N samples (quick checks).")
+@field_option(_EVAL, "workers", type=int, help="DataLoader worker processes for decoding and cropping.")
+@field_option(_EVAL, "progress", "--progress/--no-progress", help="Progress bar.")
 def eval_cmd(run_dir, target, root, split, checkpoint, batch_size, device, protocols, crops, boxes, decoder,
              limit, workers, progress) -> None:
     """Evaluate a trained run on STB / RHD / FreiHAND under every protocol; write RUN/eval/<target>.parquet."""
@@ -599,48 +624,34 @@ def eval_cmd(run_dir, target, root, split, checkpoint, batch_size, device, proto
     click.echo(f"{res['n_samples']} samples -> {res['results']} (summary: {res['summary']})")
 
 
-def _field_default(cls, name: str) -> str:
-    """The default of field `name` of the frozen config `cls`, for help strings."""
-    import dataclasses
-
-    return str({f.name: f for f in dataclasses.fields(cls)}[name].default)
-
-
-def _predict_default(name: str) -> str:
-    from hcdg.stages.predict import PredictConfig
-
-    return _field_default(PredictConfig, name)
+_PREDICT = "hcdg.stages.predict:PredictConfig"
 
 
 @main.command("predict")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=str))
-@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False, path_type=str),
+@field_option(_PREDICT, "run", "--run", "run_dir", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Run folder (`hcdg train` or `hcdg import authors`).")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
+@field_option(_PREDICT, "out", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Output folder to create (new or empty): predictions.parquet, predictions.json, overlays/.")
-@click.option("--boxes", type=click.Path(dir_okay=False, path_type=str), default=None,
+@field_option(_PREDICT, "boxes", type=click.Path(dir_okay=False, path_type=str),
               help="Hand boxes [x, y, w, h] in image pixels: .json keyed by file name (value a box, or "
-                   "{box, side, K}) or an (N, 4) .npy in input order. Default: the whole image is the crop.")
-@click.option("--side", type=click.Choice(["auto", "left", "right"]), default=None,
-              help=f"Hand side; left hands are mirrored in and out. auto = the boxes file's per-image side, "
-              f"else right (default {_predict_default('side')}).")
-@click.option("--whole-image", type=click.Choice(["pad", "center"]), default=None,
-              help="Crop of an image without a box: pad (whole image, padded to a square) or center "
-              f"(its central square) (default {_predict_default('whole_image')}).")
-@click.option("--bone-length-mm", type=float, default=None,
+                   "{box, side, K}) or an (N, 4) .npy in input order. Not given: the whole image is the crop.")
+@field_option(_PREDICT, "side", choices=True,
+              help="Hand side; left hands are mirrored in and out. auto = the boxes file's per-image side, else right.")
+@field_option(_PREDICT, "whole_image", choices=True,
+              help="Crop of an image without a box: pad (whole image, padded to a square) or center (its central square).")
+@field_option(_PREDICT, "bone_length_mm", type=float,
               help="Middle MCP->PIP bone length: adds root-relative millimetres (and with --K the camera frame).")
-@click.option("--K", "K", default=None,
+@field_option(_PREDICT, "K", "--K", "K",
               help="Intrinsics of the images: fx,fy,cx,cy or a .json/.npy 3x3 file; with --bone-length-mm adds "
                    "camera-frame millimetres.")
-@click.option("--checkpoint", default=None, help="Weights, as `hcdg eval --checkpoint` (default the finished model).")
-@click.option("--device", default=None, help=f"auto, cpu, cuda, cuda:N (default {_predict_default('device')}).")
-@click.option("--batch-size", type=int, default=None,
-              help=f"Crops per forward pass (default {_predict_default('batch_size')}).")
-@click.option("--decoder", type=click.Choice(["soft-argmax", "argmax"]), default=None,
-              help=f"Heatmap -> 2D decoder (default {_predict_default('decoder')}).")
-@click.option("--plot3d", is_flag=True, default=None, help="Also draw a 3D view per image (overlays/NAME.3d.png).")
-@click.option("--overwrite", is_flag=True, default=None, help="Replace an earlier `hcdg predict` output in --out.")
-@click.option("--progress/--no-progress", default=None, help="Progress bar (default on).")
+@field_option(_PREDICT, "checkpoint", help="Weights, as `hcdg eval --checkpoint` (not given: the finished model).")
+@field_option(_PREDICT, "device", help="auto, cpu, cuda, cuda:N.")
+@field_option(_PREDICT, "batch_size", type=int, help="Crops per forward pass.")
+@field_option(_PREDICT, "decoder", choices=_DECODERS, help="Heatmap -> 2D decoder.")
+@field_option(_PREDICT, "plot3d", is_flag=True, help="Also draw a 3D view per image (overlays/NAME.3d.png).")
+@field_option(_PREDICT, "overwrite", is_flag=True, help="Replace an earlier `hcdg predict` output in --out.")
+@field_option(_PREDICT, "progress", "--progress/--no-progress", help="Progress bar.")
 def predict_cmd(inputs, run_dir, **flags) -> None:
     """Predict 2D + 3D hand joints on IMAGE_OR_FOLDER... (JPEG/PNG, any size); write overlays and a table.
 
@@ -656,18 +667,21 @@ def predict_cmd(inputs, run_dir, **flags) -> None:
     click.echo(f"{res['n_images']} image(s) -> {res['out']} (predictions.parquet, predictions.json, overlays/){skipped}")
 
 
+_EXPORT = "hcdg.stages.export:ExportConfig"
+
+
 @main.command("export")
-@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False, path_type=str),
+@field_option(_EXPORT, "run", "--run", "run_dir", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Run folder (`hcdg train` or `hcdg import authors`).")
-@click.option("--format", "fmt", required=True, type=click.Choice(["onnx", "torchscript"]),
+@field_option(_EXPORT, "format", "--format", "fmt", required=True, choices=True,
               help="onnx (needs `pip install hcdg[export]`) or torchscript.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=str),
+@field_option(_EXPORT, "out", required=True, type=click.Path(dir_okay=False, path_type=str),
               help="File to write; its JSON sidecar is written beside it as OUT.json.")
-@click.option("--input-size", type=int, default=None,
-              help="Crop side the graph takes (default the network's; another size adds a resize in the graph).")
-@click.option("--dynamic-batch", is_flag=True, default=None, help="ONNX: any batch size (default batch 1).")
-@click.option("--checkpoint", default=None, help="Weights, as `hcdg eval --checkpoint` (default the finished model).")
-@click.option("--check/--no-check", default=None, help="Compare the file with the eager model (default on).")
+@field_option(_EXPORT, "input_size", type=int,
+              help="Crop side the graph takes (not given: the network's; another size adds a resize in the graph).")
+@field_option(_EXPORT, "dynamic_batch", is_flag=True, help="ONNX: any batch size (else batch 1 only).")
+@field_option(_EXPORT, "checkpoint", help="Weights, as `hcdg eval --checkpoint` (not given: the finished model).")
+@field_option(_EXPORT, "check", "--check/--no-check", help="Compare the file with the eager model.")
 def export_cmd(run_dir, fmt, **flags) -> None:
     """Export Branch1 + lifting (what runs at test time) with the input normalisation inside the graph.
 
@@ -692,16 +706,20 @@ def viz_group() -> None:
     """Figures from a feature store: t-SNE of features (paper Fig. 3), retrieval by a mixed feature (Fig. 4)."""
 
 
+_TSNE = "hcdg.stages.viz:TsneConfig"
+_RETRIEVE = "hcdg.stages.viz:RetrieveConfig"
+
+
 @viz_group.command("tsne")
-@click.option("--store", required=True, type=click.Path(path_type=str), help="Feature store from `hcdg embed`.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=str),
+@field_option(_TSNE, "store", required=True, type=click.Path(path_type=str), help="Feature store from `hcdg embed`.")
+@field_option(_TSNE, "out", required=True, type=click.Path(dir_okay=False, path_type=str),
               help="PNG to write (the 2D points go to the same name with .csv).")
-@click.option("--n", type=int, default=None, help="Points per group (aug and each split), subsampled with --seed (default 500).")
-@click.option("--seed", type=int, default=None, help="Seed of subsampling, prompt draw and t-SNE (default 0).")
-@click.option("--source", default=None, help="Source split key for 'aug' (default: the store's first freihand/* split).")
-@click.option("--perplexity", type=float, default=None, help="t-SNE perplexity (default 30, capped for small sets).")
-@click.option("--normalize/--no-normalize", default=None,
-              help="L2-normalise features before mixing and t-SNE (default on; off = the printed raw sum).")
+@field_option(_TSNE, "n", type=int, help="Points per group (aug and each split), subsampled with --seed.")
+@field_option(_TSNE, "seed", type=int, help="Seed of subsampling, prompt draw and t-SNE.")
+@field_option(_TSNE, "source", help="Source split key for 'aug' (not given: the store's first freihand/* split).")
+@field_option(_TSNE, "perplexity", type=float, help="t-SNE perplexity (capped for small sets).")
+@field_option(_TSNE, "normalize", "--normalize/--no-normalize",
+              help="L2-normalise features before mixing and t-SNE (off = the printed raw sum).")
 def viz_tsne_cmd(store, out, n, seed, source, perplexity, normalize) -> None:
     """Figure 3: t-SNE of 0.5*(f_img + f_txt) of source images ('aug') and the image features of every split."""
     from hcdg.pipeline.config import from_dict, merge
@@ -715,17 +733,18 @@ def viz_tsne_cmd(store, out, n, seed, source, perplexity, normalize) -> None:
 
 
 @viz_group.command("retrieve")
-@click.option("--store", required=True, type=click.Path(path_type=str), help="Feature store from `hcdg embed`.")
-@click.option("--root", required=True, type=click.Path(file_okay=False, path_type=str),
+@field_option(_RETRIEVE, "store", required=True, type=click.Path(path_type=str), help="Feature store from `hcdg embed`.")
+@field_option(_RETRIEVE, "root", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Root of the source dataset (for the images).")
-@click.option("--index", type=int, required=True, help="Row of the query image in the source split (reader order).")
-@click.option("--prompt", required=True, help="Prompt text; must be one of the store's prompts (`hcdg prompts --store`).")
-@click.option("--ratio", type=float, default=None, help="Image weight r in r*f_img + (1-r)*f_txt (default 0.6).")
-@click.option("--top", type=int, default=None, help="How many ranked images to draw (default 8).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=str), help="PNG to write.")
-@click.option("--dataset", default=None, help="Source dataset of the split (default freihand).")
-@click.option("--split", default=None, help="Source split (default training).")
-@click.option("--normalize/--no-normalize", default=None, help="L2-normalise features before mixing (default on).")
+@field_option(_RETRIEVE, "index", type=int, required=True, help="Row of the query image in the source split (reader order).")
+@field_option(_RETRIEVE, "prompt", required=True,
+              help="Prompt text; must be one of the store's prompts (`hcdg prompts --store`).")
+@field_option(_RETRIEVE, "ratio", type=float, help="Image weight r in r*f_img + (1-r)*f_txt.")
+@field_option(_RETRIEVE, "top", type=int, help="How many ranked images to draw.")
+@field_option(_RETRIEVE, "out", required=True, type=click.Path(dir_okay=False, path_type=str), help="PNG to write.")
+@field_option(_RETRIEVE, "dataset", help="Source dataset of the split.")
+@field_option(_RETRIEVE, "split", help="Source split.")
+@field_option(_RETRIEVE, "normalize", "--normalize/--no-normalize", help="L2-normalise features before mixing.")
 def viz_retrieve_cmd(store, root, index, prompt, ratio, top, out, dataset, split, normalize) -> None:
     """Figure 4: rank the other source images by cosine similarity to one image's feature mixed with a prompt's."""
     from hcdg.pipeline.config import from_dict, merge
@@ -742,32 +761,28 @@ def viz_retrieve_cmd(store, root, index, prompt, ratio, top, out, dataset, split
 
 # --- synthetic CLIP (docs/synthetic_clip.md) --------------------------------
 
-_CLIP_HELP = {
-    "architecture": "open_clip model config to train (hcdg's own: pipeline/clip_configs/).",
-    "n_images": "Rendered corpus images.",
-    "heldout": "Held-out images of the zero-shot check.",
-    "steps": "Optimiser steps.",
-    "batch_size": "Image-caption pairs per step (the contrastive negatives).",
-    "lr": "AdamW peak learning rate (warm-up, then cosine).",
-    "weight_decay": "AdamW weight decay.",
-    "warmup": "Linear warm-up steps.",
-    "corpus_seed": "Seed of the corpus (must differ from every pose set's seed).",
-    "heldout_seed": "Seed of the held-out zero-shot images.",
-    "seed": "Seed of the initial weights, batch order and captions.",
-    "checkpoint_every": "Steps between resumable states (in .OUT.partial/).",
-}
+_CLIP = "hcdg.stages.clip_train:ClipTrainConfig"
+_CLIP_CHECK = "hcdg.stages.clip_train:ClipCheckConfig"
+#: (field, click type, help) of the `hcdg clip train` recipe options.
+_CLIP_OPTIONS = (
+    ("architecture", str, "open_clip model config to train (hcdg's own: pipeline/clip_configs/)."),
+    ("n_images", int, "Rendered corpus images."),
+    ("heldout", int, "Held-out images of the zero-shot check."),
+    ("steps", int, "Optimiser steps."),
+    ("batch_size", int, "Image-caption pairs per step (the contrastive negatives)."),
+    ("lr", float, "AdamW peak learning rate (warm-up, then cosine)."),
+    ("weight_decay", float, "AdamW weight decay."),
+    ("warmup", int, "Linear warm-up steps."),
+    ("corpus_seed", int, "Seed of the corpus (must differ from every pose set's seed)."),
+    ("heldout_seed", int, "Seed of the held-out zero-shot images."),
+    ("seed", int, "Seed of the initial weights, batch order and captions."),
+    ("checkpoint_every", int, "Steps between resumable states (in .OUT.partial/)."),
+)
 
 
 def _clip_train_options(f):
-    import dataclasses
-
-    from hcdg.stages.clip_train import ClipTrainConfig
-
-    fields = {x.name: x for x in dataclasses.fields(ClipTrainConfig)}
-    for name in reversed(list(_CLIP_HELP)):
-        fld = fields[name]
-        f = click.option(f"--{name.replace('_', '-')}", type=type(fld.default), default=None,
-                         help=f"{_CLIP_HELP[name]} Default {fld.default}.")(f)
+    for name, tp, text in reversed(_CLIP_OPTIONS):
+        f = field_option(_CLIP, name, type=tp, help=text)(f)
     return f
 
 
@@ -777,12 +792,12 @@ def clip_group() -> None:
 
 
 @clip_group.command("train")
-@click.option("--out", required=True, type=click.Path(path_type=str),
+@field_option(_CLIP, "out", required=True, type=click.Path(path_type=str),
               help="Model folder to create (open_clip local-dir: config, safetensors weights, card).")
-@click.option("--exclude", multiple=True, type=click.Path(path_type=str),
+@field_option(_CLIP, "exclude", multiple=True, type=click.Path(path_type=str),
               help="Synthetic pose-set folder (hcdg_synth.json) whose seed the corpus must not share; repeatable.")
 @_clip_train_options
-@click.option("--progress/--no-progress", default=None, help="Progress bars (default on).")
+@field_option(_CLIP, "progress", "--progress/--no-progress", help="Progress bars.")
 def clip_train_cmd(exclude, **flags) -> None:
     """Train the synthetic CLIP (open_clip ClipLoss on rendered hands + style captions); resumable.
 
@@ -803,9 +818,9 @@ def clip_train_cmd(exclude, **flags) -> None:
 
 @clip_group.command("check")
 @click.argument("folder", type=click.Path(path_type=str))
-@click.option("--images", default=None, type=click.Path(path_type=str),
-              help="A synthetic dataset folder (its hcdg_synth.json styles); default: the card's held-out images.")
-@click.option("--limit", type=int, default=None, help="At most this many of --images' images.")
+@field_option(_CLIP_CHECK, "images", type=click.Path(path_type=str),
+              help="A synthetic dataset folder (its hcdg_synth.json styles); not given: the card's held-out images.")
+@field_option(_CLIP_CHECK, "limit", type=int, help="At most this many of --images' images.")
 def clip_check_cmd(folder, images, limit) -> None:
     """Load a synthetic CLIP through open_clip and print zero-shot accuracy beside chance."""
     from hcdg.pipeline.config import from_dict
@@ -814,21 +829,27 @@ def clip_check_cmd(folder, images, limit) -> None:
     flags = {"folder": folder, "images": images, "limit": limit}
     stage.check(from_dict(stage.ClipCheckConfig, {k: v for k, v in flags.items() if v is not None}, where="flags"),
                 echo=click.echo)
+_DEMO = "hcdg.stages.demo:DemoConfig"
+
+
+def _demo_sizes() -> str:
+    sizes = _resolve_ref("hcdg.stages.demo:SIZES")
+    return "; ".join(f"{k}: {v.steps} steps of batch {v.batch_size} at {v.input_size} px" for k, v in sizes.items())
 
 
 @main.command("demo")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
+@field_option(_DEMO, "out", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Demo folder (data/, store.zarr, runs/, report/); re-running skips finished steps.")
-@click.option("--clip", default=None,
-              help="synthetic (default: train hcdg's synthetic CLIP into OUT/clip, reused on re-runs), random "
+@field_option(_DEMO, "clip",
+              help="synthetic (train hcdg's synthetic CLIP into OUT/clip, reused on re-runs), random "
                    "(hcdg-tiny, random weights), or a folder from `hcdg clip train`.")
-@click.option("--model", default=None, help="An open_clip model instead of --clip (e.g. ViT-B-32).")
-@click.option("--pretrained", default=None,
+@field_option(_DEMO, "model", help="An open_clip model instead of --clip (e.g. ViT-B-32).")
+@field_option(_DEMO, "pretrained",
               help="Weights tag/file for --model (e.g. --model ViT-B-32 --pretrained openai where the weights can be had).")
-@click.option("--size", type=click.Choice(["small", "tiny"]), default=None,
-              help="small (default: about 2 minutes on 2 idle CPU cores) or tiny (a smoke test, under a minute).")
-@click.option("--device", default=None, help="auto (default), cpu, cuda, cuda:N.")
-@click.option("--progress/--no-progress", default=None, help="Progress bars of the steps (default on).")
+@field_option(_DEMO, "size", choices=True,
+              help=lambda: f"How big: {_demo_sizes()} (tiny is a smoke test; docs/demo.md has measured times).")
+@field_option(_DEMO, "device", help="auto, cpu, cuda, cuda:N.")
+@field_option(_DEMO, "progress", "--progress/--no-progress", help="Progress bars of the steps.")
 def demo_cmd(out, clip, model, pretrained, size, device, progress) -> None:
     """The whole pipeline offline: synth data -> embed -> train baseline and ie+te -> eval on STB/RHD -> report."""
     from hcdg.pipeline.config import from_dict, merge

@@ -1,7 +1,9 @@
 """Training-step time at the paper's network size: baseline vs cached CLIP features vs online CLIP.
 
 One optimizer step = forward, Eq. 1 loss, backward, Adam step, on a batch of random
-256x256 crops with random targets (the data pipeline is not timed). Variants:
+256x256 crops with random targets (the data pipeline is not timed). The loss is the one
+`hcdg train` computes at its defaults (`pipeline.objective.loss_terms` with a default
+`TrainConfig`: L_heat / L_pose readings, L_con form, prompt draw, mixing). Variants:
 
 * baseline  - no Branch2 (Table 4 "Baseline"): L_heat + L_pose.
 * ie+te     - Branch2 with f_clip gathered from in-memory tables (N=130,240 FreiHAND
@@ -35,9 +37,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from hcdg.pipeline import losses, mixing  # noqa: E402
-from hcdg.pipeline.model import HandPoseNet, ModelConfig  # noqa: E402
+from hcdg.pipeline import mixing, objective  # noqa: E402
+from hcdg.pipeline.model import HandPoseNet  # noqa: E402
 from hcdg.pipeline.prompts import table2_prompts  # noqa: E402
+from hcdg.stages.train_config import TrainConfig  # noqa: E402
 
 N_FREIHAND = 130_240  # FreiHAND training images (PROTOCOL.md §3)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP preprocessing
@@ -50,14 +53,23 @@ def _sync(device: torch.device) -> None:
 
 
 def _batch(b: int, s: int, device: torch.device, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """A random training batch with every key `objective.loss_terms` reads."""
     h = s // 8
     return {
         "image": torch.rand(b, 3, s, s, generator=gen).to(device),
         "hand_side": torch.tensor([[0.0, 1.0]]).repeat(b, 1).to(device),
         "heatmaps": torch.rand(b, 21, h, h, generator=gen).to(device),
-        "xyz": torch.randn(b, 21, 3, generator=gen).to(device),
-        "rows": torch.randint(N_FREIHAND, (b,), generator=gen).to(device),
+        "uv_crop": (torch.rand(b, 21, 2, generator=gen) * s).to(device),
+        "visible": torch.ones(b, 21, dtype=torch.bool).to(device),
+        "pose_target": torch.randn(b, 21, 3, generator=gen).to(device),
+        "feat_row": torch.randint(N_FREIHAND, (b,), generator=gen).to(device),
     }
+
+
+def variant_config(name: str, batch: int, width: float, size: int) -> TrainConfig:
+    """The default `TrainConfig` of a variant: baseline, or the paper's ie+te mix (online: the same)."""
+    return TrainConfig(mode="baseline" if name == "baseline" else "ie+te", batch_size=batch, width_mult=width,
+                       input_size=size)
 
 
 class OnlineClip:
@@ -85,52 +97,47 @@ class OnlineClip:
 
 
 class Variant:
-    """One training set-up: model + Adam (+ CLIP tables or the online CLIP encoders)."""
+    """One training set-up: model + Adam (+ CLIP tables or the online CLIP encoders) and its TrainConfig."""
 
-    def __init__(self, name: str, args: argparse.Namespace, device: torch.device) -> None:
-        torch.manual_seed(0)
+    def __init__(self, name: str, cfg: TrainConfig, device: torch.device,
+                 tables: objective.FeatureTables | None = None) -> None:
+        torch.manual_seed(cfg.seed)  # as `hcdg train` seeds the initialisation
         gen = torch.Generator().manual_seed(0)
-        self.name, self.device, self.batch = name, device, args.batch
-        cfg = ModelConfig(width_mult=args.width, input_size=args.size, branch2=name != "baseline")
-        self.model = HandPoseNet(cfg).to(device).train()
-        self.optim = torch.optim.Adam(self.model.parameters(), lr=1e-4, betas=(0.9, 0.999))
-        self.weights = losses.LossWeights()
-        self.img_table = self.txt_table = self.clip = None
-        if name == "ie+te":
-            self.img_table = torch.randn(N_FREIHAND, cfg.clip_dim, generator=gen).to(device)
-            self.txt_table = torch.randn(3920, cfg.clip_dim, generator=gen).to(device)
+        self.name, self.cfg, self.device = name, cfg, device
+        mcfg = cfg.model_config(None)
+        self.model = HandPoseNet(mcfg).to(device).train()
+        self.optim = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
+        self.tables, self.clip = tables, None
+        if name == "ie+te" and tables is None:
+            self.tables = objective.FeatureTables(torch.randn(N_FREIHAND, mcfg.clip_dim, generator=gen).to(device),
+                                                  torch.randn(3920, mcfg.clip_dim, generator=gen).to(device))
         elif name == "online":
             self.clip = OnlineClip(device)
-        self.pgen = torch.Generator().manual_seed(1)
         self.times: list[float] = []
         self.cpu_times: list[float] = []
         self.clip_times: list[float] = []
         self.clip_cpu: list[float] = []
 
-    def step(self, batch: dict[str, torch.Tensor], timed: bool) -> float:
+    def loss(self, batch: dict[str, torch.Tensor], step: int, timed: bool = False) -> torch.Tensor:
+        """The total loss of step `step` on `batch` (`objective.loss_terms`; online: CLIP run on the batch)."""
+        positives = None
+        if self.clip is not None:
+            pids = objective.prompt_ids(self.cfg, step, n_prompts=len(self.clip.prompts))
+            tc, cc = time.perf_counter(), time.process_time()
+            f_img, f_txt = self.clip.features(batch["image"], pids)
+            _sync(self.device)
+            if timed:
+                self.clip_times.append(time.perf_counter() - tc)
+                self.clip_cpu.append(time.process_time() - cc)
+            positives = {"clip_feat": mixing.mix_features(f_img, f_txt, self.cfg.effective_ratio,
+                                                          self.cfg.normalize_features)}
+        loss, _ = objective.loss_terms(self.cfg, self.model, batch, self.tables, step, positives=positives)
+        return loss
+
+    def step(self, batch: dict[str, torch.Tensor], step: int, timed: bool) -> tuple[float, float]:
         _sync(self.device)
         t0, c0 = time.perf_counter(), time.process_time()
-        clip_feat = None
-        if self.name != "baseline":
-            pids = mixing.draw_prompt_ids(self.pgen, self.batch, n_prompts=3920)
-            if self.clip is None:
-                clip_feat = mixing.gather_mixed(self.img_table, self.txt_table, batch["rows"], pids, 0.6)
-            else:
-                tc, cc = time.perf_counter(), time.process_time()
-                f_img, f_txt = self.clip.features(batch["image"], pids)
-                _sync(self.device)
-                if timed:
-                    self.clip_times.append(time.perf_counter() - tc)
-                    self.clip_cpu.append(time.process_time() - cc)
-                clip_feat = mixing.mix_features(f_img, f_txt, 0.6)
-        out = self.model(batch["image"], batch["hand_side"], clip_feat=clip_feat)
-        l_heat = losses.heatmap_loss(out["heatmaps"], batch["heatmaps"])
-        l_pose = losses.pose_loss(out["xyz_rel_norm"], batch["xyz"])
-        l_con = None
-        if "e1p" in out:
-            neg = losses.select_negatives(out["heatmaps"][-1], batch["heatmaps"])
-            l_con = losses.contrastive_loss(out["e1p"], out["e2p"], neg)
-        loss = losses.total_loss(l_heat, l_pose, l_con, self.weights)
+        loss = self.loss(batch, step, timed)
         self.optim.zero_grad(set_to_none=True)
         loss.backward()
         self.optim.step()
@@ -161,7 +168,8 @@ def main() -> None:
     print(f"# machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
     print(f"# batch {args.batch}, input {args.size}, width {args.width}, {args.warmup} warm-up + {args.steps} timed steps")
-    variants = [Variant(n, args, device) for n in args.variants.split(",")]
+    variants = [Variant(n, variant_config(n, args.batch, args.width, args.size), device)
+                for n in args.variants.split(",")]
     gen = torch.Generator().manual_seed(0)
     # round-robin: each round runs one step of every variant on the same batch, so load
     # from other processes on a shared machine hits all variants alike
@@ -169,7 +177,7 @@ def main() -> None:
         batch = _batch(args.batch, args.size, device, gen)
         timed = i >= args.warmup
         for v in variants:
-            dt, dc = v.step(batch, timed)
+            dt, dc = v.step(batch, i, timed)
             print(f"  round {i} ({'timed' if timed else 'warm-up'}) {v.name:9s} wall {dt:.2f} s, "
                   f"process CPU {dc:.2f} s", flush=True)
     results = {}

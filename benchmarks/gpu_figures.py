@@ -4,7 +4,7 @@ Prints one Markdown table:
 
 * embed: ViT-B-32 image encoder (random weights: the same cost as OpenAI's) at 224 px,
   images/s, fp32 and bf16 (`pipeline.clip.load_encoder`, batch 256, no decode);
-* step: one `hcdg train` optimizer step (`stages.train_loop._loss_terms` + backward + Adam,
+* step: one `hcdg train` optimizer step (`pipeline.objective.loss_terms` + backward + Adam,
   mode ie+te, float16 feature table of FreiHAND's 130,240 rows) at the paper's size
   (256 px, width 1), batch 8 and 32, fp32 and bf16, samples/s;
 * loader: the training input pipeline (`AugmentedSamples`: decode, crop warp, colour
@@ -84,22 +84,20 @@ def _one_batch(root: Path, size: int, batch: int) -> dict[str, torch.Tensor]:
 
 def step_rate(device: torch.device, root: Path, size: int, width: float, batch: int, precision: str, steps: int,
               rows: int) -> float:
+    from hcdg.pipeline import objective
     from hcdg.stages import train, train_loop
-    from hcdg.stages.train_dist import DistEnv
 
     cfg = train.TrainConfig(root="x", out="x", store="x", input_size=size, width_mult=width, batch_size=batch,
                             precision=precision, device=str(device))
     dim = 512
-    data = train_loop.Data(None, "", None, torch.randn(rows, dim, device=device).half(),
-                           torch.randn(3920, dim, device=device), None, None)
+    tables = objective.FeatureTables(torch.randn(rows, dim, device=device).half(), torch.randn(3920, dim, device=device))
     torch.manual_seed(0)
     model = train_loop.build_model(cfg, dim).to(device)
     optim = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     b = {k: v.to(device) for k, v in _one_batch(root, size, batch).items()}
-    env = DistEnv(rank=0, world=1, local_rank=0, spawned=False)
 
     def step(i: int) -> None:
-        loss, _ = train_loop._loss_terms(cfg, model, b, data, i, env, device)
+        loss, _ = objective.loss_terms(cfg, model, b, tables, i)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()

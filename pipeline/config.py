@@ -144,3 +144,87 @@ def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, An
         else:
             out[k] = v
     return out
+
+
+# --- options declared once: field metadata, Literal choices, defaults ---------------------------
+
+#: What a TrainConfig-like field is to a run: "identity" = it changes what the run computes (compared
+#: on --resume, part of the config hash); "runtime" = paths, devices, cadence, length (a resume may change it).
+ROLES = ("identity", "runtime")
+
+
+def option(default: Any = dataclasses.MISSING, *, help: str, section: str = "", role: str | None = None,
+           batch: bool | None = None, default_factory: Any = dataclasses.MISSING, legacy: tuple[Any, ...] = (),
+           **extra: Any) -> Any:
+    """A dataclass field declaring its option once: `help` (user-facing, never the default: that is
+    read from the field), the `--help` `section`, and for training fields its `role` (`ROLES`) and
+    whether it decides the batches a run sees (`batch`; runs equal in every batch field can share
+    a data loader). `legacy` values are accepted (old run folders) but not offered as choices."""
+    meta = {"help": help, "section": section, "role": role, "batch": batch, "legacy": tuple(legacy), **extra}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def literal_choices(tp: Any) -> tuple[Any, ...] | None:
+    """The allowed values of a `Literal[...]` type (also inside `X | None`), else None."""
+    if typing.get_origin(tp) is typing.Literal:
+        return typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        for a in typing.get_args(tp):
+            if typing.get_origin(a) is typing.Literal:
+                return typing.get_args(a)
+    return None
+
+
+def field_choices(cls: type, name: str) -> tuple[Any, ...] | None:
+    """The choices offered for field `name` of `cls`: its Literal values minus `legacy` ones."""
+    allowed = literal_choices(typing.get_type_hints(cls)[name])
+    if allowed is None:
+        return None
+    legacy = fields_of(cls)[name].metadata.get("legacy", ())
+    return tuple(v for v in allowed if v not in legacy)
+
+
+def fields_of(cls: type) -> dict[str, dataclasses.Field]:
+    """The dataclass fields of `cls` by name."""
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def default_of(cls: type, name: str) -> Any:
+    """The default value of field `name` of dataclass `cls` (built from its factory when it has one)."""
+    f = fields_of(cls)[name]
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise KeyError(f"{cls.__name__}.{name} has no default")
+
+
+def show_default(value: Any) -> str:
+    """How `--help` prints a default value: on/off for booleans, comma lists for tuples, "none" for None/()."""
+    if value is None or value == ():
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value))
+    if isinstance(value, int) and abs(value) >= 10_000:
+        return f"{value:,}"
+    return str(value)
+
+
+def check_choices(obj: Any, prefix: str = "--") -> None:
+    """ConfigError naming the first `Literal` field of `obj` whose value is not one of its choices.
+
+    One generic check for every frozen config (called from `__post_init__`): the Literal type is
+    the only place the choices are spelled."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        allowed = literal_choices(hints[f.name])
+        v = getattr(obj, f.name)
+        if allowed is None or v in allowed or (v is None and type(None) in typing.get_args(hints[f.name])):
+            continue
+        offered = [a for a in allowed if a not in f.metadata.get("legacy", ())]
+        raise ConfigError(f"{prefix}{f.name.replace('_', '-')}: expected one of {', '.join(map(str, offered))}, "
+                          f"got {v!r}")

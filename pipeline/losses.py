@@ -1,4 +1,4 @@
-"""The paper's losses (§3.4, Eq. 1-4) and hand3d's lifting loss.
+"""The paper's losses (§3.4, Eq. 1-4) as `pipeline.objective` combines them.
 
     L = l1 * L_heat + l2 * L_pose + l3 * L_con         (Eq. 1; l1 = l2 = 1, l3 = 0.1)
     L_heat = Eq. 2, in the reading a run chooses (`pipeline.heatmap_loss`)
@@ -16,7 +16,6 @@ encoding e1' (see `contrastive_loss` and docs/model.md for why).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -48,23 +47,6 @@ class LossWeights:
                 raise ConfigError(f"loss.{name}: expected >= 0, got {getattr(self, name)!r}")
 
 
-def heatmap_loss(
-    pred: Sequence[torch.Tensor], gt: torch.Tensor, visible: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Eq. 2 on every CPM stage as the element-mean MSE on the heatmap grid.
-
-    pred: list of (B,21,h,w) stage maps; gt: (B,21,h,w). With `visible` (B,21) (0/1),
-    each map's MSE is weighted by its visibility and averaged over visible maps (all
-    invisible -> 0). Without it, the plain mean over all elements. The other readings
-    (per-sample sum, hand3d's RMSE, last stage, crop resolution) are
-    `pipeline.heatmap_loss.heatmap_loss`.
-    """
-    from hcdg.pipeline.heatmap_loss import HeatLossConfig
-    from hcdg.pipeline.heatmap_loss import heatmap_loss as _heat
-
-    return _heat(pred, cfg=HeatLossConfig("mean", "all", "grid"), gt_grid=gt, visible=visible)
-
-
 def pose_loss(pred: torch.Tensor, gt: torch.Tensor, reduction: Literal["mean", "sum"] = "mean") -> torch.Tensor:
     """Eq. 3 over (B,21,3) root-relative, bone-normalised coordinates.
 
@@ -78,16 +60,6 @@ def pose_loss(pred: torch.Tensor, gt: torch.Tensor, reduction: Literal["mean", "
     if reduction != "mean":
         raise HcdgError(f"pose_loss: reduction must be 'mean' or 'sum', got {reduction!r}")
     return ((pred - gt) ** 2).mean()
-
-
-def canonical_pose_loss(
-    canon_pred: torch.Tensor, rot_pred: torch.Tensor, canon_gt: torch.Tensor, rot_gt: torch.Tensor
-) -> torch.Tensor:
-    """hand3d's 'proposed' lifting loss: MSE(canon) + MSE(R) (training_lifting.py).
-
-    canon_*: (B,21,3) flipped canonical coordinates; rot_*: (B,3,3), row-vector convention.
-    """
-    return pose_loss(canon_pred, canon_gt) + pose_loss(rot_pred, rot_gt)
 
 
 @torch.no_grad()

@@ -9,9 +9,10 @@ mixing, and the authors' code shows none (PROTOCOL.md §1). Raw ViT-B/32 image a
 features have different norms, so an unnormalised r = 0.6 mix is not a 60/40 mix of
 directions; we L2-normalise each by default (`normalize=False` reproduces the code).
 
-Modes (issue 4; Table 4): baseline = no Branch2; ie = image feature only (r = 1);
-te = text feature only (r = 0); ie+te = the mix at the chosen r. (Table 6's normal
-augmentation is not a mixing mode: it replaces the CLIP positive by an augmented view.)
+Modes (Table 4; `TrainConfig.mode`, `TrainConfig.effective_ratio`): baseline = no Branch2;
+ie = image feature only (r = 1); te = text feature only (r = 0); ie+te = the mix at the
+chosen r. (Table 6's normal augmentation is not a mixing mode: it replaces the CLIP
+positive by an augmented view.)
 """
 
 from __future__ import annotations
@@ -22,26 +23,6 @@ import torch
 import torch.nn.functional as F
 
 from hcdg.pipeline.errors import HcdgError
-
-MODES = ("baseline", "ie", "te", "ie+te")
-# Paper §3.3: r = 0.6 (best for STB) and 0.9 (best for RHD); 0.6 is the "Ours" row of Table 4b/5.
-DEFAULT_RATIO = 0.6
-
-
-def ratio_for_mode(mode: str, ratio: float | None = None) -> float | None:
-    """The image weight r a mode uses: None (baseline, no Branch2), 1, 0, or `ratio`."""
-    if mode not in MODES:
-        raise HcdgError(f"--mode: expected one of {', '.join(MODES)}, got {mode!r}")
-    if mode == "baseline":
-        return None
-    if mode == "ie":
-        return 1.0
-    if mode == "te":
-        return 0.0
-    r = DEFAULT_RATIO if ratio is None else float(ratio)
-    check_ratio(r)
-    return r
-
 
 def check_ratio(ratio: float) -> None:
     """Refuse a ratio outside [0, 1] with one line naming the option."""

@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -58,7 +58,7 @@ class EmbedConfig:
     Defaults: the paper's encoder (§3.2: OpenAI ViT-B/32, frozen) and prompts (Table 2).
     """
 
-    dataset: str  # "freihand" | "rhd" | "stb" (real on-disk formats; `hcdg synth` writes them too)
+    dataset: Literal["freihand", "rhd", "stb"]  # (real on-disk formats; `hcdg synth` writes them too)
     root: str  # dataset root folder
     store: str  # Zarr folder, or HDF5 file when it ends in .h5
     split: str | None = None  # None: the reader's default (freihand training, rhd evaluation, stb test)
@@ -69,11 +69,11 @@ class EmbedConfig:
     model: str | None = None
     pretrained: str | None = None  # None: the store's, else "openai" (paper §3.2) where the model has it, "none" for hcdg-tiny
     seed: int | None = None  # seed of random weights (pretrained "none"); None: the store's, else 0
-    precision: str = "auto"  # fp32 | fp16 | bf16 | auto (fp16 on CUDA, fp32 on CPU)
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # (fp16 on CUDA, fp32 on CPU)
     device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
     batch_size: int = 256  # images per forward; fills a GPU, chunk-aligned (never spans chunks)
     workers: int | None = None  # DataLoader decode/preprocess processes; None: CPUs - 1 (1..16); 0: main process
-    dtype: str = "float16"  # stored dtype (issue #3: float16 default; float32 option)
+    dtype: Literal["float16", "float32"] = "float16"  # stored dtype (issue #3: float16 default; float32 option)
     chunk_rows: int = DEFAULT_CHUNK_ROWS  # rows per chunk (only when a split is created)
     shard: str | None = None  # "i/n": this process's share of the chunks; None: all (or torchrun rank)
     limit: int | None = None  # only the first N images of the split (recorded in its fingerprint)

@@ -148,18 +148,10 @@ def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: s
     run_hash = record.get("config_hash")
     dev = resolve_device(device)
 
-    from hcdg.pipeline.authors import ARCH_OPTIONS
-
-    model_cfg: dict[str, Any] = {k: cfg[k] for k in ("width_mult", "input_size", "combine") if k in cfg}
-    if "target" in cfg:  # runs that predate these keys: hcdg's layout, xyz output
-        model_cfg["output"] = cfg["target"]
-    if cfg.get("arch") == "authors":
-        model_cfg.update(ARCH_OPTIONS)
-    crop_cfg: dict[str, Any] = {
-        "input_size": cfg.get("input_size", 256),
-        "sigma_px": cfg.get("sigma_px", 10.0),
-        "crop_scale": cfg.get("crop_scale", 1.0),
-    }
+    # the finished model records its ModelConfig / CropConfig (model.json); a checkpoint's are
+    # rebuilt from run.json by the one mapping training uses (`pipeline.network_config`)
+    model_cfg: dict[str, Any] | None = None
+    crop_cfg: dict[str, Any] | None = None
     step: int | None = None
     final = run_dir / ck.MODEL_WEIGHTS
     use_final = checkpoint in (None, "final") and (run_dir / ck.MODEL_META).is_file()
@@ -172,8 +164,7 @@ def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: s
                 f"{final}: written by a different training config than {run_dir / 'run.json'} "
                 f"(config hash {str(meta['config_hash'])[:12]}..., run has {run_hash[:12]}...)"
             )
-        model_cfg = dict(meta.get("model_config", model_cfg))
-        crop_cfg = dict(meta.get("crop", crop_cfg))
+        model_cfg, crop_cfg = meta.get("model_config"), meta.get("crop")
         step = meta.get("step")
         source = str(final)
     else:
@@ -191,10 +182,14 @@ def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: s
         loaded = ck.load_checkpoint(path, expect_config_hash=run_hash, device="cpu")
         state, step, source = loaded.model_state, loaded.step, str(path)
 
-    model_cfg = {**model_cfg, "branch2": False}
+    from hcdg.pipeline import network_config
+
     try:
-        mcfg = from_dict(ModelConfig, model_cfg, where=f"{run_dir}/run.json model")
-        crop = from_dict(CropConfig, {k: v for k, v in crop_cfg.items() if v is not None}, where=f"{run_dir} crop")
+        where = f"{run_dir}/run.json model"
+        mcfg = (from_dict(ModelConfig, {**model_cfg, "branch2": False}, where=where) if model_cfg is not None
+                else network_config.model_config(cfg, branch2=False, where=where))
+        crop = (from_dict(CropConfig, {k: v for k, v in crop_cfg.items() if v is not None}, where=f"{run_dir} crop")
+                if crop_cfg is not None else network_config.crop_config(cfg, where=f"{run_dir} crop"))
     except HcdgError as exc:
         raise HcdgError(f"--run {run_dir}: cannot rebuild the model from its recorded config ({exc})") from None
     model = HandPoseNet(mcfg)

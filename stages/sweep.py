@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 
 from hcdg.pipeline.errors import HcdgError
-from hcdg.stages.train import TrainConfig
+from hcdg.stages.train_config import TrainConfig
 from hcdg.store.atomic import atomic_path
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ def _finished(cfg: TrainConfig) -> dict[str, Any] | None:
     run = json.loads((out / RUN_FILE).read_text())
     if done.get("config_hash") != run.get("config_hash"):
         return None
-    from hcdg.stages.train import identity
+    from hcdg.stages.train_config import identity
 
     ident_now = identity(cfg, run.get("store_fingerprint"), run["config"].get("data_ids_sha256", ""))
     if ident_now != run.get("config"):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,24 +93,24 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _entry(local_rank: int, cfg: Any, port: int) -> None:
-    from hcdg.stages import train_loop
-
+def _entry(local_rank: int, fn: Callable[[Any, DistEnv], Any], cfg: Any, port: int) -> None:
     threads = max(1, (os.cpu_count() or 1) // cfg.nproc)
     torch.set_num_threads(threads)
     env = DistEnv(rank=local_rank, world=cfg.nproc, local_rank=local_rank, spawned=True,
                   init_method=f"tcp://127.0.0.1:{port}")
-    train_loop.train(cfg, env)
+    fn(cfg, env)
 
 
-def spawn(cfg: Any) -> dict[str, Any]:
-    """Run `train_loop.train` in `cfg.nproc` local processes; returns the run's done record."""
+def spawn(fn: Callable[[Any, DistEnv], Any], cfg: Any) -> None:
+    """Run `fn(cfg, env)` in `cfg.nproc` local processes joined over a free localhost port.
+
+    `fn` must be a module-level function (it is pickled into each process), e.g.
+    `stages.train_loop.train`. A process's `HcdgError` / `ConfigError` is raised here as one line.
+    """
     import torch.multiprocessing as mp
 
-    from hcdg.stages import train_loop
-
     try:
-        mp.start_processes(_entry, args=(cfg, _free_port()), nprocs=cfg.nproc, join=True, start_method="spawn")
+        mp.start_processes(_entry, args=(fn, cfg, _free_port()), nprocs=cfg.nproc, join=True, start_method="spawn")
     except mp.ProcessRaisedException as exc:
         lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
         last = lines[-1] if lines else repr(exc)
@@ -119,4 +120,3 @@ def spawn(cfg: Any) -> dict[str, Any]:
         raise HcdgError(f"a DDP training process failed: {last}") from None
     except mp.ProcessExitedException as exc:
         raise HcdgError(f"a DDP training process exited abnormally ({exc})") from None
-    return train_loop.read_done(cfg.out)

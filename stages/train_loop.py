@@ -22,22 +22,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from hcdg.pipeline import heatmap_loss, losses
+from hcdg.pipeline import objective
 from hcdg.pipeline.config import to_dict
 from hcdg.pipeline.devices import resolve_device
 from hcdg.pipeline.errors import HcdgError
-from hcdg.stages.train import TrainConfig, identity, ids_sha256
+from hcdg.pipeline.objective import CON_STATS, VAL_KEYS, FeatureTables
+from hcdg.stages.train_config import CONFIG_FILE, TrainConfig, identity, ids_sha256, to_toml
 from hcdg.stages.train_dist import DistEnv
-from hcdg.store.atomic import atomic_write_json, finite_or_none
+from hcdg.store.atomic import atomic_write_json, atomic_write_text, finite_or_none
 from hcdg.store.runs import RUN_FILE, run_lock
 
 DONE_FILE = "done.json"
 #: Test-only hook: raise SystemExit right after this step (simulates a kill mid-run).
 STOP_ENV = "HCDG_TEST_STOP_AFTER_STEP"
-_PROMPT_TAG = 0x9F0
-_NAUG_TAG = 0xA09
-#: Branch2 diagnostics logged per step (pipeline.losses.contrastive_loss `stats`): NaN without Branch2.
-CON_STATS = ("d_pos", "d_neg", "e1_norm", "e2_norm")
 
 
 def read_done(out: str | Path) -> dict[str, Any]:
@@ -46,10 +43,6 @@ def read_done(out: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise HcdgError(f"{out}: the training run has not finished (no {DONE_FILE})")
     return json.loads(path.read_text())
-
-
-def _step_seed(seed: int, tag: int, step: int, rank: int = 0) -> int:
-    return int(np.random.SeedSequence([int(seed), tag, int(step), int(rank)]).generate_state(1, np.uint64)[0] >> 1)
 
 
 # --- data + store -------------------------------------------------------------------------
@@ -67,6 +60,13 @@ class Data:
     prompt_subset: list[int] | None  # rows of txt_table to draw from (None = all)
     fingerprint: dict[str, Any] | None
     skipped: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # reader indices
+
+    @property
+    def tables(self) -> FeatureTables | None:
+        """The CLIP tables the objective gathers from (None when the run mixes no CLIP feature)."""
+        if self.img_table is None or self.txt_table is None:
+            return None
+        return FeatureTables(self.img_table, self.txt_table, self.prompt_subset)
 
 
 def open_data(cfg: TrainConfig, device: torch.device, *, load_tables: bool = True, check_files: bool = True) -> Data:
@@ -147,6 +147,8 @@ def prepare_folder(cfg: TrainConfig, data: Data) -> str:
         cfg.out, stage="train", config=ident, seed=cfg.seed, resume=cfg.resume,
         extra={"runtime": runtime, "store_fingerprint": data.fingerprint, "config_hash": config_hash(ident)},
     )  # fmt: skip
+    # this session's resolved config, in the form `hcdg train --config` reads back (like timm's args.yaml)
+    atomic_write_text(Path(cfg.out) / CONFIG_FILE, to_toml(cfg))
     return config_hash(ident)
 
 
@@ -171,13 +173,12 @@ def preflight(cfg: TrainConfig) -> None:
 
     Call it holding the run folder's lock (`store.runs.run_lock`), as `stages.train.run` does.
     """
-    from hcdg.pipeline.transforms import CropConfig
     from hcdg.store.checkpoints import config_hash, latest_checkpoint, load_checkpoint
 
     data = open_data(cfg, torch.device("cpu"), load_tables=False, check_files=True)
     plan(cfg, data, cfg.nproc)
-    model_config(cfg, None)
-    CropConfig(input_size=cfg.input_size, sigma_px=cfg.sigma_px, gaussian=cfg.gaussian, crop_scale=cfg.crop_scale)
+    cfg.model_config(None)
+    cfg.crop_config()
     check_folder(cfg, data)
     ckpt = latest_checkpoint(cfg.out) if cfg.resume else None
     if ckpt is not None:
@@ -204,114 +205,11 @@ def plan(cfg: TrainConfig, data: Data, world: int) -> tuple[np.ndarray, np.ndarr
 # --- model, step, validation ---------------------------------------------------------------
 
 
-def model_config(cfg: TrainConfig, clip_dim: int | None) -> Any:
-    """The network's `ModelConfig` (ConfigError for sizes it cannot build)."""
-    from hcdg.pipeline.model import ModelConfig
-
-    from hcdg.pipeline.authors import ARCH_OPTIONS
-
-    arch = ARCH_OPTIONS if cfg.arch == "authors" else {}  # their layout at this run's size
-    return ModelConfig(
-        width_mult=cfg.width_mult, input_size=cfg.input_size, clip_dim=clip_dim or 512, combine=cfg.combine,
-        branch2=cfg.mode != "baseline", positive="clip" if cfg.aug == "clip" else "augment",
-        output=cfg.target, **arch,
-    )  # fmt: skip
-
-
 def build_model(cfg: TrainConfig, clip_dim: int | None) -> torch.nn.Module:
+    """The run's network (`TrainConfig.model_config`; ConfigError for sizes it cannot build)."""
     from hcdg.pipeline.model import HandPoseNet
 
-    return HandPoseNet(model_config(cfg, clip_dim))
-
-
-def _loss_terms(cfg: TrainConfig, model: torch.nn.Module, batch: dict[str, torch.Tensor], data: Data,
-                step: int, env: DistEnv, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(total loss, detached [loss, heat, pose, con, *CON_STATS]) of one step on this rank's slice."""
-    from hcdg.pipeline import augment, mixing
-
-    image, side = batch["image"], batch["hand_side"]
-    kwargs: dict[str, torch.Tensor] = {}
-    if cfg.uses_clip:
-        gen = torch.Generator().manual_seed(_step_seed(cfg.seed, _PROMPT_TAG, step))
-        kw = {"subset": data.prompt_subset} if data.prompt_subset else {"n_prompts": data.txt_table.shape[0]}
-        pids = mixing.draw_prompt_ids(gen, cfg.batch_size, **kw)  # the global batch's ids
-        local = cfg.batch_size // env.world
-        pids = pids[env.rank * local : (env.rank + 1) * local]
-        kwargs["clip_feat"] = mixing.gather_mixed(
-            data.img_table, data.txt_table, batch["feat_row"], pids, cfg.effective_ratio, cfg.normalize_features
-        )
-    elif cfg.mode != "baseline":  # aug == "normal": an augmented view is the positive
-        gen = torch.Generator().manual_seed(_step_seed(cfg.seed, _NAUG_TAG, step, env.rank))
-        kwargs["pos_image"] = augment.normal_augment(image, gen, cfg.normal_aug)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-        out = model(image, side, **kwargs)
-    heat_gt = batch["heatmaps"]
-    l_heat = heatmap_loss.heatmap_loss(
-        [h.float() for h in out["heatmaps"]], cfg=cfg.heat_loss, gt_grid=heat_gt, uv_crop_px=batch["uv_crop"],
-        crop_size=cfg.input_size, sigma_px=cfg.sigma_px, gaussian=cfg.gaussian, visible=batch["visible"])
-    l_pose = losses.pose_loss(out["xyz_rel_norm"].float(), batch["pose_target"], cfg.pose_reduction)  # xyz or uvd (--target)
-    l_con = None
-    stats: dict[str, torch.Tensor] = {}
-    if "e1p" in out:
-        neg = losses.select_negatives(out["heatmaps"][-1].float(), heat_gt)
-        l_con = losses.contrastive_loss(
-            out["e1p"].float(), out["e2p"].float(), neg, cfg.con_loss, cfg.margin, cfg.con_negative, stats=stats)
-    w = losses.LossWeights(cfg.lambda_heat, cfg.lambda_pose, cfg.lambda_con)
-    total = losses.total_loss(l_heat, l_pose, l_con, w)
-    con = l_con.detach() if l_con is not None else torch.zeros((), device=total.device)
-    nan = torch.full((), float("nan"), device=total.device)
-    extra = [stats.get(k, nan) for k in CON_STATS]
-    return total, torch.stack([total.detach(), l_heat.detach(), l_pose.detach(), con, *extra])
-
-
-#: The validation numbers, in the order `validate` returns them (metrics.parquet / done.json keys).
-VAL_KEYS = ("val_epe_mm", "val_mean_pose_epe_mm", "val_2d_px", "val_mean_2d_px")
-
-
-@torch.no_grad()
-def validate(model: torch.nn.Module, loader: Any, mean_pose: torch.Tensor, device: torch.device,
-             precision: str) -> tuple[float, float, float, float]:
-    """Held-out errors: (EPE mm of the model, EPE mm of predicting `mean_pose`, 2D error px of
-    the last-stage heatmap argmax, 2D error px of the mean 2D layout).
-
-    3D: root-relative, GT bone scale, mean over joints and samples. 2D: crop pixels, the
-    argmax of the last-stage map upsampled to the crop (`heatmap_loss.argmax_uv`) against
-    the ground-truth uv of joints that are visible and inside the crop; the reference is
-    the mean ground-truth layout of the validation crops (crops are centred on the hand).
-    """
-    was_training = model.training
-    model.eval()
-    err_sum, mean_sum, count = 0.0, 0.0, 0
-    uv_pred, uv_gt, ok = [], [], []
-    for batch in loader:
-        image = batch["image"].to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            out = model.predict(image, batch["hand_side"].to(device))
-        pred = out["xyz_rel_norm"].float()
-        gt = batch["xyz_rel_norm"].to(device)
-        if model.cfg.output == "uvd":  # metric, root-relative: back-projected with the GT root depth
-            from hcdg.pipeline.authors import uvd_to_rel_norm
-
-            pred = uvd_to_rel_norm(pred, batch["K_crop"].to(device), batch["root_xyz_m"].to(device),
-                                   batch["bone_scale_m"].to(device), image.shape[-1])
-        bone_mm = batch["bone_scale_m"].to(device)[:, None] * 1000.0
-        err_sum += float(((pred - gt).norm(dim=-1) * bone_mm).sum())
-        mean_sum += float(((mean_pose.to(device)[None] - gt).norm(dim=-1) * bone_mm).sum())
-        count += gt.shape[0] * gt.shape[1]
-        size = image.shape[-1]
-        uv = batch["uv_crop"].to(device)
-        uv_pred.append(heatmap_loss.argmax_uv(out["heatmaps"][-1], size))
-        uv_gt.append(uv)
-        ok.append(batch["visible"].to(device) & ((uv >= -0.5) & (uv <= size - 0.5)).all(dim=-1))
-    model.train(was_training)
-    if count == 0:
-        return float("nan"), float("nan"), float("nan"), float("nan")
-    uv_pred_t, uv_gt_t, ok_t = torch.cat(uv_pred), torch.cat(uv_gt), torch.cat(ok).float()
-    n2d = ok_t.sum().clamp(min=1.0)
-    layout = (uv_gt_t * ok_t[..., None]).sum(0) / ok_t.sum(0).clamp(min=1.0)[:, None]  # (21, 2)
-    err2d = float(((uv_pred_t - uv_gt_t).norm(dim=-1) * ok_t).sum() / n2d)
-    mean2d = float(((layout[None] - uv_gt_t).norm(dim=-1) * ok_t).sum() / n2d)
-    return err_sum / count, mean_sum / count, err2d, mean2d
+    return HandPoseNet(cfg.model_config(clip_dim))
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -336,7 +234,8 @@ def _refuse_non_finite(loss: torch.Tensor, model: torch.nn.Module, step: int, ou
                     "lower --lr, or check the data and the store for bad values")
 
 
-def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """`batch` on `device` (non-blocking copies)."""
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
@@ -385,7 +284,6 @@ def setup_point(cfg: TrainConfig, env: DistEnv, device: torch.device, data: Data
     from torch.utils.data import DataLoader
 
     from hcdg.pipeline.train_data import AugmentedSamples, mean_pose
-    from hcdg.pipeline.transforms import CropConfig
     from hcdg.stages import train_dist
     from hcdg.store.checkpoints import config_hash, latest_checkpoint, load_checkpoint
     from hcdg.store.metrics_log import MetricsLog
@@ -398,8 +296,7 @@ def setup_point(cfg: TrainConfig, env: DistEnv, device: torch.device, data: Data
     clip_dim = None if data.img_table is None else int(data.img_table.shape[1])
     model = build_model(cfg, clip_dim).to(device)  # --input-size / --width-mult refused here
     optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
-    crop = CropConfig(input_size=cfg.input_size, sigma_px=cfg.sigma_px, gaussian=cfg.gaussian,
-                      crop_scale=cfg.crop_scale)
+    crop = cfg.crop_config()
     writer = env.rank == 0 and not env.spawned
     if writer:
         held.enter_context(run_lock(out))  # a second writer is refused here, naming the holder
@@ -486,7 +383,7 @@ def step_point(pt: PointRun, batch: dict[str, torch.Tensor], step_idx: int) -> N
         from hcdg.pipeline.device_aug import render_batch
 
         batch.update(render_batch(batch, pt.crop, color=cfg.augment))
-    loss, terms = _loss_terms(cfg, pt.net, batch, pt.data, step_idx, env, device)
+    loss, terms = objective.loss_terms(cfg, pt.net, batch, pt.data.tables, step_idx, env.rank, env.world)
     pt.optim.zero_grad(set_to_none=True)
     loss.backward()
     _refuse_non_finite(loss, pt.model, step, pt.out)  # before the update: the newest checkpoint stays good
@@ -509,7 +406,7 @@ def step_point(pt: PointRun, batch: dict[str, torch.Tensor], step_idx: int) -> N
         pt.t_log, pt.n_log = now, 0
     if step % pt.spe == 0 or step == pt.total or (cfg.val_every and step % cfg.val_every == 0):
         if env.rank == 0 and len(pt.val_idx):
-            pt.last_val = validate(pt.model, pt.val_loader, pt.mpose, device, cfg.precision)
+            pt.last_val = objective.validation_errors(pt.model, pt.val_loader, pt.mpose, device, cfg.precision)
             pt.log.append([{"kind": "val", "step": step, "epoch": epoch, **dict(zip(VAL_KEYS, pt.last_val)),
                             "wall_s": time.perf_counter() - pt.t_start}])
         train_dist.barrier(env, device)
@@ -565,7 +462,7 @@ def train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
             return pt.done
         stop_after = stop_after_step()
         for step_idx, batch in zip(range(pt.start, pt.total), train_loader(pt, pt.start, pt.total)):
-            step_point(pt, _to_device(batch, device), step_idx)
+            step_point(pt, to_device(batch, device), step_idx)
             if stop_after and step_idx + 1 == stop_after:
                 pt.bar.close()
                 raise SystemExit(f"{STOP_ENV}={stop_after}: stopped after step {step_idx + 1} (test hook)")

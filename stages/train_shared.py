@@ -35,18 +35,18 @@ import torch
 from hcdg.pipeline.config import to_dict
 from hcdg.pipeline.devices import resolve_device
 from hcdg.pipeline.errors import HcdgError
-from hcdg.stages.train import TrainConfig
+from hcdg.stages.train_config import TrainConfig, fields_with
 from hcdg.stages.train_dist import DistEnv
 from hcdg.stages.train_loop import (
-    STOP_ENV, PointRun, _to_device, finish_point, open_data, setup_point, step_point, stop_after_step, train_loader,
+    STOP_ENV, PointRun, finish_point, open_data, setup_point, step_point, stop_after_step, to_device, train_loader,
 )  # fmt: skip
 
 #: TrainConfig fields that decide which batches a run sees (pipeline.train_data: reader, train/val
-#: split, order, augmentation, crop + heatmap rendering, pose target), plus where it runs. Runs
-#: equal in all of them can share one loader. (The store decides the rows gathered for the CLIP
-#: feature and which unreadable images are dropped: `train_group` checks those after opening it.)
-BATCH_FIELDS = ("dataset", "root", "split", "seed", "batch_size", "val_fraction", "augment", "geom", "color",
-                "input_size", "sigma_px", "gaussian", "crop_scale", "target", "device", "nproc", "augment_on")
+#: split, order, augmentation, crop + heatmap rendering, pose target), plus where it runs: the fields
+#: declared `batch=True` in stages/train_config.py. Runs equal in all of them can share one loader.
+#: (The store decides the rows gathered for the CLIP feature and which unreadable images are
+#: dropped: `train_group` checks those after opening it.)
+BATCH_FIELDS = fields_with(batch=True)
 #: Validation batches kept in memory for replay to the group's other runs. FreiHAND's 2 %
 #: held out at 256 px is ~2,600 crops x 0.9 MB = 2.3 GB: above this, each run decodes them again.
 VAL_CACHE_BYTES = 1 << 30
@@ -212,7 +212,7 @@ def _run_subgroup(points: dict[int, PointRun], rngs: dict[int, _RngState],
     device = src.device
     stop_after = stop_after_step()
     for step_idx, batch in zip(range(lo, hi), train_loader(src, lo, hi)):
-        batch = _to_device(batch, device)
+        batch = to_device(batch, device)
         for i, pt in list(active.items()):
             if not pt.start <= step_idx < pt.total:
                 continue

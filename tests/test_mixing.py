@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from hcdg.pipeline.errors import HcdgError
-from hcdg.pipeline.mixing import draw_prompt_ids, gather_mixed, mix_features, ratio_for_mode
+from hcdg.pipeline.mixing import draw_prompt_ids, gather_mixed, mix_features
 
 
 def _feats(seed=0, b=4, d=8):
@@ -38,15 +38,18 @@ def test_ratio_outside_unit_interval_and_shape_mismatch_are_errors():
 
 
 def test_modes_map_to_ratios():
-    assert ratio_for_mode("baseline") is None
-    assert ratio_for_mode("ie") == 1.0
-    assert ratio_for_mode("te") == 0.0
-    assert ratio_for_mode("ie+te", 0.9) == 0.9
-    assert ratio_for_mode("ie+te") == 0.6  # paper's STB setting
+    from hcdg.stages.train_config import TrainConfig
+
+    assert TrainConfig(mode="baseline").effective_ratio is None
+    assert TrainConfig(mode="ie", ratio=0.3).effective_ratio == 1.0
+    assert TrainConfig(mode="te", ratio=0.3).effective_ratio == 0.0
+    assert TrainConfig(mode="ie+te", ratio=0.9).effective_ratio == 0.9
+    assert TrainConfig().effective_ratio == 0.6  # paper's STB setting
+    assert TrainConfig(aug="normal").effective_ratio is None  # Table 6: no CLIP feature
     with pytest.raises(HcdgError, match="--mode"):
-        ratio_for_mode("clip")
+        TrainConfig(mode="clip")
     with pytest.raises(HcdgError, match="--ratio"):
-        ratio_for_mode("ie+te", -0.1)
+        TrainConfig(ratio=-0.1)
 
 
 def test_prompt_ids_follow_the_seed():

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from hcdg.cli import main
+from hcdg.pipeline.aug_configs import ColorJitter
 from hcdg.pipeline.errors import HcdgError
 from hcdg.stages import train
 from hcdg.store.atomic import atomic_write_json
@@ -39,7 +40,7 @@ def test_non_finite_values_in_toml_and_code_are_refused(tmp_path):
     with pytest.raises(HcdgError, match="--lr: expected a finite number"):
         train.TrainConfig(lr=float("inf"))
     with pytest.raises(HcdgError, match="--color.brightness"):
-        train.TrainConfig(color=train.ColorJitter(brightness=float("nan")))
+        train.TrainConfig(color=ColorJitter(brightness=float("nan")))
 
 
 def test_toml_booleans_are_not_numbers_and_bad_betas_name_the_key(tmp_path):

@@ -9,6 +9,7 @@ import torch
 from click.testing import CliRunner
 
 from hcdg.cli import main
+from hcdg.pipeline.aug_configs import ColorJitter
 from hcdg.stages import sweep, train, train_loop, train_shared
 from hcdg.stages.train_loop import STOP_ENV
 from hcdg.store.checkpoints import list_checkpoints, load_model_state
@@ -42,7 +43,7 @@ def test_batch_key_groups_points_that_see_the_same_batches():
     assert train_shared.group_by_batches(cfgs) == [[0, 1, 2, 6], [3], [4], [5]]
     # without augmentation, its magnitudes do not split a group
     a = train.replace(base, augment=False)
-    b = train.replace(base, augment=False, color=train.ColorJitter(brightness=0.5))
+    b = train.replace(base, augment=False, color=ColorJitter(brightness=0.5))
     assert train_shared.batch_key(a) == train_shared.batch_key(b) != train_shared.batch_key(base)
 
 
@@ -50,9 +51,11 @@ def test_shared_sweep_equals_solo_runs_and_resumes_per_point(synth_freihand, syn
                                                              monkeypatch):
     import dataclasses
 
-    real_mc = train_loop.model_config  # dropout on in the lifting nets: the forward draws from the global RNG,
-    monkeypatch.setattr(train_loop, "model_config",  # so each point must see its own stream
-                        lambda *a: dataclasses.replace(real_mc(*a), prior_dropout=True))
+    from hcdg.pipeline import network_config
+
+    real_mc = network_config.model_config  # dropout on in the lifting nets: the forward draws from the global RNG,
+    monkeypatch.setattr(network_config, "model_config",  # so each point must see its own stream
+                        lambda *a, **kw: dataclasses.replace(real_mc(*a, **kw), prior_dropout=True))
     out = tmp_path / "sw"
     args = _args(synth_freihand_store, synth_freihand, out, "--mode", "baseline,ie+te", "--ratio", "0.4,0.9")
     loaders = []
@@ -98,14 +101,16 @@ def test_shared_sweep_equals_solo_runs_and_resumes_per_point(synth_freihand, syn
 
 
 def test_a_failing_point_stops_alone_with_its_reason(synth_freihand, synth_freihand_store, tmp_path, monkeypatch):
-    real = train_loop._loss_terms
+    from hcdg.pipeline import objective
+
+    real = objective.loss_terms
 
     def poisoned(cfg, *a, **kw):
         total, terms = real(cfg, *a, **kw)
         step = a[3]
         return (total * float("nan"), terms) if cfg.ratio == 0.9 and step == 2 else (total, terms)
 
-    monkeypatch.setattr(train_loop, "_loss_terms", poisoned)
+    monkeypatch.setattr(objective, "loss_terms", poisoned)
     out = tmp_path / "sw"
     res = CliRunner().invoke(main, _args(synth_freihand_store, synth_freihand, out, "--ratio", "0.4,0.9"))
     assert res.exit_code == 1 and "Traceback" not in res.output

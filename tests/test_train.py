@@ -106,7 +106,7 @@ def test_bad_input_gives_one_line_errors(synth_freihand, synth_freihand_store, t
     flags = _tiny_flags(synth_freihand, tmp_path / "r", synth_freihand_store)
     _one_line_error(_cli(*flags, "--ratio", 1.5, "--steps", 1), "--ratio", "[0, 1]")
     _one_line_error(_cli(*flags, "--mode", "clip-only", "--steps", 1), "--mode")
-    _one_line_error(_cli(*flags, "--con-negative", "e3", "--steps", 1), "con_negative", "'e1', 'e2'")
+    _one_line_error(_cli(*flags, "--con-negative", "e3", "--steps", 1), "--con-negative", "'e1', 'e2'")
     _one_line_error(_cli(*flags, "--split", "evaluation", "--steps", 1), "holds no split 'freihand/evaluation'")
     _one_line_error(_cli(*_tiny_flags(synth_freihand, tmp_path / "r"), "--steps", 1), "--store")
     _one_line_error(_cli(*flags, "--mode", "baseline", "--aug", "normal", "--steps", 1), "--aug normal")

@@ -52,18 +52,17 @@ def test_train_uvd_authors_arch_then_eval_under_authors(synth_freihand, synth_rh
 
 
 def test_presets_set_defaults_and_explicit_flags_win(tmp_path):
-    from hcdg.cli import _train_config
-    from hcdg.stages.train import TrainConfig
+    from hcdg.stages.train_config import TrainConfig
 
-    paper = _train_config(None, {"out": "o", "root": "r"})
+    paper = TrainConfig.resolve(out="o", root="r")
     assert paper == TrainConfig(out="o", root="r") and paper.preset == "paper"
-    a = _train_config(None, {"out": "o", "root": "r", "preset": "authors"})
+    a = TrainConfig.resolve(preset="authors", out="o", root="r")
     assert (a.preset, a.batch_size, a.epochs, a.target, a.arch, a.sigma_px) == ("authors", 32, 45, "uvd", "authors", 10.0)
     assert a.geom.translation_frac == 0.0 and a.color.saturation == 0.0
     toml = tmp_path / "run.toml"
     toml.write_text('preset = "authors"\nbatch_size = 16\n[geom]\nrotation_deg = 10.0\n')
-    b = _train_config(str(toml), {"out": "o", "root": "r", "target": "xyz"})
+    b = TrainConfig.resolve(toml=str(toml), out="o", root="r", target="xyz")
     assert (b.preset, b.batch_size, b.target, b.arch) == ("authors", 16, "xyz", "authors")  # TOML, flag win
     assert b.geom.rotation_deg == 10.0 and b.geom.translation_frac == 0.0  # nested keys merge
     res = CliRunner().invoke(main, ["train", "--help"])
-    assert "Default xyz; --preset authors: uvd" in " ".join(res.output.split())
+    assert "Default: xyz. --preset authors: uvd." in " ".join(res.output.split())
