@@ -326,7 +326,7 @@ def _clip_section(cfg: DemoConfig, size: DemoSize, out: Path, data: dict[str, Pa
             atomic_write_json(path, {"clip": numbers, "random_control": control})
         step("numbers/fig34", "Figures 3-4 as numbers (and the random-weight control)", compute)
     saved = json.loads(path.read_text())
-    which = "random" if card is None and cfg.model is None else "trained"
+    which = "synthetic" if card is not None else f"{cfg.model} ({cfg.pretrained})" if cfg.model else "random"
     return demo_clip.section(which, card, saved["clip"], saved["random_control"])
 
 

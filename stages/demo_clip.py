@@ -98,7 +98,8 @@ def figure_numbers(store: Path, roots: dict[str, Path], ratio: float, seed: int)
 
 
 def section(which: str, card: dict[str, Any] | None, numbers: dict[str, Any], control: dict[str, Any] | None) -> str:
-    """Markdown: which CLIP, and Figures 3-4 as numbers (with the random-weight control)."""
+    """Markdown: which CLIP ("synthetic" with its card, "random", or an open_clip model's name), and
+    Figures 3-4 as numbers (with the random-weight control when given)."""
     if card is not None:
         zs = card["zero_shot"]
         head = (f"**CLIP: a synthetic CLIP trained by hcdg on rendered hands ({card['architecture']['name']}, "
@@ -106,8 +107,10 @@ def section(which: str, card: dict[str, Any] | None, numbers: dict[str, Any], co
                 f"held-out synthetic images: hand colour {zs['hand_colour']['top1']:.0%} (chance "
                 f"{zs['hand_colour']['chance']:.0%}), colour word {zs['colour']['top1']:.0%} (chance "
                 f"{zs['colour']['chance']:.0%}), background word {zs['background']['top1']:.0%} (chance 50%).")
-    else:
+    elif which == "random":
         head = "**CLIP: hcdg-tiny with RANDOM weights (`--clip random`): its features carry no meaning.**"
+    else:
+        head = f"**CLIP: {which} (open_clip, `--model/--pretrained`).**"
 
     def row(name: str, n: dict[str, Any]) -> str:
         f4 = n["fig4"]
