@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/python -m pip install -q $(TORCH_SPEC)
-	$(VENV)/bin/python -m pip install -q -e '.[dev,export]'
+	$(VENV)/bin/python -m pip install -q -e '.[dev,export,tb]'
 	touch $@
 
 venv: $(VENV)/.installed

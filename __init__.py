@@ -10,6 +10,9 @@ Layout: `hcdg.pipeline` is *what* is computed (pure), `hcdg.stages` is *when*
 
 from __future__ import annotations
 
+import contextlib
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +33,8 @@ def load_model(run_dir: str | Path, device: str = "cpu", checkpoint: str | None 
     """
     from hcdg.stages.eval import load_run_model
 
-    return load_run_model(run_dir, checkpoint, device).model
+    with _argument_names():
+        return load_run_model(run_dir, checkpoint, device).model
 
 
 def predict(run_dir: str | Path, images: Any, boxes: Any = None, **options: Any) -> Any:
@@ -48,4 +52,25 @@ def predict(run_dir: str | Path, images: Any, boxes: Any = None, **options: Any)
     """
     from hcdg.stages.predict import predict_frame
 
-    return predict_frame(run_dir, images, boxes, **options)
+    with _argument_names():
+        return predict_frame(run_dir, images, boxes, **options)
+
+
+#: CLI flags whose Python argument is named differently (others: "--bone-length-mm" -> "bone_length_mm").
+_ARGUMENT_OF_FLAG = {"run": "run_dir", "root": "root"}
+
+
+@contextlib.contextmanager
+def _argument_names() -> Iterator[None]:
+    """Errors of the Python API name its arguments ("checkpoint=..."), not the CLI's flags."""
+    from hcdg.pipeline.errors import HcdgError
+
+    try:
+        yield
+    except HcdgError as exc:
+        def arg(m: re.Match[str]) -> str:  # "--run X: ..." -> "run_dir=X: ...", "--out: ..." -> "out: ..."
+            name = m.group(1)
+            return _ARGUMENT_OF_FLAG.get(name, name.replace("-", "_")) + ("=" if m.group(2) == " " else "")
+
+        text = re.sub(r"(?<![\w`-])--([A-Za-z][A-Za-z0-9-]*)( |(?=[:,.)]|$))", arg, str(exc))
+        raise HcdgError(text) from None

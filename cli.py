@@ -167,8 +167,9 @@ def _data_source_options(f):
                      f"{show_default(_resolve_ref('hcdg.pipeline.datasets.stb:DEFAULT_CAMERAS'))}).")(f)
     f = field_option(_SOURCE, "split", help=lambda: f"Split (not given: {_splits_note()}; "
                      "STB also takes a sequence name such as B1Counting).")(f)
-    f = field_option(_SOURCE, "root", required=True, type=click.Path(file_okay=False, path_type=str),
-                     help="Dataset folder in its real on-disk layout (docs/data.md).")(f)
+    f = field_option(_SOURCE, "root", required=True, type=click.Path(path_type=str),
+                     help="Dataset folder in its real on-disk layout, or a COCO-style hand keypoint JSON "
+                          "(mmpose / I2L-MeshNet layouts; docs/data.md).")(f)
     f = field_option(_SOURCE, "dataset", required=True, choices=True, help="Dataset format to read.")(f)
     return f
 
@@ -212,6 +213,8 @@ def data_check(dataset, root, split, cameras, hand, decode, as_json) -> None:
     note = (f"; only the first and last of {report['samples']}: `--decode all` finds a corrupt image elsewhere"
             if cfg.decode == "ends" and report["samples"] > report["decoded"] else "")
     click.echo(f"images decoded: {report['decoded']} (sizes {sizes}){note}")
+    if report.get("note"):
+        click.echo(f"note: {report['note']}")
 
 
 @data_group.command("show")
@@ -393,7 +396,7 @@ def store_verify_cmd(path, sample, split_key, root, pretrained, device, seed, ch
 
 # --- train / sweep commands (stage two) -------------------------------------
 
-_FLOAT_LIST = "comma-separated numbers, e.g. 0.4,0.6,0.8,0.9"
+_FLOAT_LIST = "comma-separated numbers"
 
 
 def _train_options(sweep: bool):
@@ -418,7 +421,8 @@ def _train_options(sweep: bool):
             note += f" --preset authors: {show_default(PRESETS['authors'][f.name])}."
         if axis:
             kind = {float: _FLOAT_LIST, int: "comma-separated integers, e.g. 0,1,2 (repeats every point)"}
-            note += f" Sweep axis: {kind.get(hints[f.name], 'comma list')}."
+            example = {"ratio": "0.4,0.6,0.8,0.9", "lambda_con": "1,0.1,0.01,0.001"}.get(f.name)  # Tables 4a, 5
+            note += f" Sweep axis: {kind.get(hints[f.name], 'comma list')}" + (f", e.g. {example}." if example else ".")
         help_ = "Sweep folder (one run folder per point)." if sweep and f.name == "out" else None
         as_text = axis or typing.get_origin(hints[f.name]) is tuple  # comma lists, parsed by `_axis`
         opts.append(field_option(TrainConfig, f.name, help=help_, note=note, required=sweep and f.name == "out",
@@ -585,43 +589,70 @@ _DECODERS = "hcdg.pipeline.protocols:DECODERS"
 @field_option(_EVAL, "run", "--run", "run_dir", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Training run folder (from `hcdg train`): its run.json config rebuilds the network.")
 @field_option(_EVAL, "target", required=True, choices=True, help="Dataset to evaluate on (paper §4: stb and rhd).")
-@field_option(_EVAL, "root", required=True, type=click.Path(file_okay=False, path_type=str),
-              help="The target dataset's root folder, in its real on-disk layout (docs/data.md).")
+@field_option(_EVAL, "root", required=True, type=click.Path(path_type=str),
+              help="The target dataset's root folder, in its real on-disk layout, or a COCO-style hand keypoint "
+                   "JSON with 3D (joint_cam + cam_param; docs/data.md).")
 @field_option(_EVAL, "split", help=lambda: f"Split (not given: the test split: {_splits_note('hcdg.stages.eval:DEFAULT_SPLITS')}).")
 @field_option(_EVAL, "checkpoint",
-              help="Weights: 'final', 'latest', or a checkpoint folder RUN/checkpoints/step-N (not given: the "
-                   "finished model (model.safetensors), else the newest checkpoint).")
+              help="Weights: 'final', 'latest', a step number (500), a checkpoint folder name (step-00000500) "
+                   "or path (not given: the finished model (model.safetensors), else the newest checkpoint).")
 @field_option(_EVAL, "batch_size", type=int, help="Images per forward pass (results do not depend on it).")
 @field_option(_EVAL, "device", help="auto (cuda if available), cpu, cuda, cuda:N.")
 @field_option(_EVAL, "protocols", "--protocol", "protocols", multiple=True, choices=_PROTOCOLS,
-              help="Protocol(s) to compute, repeatable (not given: all that apply to the run's output: authors for "
-                   "uvd networks, the other four for xyz networks; docs/results.md).")
+              help="Protocol(s) to compute, repeatable (not given: all that apply to the run's output: for uvd "
+                   "networks authors with --crops seed-boxes, authors-gtcrops with --crops gt; the other four for "
+                   "xyz networks; docs/results.md).")
 @field_option(_EVAL, "crops", choices=True,
               help="Crop boxes: gt (hand3d's box from the ground-truth keypoints) or seed-boxes "
                    "(the paper authors' released boxes, given with --boxes, cut as their test code cuts them).")
 @field_option(_EVAL, "boxes", type=click.Path(dir_okay=False, path_type=str),
               help="With --crops seed-boxes: .npy of [x, y, w, h] per test frame (STB_bbox.npy (3000,4), Rhp_bbox.npy (2725,4)).")
 @field_option(_EVAL, "decoder", choices=_DECODERS, help="Heatmap -> 2D decoder used by 2.5d-gtroot-gtbone.")
+@field_option(_EVAL, "scale", type=float,
+              help="Test-time box size multiplier about its centre, as the authors' test.py --scale (the "
+                   "paper's numbers: unscaled).")
+@field_option(_EVAL, "rot", type=float,
+              help="Test-time crop rotation in degrees, as the authors' test.py --rot (the "
+                   "paper's numbers: unrotated; hcdg's protocols: a camera roll, undone before scoring).")
 @field_option(_EVAL, "limit", type=int, help="Evaluate only the first N samples (quick checks).")
 @field_option(_EVAL, "workers", type=int, help="DataLoader worker processes for decoding and cropping.")
 @field_option(_EVAL, "progress", "--progress/--no-progress", help="Progress bar.")
+@field_option(_EVAL, "force", is_flag=True,
+              help="Replace results of the same name written by a different evaluation (another --protocol "
+                   "subset or --boxes file). A checkpoint, --limit, --split, --crops or --decoder evaluation "
+                   "never needs it: it is written beside the reference results (RUN/eval/<target>--<variant>.parquet).")
+@field_option(_EVAL, "write_submission", type=click.Path(dir_okay=False, path_type=str),
+              help="With --target freihand (evaluation split, every sample): also write the FreiHAND toolbox's "
+                   "pred.json [xyz_list, verts_list] (metres, camera frame; verts_list holds no mesh: "
+                   "docs/results.md).")
 def eval_cmd(run_dir, target, root, split, checkpoint, batch_size, device, protocols, crops, boxes, decoder,
-             limit, workers, progress) -> None:
-    """Evaluate a trained run on STB / RHD / FreiHAND under every protocol; write RUN/eval/<target>.parquet."""
+             scale, rot, limit, workers, progress, force, write_submission) -> None:
+    """Evaluate a trained run on STB / RHD / FreiHAND under every protocol; write RUN/eval/<target>.parquet
+    (the finished model on every sample; other checkpoints, --limit, --scale/--rot go beside it, e.g.
+    RUN/eval/rhd--step-00000500--limit-4.parquet, and `hcdg report` leaves those out)."""
     from hcdg.pipeline.config import from_dict, merge
     from hcdg.stages import eval as stage
 
     flags = {"run": run_dir, "target": target, "root": root, "split": split, "checkpoint": checkpoint,
              "batch_size": batch_size, "device": device, "protocols": list(protocols) or None, "crops": crops,
-             "boxes": boxes, "decoder": decoder, "limit": limit, "workers": workers, "progress": progress}
+             "boxes": boxes, "decoder": decoder, "scale": scale, "rot": rot, "limit": limit, "workers": workers,
+             "progress": progress, "force": force, "write_submission": write_submission}
     res = stage.run(from_dict(stage.EvalConfig, merge({}, flags), where="flags"))
     click.echo(f"weights: {res['weights']} (step {res['checkpoint_step']})")
     if res["note"]:
         click.echo(f"note: {res['note']}")
     click.echo(stage.format_summary(res["summary_frame"]))
+    m2d = res["mmpose_2d"]
+    click.echo(f"2D (heatmaps, image px; mmpose's names): PCK {m2d['PCK']:.3f} (@0.2 bbox)  "
+               f"AUC {m2d['AUC']:.3f} (0-30 px)  EPE {m2d['EPE']:.2f} px")
     if res["random_weights"]:
         click.echo("note: this run was trained with RANDOM-weight CLIP features; they carry no meaning.")
     click.echo(f"{res['n_samples']} samples -> {res['results']} (summary: {res['summary']})")
+    if res["submission"]:
+        click.echo(f"FreiHAND toolbox submission: {res['submission']}")
+    if not res["identity"].is_reference:
+        click.echo(f"note: {res['identity'].describe()}: written beside the reference results "
+                   f"({res['identity'].target}.parquet); `hcdg report` does not compare it.")
 
 
 _PREDICT = "hcdg.stages.predict:PredictConfig"
@@ -635,7 +666,13 @@ _PREDICT = "hcdg.stages.predict:PredictConfig"
               help="Output folder to create (new or empty): predictions.parquet, predictions.json, overlays/.")
 @field_option(_PREDICT, "boxes", type=click.Path(dir_okay=False, path_type=str),
               help="Hand boxes [x, y, w, h] in image pixels: .json keyed by file name (value a box, or "
-                   "{box, side, K}) or an (N, 4) .npy in input order. Not given: the whole image is the crop.")
+                   "{box, side, K}) or an (N, 4) .npy in input order, or the authors' STB_bbox.npy / Rhp_bbox.npy "
+                   "(rows matched by file name: B1Counting/BB_left_N.png, NNNNN.png), or a COCO-style hand JSON. "
+                   "Not given: the whole image is the crop.")
+@field_option(_PREDICT, "box_frame", choices=("image", "mirrored"),
+              help="Pixel frame of --boxes: image (as the image is) or mirrored (the image flipped left-right, "
+                   "u -> W-1-u). Not given: the frame the file was made in (the authors' STB boxes: mirrored; "
+                   "their RHD boxes: mirrored for left hands), else image.")
 @field_option(_PREDICT, "side", choices=True,
               help="Hand side; left hands are mirrored in and out. auto = the boxes file's per-image side, else right.")
 @field_option(_PREDICT, "whole_image", choices=True,

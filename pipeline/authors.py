@@ -215,20 +215,24 @@ def uvd_target(uv_crop: np.ndarray, z_m: np.ndarray, input_size: int) -> np.ndar
 DECODE_DEPTH_HALF_RANGE_M = {"rhd": 0.15, "stb": 0.065}
 
 
-def crop_from_xywh(xywh: np.ndarray, size: int) -> np.ndarray:
-    """(3, 3) image -> crop affine of their test code for one [x, y, w, h] box.
+def crop_from_xywh(xywh: np.ndarray, size: int, scale: float = 1.0) -> np.ndarray:
+    """(3, 3) image -> crop affine of their test code for one [x, y, w, h] box, in float64
+    (the float32 matrices their cv2 crop uses, rotation included: `crop_cv2.box_affines`).
 
     The box is truncated to integers (Rhp.py:124, STB.py:116: ``int(bbox[i])``, towards 0),
     then their patch transform at scale 1, no rotation (main/preprocessing.py:149-209): the
     box centre ``(x + w/2, y + h/2)`` goes to ``(S/2, S/2)``, the box's half width / height
     to S/2, with integer pixel centres on both sides (cv2.warpAffine). So
     ``u_crop = S/2 + (u - x - w/2) * S / w`` (and v with y, h). hcdg's own box crop puts
-    the centre at ``(S - 1)/2`` instead (`camera.crop_from_box`).
+    the centre at ``(S - 1)/2`` instead (`camera.crop_from_box`). `scale` (their test
+    ``--scale``, main/test.py:18) multiplies the box's width and height about its centre.
     """
     x, y, w, h = (float(np.trunc(t)) for t in np.asarray(xywh, dtype=np.float64).reshape(4))
     if not (w > 0 and h > 0):
         raise HcdgError(f"authors crop: box width and height must be >= 1 after truncation, got {w}, {h}")
-    sx, sy = size / w, size / h
+    if not scale > 0:
+        raise HcdgError(f"authors crop: scale must be > 0, got {scale}")
+    sx, sy = size / (w * scale), size / (h * scale)
     return np.array([[sx, 0.0, size / 2 - sx * (x + w / 2)], [0.0, sy, size / 2 - sy * (y + h / 2)], [0.0, 0.0, 1.0]])
 
 

@@ -48,6 +48,24 @@ def joint_errors_mm(pred_xyz_m: np.ndarray, gt_xyz_m: np.ndarray) -> np.ndarray:
     return np.linalg.norm(pred - gt, axis=-1) * 1000.0
 
 
+def axis_errors_mm(pred_xyz_m: np.ndarray, gt_xyz_m: np.ndarray) -> np.ndarray:
+    """Per-joint absolute error along each camera axis, millimetres: ``|pred - gt| * 1000``.
+
+    Averaged over joints and samples these are the x / y / z errors the paper authors' test
+    script prints beside the EPE (their main/metrics.py:58-76, ``epe_detailed``).
+
+    Args:
+        pred_xyz_m, gt_xyz_m: (..., J, 3) metres, same frame.
+    Returns:
+        (..., J, 3) float64 millimetres.
+    """
+    pred = np.asarray(pred_xyz_m, dtype=np.float64)
+    gt = np.asarray(gt_xyz_m, dtype=np.float64)
+    if pred.shape != gt.shape or pred.shape[-1] != 3:
+        raise HcdgError(f"axis_errors_mm: shapes {pred.shape} and {gt.shape} must match and end in 3")
+    return np.abs(pred - gt) * 1000.0
+
+
 def visible_mask(
     shape: tuple[int, ...],
     visible: np.ndarray | None = None,

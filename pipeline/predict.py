@@ -89,6 +89,35 @@ def check_K(K: object, where: str) -> np.ndarray:
     return arr
 
 
+#: Pixel frames a given box can be in: the image as it is, or the image flipped left-right
+#: (u -> W - 1 - u; the authors' STB test boxes were made on the mirrored frames, docs/geometry.md).
+BOX_FRAMES = ("image", "mirrored")
+
+
+def box_to_image(box_xywh: np.ndarray, width: int, frame: str) -> np.ndarray:
+    """[x, y, w, h] given in `frame` -> the same box in the image's own pixels.
+
+    "mirrored": the box's centre is mapped back by the mirror (u -> W - 1 - u, `hands.mirror_affine`),
+    so it lands on what it enclosed in the flipped image."""
+    if frame not in BOX_FRAMES:
+        raise HcdgError(f"--box-frame: expected one of {', '.join(BOX_FRAMES)}, got {frame!r}")
+    box = np.asarray(box_xywh, dtype=np.float64).reshape(4)
+    if frame == "image":
+        return box
+    x, y, w, h = box
+    return np.array([width - 1.0 - x - w, y, w, h])
+
+
+def outside_fraction(box_xywh: np.ndarray, width: int, height: int) -> float:
+    """Share (0..1) of the square crop cut for `box_xywh` that lies outside the image
+    (pixels span [-0.5, W - 0.5] x [-0.5, H - 0.5])."""
+    sq = CropBox.from_xywh(box_xywh)
+    x0, y0, s = sq.cx - sq.side / 2, sq.cy - sq.side / 2, sq.side
+    ix = max(0.0, min(x0 + s, width - 0.5) - max(x0, -0.5))
+    iy = max(0.0, min(y0 + s, height - 0.5) - max(y0, -0.5))
+    return float(1.0 - ix * iy / (s * s))
+
+
 def whole_image_box(width: int, height: int, mode: str) -> CropBox:
     """The square crop of a whole image: "pad" = side max(W, H) (black borders), "center" =
     side min(W, H) (the central square); centred on the image centre ((W-1)/2, (H-1)/2)."""
@@ -257,4 +286,5 @@ def joint_array(frame: object, column: str) -> np.ndarray:
 
 
 __all__ = ["CropPlan", "JOINT_NAMES", "plan_crop", "cut_crop", "decode_batch", "joint_array",
-           "root_depth_from_bone", "camera_frame_mm", "check_box", "check_K", "whole_image_box"]
+           "root_depth_from_bone", "camera_frame_mm", "check_box", "check_K", "whole_image_box",
+           "BOX_FRAMES", "box_to_image", "outside_fraction"]

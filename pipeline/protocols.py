@@ -29,10 +29,13 @@ so every number hcdg reports carries a protocol name and a root name:
   one (`canonical_name`).
 * ``authors`` (the paper authors' test code, which produced the paper's Table 3; their
   data/Rhp/Rhp.py:186-224, data/STB/STB.py:178-213): for networks whose output is their
-  normalised uvd (``ModelConfig.output == "uvd"``), see `authors_uvd`. The four protocols
+  normalised uvd (``ModelConfig.output == "uvd"``), see `authors_uvd`, on THEIR released
+  boxes, cut as their code cuts them (`crop_cv2`). The four protocols
   above read ``xyz_rel_norm`` as root-relative bone-normalised xyz and apply to
   ``output == "xyz"`` networks only; ``authors`` to ``"uvd"`` networks only
   (`protocols_for_output`).
+* ``authors-gtcrops``: the same computation on hcdg's ground-truth boxes (``--crops gt``), so
+  that an ``authors`` number always means their boxes (`default_protocols`).
 
 Roots. The network predicts a wrist at joint 0 (it is trained on FreiHAND), while STB's
 ground-truth joint 0 is the palm centre. For STB both are reported:
@@ -67,13 +70,17 @@ from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.joints import MIDDLE_MCP, N_JOINTS, WRIST
 
 #: Protocol names, in the order reports list them.
-PROTOCOLS: tuple[str, ...] = ("authors", "2.5d-gtroot-gtbone", "rr-gtscale", "pa", "pa-proper")
+PROTOCOLS: tuple[str, ...] = ("authors", "authors-gtcrops", "2.5d-gtroot-gtbone", "rr-gtscale", "pa", "pa-proper")
 #: The protocol of the paper's own numbers (its authors' test code; PROTOCOL.md §4).
 PAPER_PROTOCOL = "authors"
 #: Names used by older result files -> today's name.
 LEGACY_NAMES = {"gtroot-2.5d": "2.5d-gtroot-gtbone"}
 #: Which protocols read which network output (`ModelConfig.output`).
-OUTPUT_PROTOCOLS = {"xyz": ("2.5d-gtroot-gtbone", "rr-gtscale", "pa", "pa-proper"), "uvd": ("authors",)}
+OUTPUT_PROTOCOLS = {"xyz": ("2.5d-gtroot-gtbone", "rr-gtscale", "pa", "pa-proper"),
+                    "uvd": ("authors", "authors-gtcrops")}
+#: The protocols that run the authors' test computation (`authors_uvd`), by the boxes they crop with:
+#: their released boxes (``--crops seed-boxes``) or hcdg's ground-truth boxes (``--crops gt``).
+AUTHORS_PROTOCOLS: dict[str, str] = {"authors": "seed-boxes", "authors-gtcrops": "gt"}
 ROOTS: tuple[str, ...] = ("wrist", "palm")
 #: Heatmap decoders accepted by `decode_heatmaps`.
 DECODERS: tuple[str, ...] = ("argmax", "soft-argmax")
@@ -112,12 +119,36 @@ def protocols_for_output(output: str) -> tuple[str, ...]:
     return OUTPUT_PROTOCOLS[output]
 
 
+def default_protocols(output: str, crops: str) -> tuple[str, ...]:
+    """The protocols computed when none is asked for: every one that applies to `output`,
+    and of the authors' two only the one named for `crops` ("gt" | "seed-boxes")."""
+    return tuple(p for p in protocols_for_output(output) if AUTHORS_PROTOCOLS.get(p, crops) == crops)
+
+
+def check_crops(protocols: tuple[str, ...], crops: str) -> None:
+    """One-line HcdgError when an authors protocol is asked for with the other kind of boxes."""
+    for p in protocols:
+        want = AUTHORS_PROTOCOLS.get(p)
+        if want is not None and want != crops:
+            if p == "authors":
+                raise HcdgError("--protocol authors: means the authors' released boxes; add --crops seed-boxes "
+                                "--boxes FILE.npy, or ask for --protocol authors-gtcrops (their computation on "
+                                "hcdg's ground-truth boxes)")
+            raise HcdgError(f"--protocol {p}: is their computation on hcdg's ground-truth boxes (--crops gt); "
+                            "with --crops seed-boxes ask for --protocol authors")
+
+
+def uses_authors(protocols: tuple[str, ...]) -> bool:
+    """Whether any of `protocols` runs the authors' test computation (and so their crops)."""
+    return any(p in AUTHORS_PROTOCOLS for p in protocols)
+
+
 def check_applies(protocols: tuple[str, ...], output: str, what: str) -> None:
     """One-line HcdgError when a requested protocol does not read `output` networks."""
     ok = protocols_for_output(output)
     for p in protocols:
         if p not in ok:
-            if p == "authors":
+            if p in AUTHORS_PROTOCOLS:
                 why = ("it reads the network output as the authors' normalised uvd (their fit_joint_img); "
                        f"{what} outputs hand3d's root-relative xyz. Train with --target uvd, or import "
                        "their checkpoint with `hcdg import authors`")
@@ -361,6 +392,9 @@ class AuthorsInputs:
         K_image: (N, 3, 3) the dataset's own intrinsics, NOT mirrored: their code
             back-projects mirrored crops with the original principal point.
         input_size: crop side S (their 256).
+        image_from_crop: (N, 3, 3) crop -> image maps to decode with (their separately solved
+            float32 ``bb2img_trans``, `crop_cv2.patch_affines`); None = the inverse of
+            `crop_from_image`.
     """
 
     variant: str
@@ -368,10 +402,12 @@ class AuthorsInputs:
     crop_from_image: np.ndarray
     K_image: np.ndarray
     input_size: int
+    image_from_crop: np.ndarray | None = None
 
 
 def authors_uvd(
-    uvd: np.ndarray, gt_xyz_m: np.ndarray, inputs: AuthorsInputs, *, gt_root: str = "wrist", root: str = "wrist"
+    uvd: np.ndarray, gt_xyz_m: np.ndarray, inputs: AuthorsInputs, *, gt_root: str = "wrist", root: str = "wrist",
+    protocol: str = "authors",
 ) -> ProtocolResult:
     """The paper authors' test computation (their Rhp.py:197-217, STB.py:186-205).
 
@@ -388,6 +424,7 @@ def authors_uvd(
       STB: uv = argmax of the upsampled maps; dz = (2 d - 1) * 0.065; z = z0 + dz - dz[0];
            then the same back-projection.
     EPE is the Euclidean distance per joint in mm; no scale or Procrustes alignment.
+    `protocol` is the name the result carries (`AUTHORS_PROTOCOLS`: which boxes were cut).
     """
     from hcdg.pipeline.authors import DECODE_DEPTH_HALF_RANGE_M
 
@@ -411,10 +448,18 @@ def authors_uvd(
     else:
         uv = d[..., :2] * float(inputs.input_size)
         z = z0 + dz
-    uv_img = np.stack([camera.apply_affine(camera.affine_inverse(a), p) for a, p in zip(A, uv)])
+    if protocol not in AUTHORS_PROTOCOLS:
+        raise HcdgError(f"authors protocol: name must be one of {', '.join(AUTHORS_PROTOCOLS)}, got {protocol!r}")
+    if inputs.image_from_crop is None:
+        inv = np.stack([camera.affine_inverse(a) for a in A])
+    else:
+        inv = np.asarray(inputs.image_from_crop, dtype=np.float64).reshape(-1, 3, 3)
+        if inv.shape[0] != n:
+            raise HcdgError(f"authors protocol: expected {n} crop -> image maps, got {inv.shape[0]}")
+    uv_img = np.einsum("nij,nkj->nki", inv[:, :2, :2], uv) + inv[:, None, :2, 2]
     pred = camera.backproject(uv_img, z, Km)
     pred[..., 2] += gt[:, :1, 2] - pred[:, :1, 2]
-    return ProtocolResult("authors", root, pred, gt, metrics.joint_errors_mm(pred, gt))
+    return ProtocolResult(protocol, root, pred, gt, metrics.joint_errors_mm(pred, gt))
 
 
 def run_protocols(
@@ -445,10 +490,12 @@ def run_protocols(
             elif protocol in ("pa", "pa-proper"):
                 reflect = protocol == "pa"
                 out.append(pa(xyz_rel_norm, gt_xyz_m, gt_root=gt_root, root=root, allow_reflection=reflect))
-            elif protocol == "authors":
+            elif protocol in AUTHORS_PROTOCOLS:
                 if authors_inputs is None:
-                    raise HcdgError("protocol authors needs the crop affines, original intrinsics and heatmap argmax")
-                out.append(authors_uvd(xyz_rel_norm, gt_xyz_m, authors_inputs, gt_root=gt_root, root=root))
+                    raise HcdgError(f"protocol {protocol} needs the crop affines, original intrinsics and "
+                                    "heatmap argmax")
+                out.append(authors_uvd(xyz_rel_norm, gt_xyz_m, authors_inputs, gt_root=gt_root, root=root,
+                                       protocol=protocol))
             else:
                 if K is None or uv_hm is None or image_from_heatmap is None:
                     raise HcdgError("protocol 2.5d-gtroot-gtbone needs K, uv_hm and image_from_heatmap")

@@ -121,6 +121,22 @@ def roll_pixel_map(K: np.ndarray, angle_rad: float) -> np.ndarray:
     return P
 
 
+def _keypoint_box(uv: np.ndarray, visible: np.ndarray, cfg: CropConfig, image_hw: tuple[int, int]) -> CropBox:
+    return camera.crop_box(uv, visible, scale=cfg.crop_scale, min_side=cfg.min_side_px, image_size=image_hw)
+
+
+def hand_box(sample: Sample, cfg: CropConfig, image_hw: tuple[int, int]) -> CropBox:
+    """The box `prepare` crops when given none: hand3d's keypoint box (`camera.crop_box`, with
+    `cfg.crop_scale` and `cfg.min_side_px`) in the frame of the image after mirroring a left hand.
+
+    Args:
+        sample: an annotated sample (its image is not read). image_hw: (H, W) of its image.
+    """
+    H, W = image_hw
+    s = hands.mirror_sample(dataclasses.replace(sample, image=None), width=W) if sample.side == "left" else sample
+    return _keypoint_box(np.asarray(s.uv, dtype=np.float64), np.asarray(s.visible, bool).reshape(-1), cfg, (H, W))
+
+
 def prepare(
     sample: Sample,
     cfg: CropConfig,
@@ -129,6 +145,7 @@ def prepare(
     box: CropBox | None = None,
     crop_from_image: np.ndarray | None = None,
     render: bool = True,
+    roll_rad: float = 0.0,
 ) -> dict[str, Any]:
     """One sample -> the network's input and targets (CONTRACTS.md "Geometry").
 
@@ -142,6 +159,9 @@ def prepare(
             exact test crop, `authors.crop_from_xywh`), instead of a box; no augmentation.
         render: False = skip the warp and the heatmaps ("image" and "heatmaps" are None; the
             caller warps with ``crop_from_image @ image_from_original``, e.g. `pipeline.device_aug`).
+        roll_rad: a fixed camera roll (radians; no augmentation), e.g. a test-time rotation: the
+            crop turns about the box centre (for `crop_from_image`, the image point at the crop
+            centre stays there) and the 3D targets rotate with it, as under `aug`.
     Returns:
         dict of numpy arrays:
         image (3, S, S) float32 in [0, 1]; heatmaps (21, S/8, S/8) float32;
@@ -176,8 +196,10 @@ def prepare(
 
     if crop_from_image is not None and (aug is not None or box is not None):
         raise HcdgError("prepare: a fixed crop_from_image excludes a box and augmentation")
+    if roll_rad and aug is not None:
+        raise HcdgError("prepare: a fixed roll excludes augmentation")
     if box is None:
-        box = camera.crop_box(uv, visible, scale=cfg.crop_scale, min_side=cfg.min_side_px, image_size=(H, W))
+        box = _keypoint_box(uv, visible, cfg, (H, W))
     cx, cy, side = box.cx, box.cy, box.side
     roll = np.eye(3)
     P = np.eye(3)
@@ -190,12 +212,22 @@ def prepare(
         cx, cy, side = cx + shift[0], cy + shift[1], side * scale_f
         roll = camera_roll(angle)
         P = roll_pixel_map(K, angle)
+    elif roll_rad:
+        roll = camera_roll(roll_rad)
+        P = roll_pixel_map(K, roll_rad)
     if crop_from_image is None:
         centre_rolled = camera.apply_affine(P, np.array([cx, cy]))
         C = camera.crop_from_box(CropBox(float(centre_rolled[0]), float(centre_rolled[1]), side), cfg.input_size)
         crop_from_image = C @ P
     else:
         C = crop_from_image = np.asarray(crop_from_image, dtype=np.float64)
+        if roll_rad:  # keep the image point at the crop centre in place: C moves to the rolled centre
+            mid = (cfg.input_size - 1) / 2.0
+            c = camera.apply_affine(camera.affine_inverse(C), np.array([mid, mid]))
+            shift = np.eye(3)
+            shift[:2, 2] = c - camera.apply_affine(P, c)
+            C = C @ shift
+            crop_from_image = C @ P
     K_crop = C @ K
 
     warp = crop_from_image @ image_from_original

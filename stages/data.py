@@ -89,6 +89,8 @@ def check(cfg: CheckConfig) -> dict[str, Any]:
         "files": len(manifest),
         "bytes": int(sum(size for _, size in manifest)),
     }
+    if getattr(ds, "note", ""):  # e.g. a partial STB copy: which frames it holds
+        report["note"] = ds.note
     for attr in ("n_poses", "versions", "sequences", "cameras"):
         if hasattr(ds, attr):
             value = getattr(ds, attr)
@@ -107,14 +109,18 @@ def check(cfg: CheckConfig) -> dict[str, Any]:
         iterator = tqdm(indices, desc=f"{ds.dataset} {ds.split}: decoding", unit="img")
     for i in iterator:
         sample = ds[i]
-        _check_annotation(sample)
+        _check_annotation(sample, need_3d=getattr(ds, "has_3d", True))
         sizes.add((int(sample.image.shape[1]), int(sample.image.shape[0])))
     report["decoded"] = len(indices)
     report["image_sizes"] = [list(s) for s in sorted(sizes)]
     return report
 
 
-def _check_annotation(sample: Sample) -> None:
+def _check_annotation(sample: Sample, need_3d: bool = True) -> None:
+    if not need_3d:  # 2D-only annotations (a COCO-style JSON without joint_cam)
+        if not np.isfinite(sample.uv).all():
+            raise HcdgError(f"{sample.image_path}: annotation of sample {sample.sample_id} has non-finite keypoints")
+        return
     if not (np.isfinite(sample.xyz).all() and (sample.xyz[:, 2] > 0).all()):
         raise HcdgError(
             f"{sample.image_path}: annotation of sample {sample.sample_id} has non-finite joints "
@@ -165,6 +171,8 @@ def show(cfg: ShowConfig) -> dict[str, Any]:
         raise HcdgError(f"--index {cfg.index}: out of range for {ds.dataset} {ds.split} (0..{len(ds) - 1})")
     sample = ds[cfg.index]
     out = sample_to_dict(sample)
+    if getattr(ds, "note", ""):
+        out["note"] = ds.note
     if cfg.png:
         from PIL import Image
 

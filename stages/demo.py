@@ -149,16 +149,19 @@ class _Steps:
     def __init__(self, out: Path, record: dict[str, Any], echo: Callable[[str], None]) -> None:
         self.out, self.record, self.echo = out, record, echo
 
-    def __call__(self, name: str, what: str, fn: Callable[[], Any], *, always: bool = False) -> Any:
+    def __call__(self, name: str, what: str, fn: Callable[[], Any], *, always: bool = False,
+                 seconds: float | None = None, quiet_start: bool = False) -> Any:
+        """`seconds`: the step's own time when it ran elsewhere (side by side) and `fn` only collects it."""
         from hcdg.store.atomic import atomic_write_json
 
         if not always and name in self.record["steps"]:
             self.echo(f"[demo] {what}: done before, skipped")
             return None
-        self.echo(f"[demo] {what} ...")
+        if not quiet_start:
+            self.echo(f"[demo] {what} ...")
         t0 = time.perf_counter()
         result = fn()
-        sec = round(time.perf_counter() - t0, 1)
+        sec = round(time.perf_counter() - t0 if seconds is None else seconds, 1)
         self.record["steps"][name] = {"seconds": sec, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         atomic_write_json(self.out / DEMO_FILE, self.record)
         self.echo(f"[demo] {what}: {sec} s")
@@ -175,15 +178,22 @@ def _train_one(tcfg: Any) -> dict[str, Any]:
     return train.run(dataclasses.replace(tcfg, progress=False))
 
 
-def _train_concurrently(pending: dict[str, Any], step: "_Steps", what: str) -> None:
-    """Train the pending runs at once, one process each (each resumes on its own if killed)."""
+def _train_concurrently(pending: dict[str, Any], step: "_Steps", what: str, show: bool) -> None:
+    """Train the pending runs at once, one process each (each resumes on its own if killed),
+    showing each run's progress from its metrics.parquet (`progress.watch_runs`); each run's
+    step record holds its own seconds, not the wait for the one before it."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
+    from hcdg.stages import progress
+
+    step.echo(f"[demo] training {', '.join(pending)} side by side ({what}) ...")
     with ProcessPoolExecutor(max_workers=len(pending), mp_context=mp.get_context("spawn")) as pool:
         futures = {name: pool.submit(_train_one, tcfg) for name, tcfg in pending.items()}
+        own = progress.watch_runs(futures, {n: t.out for n, t in pending.items()},
+                                  {n: t.steps for n, t in pending.items()}, enabled=show)
         for name, fut in futures.items():
-            step(f"train/{name}", f"training {name} ({what}; {len(pending)} runs side by side)", fut.result)
+            step(f"train/{name}", f"training {name} (side by side)", fut.result, seconds=own[name], quiet_start=True)
 
 
 def _pick_prompt(prompts: list[str]) -> str:
@@ -248,7 +258,8 @@ def run(cfg: DemoConfig, echo: Callable[[str], None] = print) -> dict[str, Any]:
             store=str(store) if mode != "baseline" else None, dataset="freihand", root=str(data["freihand"]),
             out=str(run_dirs[name]), mode=mode, ratio=cfg.ratio, steps=size.steps, batch_size=size.batch_size,
             width_mult=size.width_mult, input_size=size.input_size, device=cfg.device, seed=cfg.seed, workers=0,
-            checkpoint_every=max(size.steps // 2, 1), log_every=max(size.steps // 20, 1), resume=True,
+            checkpoint_every=max(size.steps // 2, 1), log_every=max(size.steps // 20, 1),
+            resume=(run_dirs[name] / "run.json").is_file(),  # no --resume note on a fresh folder
             progress=cfg.progress, val_fraction=0.1, val_every=max(size.steps // 4, 1),
         )  # fmt: skip
     todo = {k: v for k, v in pending.items() if f"train/{k}" not in record["steps"]}
@@ -256,7 +267,7 @@ def run(cfg: DemoConfig, echo: Callable[[str], None] = print) -> dict[str, Any]:
     from hcdg.pipeline.devices import resolve_device
 
     if len(todo) > 1 and (os.cpu_count() or 1) >= 2 and resolve_device(cfg.device).type == "cpu":
-        _train_concurrently(todo, step, what)
+        _train_concurrently(todo, step, what, cfg.progress)
         pending = {k: v for k, v in pending.items() if k not in todo}
     for name, tcfg in pending.items():
         step(f"train/{name}", f"training {name} ({what})", lambda tcfg=tcfg: train.run(tcfg))

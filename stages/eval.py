@@ -31,6 +31,7 @@ from hcdg.pipeline.config import ConfigError, to_dict
 from hcdg.pipeline.devices import resolve_device
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.protocols import DECODERS, PROTOCOLS, canonical_name
+from hcdg.store import eval_files as ef
 
 Target = Literal["stb", "rhd", "freihand"]
 TARGETS = ("stb", "rhd", "freihand")
@@ -55,7 +56,8 @@ class EvalConfig:
         split: None = the test split: stb "test" (B1Counting + B1Random), rhd "evaluation",
             freihand "evaluation" (not the reader's default "training": that is the source data).
         checkpoint: None = the finished model (model.safetensors), else the newest
-            checkpoint; "latest"; or a checkpoint folder (RUN/checkpoints/step-...).
+            checkpoint; "final"; "latest"; a step number ("500"); a checkpoint folder name
+            ("step-00000500") or path (RUN/checkpoints/step-...).
         batch_size: images per forward pass (does not change results).
         device: "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
         protocols: which protocols to compute; None = all that apply to the network's output
@@ -63,12 +65,22 @@ class EvalConfig:
         crops: "gt" = hand3d's box from the ground-truth keypoints (with the run's crop_scale);
             "seed-boxes" = the authors' released [x, y, w, h] boxes from `boxes`, cut as their
             test code cuts them (truncated to int, box centre -> crop centre S/2;
-            `authors.crop_from_xywh`; PROTOCOL.md §4).
+            `authors.crop_from_xywh`; PROTOCOL.md §4). The authors' computation on "gt" boxes is
+            named ``authors-gtcrops``; ``authors`` always means their boxes.
         boxes: the .npy file of boxes for crops="seed-boxes" (STB (3000, 4), RHD (2725, 4)).
         decoder: heatmap -> 2D decoder for 2.5d-gtroot-gtbone (`protocols.decode_heatmaps`).
+        scale: test-time box size multiplier about the box centre (> 1 zooms out). 1.0 = their
+            main/test.py:18 default and main/test.sh (``--scale 1``), the paper's setting.
+        rot: test-time rotation of the crop, degrees (their gen_trans_from_patch_cv angle,
+            main/preprocessing.py:183). 0.0 = main/test.py:19 and main/test.sh (``--rot 0``).
+            hcdg's protocols roll the camera instead and un-roll the prediction (`eval_crops`).
         limit: evaluate only the first N samples (quick checks); None = all.
         workers: DataLoader worker processes for decoding + cropping (0 = in process).
         progress: show a progress bar.
+        force: replace results of the same file name written by a different evaluation
+            (another protocol subset or box file; `store.eval_files.check_overwrite`).
+        write_submission: also write the FreiHAND toolbox's pred.json (`store.submission`) of
+            FreiHAND's evaluation split, every sample, from `submission_protocol`'s prediction.
     """
 
     run: str = ""
@@ -82,9 +94,16 @@ class EvalConfig:
     crops: Literal["gt", "seed-boxes"] = "gt"
     boxes: str | None = None
     decoder: str = "soft-argmax"
+    scale: float = 1.0  # their main/test.py:18, test.sh --scale 1
+    rot: float = 0.0  # their main/test.py:19, test.sh --rot 0
     limit: int | None = None
     workers: int = 0
     progress: bool = True
+    force: bool = False
+    write_submission: str | None = None
+    # the protocol whose camera-frame prediction goes into the submission: the 2.5D reading
+    # (2D from the heatmaps, GT root depth and bone length; docs/results.md); "authors" for uvd nets
+    submission_protocol: str = "2.5d-gtroot-gtbone"
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -108,7 +127,24 @@ class EvalConfig:
             raise ConfigError(f"--limit: expected >= 1, got {self.limit!r}")
         if self.workers < 0:
             raise ConfigError(f"--workers: expected >= 0, got {self.workers!r}")
+        if not (np.isfinite(self.scale) and self.scale > 0):
+            raise ConfigError(f"--scale: expected a finite number > 0, got {self.scale!r}")
+        if not np.isfinite(self.rot):
+            raise ConfigError(f"--rot: expected a finite number of degrees, got {self.rot!r}")
+        from hcdg.pipeline.protocols import check_crops
 
+        try:
+            check_crops(self.protocols or (), self.crops)
+        except HcdgError as exc:
+            raise ConfigError(str(exc)) from None
+        if self.write_submission and (self.target != "freihand" or self.split not in (None, "evaluation")
+                                      or self.limit is not None):
+            raise ConfigError("--write-submission: only with --target freihand on the evaluation split, "
+                              "every sample (no --limit)")
+
+
+#: The decoder a results file is named without (EvalConfig.decoder's default).
+_DEFAULT_DECODER = EvalConfig.decoder
 
 # --------------------------------------------------------------------------- the model
 
@@ -121,6 +157,27 @@ class LoadedModel:
     crop: Any  # transforms.CropConfig
     source: str  # the weights file / checkpoint folder read
     step: int | None
+
+
+def resolve_checkpoint(run_dir: str | Path, checkpoint: str) -> Path:
+    """A checkpoint given as a folder path, its folder name (``step-00000500``, what `ls` shows)
+    or a step number (``500``) -> the checkpoint folder of `run_dir`; HcdgError when absent."""
+    from hcdg.store import checkpoints as ck
+
+    text = str(checkpoint).strip()
+    if text.isdigit():
+        path = Path(run_dir) / ck.CHECKPOINT_DIR / f"step-{int(text):08d}"
+    elif Path(text).is_dir():
+        path = Path(text)
+    else:
+        path = Path(run_dir) / ck.CHECKPOINT_DIR / Path(text).name
+    if not path.is_dir():
+        have = sorted(p.name for p in (Path(run_dir) / ck.CHECKPOINT_DIR).glob("step-*") if p.is_dir())
+        raise HcdgError(
+            f"checkpoint {checkpoint}: no such checkpoint of {run_dir} (expected a step number, a folder "
+            f"name step-N or a folder path; present: {', '.join(have[-5:]) or 'none'})"
+        )
+    return path
 
 
 def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: str = "cpu") -> LoadedModel:
@@ -176,9 +233,7 @@ def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: s
                     f"{ck.CHECKPOINT_DIR}/; train the run first (`hcdg train --out {run_dir} ...`)"
                 )
         else:
-            path = Path(checkpoint)
-            if not path.is_dir():
-                raise HcdgError(f"--checkpoint {checkpoint}: no such checkpoint folder (expected RUN/checkpoints/step-...)")
+            path = resolve_checkpoint(run_dir, checkpoint)
         loaded = ck.load_checkpoint(path, expect_config_hash=run_hash, device="cpu")
         state, step, source = loaded.model_state, loaded.step, str(path)
 
@@ -231,20 +286,34 @@ def select_samples(reader: Any, cfg: EvalConfig) -> tuple[list[int], np.ndarray 
 
     Seed boxes are matched to samples by position in reader order. RHD's evaluation split
     has 2,728 images and the authors' file 2,725 rows: their test code skips three images
-    (`RHD_AUTHORS_DROPPED`), which are skipped here too. Any other count mismatch is an error.
+    (`RHD_AUTHORS_DROPPED`). Under the authors' protocols those three are always skipped
+    (a box file with a row for every image loses their rows too); under hcdg's protocols
+    only when the box file has the authors' count. Any other count mismatch is an error.
     """
+    from hcdg.pipeline.protocols import uses_authors
+
     n = len(reader)
     indices = list(range(n))
     boxes = None
     note = ""
+    drop: set[int] = set()
+    if reader.dataset == "rhd":
+        ids = [reader.sample_id(i) for i in indices]
+        drop = {ids.index(s) for s in RHD_AUTHORS_DROPPED if s in ids}
+    theirs = uses_authors(cfg.protocols or ())
     if cfg.crops == "seed-boxes":
         boxes = _load_boxes(cfg.boxes or "")
-        if len(boxes) != n and reader.dataset == "rhd" and len(boxes) == n - len(RHD_AUTHORS_DROPPED):
-            ids = [reader.sample_id(i) for i in indices]
-            drop = {ids.index(s) for s in RHD_AUTHORS_DROPPED if s in ids}
-            if len(drop) == len(RHD_AUTHORS_DROPPED):
-                indices = [i for i in indices if i not in drop]
-                note = f"skipped RHD {', '.join(RHD_AUTHORS_DROPPED)} (the authors' test code drops them)"
+        if theirs and drop and len(boxes) == n:  # a row per image: the dropped images' rows go too
+            boxes = np.delete(boxes, sorted(drop), axis=0)
+        elif not theirs and not (len(drop) == len(RHD_AUTHORS_DROPPED) and len(boxes) == n - len(drop)):
+            drop = set()
+    elif not theirs:
+        drop = set()
+    if drop:
+        indices = [i for i in indices if i not in drop]
+        note = (f"skipped RHD {', '.join(reader.sample_id(i) for i in sorted(drop))} "
+                "(the authors' test code drops them)")
+    if boxes is not None:
         if len(boxes) != len(indices):
             raise HcdgError(
                 f"--boxes {cfg.boxes}: {len(boxes)} boxes for {n} samples of {reader.dataset}/{reader.split}; "
@@ -260,25 +329,27 @@ def select_samples(reader: Any, cfg: EvalConfig) -> tuple[list[int], np.ndarray 
 class _Prepared:
     """torch Dataset: reader index -> `transforms.prepare` output (no augmentation)."""
 
-    def __init__(self, reader: Any, indices: list[int], boxes: np.ndarray | None, crop: Any) -> None:
+    def __init__(self, reader: Any, indices: list[int], boxes: np.ndarray | None, crop: Any,
+                 backend: str = "pil", scale: float = EvalConfig.scale, rot: float = EvalConfig.rot) -> None:
         self.reader, self.indices, self.boxes, self.crop = reader, indices, boxes, crop
+        self.backend, self.scale, self.rot = backend, scale, rot
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        from hcdg.pipeline.transforms import prepare
+        from hcdg.pipeline.eval_crops import eval_crop
 
         sample = self.reader[self.indices[i]]
-        from hcdg.pipeline.authors import crop_from_xywh
-
-        A = None if self.boxes is None else crop_from_xywh(self.boxes[i], self.crop.input_size)
-        out = prepare(sample, self.crop, None, None, crop_from_image=A)
-        keep = ("image", "hand_side", "xyz_m", "K", "crop_from_image", "image_from_original", "visible", "mirrored")
+        out = eval_crop(sample, self.crop, backend=self.backend, scale=self.scale, rot_deg=self.rot,
+                        box_xywh=None if self.boxes is None else self.boxes[i])
+        keep = ("image", "hand_side", "xyz_m", "K", "crop_from_image", "image_from_crop", "image_from_original",
+                "rot_aug", "visible", "mirrored")
         item = {k: out[k] for k in keep}
         item["K_image"] = np.asarray(sample.K, dtype=np.float64)  # not mirrored (authors protocol)
         item["sample_id"] = sample.sample_id
         item["gt_root"] = sample.root
+        item["uv_gt_px"] = np.asarray(sample.uv, dtype=np.float64)  # original image pixels (mmpose 2D metrics)
         return item
 
 
@@ -304,9 +375,10 @@ def predict_split(loaded: LoadedModel, dataset: _Prepared, cfg: EvalConfig, desc
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers)
     from hcdg.pipeline.authors import heatmap_argmax_upsampled
 
-    keys = ("xyz_m", "K", "K_image", "crop_from_image", "image_from_original", "visible", "mirrored")
+    keys = ("xyz_m", "K", "K_image", "crop_from_image", "image_from_crop", "image_from_original", "rot_aug", "visible",
+            "mirrored", "uv_gt_px")
     acc: dict[str, list] = {k: [] for k in (*keys, "xyz_rel_norm", "uv_hm", "uv_argmax_crop", "sample_id", "gt_root")}
-    need_argmax = "authors" in (cfg.protocols or ())
+    need_argmax = protocols.uses_authors(cfg.protocols or ())
     size = loaded.crop.input_size
     with torch.inference_mode():
         bar = progress.bar(len(loader), desc, "batch", enabled=cfg.progress, rate_unit="images",
@@ -347,12 +419,18 @@ def evaluate_predictions(pred: dict[str, Any], crop: Any, protocols_: tuple[str,
     roots = sorted(set(pred["gt_root"]))
     if len(roots) != 1:
         raise HcdgError(f"evaluation: samples mix ground-truth roots {roots}; evaluate one dataset at a time")
+    if "rot_aug" in pred and not protocols.uses_authors(protocols_):  # test-time --rot: back to the camera
+        from hcdg.pipeline.eval_crops import unroll
+
+        pred = {**pred, "xyz_m": unroll(pred["xyz_m"], pred["rot_aug"]),
+                "xyz_rel_norm": unroll(pred["xyz_rel_norm"], pred["rot_aug"])}
     img_from_hm = protocols.image_from_heatmap(pred["crop_from_image"], crop.input_size, crop.heatmap_size)
     authors_in = None
-    if "authors" in protocols_:
+    if protocols.uses_authors(protocols_):
         authors_in = protocols.AuthorsInputs(
             variant="stb" if target == "stb" else "rhd", uv_argmax_crop=pred.get("uv_argmax_crop"),
             crop_from_image=pred["crop_from_image"], K_image=pred["K_image"], input_size=crop.input_size,
+            image_from_crop=pred.get("image_from_crop"),
         )  # fmt: skip
     results = protocols.run_protocols(
         pred["xyz_rel_norm"], pred["xyz_m"], gt_root=roots[0], K=pred["K"], uv_hm=pred["uv_hm"],
@@ -375,8 +453,25 @@ def evaluate_predictions(pred: dict[str, Any], crop: Any, protocols_: tuple[str,
 def format_summary(summary: Any) -> str:
     """The summary table as text: one line per protocol x root (all joints)."""
     s = summary[summary["joints"] == "all"]
-    cols = ["target", "protocol", "root", "n_samples", "epe_mean_mm", "epe_median_mm", "auc_0_50_20", "auc_20_50_hand3d"]
+    from hcdg.store.results import AXIS_COLUMNS
+
+    cols = ["target", "protocol", "root", "n_samples", "epe_mean_mm", "epe_median_mm",
+            *[c for c in AXIS_COLUMNS if c in s.columns], "auc_0_50_20", "auc_20_50_hand3d"]
     return s[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}" if abs(v) >= 1.5 else f"{v:.3f}")
+
+
+def eval_identity(cfg: EvalConfig, loaded: LoadedModel, split: str) -> Any:
+    """The `store.eval_files.EvalIdentity` of this evaluation (names its files)."""
+    from hcdg.store.checkpoints import MODEL_WEIGHTS
+
+    final = Path(loaded.source).name == MODEL_WEIGHTS
+    return ef.EvalIdentity(
+        checkpoint=ef.checkpoint_name(loaded.step, final), target=cfg.target, split=split,
+        default_split=split == DEFAULT_SPLITS[cfg.target], crops=cfg.crops,
+        boxes=Path(cfg.boxes).name if cfg.boxes else None, limit=cfg.limit,
+        protocols=tuple(sorted(cfg.protocols or ())), decoder=cfg.decoder,
+        default_decoder=_DEFAULT_DECODER, scale=float(cfg.scale), rot=float(cfg.rot),
+    )  # fmt: skip
 
 
 def run(cfg: EvalConfig) -> dict[str, Any]:
@@ -398,16 +493,35 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
 
     loaded = load_run_model(cfg.run, cfg.checkpoint, cfg.device)
     output = loaded.model.cfg.output
-    chosen = cfg.protocols or prot.protocols_for_output(output)
+    chosen = cfg.protocols or prot.default_protocols(output, cfg.crops)
     prot.check_applies(chosen, output, f"run {cfg.run}")
     cfg = dataclasses.replace(cfg, protocols=chosen)
+    backend = "cv2" if prot.uses_authors(chosen) else "pil"  # the authors' crop for their computation
+    from hcdg.pipeline.eval_crops import check_options
+
+    check_options(backend, cfg.scale, cfg.rot)
     reader = open_dataset(cfg.target, Path(cfg.root), cfg.split or DEFAULT_SPLITS[cfg.target])
+    if not getattr(reader, "has_3d", True):
+        raise HcdgError(f"--root {cfg.root}: 2D keypoints only (no joint_cam + cam_param); eval needs 3D ground truth")
     indices, boxes, note = select_samples(reader, cfg)
+    note = "; ".join(n for n in (getattr(reader, "note", ""), note) if n)  # e.g. a partial STB copy
     if not indices:
         raise HcdgError(f"--root {cfg.root}: {cfg.target}/{reader.split} holds no samples")
-    dataset = _Prepared(reader, indices, boxes, loaded.crop)
+    identity = eval_identity(cfg, loaded, reader.split)
+    ef.check_overwrite(cfg.run, identity, cfg.force)  # before any work or write
+    if cfg.write_submission:
+        from hcdg.store import submission
+
+        submission.check_path(cfg.write_submission)
+        sub_protocol = "authors" if output == "uvd" else cfg.submission_protocol
+        if sub_protocol not in cfg.protocols:
+            raise HcdgError(f"--write-submission: needs protocol {sub_protocol} among --protocol")
+    dataset = _Prepared(reader, indices, boxes, loaded.crop, backend, cfg.scale, cfg.rot)
     pred = predict_split(loaded, dataset, cfg, desc=f"eval {Path(cfg.run).name} on {cfg.target}/{reader.split}")
     results, uv_px = evaluate_predictions(pred, loaded.crop, cfg.protocols, cfg.target)
+    from hcdg.pipeline.metrics_2d import mmpose_2d
+
+    m2d = mmpose_2d(uv_px, pred["uv_gt_px"], pred["visible"].astype(bool))  # heatmap 2D, original pixels
 
     run_cols = rs.run_columns(cfg.run)
     n = len(pred["sample_id"])
@@ -415,8 +529,11 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         "mirrored": pred["mirrored"].tolist(),
         "pred_uv_px": [u.reshape(-1).tolist() for u in uv_px],
         "crops": [cfg.crops] * n,
+        "crop_backend": [backend] * n,
+        "test_scale": [float(cfg.scale)] * n,
+        "test_rot_deg": [float(cfg.rot)] * n,
         "decoder": [cfg.decoder] * n,
-        "checkpoint_step": [loaded.step] * n,
+        **{k: [v] * n for k, v in identity.columns(loaded.step).items()},
     }
     from hcdg.store.runs import config_of, read_run
 
@@ -425,17 +542,27 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         results=results, visible=pred["visible"], config=config_of(read_run(cfg.run)),
         random_weights=run_cols["random_weights"], extra=extra,
     )  # fmt: skip
-    res_path, sum_path = rs.write_results(cfg.run, cfg.target, frame)
+    res_path, sum_path = rs.write_results(cfg.run, identity.stem, frame, summary_columns=m2d)
+    sub_path = None
+    if cfg.write_submission:
+        picked = next(r for r in results if r.protocol == sub_protocol and r.root == "wrist")
+        sub_path = submission.write_freihand_submission(cfg.write_submission, picked.pred_xyz_m)
+        if n != submission.FREIHAND_EVAL_SAMPLES:
+            note = "; ".join(x for x in (note, f"submission has {n} entries; the FreiHAND toolbox expects "
+                                               f"{submission.FREIHAND_EVAL_SAMPLES}") if x)
     summary = rs.read_summary(sum_path)
-    record_path = Path(cfg.run) / rs.EVAL_DIR / f"{cfg.target}.json"
+    record_path = ef.record_path(cfg.run, identity.stem)
     atomic_write_json(record_path, {
+        "identity": identity.to_json(), "reference": identity.is_reference,
         "eval_config": to_dict(cfg), "weights": loaded.source, "checkpoint_step": loaded.step,
-        "crop": to_dict(loaded.crop), "split": reader.split, "n_samples": n, "note": note,
+        "crop": to_dict(loaded.crop), "crop_backend": backend, "split": reader.split, "n_samples": n, "note": note,
+        "mmpose_2d": m2d,
         "random_weights": run_cols["random_weights"], "seconds": round(time.perf_counter() - t0, 2),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })  # fmt: skip
     return {
         "results": res_path, "summary": sum_path, "record": record_path, "summary_frame": summary,
         "weights": loaded.source, "checkpoint_step": loaded.step,
-        "n_samples": n, "random_weights": run_cols["random_weights"], "note": note,
+        "n_samples": n, "random_weights": run_cols["random_weights"], "note": note, "identity": identity,
+        "mmpose_2d": m2d, "submission": sub_path,
     }  # fmt: skip

@@ -128,8 +128,9 @@ def run(cfg: ImportConfig, echo: Any = None) -> dict[str, Any]:
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
+        # its only protocol is theirs, whose crops are cut as their code cuts them (pipeline/crop_cv2.py)
         prepare_run(tmp, stage="import", config=config, seed=0,
-                    extra={"source": meta_src, "config_hash": chash})  # fmt: skip
+                    extra={"source": meta_src, "config_hash": chash, "eval_crop_backend": "cv2"})  # fmt: skip
         meta = {"model_config": to_dict(mcfg), "config_hash": chash, "step": None, "crop": to_dict(crop),
                 "source_sha256": sha}  # fmt: skip
         ck.save_model(tmp, mapped, meta)

@@ -44,7 +44,11 @@ class PredictConfig:
         inputs: image files and/or folders of them (non-recursive; .jpg/.jpeg/.png).
         out: the output folder to create (must be new or empty; see `overwrite`).
         boxes: a .json {file name: [x, y, w, h] or {"box": [...], "side": ..., "K": ...}} or an
-            (N, 4) .npy in input order; None = the whole image is the crop (`whole_image`).
+            (N, 4) .npy in input order, or the authors' STB_bbox.npy / Rhp_bbox.npy (rows matched
+            to inputs by file name, `stages.predict_boxes`); None = the whole image is the crop.
+        box_frame: the pixel frame of the boxes: "image" (as the image is) or "mirrored" (the
+            image flipped left-right, u -> W - 1 - u); None = the frame the file was made in
+            (the authors' STB boxes: mirrored; their RHD boxes: mirrored for left hands), else image.
         side: "auto" = the boxes file's per-image side, else right (there is no hand-side
             detector: hand3d's HandSegNet is not part of the paper's network); "left" /
             "right" = every image (overrides the boxes file).
@@ -65,6 +69,7 @@ class PredictConfig:
     inputs: tuple[str, ...] = ()
     out: str = ""
     boxes: str | None = None
+    box_frame: Literal["image", "mirrored"] | None = None
     side: Literal["auto", "left", "right"] = "auto"
     whole_image: Literal["pad", "center"] = "pad"
     bone_length_mm: float | None = None
@@ -83,6 +88,8 @@ class PredictConfig:
 
         if self.side not in ("auto", *SIDES):
             raise ConfigError(f"--side: expected auto, left or right, got {self.side!r}")
+        if self.box_frame is not None and self.box_frame not in ("image", "mirrored"):
+            raise ConfigError(f"--box-frame: expected image or mirrored, got {self.box_frame!r}")
         if self.whole_image not in WHOLE_IMAGE:
             raise ConfigError(f"--whole-image: expected one of {', '.join(WHOLE_IMAGE)}, got {self.whole_image!r}")
         if self.batch_size < 1:
@@ -105,6 +112,7 @@ class ImageItem:
     box: np.ndarray | None = None
     side: str = "right"
     K: np.ndarray | None = None
+    box_frame: str = "image"  # pipeline.predict.BOX_FRAMES: the pixel frame `box` is given in
 
 
 # --------------------------------------------------------------------------- inputs
@@ -144,7 +152,7 @@ def _read_matrix(spec: str, where: str) -> np.ndarray:
     return check_K(values, f"{where} {spec}")
 
 
-def read_boxes(path: str, names: list[str]) -> dict[str, dict[str, Any]]:
+def read_boxes(path: str, names: list[str], paths: list[Path | None] | None = None) -> dict[str, dict[str, Any]]:
     """{file name: {"box": (4,), "side": str | None, "K": (3, 3) | None}} for every name.
 
     .json: an object keyed by file name, each value [x, y, w, h] or {"box": [...], "side":
@@ -160,6 +168,12 @@ def read_boxes(path: str, names: list[str]) -> dict[str, dict[str, Any]]:
             arr = np.load(p, allow_pickle=False)
         except (ValueError, OSError) as exc:
             raise HcdgError(f"--boxes {path}: not a numeric .npy array ({str(exc).splitlines()[0][:120]})") from None
+        from hcdg.stages import predict_boxes
+
+        kind = predict_boxes.authors_kind(arr, len(names))
+        if kind is not None:
+            return predict_boxes.read_authors_boxes(arr, kind, f"--boxes {path}", names,
+                                                    paths or [None] * len(names))
         if arr.ndim != 2 or arr.shape != (len(names), 4):
             raise HcdgError(f"--boxes {path}: expected ({len(names)}, 4) [x, y, w, h] rows, one per input image "
                             f"in input order, got {arr.shape}")
@@ -176,6 +190,8 @@ def read_boxes(path: str, names: list[str]) -> dict[str, dict[str, Any]]:
         raise HcdgError(f"--boxes {path}: cannot read ({exc.strerror or exc})") from None
     if not isinstance(data, dict):
         raise HcdgError(f"--boxes {path}: expected a JSON object keyed by file name")
+    if isinstance(data.get("images"), list) and isinstance(data.get("annotations"), list):
+        return _coco_boxes(p, names)
     for name in names:
         if name not in data:
             raise HcdgError(f"--boxes {path}: no box for {name!r} (keys are the images' file names)")
@@ -195,7 +211,28 @@ def read_boxes(path: str, names: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def build_items(images: list[Any], boxes: Any, side: str, K: np.ndarray | None) -> list[ImageItem]:
+def _coco_boxes(path: Path, names: list[str]) -> dict[str, dict[str, Any]]:
+    """Boxes of a COCO-style hand keypoint JSON (`datasets.coco`): its ``bbox`` per image file
+    name, side from ``hand_type``, K from ``cam_param``; one hand per image."""
+    from hcdg.pipeline.datasets.coco import CocoHandDataset
+
+    ds = CocoHandDataset(path)
+    per_name: dict[str, dict[str, Any]] = {}
+    for i in range(len(ds)):
+        s = ds.annotation(i)
+        name = s.image_path.name
+        if name in per_name:
+            raise HcdgError(f"--boxes {path}: {name!r} has more than one hand annotation (predict takes one per image)")
+        per_name[name] = {"box": check_box(ds.bbox(i), f"--boxes {path} [{name!r}]"), "side": s.side,
+                          "K": s.K if np.isfinite(s.K).all() else None}
+    missing = [n for n in names if n not in per_name]
+    if missing:
+        raise HcdgError(f"--boxes {path}: no annotation for {missing[0]!r} (matched by the images' file_name)")
+    return {n: per_name[n] for n in names}
+
+
+def build_items(images: list[Any], boxes: Any, side: str, K: np.ndarray | None,
+                box_frame: str | None = None) -> list[ImageItem]:
     """ImageItems from paths / folders / (H, W, 3) uint8 arrays and a boxes spec (a file path,
     an (N, 4) array, a {name: box} mapping, or None)."""
     items: list[ImageItem] = []
@@ -218,7 +255,7 @@ def build_items(images: list[Any], boxes: Any, side: str, K: np.ndarray | None) 
         seen[it.name] = it
     per: dict[str, dict[str, Any]] = {}
     if isinstance(boxes, (str, Path)):
-        per = read_boxes(str(boxes), names)
+        per = read_boxes(str(boxes), names, [it.path for it in items])
     elif isinstance(boxes, dict):
         missing = [n for n in names if n not in boxes]
         if missing:
@@ -234,6 +271,8 @@ def build_items(images: list[Any], boxes: Any, side: str, K: np.ndarray | None) 
         it.box = entry.get("box")
         it.side = side if side in SIDES else (entry.get("side") or "right")
         it.K = entry.get("K") if entry.get("K") is not None else K
+        frame = box_frame or entry.get("frame") or "image"
+        it.box_frame = ("mirrored" if it.side == "left" else "image") if frame == "hand" else frame
     return items
 
 
@@ -262,9 +301,11 @@ def _decode_error(exc: BaseException) -> str:
 
 def iter_predictions(loaded: Any, items: list[ImageItem], batch_size: int, decoder: str,
                      bone_mm: float | None, warn: Callable[[str], None], progress: bool = True,
-                     whole_image: str = "pad") -> Iterator[tuple[ImageItem, np.ndarray, dict[str, Any]]]:
+                     whole_image: str = "pad", note: Callable[[str], None] | None = None,
+                     ) -> Iterator[tuple[ImageItem, np.ndarray, dict[str, Any]]]:
     """(item, decoded image, table row) per readable image, in input order; unreadable ones
-    are reported through `warn` (one line each) and skipped."""
+    are reported through `warn` (one line each) and skipped; a box that lies mostly outside
+    its image gets a line through `note` (default stderr)."""
     import torch
     from PIL import Image
 
@@ -303,13 +344,34 @@ def iter_predictions(loaded: Any, items: list[ImageItem], batch_size: int, decod
                 warn(f"skipped {it.path or it.name}: {_decode_error(exc)}")
                 bar.update(1)
                 continue
-            plan = pp.plan_crop(img.shape[1], img.shape[0], size, it.side, it.box, whole_image)
+            box = None if it.box is None else pp.box_to_image(it.box, img.shape[1], it.box_frame)
+            if box is not None:
+                _check_box_in_image(it, box, img.shape[1], img.shape[0], note)
+            plan = pp.plan_crop(img.shape[1], img.shape[0], size, it.side, box, whole_image)
             pending.append((it, img, plan, pp.cut_crop(img, plan, size)))
             if len(pending) >= batch_size:
                 yield from flush()
         yield from flush()
     finally:
         bar.close()
+
+
+#: Share of a box's crop outside its image above which predict warns (the hand is then
+#: probably elsewhere: e.g. a box given in the other frame, --box-frame).
+BOX_OUTSIDE_WARN = 0.5
+
+
+def _check_box_in_image(it: ImageItem, box: np.ndarray, width: int, height: int,
+                        note: Callable[[str], None] | None) -> None:
+    from hcdg.pipeline.predict import outside_fraction
+
+    out = outside_fraction(box, width, height)
+    if out <= BOX_OUTSIDE_WARN:
+        return
+    where = "contains none of the image" if out >= 1.0 else f"lies mostly outside the image ({100 * out:.0f}% of it)"
+    line = (f"warning: {it.path or it.name}: box {np.round(box, 1).tolist()} ({it.box_frame} frame) {where}; "
+            "is --box-frame right?")
+    (note or (lambda s: print(s, file=sys.stderr)))(line)
 
 
 def _flat(a: np.ndarray | None, j: int) -> list[float] | None:
@@ -340,16 +402,18 @@ def to_frame(rows: list[dict[str, Any]]) -> Any:
 
 def predict_frame(run_dir: str | Path, images: Any, boxes: Any = None, *, side: str = "auto", whole_image: str = "pad",
                   bone_length_mm: float | None = None, K: Any = None, device: str = "cpu",
-                  checkpoint: str | None = None, batch_size: int = 16, progress: bool = False) -> Any:
+                  checkpoint: str | None = None, batch_size: int = 16, progress: bool = False,
+                  box_frame: str | None = None) -> Any:
     """`hcdg.predict`: the predictions table as a DataFrame (nothing written). See docs/predict.md."""
     from hcdg.stages.eval import load_run_model
 
     if isinstance(images, (str, Path, np.ndarray)):
         images = [images]
     cfg = PredictConfig(run=str(run_dir), side=side, whole_image=whole_image, bone_length_mm=bone_length_mm,
-                        device=device, batch_size=batch_size, progress=progress)  # validates the options
+                        device=device, batch_size=batch_size, progress=progress,
+                        box_frame=box_frame)  # validates the options
     Km = None if K is None else (_read_matrix(K, "K") if isinstance(K, str) else check_K(K, "K"))
-    items = build_items(list(images), boxes, cfg.side, Km)
+    items = build_items(list(images), boxes, cfg.side, Km, cfg.box_frame)
     loaded = load_run_model(run_dir, checkpoint, device)
     skipped: list[str] = []
     rows = [row for _, _, row in iter_predictions(loaded, items, batch_size, cfg.decoder, bone_length_mm,
@@ -383,7 +447,16 @@ def _label(row: dict[str, Any]) -> str:
     return f"{row['side']} hand{' (mirrored in)' if row['mirrored'] else ''}; {how}"
 
 
-def _write_views(tmp: Path, item: ImageItem, image: np.ndarray, row: dict[str, Any], plot3d: bool) -> None:
+def overlay_stems(names: list[str]) -> dict[str, str]:
+    """Image name -> overlay file stem: the name without its image suffix ("00111.png" -> "00111"),
+    unless two inputs would then share a stem ("a.jpg", "a.png"): those keep their full name."""
+    stems = [Path(n).stem if Path(n).suffix.lower() in IMAGE_SUFFIXES else n for n in names]
+    clash = {s for s in stems if stems.count(s) > 1}
+    return {n: (n if s in clash else s) for n, s in zip(names, stems)}
+
+
+def _write_views(tmp: Path, item: ImageItem, image: np.ndarray, row: dict[str, Any], plot3d: bool,
+                 stem: str) -> None:
     from PIL import Image
 
     from hcdg.pipeline import predict_draw
@@ -391,12 +464,12 @@ def _write_views(tmp: Path, item: ImageItem, image: np.ndarray, row: dict[str, A
 
     uv = np.asarray(row["uv_px"], dtype=np.float64).reshape(N_JOINTS, 2)
     drawn = predict_draw.overlay(image, uv, np.asarray(row["box"]), _label(row))
-    Image.fromarray(drawn).save(tmp / OVERLAY_DIR / f"{item.name}.png", format="PNG")
+    Image.fromarray(drawn).save(tmp / OVERLAY_DIR / f"{stem}.png", format="PNG")
     if plot3d:
         for key, unit in (("xyz_cam_mm", "mm"), ("xyz_rel_mm", "mm"), ("xyz_rel_norm", "bone"), ("uvd", "uvd")):
             if row[key] is not None:
                 fig = predict_draw.plot3d(np.asarray(row[key]).reshape(N_JOINTS, 3), f"{item.name}: {key}", unit)
-                fig.savefig(tmp / OVERLAY_DIR / f"{item.name}.3d.png", format="png")
+                fig.savefig(tmp / OVERLAY_DIR / f"{stem}.3d.png", format="png")
                 break
 
 
@@ -415,7 +488,7 @@ def run(cfg: PredictConfig, echo: Callable[[str], None] = print) -> dict[str, An
     out = Path(cfg.out)
     _check_out(out, cfg.overwrite)
     K = None if cfg.K is None else _read_matrix(cfg.K, "--K")
-    items = build_items(list(cfg.inputs), cfg.boxes, cfg.side, K)
+    items = build_items(list(cfg.inputs), cfg.boxes, cfg.side, K, cfg.box_frame)
     loaded = load_run_model(cfg.run, cfg.checkpoint, cfg.device)
     output = loaded.model.cfg.output
     notes = []
@@ -435,10 +508,11 @@ def run(cfg: PredictConfig, echo: Callable[[str], None] = print) -> dict[str, An
     try:
         (tmp / OVERLAY_DIR).mkdir(parents=True)
         rows = []
+        stems = overlay_stems([it.name for it in items])
         for item, image, row in iter_predictions(loaded, items, cfg.batch_size, cfg.decoder, cfg.bone_length_mm,
                                                  lambda s: (skipped.append(s), echo(s)), cfg.progress,
-                                                 cfg.whole_image):
-            _write_views(tmp, item, image, row, cfg.plot3d)
+                                                 cfg.whole_image, note=echo):
+            _write_views(tmp, item, image, row, cfg.plot3d, stems[item.name])
             rows.append(row)
         if not rows:
             raise HcdgError(f"no image could be read ({len(skipped)} skipped); nothing written")

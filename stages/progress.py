@@ -60,7 +60,9 @@ class StatusLines:
         parts += [f"{k} {v}" for k, v in self.postfix.items()]
         rate = done / elapsed if elapsed > 0 else 0.0
         if done and elapsed > 0:
-            parts.append(f"{rate * self.rate_scale:.1f} {self.rate_unit}/s")
+            per_s = rate * self.rate_scale
+            # a slow job (a shared machine) reads "12.3 s/step", not "0.0 steps/s"
+            parts.append(f"{per_s:.1f} {self.rate_unit}/s" if per_s >= 0.1 else f"{1.0 / per_s:.1f} s/{self.unit}")
         parts.append(f"elapsed {_duration(elapsed)}")
         if self.total and rate > 0 and self.n < self.total:
             parts.append(f"ETA {_duration((self.total - self.n) / rate)}")
@@ -120,4 +122,56 @@ def bar(total: int | None, desc: str, unit: str, *, enabled: bool = True, initia
 
         return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=stream, **tqdm_kw)
     return StatusLines(total, desc, unit, initial=initial, rate_unit=rate_unit, rate_scale=rate_scale,
-                       every_s=_every_s(), file=stream)  # fmt: skip
+                       every_s=_every_s(), file=stream)  # fmt: skip (tqdm-only keywords are for the bar)
+
+
+def _steps_done(run_dir: Any) -> int:
+    """The last step a run logged in its metrics.parquet (0 when none yet)."""
+    from pathlib import Path
+
+    path = Path(run_dir) / "metrics.parquet"
+    if not path.is_file():
+        return 0
+    try:
+        import pyarrow.parquet as pq
+
+        steps = pq.read_table(path, columns=["step"]).column("step").to_pylist()
+    except Exception:  # written by another process between our checks: read it next time
+        return 0
+    return int(max(steps)) if steps else 0
+
+
+def watch_runs(futures: dict[str, Any], run_dirs: dict[str, Any], totals: dict[str, int], *,
+               enabled: bool = True, poll_s: float = 2.0, file: TextIO | None = None) -> dict[str, float]:
+    """Show the progress of runs training in other processes (one bar each on a terminal,
+    status lines otherwise), read from each run's metrics.parquet, until every future is done.
+
+    Returns run name -> its own seconds (from the call to when its future finished), so runs
+    trained side by side each report their own time.
+    """
+    t0 = time.monotonic()
+    finished: dict[str, float] = {}
+    for name, fut in futures.items():
+        fut.add_done_callback(lambda _f, name=name: finished.setdefault(name, time.monotonic() - t0))
+    bars = {name: bar(totals[name], f"train {name}", "step", enabled=enabled, file=file, position=i, leave=True,
+                      dynamic_ncols=True)
+            for i, name in enumerate(futures)}  # fmt: skip
+    shown = {name: 0 for name in futures}
+    closed: set[str] = set()
+    while True:
+        all_done = all(f.done() for f in futures.values())
+        for name in futures:
+            if name in closed:
+                continue
+            done = futures[name].done()  # read once: a run finishing mid-pass is shown complete next pass
+            n = totals[name] if done and futures[name].exception() is None else _steps_done(run_dirs[name])
+            if n > shown[name]:
+                bars[name].update(n - shown[name])
+                shown[name] = n
+            if done:
+                bars[name].close()
+                closed.add(name)
+        if all_done:
+            break
+        time.sleep(poll_s)
+    return {name: finished.get(name, time.monotonic() - t0) for name in futures}

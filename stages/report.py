@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ import pandas as pd
 from hcdg.pipeline import published
 from hcdg.pipeline.config import to_dict
 from hcdg.pipeline.errors import HcdgError
-from hcdg.pipeline import stats
+from hcdg.pipeline import stats, verdict
 from hcdg.stages import report_render as render
 from hcdg.store import paired
 from hcdg.store import results as store
@@ -66,7 +66,8 @@ class ReportConfig:
         title: page title.
         protocol: protocol of the paper-shaped tables; "authors" is the one of the paper's
             numbers (the authors' test code, PROTOCOL.md §4). None = "authors" when some
-            run has results under it, else "2.5d-gtroot-gtbone" (xyz-output runs).
+            run has results under it, else "2.5d-gtroot-gtbone" (xyz-output runs), else any
+            protocol present (e.g. "authors-gtcrops": uvd runs evaluated on GT boxes).
         root: STB root handling in the paper-shaped tables ("wrist": GT palm converted
             to a wrist, so the network's wrist is compared as it is; PROTOCOL.md §3).
         joints: joint set of the paper-shaped tables ("all": the paper's EPE over 21 joints).
@@ -167,12 +168,16 @@ class RunInfo:
     wall_s: float | None = None  # training seconds summed over the sessions in metrics.parquet
     val_epe_mm: float | None = None  # final validation EPE (done.json, else the last val row)
     val_mean_pose_epe_mm: float | None = None  # the same for predicting the mean training pose
+    eval_files: list[str] = field(default_factory=list)  # results files read (finished model, all samples)
+    set_aside: list[str] = field(default_factory=list)  # checkpoint / --limit / decoder evaluations not compared
 
 
 def _load_run(folder: Path, warnings: list[str]) -> RunInfo:
     record = read_run(folder)
     summaries = []
-    for path in store.result_files(folder):
+    used = store.result_files(folder, reference_only=True)
+    set_aside = [p.name for p in store.result_files(folder) if p not in used]
+    for path in used:
         target = path.stem
         spath = store.summary_path(folder, target)
         try:
@@ -194,6 +199,7 @@ def _load_run(folder: Path, warnings: list[str]) -> RunInfo:
     info = RunInfo(
         name=folder.name, folder=folder, facets=run_facets(config_of(record)), seed=record.get("seed"),
         random_weights=rw, summary=summary, losses=losses, group=paired.group_key(config_of(record)),
+        eval_files=[p.name for p in used], set_aside=set_aside,
     )  # fmt: skip
     _training_facts(info, warnings)
     return info
@@ -235,6 +241,31 @@ def _training_facts(info: RunInfo, warnings: list[str]) -> None:
             # wall_s restarts at 0 in each (resumed) process: add up each session's last value
             ends = [w[i] for i in range(len(w)) if i == len(w) - 1 or w[i + 1] < w[i]]
             info.wall_s = float(sum(ends))
+
+
+def _clip_of(record: Mapping[str, Any]) -> str | None:
+    """'hcdg-tiny (random weights)', 'ViT-B-32 (openai)', ... from a run's store fingerprint."""
+    enc = (record.get("store_fingerprint") or {}).get("encoder") if isinstance(record.get("store_fingerprint"), Mapping) else None
+    if not isinstance(enc, Mapping):
+        return None
+    w = enc.get("weights") if isinstance(enc.get("weights"), Mapping) else {}
+    kind = "random weights" if w.get("kind") == "random" else (w.get("tag") or w.get("kind") or "?")
+    return f"{enc.get('model', '?')} ({kind})"
+
+
+def run_facts(info: RunInfo) -> verdict.RunFacts:
+    """What the verdict block needs of a run (config, done.json, CLIP weights, results read)."""
+    record = read_run(info.folder)
+    c, d = config_of(record), info.done or {}
+    rt = record.get("runtime") if isinstance(record.get("runtime"), Mapping) else {}
+    return verdict.RunFacts(
+        name=info.name, group=info.group, mode=info.facets["mode"], ratio=info.facets["ratio"],
+        width_mult=c.get("width_mult"), input_size=c.get("input_size"), crop_scale=c.get("crop_scale"),
+        batch_size=c.get("batch_size", rt.get("batch_size")), n_train=d.get("n_train"), steps=info.steps,
+        clip=_clip_of(record) if info.facets["mode"] != "baseline" else None, random_weights=info.random_weights,
+        val_2d_px=_finite(d.get("val_2d_px")), val_mean_2d_px=_finite(d.get("val_mean_2d_px")),
+        eval_files=tuple(info.eval_files), set_aside=tuple(info.set_aside),
+    )  # fmt: skip
 
 
 def load_runs(paths: tuple[str, ...] | list[str]) -> tuple[list[RunInfo], list[str]]:
@@ -360,6 +391,7 @@ def paper_table(key: str, runs: list[RunInfo], cfg: ReportConfig | Context) -> p
     not print. `cfg` may be a bare ReportConfig (then no paired differences)."""
     ctx = cfg if isinstance(cfg, Context) else Context(cfg=cfg, paired=pd.DataFrame(), baseline_group=None)
     rows: list[dict[str, Any]] = []
+    shown: set[tuple[str, str]] = set()  # (target, run folder) already in a re-run row: never twice
     for prow in published.rows_of(key):
         rows.append({
             "table": key, "method": prow.method, "setting": prow.setting, "source": PUBLISHED_SOURCE,
@@ -380,12 +412,15 @@ def paper_table(key: str, runs: list[RunInfo], cfg: ReportConfig | Context) -> p
             for i, part in enumerate(parts):
                 note = f"config {i + 1} of {len(parts)} (differs beyond the seed)" if len(parts) > 1 else ""
                 rows.append(_rerun_row(key, prow.method, prow.setting, _source(form, ctx.cfg), part, ctx, note))
-    rows += _extra_rows(key, runs, ctx, rows)
+                shown |= {(t, str(r.folder)) for t, members in part.items() for r in members
+                          if epe_of(r, t, ctx.cfg) is not None}
+    rows += _extra_rows(key, runs, ctx, shown)
     return pd.DataFrame(rows)
 
 
-def _extra_rows(key: str, runs: list[RunInfo], ctx: Context, done: list[dict]) -> list[dict[str, Any]]:
-    """Re-run configurations a table's published rows do not cover (e.g. another ratio)."""
+def _extra_rows(key: str, runs: list[RunInfo], ctx: Context, shown: set[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Re-run configurations a table's published rows do not cover (e.g. another ratio); a
+    (target, run) already in a row above is not repeated."""
     printed = {(r.method, r.setting) for r in published.rows_of(key)}
     groups: dict[tuple, list[RunInfo]] = {}
     for r in runs:
@@ -413,7 +448,12 @@ def _extra_rows(key: str, runs: list[RunInfo], ctx: Context, done: list[dict]) -
             note = "no CLIP (Table 4(a) baseline), for reference"
         else:
             note = "one ratio for both targets"
-        per_target = {t: members for t in published.TARGETS}
+        per_target = {t: [r for r in members if (t, str(r.folder)) not in shown] for t in published.TARGETS}
+        if not any(per_target.values()):
+            continue
+        above = [t.upper() for t in published.TARGETS if not per_target[t]]
+        if above:
+            note += f"; {', '.join(above)}: in the row above"
         out.append(_rerun_row(key, method, setting, _source(form, ctx.cfg), per_target, ctx, note))
     return out
 
@@ -535,8 +575,10 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
         raise HcdgError(f"--joints: expected one of {', '.join(store.JOINT_SETS)}, got {cfg.joints!r}")
     runs, warnings = load_runs(cfg.runs)
     if cfg.protocol is None:
-        has_paper = any((r.summary["protocol"] == PAPER_PROTOCOL).any() for r in runs if len(r.summary))
-        cfg = dataclasses.replace(cfg, protocol=PAPER_PROTOCOL if has_paper else "2.5d-gtroot-gtbone")
+        present = {p for r in runs if len(r.summary) for p in r.summary["protocol"]}
+        # the paper's protocol, else hcdg's 2.5D reading, else any present (e.g. uvd runs on GT boxes)
+        order = (PAPER_PROTOCOL, "2.5d-gtroot-gtbone", *PROTOCOLS)
+        cfg = dataclasses.replace(cfg, protocol=next((p for p in order if p in present), "2.5d-gtroot-gtbone"))
     extra_figures = paper_figures(cfg)
     out = Path(cfg.out)
     _prepare_out(out)
@@ -561,8 +603,10 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
     for stale in (out / "figures").glob("*.png"):  # an earlier report's figure this one lacks
         if stale.stem not in figures:
             stale.unlink()
+    facts = [run_facts(r) for r in runs]
     page = render.Page(cfg=cfg, runs=runs, tables=tables, figures=figures, warnings=warnings,
-                       created=time.strftime("%Y-%m-%d %H:%M:%S"), baseline_group=ctx.baseline_group)  # fmt: skip
+                       created=time.strftime("%Y-%m-%d %H:%M:%S"), baseline_group=ctx.baseline_group,
+                       verdict=verdict.verdict(ctx.paired, facts, cfg.root, PROTOCOLS))  # fmt: skip
     atomic_write_text(out / "report.html", render.html(page))
     atomic_write_text(out / "report.md", render.markdown(page))
     atomic_write_json(out / REPORT_MARKER, {

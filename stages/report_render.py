@@ -24,6 +24,8 @@ PROTOCOL_NOTES = {
                "uvd (RHD: regressed uv; STB: argmax of the upsampled last-stage heatmap), their depth decoding, GT "
                "root depth and intrinsics, their crop affine; camera-frame EPE, no alignment. The paper's numbers "
                "use this protocol; it applies to uvd-output runs (--target uvd, or `hcdg import authors`).",
+    "authors-gtcrops": "the authors' test computation as `authors`, on hcdg's ground-truth keypoint boxes instead "
+                       "of their released boxes (eval --crops gt); NOT the paper's protocol.",
     "2.5d-gtroot-gtbone": "hcdg's 2.5D reading (formerly `gtroot-2.5d`): 2D from the heatmaps, network relative "
                           "depth scaled by the GT bone length, GT root depth and intrinsics; camera-frame EPE, no "
                           "alignment (root x/y error included). NOT the authors' computation.",
@@ -50,7 +52,9 @@ h1{font-size:1.6em}h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #d
 table{border-collapse:collapse;font-size:.85em}
 th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top;overflow-wrap:break-word;
 max-width:24em}th{font-weight:600}
-td.num{white-space:nowrap}td.sig{background:#eaf6ea}
+td.num{white-space:nowrap}td.better,li.better{background:#e3f4e3}td.worse,li.worse{background:#fbe3e1}
+.verdict{border:1px solid #999;background:#fcfcfc;padding:.4em 1em;margin:1em 0}.verdict li{margin:.2em 0}
+span.unrel{color:#a15c00;font-weight:600}
 table.data td,table.data th{white-space:nowrap;max-width:none}
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.published td{color:#666;font-style:italic;background:#fafafa}
@@ -69,6 +73,7 @@ class Page:
     warnings: list[str]
     created: str
     baseline_group: str | None = None
+    verdict: Any = None  # pipeline.verdict.Verdict
 
 
 # --------------------------------------------------------------------------- figures
@@ -114,7 +119,9 @@ def ratio_points(runs: list["RunInfo"], target: str, cfg: "ReportConfig") -> dic
 
 def figures(runs: list["RunInfo"], cfg: "ReportConfig") -> dict[str, bytes]:
     """name -> PNG bytes: ratio_ablation, pck_<target> (one per evaluated target), loss_curves."""
-    from hcdg.pipeline.protocols import PROTOCOLS
+    from hcdg.pipeline.protocols import PAPER_PROTOCOL, PROTOCOLS
+    from hcdg.stages.report import epe_of
+
     plt = _pyplot()
     out: dict[str, bytes] = {}
     summaries = [r.summary.assign(run=r.name) for r in runs if not r.summary.empty]
@@ -130,14 +137,23 @@ def figures(runs: list["RunInfo"], cfg: "ReportConfig") -> dict[str, bytes]:
             xs = sorted(pts)
             ax.plot(xs, [sum(pts[x]) / len(pts[x]) for x in xs], styles[i % len(styles)],
                     color=colours[t], label=f"{TARGET_TITLES[t]} re-run{label}")
-        pub = [(float(p.setting), p.epe_mm(t)) for p in published.rows_of("4a") if p.method == "IE+TE"]
-        pub.append((1.0, next(p.epe_mm(t) for p in published.rows_of("4a") if p.method == "IE")))
-        pub.sort()
-        ax.plot([p[0] for p in pub], [p[1] for p in pub], "x--", color=colours[t], alpha=0.6,
-                label=f"{TARGET_TITLES[t]} as published")  # fmt: skip
-    ax.set_xlabel("ratio r (image weight; IE = 1, TE = 0)")
-    ax.set_ylabel(f"EPE mm ({cfg.protocol})")
-    ax.set_title("Table 4(a): mixing ratio")
+        base = [v for r in runs if r.facets["mode"] == "baseline" and r.facets["aug"] == "clip"
+                and (v := epe_of(r, t, cfg)) is not None]  # fmt: skip
+        if base:
+            ax.axhline(sum(base) / len(base), color=colours[t], lw=1.2, ls="-", alpha=0.45,
+                       label=f"{TARGET_TITLES[t]} re-run baseline (no CLIP)")  # fmt: skip
+        if cfg.protocol == PAPER_PROTOCOL:  # published numbers only beside their own protocol
+            pub = [(float(p.setting), p.epe_mm(t)) for p in published.rows_of("4a") if p.method == "IE+TE"]
+            pub.append((1.0, next(p.epe_mm(t) for p in published.rows_of("4a") if p.method == "IE")))
+            pub.sort()
+            ax.plot([p[0] for p in pub], [p[1] for p in pub], "x--", color=colours[t], alpha=0.6,
+                    label=f"{TARGET_TITLES[t]} as published")  # fmt: skip
+    ax.set_xlim(-0.05, 1.05)  # the whole range of r, however few ratios were run
+    ax.margins(y=0.15)
+    ax.set_xlabel("ratio r (image-feature weight; IE = 1, TE = 0)")
+    ax.set_ylabel(f"EPE mm, re-runs under protocol {cfg.protocol}", fontsize=9)
+    ax.set_title("Table 4(a): mixing ratio" + ("" if cfg.protocol == PAPER_PROTOCOL else
+                                               " (published numbers: protocol authors only)"), fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     out["ratio_ablation"] = _png(fig)
@@ -295,8 +311,25 @@ def _diff_cell(r: Any, t: str, d: int) -> str:
     return text
 
 
-def _paper_rows(frame: pd.DataFrame, key: str) -> list[tuple[bool, list[str]]]:
-    """(is_published, cells) for a paper-shaped table."""
+UNRELIABLE = "⚠ 2D unreliable"
+
+
+def _unreliable(page: Page | None, runs_label: str, target: str) -> bool:
+    """True when the page's protocol takes 2D from the heatmaps on `target` and one of the
+    row's runs has heatmaps that did not beat the mean layout (`pipeline.verdict`)."""
+    from hcdg.pipeline.verdict import heatmap_protocol
+
+    if page is None or page.verdict is None or not heatmap_protocol(page.cfg.protocol, target):
+        return False
+    names = [n.strip().rstrip("†").strip() for n in str(runs_label).split(",")]
+    return any(n in page.verdict.unreliable for n in names)
+
+
+def _paper_rows(frame: pd.DataFrame, key: str, page: Page | None = None) -> list[tuple[bool, list[str]]]:
+    """(is_published, cells) for a paper-shaped table. With a `page`: published rows only
+    when its protocol is the one they were measured with (`authors`), and re-run cells whose
+    2D comes from heatmaps that did not learn flagged `UNRELIABLE`."""
+    from hcdg.pipeline.protocols import PAPER_PROTOCOL as PUBLISHED_PROTOCOL
     from hcdg.stages.report import PUBLISHED_SOURCE
 
     rows = []
@@ -304,6 +337,8 @@ def _paper_rows(frame: pd.DataFrame, key: str) -> list[tuple[bool, list[str]]]:
     digits = {t: digits_to_tell_apart(frame.loc[~pub_mask, f"{t}_epe_mm"]) for t in published.TARGETS}
     for _, r in frame.iterrows():
         pub = r["source"] == PUBLISHED_SOURCE
+        if pub and page is not None and page.cfg.protocol != PUBLISHED_PROTOCOL:
+            continue
         cells = [r["method"], r["setting"] or "", r["source"]]
         for t in published.TARGETS:
             v = r[f"{t}_epe_mm"]
@@ -313,6 +348,8 @@ def _paper_rows(frame: pd.DataFrame, key: str) -> list[tuple[bool, list[str]]]:
             if not pub and n > 1:
                 std = r.get(f"{t}_epe_std_mm", math.nan)
                 text += f" ± {_fmt(std, d)} (n={n})"
+            if not pub and n and _unreliable(page, r["runs"], t):
+                text += f"; {UNRELIABLE}"
             cells.append(text)
         for t in published.TARGETS:
             cells.append("" if pub else _diff_cell(r, t, digits[t]))
@@ -350,9 +387,11 @@ def _intro(cfg: "ReportConfig") -> list[str]:
     return [
         f"Paper-shaped tables: re-run numbers use protocol `{cfg.protocol}` ({PROTOCOL_NOTES[cfg.protocol]}) "
         f"with STB root `{cfg.root}` and joint set `{cfg.joints}`. "
-        + ("" if same else "The paper's numbers use `authors`, so published and re-run rows are NOT comparable here. ")
-        + "Rows labelled \"as published, not re-run\" are copied from the paper (§4, Tables 3-6); "
-        "the paper does not say how it handled STB's palm root.",
+        + ("Rows labelled \"as published, not re-run\" are copied from the paper (§4, Tables 3-6); "
+           "the paper does not say how it handled STB's palm root." if same else
+           "The paper's numbers were measured under `authors`, so they are left out of these tables and the "
+           "ratio plot (they are in tables/table*.csv with source \"as published\"; a report with "
+           "`--protocol authors` over uvd-output runs shows them beside the re-runs)."),
         "Numbers under different protocols or roots are not comparable; the full table lists all of them.",
     ]
 
@@ -401,9 +440,10 @@ def _html_table(header: list[str], rows: list[tuple[bool, list[str]]], table_id:
             diff = c[:1] in "+-" and "[" in c  # a paired-difference cell: wraps at its "; seeds" part
             if (c[:1].isdigit() or c[:1] in "+-−" or c == "—") and not diff:
                 cls.append("num")
-            if diff and "*" in c:
-                cls.append("sig")
-            text = "<br>".join(_e(part) for part in c.split("; ")) if diff else _e(c)
+            if diff and "*" in c.split("; ")[0]:  # coloured by direction: + = more error = worse
+                cls.append("worse" if c[:1] == "+" else "better")
+            text = "<br>".join(_e(part) for part in c.split("; ")) if (diff or UNRELIABLE in c) else _e(c)
+            text = text.replace(_e(UNRELIABLE), f"<span class='unrel'>{_e(UNRELIABLE)}</span>")
             tds.append(f'<td class="{" ".join(cls)}">{text}</td>' if cls else f"<td>{text}</td>")
         body.append(f'<tr class="{"published" if pub else "rerun"}">{"".join(tds)}</tr>')
     cls = ' class="data"' if data else ""
@@ -415,19 +455,47 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
+def _verdict_items(page: Page) -> list[tuple[str, str]]:
+    """(css class, sentence) of the verdict block, in order."""
+    v = page.verdict
+    if v is None:
+        return []
+    out = [("", "Trained: " + s) for s in v.setup]
+    out += [(d if d in ("better", "worse") else "", s) for d, s in v.summary]
+    if not v.summary:
+        out.append(("", "No method could be compared with a re-run baseline (a `mode: baseline` run with results)."))
+    out += [("worse", "Protocols disagree: " + d) for d in v.disagreements]
+    out += [("", f"Unreliable under protocols that take 2D from the heatmaps ({', '.join(_heatmap_protocols())}): "
+                 f"run {n}: {why}.") for n, why in v.unreliable.items()]
+    out += [("", u) for u in v.used]
+    return out
+
+
+def _heatmap_protocols() -> list[str]:
+    from hcdg.pipeline.verdict import HEATMAP_2D_PROTOCOLS
+
+    return [p + ("" if "*" in t else f" on {'/'.join(t).upper()}") for p, t in HEATMAP_2D_PROTOCOLS.items()]
+
+
 def html(page: Page) -> str:
     cfg = page.cfg
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_e(cfg.title)}</title>",
              f"<style>{_CSS}</style></head><body><h1>{_e(cfg.title)}</h1>",
              f"<p class='caption'>Generated {_e(page.created)} from {len(page.runs)} run(s) by <code>hcdg report</code>.</p>"]  # fmt: skip
     parts += [f"<div class='banner'>{_e(b)}</div>" for b in _banners(page)]
+    items = _verdict_items(page)
+    if items:
+        lis = "".join(f"<li class='{c}'>{_e(t)}</li>" if c else f"<li>{_e(t)}</li>" for c, t in items)
+        parts.append(f"<div class='verdict' id='verdict'><h2>What happened</h2><ul>{lis}</ul>"
+                     "<p class='caption'>Δ = method minus baseline on the same samples (negative = lower error); "
+                     "green: the 95% interval lies below 0 (better), red: above 0 (worse).</p></div>")
     parts += [f"<div class='warn'>{_e(w)}</div>" for w in page.warnings]
     parts += [f"<p>{_e(p)}</p>" for p in _intro(cfg)]
     parts.append(f"<p class='caption'>{_e(_diff_note(page))}</p>")
     for spec in published.TABLES:
         frame = page.tables[f"table{spec.key}"]
         parts.append(f"<h2>{_e(spec.title)}</h2><p class='caption'>{_e(spec.caption)}</p>")
-        parts.append(_html_table(PAPER_HEADER, _paper_rows(frame, spec.key), f"table{spec.key}"))
+        parts.append(_html_table(PAPER_HEADER, _paper_rows(frame, spec.key, page), f"table{spec.key}"))
         if spec.key == "4a" and "ratio_ablation" in page.figures:
             parts.append(_img(page.figures["ratio_ablation"], "ratio ablation"))
     parts.append("<h2>PCK curves</h2>")
@@ -496,12 +564,16 @@ def markdown(page: Page) -> str:
     cfg = page.cfg
     parts = [f"# {_md_text(cfg.title)}", "", f"Generated {page.created} from {len(page.runs)} run(s) by `hcdg report`.", ""]
     parts += [f"> **WARNING:** {_md_text(b)}\n" for b in _banners(page)]
+    items = _verdict_items(page)
+    if items:
+        marks = {"better": "✅ ", "worse": "❌ ", "": ""}
+        parts += ["## What happened", ""] + [f"* {marks[c]}{_md_text(t)}" for c, t in items] + [""]
     parts += [f"> {_md_text(w)}\n" for w in page.warnings]
     parts += [p + "\n" for p in _intro(cfg)]
     parts += [_diff_note(page) + "\n"]
     for spec in published.TABLES:
         frame = page.tables[f"table{spec.key}"]
-        rows = [[f"*{c}*" if pub and c else c for c in cells] for pub, cells in _paper_rows(frame, spec.key)]
+        rows = [[f"*{c}*" if pub and c else c for c in cells] for pub, cells in _paper_rows(frame, spec.key, page)]
         parts += [f"## {spec.title}", "", spec.caption, "", _md_table(PAPER_HEADER, rows), ""]
         if spec.key == "4a" and "ratio_ablation" in page.figures:
             parts += ["![ratio ablation](figures/ratio_ablation.png)", ""]

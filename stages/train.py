@@ -28,6 +28,10 @@ def check_args(cfg: TrainConfig) -> None:
     """The paths a run cannot do without (HcdgError naming the option)."""
     if not cfg.out:
         raise HcdgError("--out: a run folder is required")
+    if cfg.tensorboard:  # before any write
+        from hcdg.store.tensorboard_log import require_tensorboard
+
+        require_tensorboard()
     if not cfg.root:
         raise HcdgError("--root: the dataset root folder is required")
     if cfg.uses_clip and not cfg.store:

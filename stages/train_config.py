@@ -244,6 +244,11 @@ class TrainConfig:
                         commands=("train",))
     progress: bool = _run(True, "Progress bar (a periodic status line when not on a terminal).", role="runtime",
                           batch=False)
+    # a view of metrics.parquet for TensorBoard users (store/tensorboard_log.py); off by default:
+    # it needs the optional package `tensorboard` (extra [tb])
+    tensorboard: bool = _run(False, "Also write TensorBoard scalars (losses, lr, validation EPE and 2D error, "
+                             "Branch2 diagnostics) into RUN/tensorboard (sweeps: one per point); needs "
+                             "`pip install 'hcdg[tb]'`.", role="runtime", batch=False)
 
     def __post_init__(self) -> None:
         def bad(opt: str, msg: str) -> ConfigError:

@@ -337,7 +337,7 @@ def setup_point(cfg: TrainConfig, env: DistEnv, device: torch.device, data: Data
             pt.model = model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
         pt.net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-    pt.log = MetricsLog(out, resume_step=start) if env.rank == 0 else None
+    pt.log = MetricsLog(out, resume_step=start, tensorboard=cfg.tensorboard) if env.rank == 0 else None
     pt.last_val = (float("nan"),) * len(VAL_KEYS)
     if pt.log is not None and pt.log.rows:
         vals = [r for r in pt.log.rows if r.get("kind") == "val"]

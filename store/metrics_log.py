@@ -89,10 +89,16 @@ def read_metrics(run_dir: str | Path) -> pd.DataFrame:
 class MetricsLog:
     """Appends rows to `RUN_DIR/metrics.parquet` (atomic rewrite per append)."""
 
-    def __init__(self, run_dir: str | Path, *, resume_step: int | None = None) -> None:
-        """Open the log; with `resume_step`, keep existing rows up to that step, else start empty."""
+    def __init__(self, run_dir: str | Path, *, resume_step: int | None = None, tensorboard: bool = False) -> None:
+        """Open the log; with `resume_step`, keep existing rows up to that step, else start empty.
+        `tensorboard`: also mirror appended rows into RUN_DIR/tensorboard (`store.tensorboard_log`)."""
         self.path = Path(run_dir) / METRICS_FILE
         self.rows: list[dict[str, Any]] = []
+        self.tb = None
+        if tensorboard:
+            from hcdg.store.tensorboard_log import TensorBoardMirror
+
+            self.tb = TensorBoardMirror(run_dir, purge_step=None if resume_step is None else resume_step + 1)
         if resume_step is not None and self.path.is_file():
             old = pd.read_parquet(self.path)
             old = old[old["step"] <= resume_step]
@@ -104,12 +110,15 @@ class MetricsLog:
 
     def append(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Add rows (unknown keys are a programming error) and rewrite the file atomically."""
+        rows = [dict(r) for r in rows]
         for row in rows:
             unknown = set(row) - set(COLUMNS)
             if unknown:
                 raise KeyError(f"metrics: unknown column(s) {sorted(unknown)}")
             self.rows.append(dict(row))
         self._write()
+        if self.tb is not None:
+            self.tb.write(rows)
 
     def _write(self) -> None:
         with atomic_path(self.path) as tmp:

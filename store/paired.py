@@ -27,8 +27,9 @@ from hcdg.store.fingerprint import digest
 #: Config keys that do not make a different configuration: the seed, and the training ids
 #: it selects (the held-out validation poses are a seeded draw, `train_data.split_train_val`).
 SEED_KEYS = ("seed", "data_ids_sha256")
-#: Columns identifying one evaluation a difference is taken within.
-EVAL_KEYS = ("target", "split", "protocol", "root", "crops")
+#: Columns identifying one evaluation a difference is taken within: rows of different
+#: weights (``checkpoint``: "final" or "step-N") or sample limits are never paired.
+EVAL_KEYS = ("target", "split", "protocol", "root", "crops", "checkpoint", "limit")
 
 PAIRED_COLUMNS = (
     "group", "baseline_group", "runs", "baseline_runs", *EVAL_KEYS, "n_samples", "n_runs", "n_baseline_runs",
@@ -43,10 +44,14 @@ def group_key(config: Mapping[str, Any]) -> str:
     return digest({k: v for k, v in config.items() if k not in SEED_KEYS})[:12]
 
 
-def sample_epe_table(run_dirs: Iterable[str | Path], joints: str = "all") -> pd.DataFrame:
+def sample_epe_table(run_dirs: Iterable[str | Path], joints: str = "all",
+                     reference_only: bool = True) -> pd.DataFrame:
     """One row per run x evaluation x sample: run, run_dir, group, seed, EVAL_KEYS, sample_id, epe_mm.
 
     `joints`: "all" (21 joints) or "visible" (only the visible ones; NaN when none are).
+    `reference_only`: read only the evaluations of the finished models on every sample
+    (`store.results.result_files`); False adds checkpoint and --limit evaluations (their
+    ``checkpoint`` / ``limit`` keys keep them apart).
     """
     from hcdg.store import results as rs
     from hcdg.store.runs import config_of, read_run
@@ -56,7 +61,7 @@ def sample_epe_table(run_dirs: Iterable[str | Path], joints: str = "all") -> pd.
     frames = []
     for run_dir in rs.find_run_dirs(run_dirs):
         config = config_of(read_run(run_dir))
-        for path in rs.result_files(run_dir):
+        for path in rs.result_files(run_dir, reference_only=reference_only):
             res = rs.read_results(path)
             mask = rs.visible_array(res) if joints == "visible" else None
             epe = metrics.sample_epe_mm(rs.errors_array(res), mask)
@@ -65,6 +70,8 @@ def sample_epe_table(run_dirs: Iterable[str | Path], joints: str = "all") -> pd.
                 "seed": config.get("seed"), "target": res["target"].to_numpy(), "split": res["split"].to_numpy(),
                 "protocol": res["protocol"].to_numpy(), "root": res["root"].to_numpy(),
                 "crops": res["crops"].fillna("gt").to_numpy() if "crops" in res.columns else "gt",
+                "checkpoint": res["checkpoint"].fillna("final").to_numpy() if "checkpoint" in res.columns else "final",
+                "limit": res["limit"].fillna("all").to_numpy() if "limit" in res.columns else "all",
                 "sample_id": res["sample_id"].to_numpy(), "epe_mm": epe,
             }))  # fmt: skip
     cols = ["run", "run_dir", "group", "seed", *EVAL_KEYS, "sample_id", "epe_mm"]

@@ -59,6 +59,11 @@ RESULT_SCHEMA: dict[str, pa.DataType] = {
     "random_weights": pa.bool_(),
 }
 
+#: Per-axis mean absolute errors of a summary row (x, y, z in the camera frame, mm; the
+#: authors' script prints them, main/metrics.py:58-76). Written after SUMMARY_SCHEMA's columns;
+#: summaries written before they existed lack them.
+AXIS_COLUMNS: tuple[str, ...] = ("epe_x_mean_mm", "epe_y_mean_mm", "epe_z_mean_mm")
+
 #: Fixed columns of the summary table, in order.
 SUMMARY_SCHEMA: dict[str, pa.DataType] = {
     "run": pa.string(),
@@ -224,22 +229,31 @@ def visible_array(frame: pd.DataFrame) -> np.ndarray:
 
 
 def summarise_results(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per run x target x split x protocol x root x joint set: n, EPE mean/median, AUCs, PCK.
+    """Per run x target x split x protocol x root x joint set: n, EPE mean/median, AUCs, PCK,
+    and the mean absolute error along x, y and z (`AXIS_COLUMNS`).
 
-    Statistics follow `metrics.summarise` (hand3d / FreiHAND EvalUtil conventions);
-    the run's ``cfg.*`` columns are carried over.
+    Statistics follow `metrics.summarise` (hand3d / FreiHAND EvalUtil conventions; the
+    per-axis means average per-joint means like ``epe_mean_mm``, which for all joints is the
+    authors' per-sample mean over 21 joints averaged over samples); the run's ``cfg.*``
+    columns are carried over. Per-axis errors are read from the stored float32 metres
+    (about 1e-4 mm of round-off).
     """
+    from hcdg.store.eval_files import IDENTITY_COLUMNS
+
     keys = ["run", "target", "split", "protocol", "root"]
-    carry = ["random_weights"] + [c for c in frame.columns if c.startswith(CFG_PREFIX)]
+    identity = [c for c in IDENTITY_COLUMNS if c in frame.columns]
+    carry = ["random_weights", *identity] + [c for c in frame.columns if c.startswith(CFG_PREFIX)]
     rows = []
     for key, group in frame.groupby(keys, sort=False, dropna=False):
         err = errors_array(group)
         vis = visible_array(group)
+        axes = metrics.axis_errors_mm(xyz_array(group["pred_xyz_m"]), xyz_array(group["gt_xyz_m"]))
         for joints, mask in (("all", None), ("visible", vis)):
             s = metrics.summarise(err, mask)
             row = dict(zip(keys, key))
             row["joints"] = joints
             row.update(s)
+            row.update({c: metrics.epe_mean_mm(axes[..., k], mask) for k, c in enumerate(AXIS_COLUMNS)})
             for c in carry:
                 if c in group.columns:
                     row[c] = group[c].iloc[0]
@@ -247,7 +261,8 @@ def summarise_results(frame: pd.DataFrame) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=list(SUMMARY_SCHEMA))
     out = pd.DataFrame(rows)
-    return out[[c for c in SUMMARY_SCHEMA if c in out.columns] + [c for c in carry[1:] if c in out.columns]]
+    return out[[c for c in (*SUMMARY_SCHEMA, *AXIS_COLUMNS) if c in out.columns]
+               + [c for c in carry[1:] if c in out.columns]]
 
 
 # --------------------------------------------------------------------------- parquet I/O
@@ -342,13 +357,19 @@ def _migrate_pa(frame: pd.DataFrame, recompute: bool) -> pd.DataFrame:
     return pd.concat([frame.iloc[:first], rows, frame.iloc[first:]], ignore_index=True)
 
 
-def write_results(run_dir: str | Path, target: str, frame: pd.DataFrame) -> tuple[Path, Path]:
+def write_results(run_dir: str | Path, target: str, frame: pd.DataFrame,
+                  summary_columns: Mapping[str, Any] | None = None) -> tuple[Path, Path]:
     """Write ``eval/<target>.parquet`` and its summary, atomically; other targets untouched.
 
-    Returns (results path, summary path).
+    `target` is the file stem (`store.eval_files.EvalIdentity.stem`); `summary_columns` are
+    added to every summary row (e.g. mmpose's 2D "PCK", "AUC", "EPE", which do not depend on
+    the 3D protocol). Returns (results path, summary path).
     """
     table = _to_table(frame, RESULT_SCHEMA, f"results for {target}")
-    summary = _to_table(summarise_results(frame), SUMMARY_SCHEMA, f"summary for {target}")
+    summ = summarise_results(frame)
+    for k, v in (summary_columns or {}).items():
+        summ[k] = v
+    summary = _to_table(summ, SUMMARY_SCHEMA, f"summary for {target}")
     return (
         _write_table(results_path(run_dir, target), table),
         _write_table(summary_path(run_dir, target), summary),
@@ -409,12 +430,22 @@ def find_run_dirs(paths: Iterable[str | Path], max_depth: int = 3) -> list[Path]
     return unique
 
 
-def result_files(run_dir: str | Path) -> list[Path]:
-    """The per-sample results files of a run (``eval/*.parquet`` minus summaries), sorted."""
+def result_files(run_dir: str | Path, reference_only: bool = False) -> list[Path]:
+    """The per-sample results files of a run (``eval/*.parquet`` minus summaries): per target,
+    the reference evaluation (``<target>.parquet``) first, then its variants by name.
+
+    `reference_only`: only evaluations of the finished model on every sample with the
+    default decoder (`store.eval_files.is_reference_file`; what `hcdg report` compares).
+    """
+    from hcdg.store import eval_files as ef
+
     folder = Path(run_dir) / EVAL_DIR
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.glob("*.parquet") if not p.name.endswith("-summary.parquet"))
+    files = [p for p in folder.glob("*.parquet") if not p.name.endswith("-summary.parquet")]
+    if reference_only:
+        files = [p for p in files if ef.is_reference_file(p)]
+    return sorted(files, key=lambda p: (ef.target_of(ef.stem_of(p)), ef.stem_of(p).count(ef.SEP), p.name))
 
 
 def load_results(run_dirs: Iterable[str | Path]) -> pd.DataFrame:

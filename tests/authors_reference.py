@@ -189,3 +189,47 @@ def authors_forward(sd: dict[str, torch.Tensor], img: torch.Tensor, hand_side: t
     xyz = torch.where(right[:, None, None], xyz, xyz * torch.tensor([-1.0, 1.0, 1.0]))
     up = F.interpolate(maps, 256, mode="bilinear", align_corners=False)
     return xyz, maps, up
+
+
+# ------------------------------------------------------------------ their test-time crop
+
+
+def their_test_crop(image_rgb_uint8, bbox, left: bool, scale: float = 1.0, rot: float = 0.0, size: int = 256):
+    """Their test crop, step by step as data/STB/STB.py:108-122 / data/Rhp/Rhp.py:116-128 and
+    main/preprocessing.py:19-28, 134-209 run it -> (network input (3, S, S) float32,
+    img2bb_trans (2, 3) float32, bb2img_trans (2, 3) float32)."""
+    import cv2
+    import numpy as np
+
+    img = np.asarray(image_rgb_uint8).astype(np.float32)  # load_img: float32 RGB
+    if left:
+        img = cv2.flip(img, 1)
+    bbox = np.array(bbox, dtype=np.float64)
+    for i in range(4):
+        bbox[i] = int(bbox[i])
+    c_x, c_y = float(bbox[0] + 0.5 * bbox[2]), float(bbox[1] + 0.5 * bbox[3])
+    src_w, src_h = bbox[2] * scale, bbox[3] * scale
+    rad = np.pi * rot / 180
+
+    def rotate(p):
+        x, y = p[0], p[1]
+        sn, cs = np.sin(rad), np.cos(rad)
+        return np.array([x * cs - y * sn, x * sn + y * cs], dtype=np.float32)
+
+    centre = np.array([c_x, c_y], dtype=np.float32)
+    down = rotate(np.array([0, src_h * 0.5], dtype=np.float32))
+    right = rotate(np.array([src_w * 0.5, 0], dtype=np.float32))
+    dcen = np.array([size * 0.5, size * 0.5], dtype=np.float32)
+    src = np.zeros((3, 2), dtype=np.float32)
+    src[0], src[1], src[2] = centre, centre + down, centre + right
+    dst = np.zeros((3, 2), dtype=np.float32)
+    dst[0] = dcen
+    dst[1] = dcen + np.array([0, size * 0.5], dtype=np.float32)
+    dst[2] = dcen + np.array([size * 0.5, 0], dtype=np.float32)
+    trans = cv2.getAffineTransform(np.float32(src), np.float32(dst)).astype(np.float32)
+    inv = cv2.getAffineTransform(np.float32(dst), np.float32(src)).astype(np.float32)
+    patch = cv2.warpAffine(img, trans, (size, size), flags=cv2.INTER_LINEAR).astype(np.float32)
+    patch = patch.astype(np.uint8)  # opencv2pil(img.astype(np.uint8)) ... pil2opencv
+    patch = np.clip(patch * np.array([1, 1, 1])[None, None, :], 0, 255)
+    net_in = torch.from_numpy(patch.astype(np.float32)).permute(2, 0, 1) / 255.0  # ToTensor()(float32) / 255
+    return net_in.numpy(), trans, inv

@@ -150,10 +150,19 @@ def test_camera_params_file_is_used_when_present(tmp_path):
 def test_missing_frame_image_and_bad_options(tmp_path):
     root = _stb_root(tmp_path, n_frames=8)
     (root / "B1Counting" / "BB_left_5.png").unlink()
+    # a partial copy reads the frames present (with their own labels) and says how many
+    ds = open_dataset("stb", root, split="B1Counting")
+    assert len(ds) == 7 and "7 of 8 frames" in ds.note
+    assert ds.sample_id(5) == "B1Counting/BB_left_6" and ds.annotation(5).extra["frame"] == 6
+    full = ds._blocks[0][3]
+    np.testing.assert_array_equal(ds.annotation(5).xyz, full[5])
+    for f in range(8):
+        if f != 5:
+            (root / "B1Counting" / f"BB_left_{f}.png").unlink()
     with pytest.raises(HcdgError) as info:
         open_dataset("stb", root, split="B1Counting")
     msg = str(info.value)
-    assert "\n" not in msg and str(root / "B1Counting") in msg and "BB_left_5.png" in msg and "8" in msg
+    assert "\n" not in msg and str(root / "B1Counting") in msg and "none of the 8" in msg
     with pytest.raises(HcdgError, match="unknown split 'B9Nothing'.*B1Counting"):
         open_dataset("stb", root, split="B9Nothing")
     with pytest.raises(HcdgError, match="cameras"):

@@ -24,6 +24,7 @@ def test_tiny_demo_end_to_end_and_resume(tmp_path):
     assert res.exit_code == 0, res.output
     assert f"report: {out / 'report' / 'report.html'}" in res.output
     assert "training the synthetic CLIP" in res.output and (out / "clip" / "hcdg_clip_card.json").is_file()
+    assert "--resume" not in res.output  # a fresh folder is not resumed
 
     for run in ("baseline", "ie+te"):
         for target in ("stb", "rhd"):

@@ -97,13 +97,15 @@ def test_rows_per_sample_and_protocol_and_rerun_replaces_only_that_target(data, 
     assert set(fh["split"]) == {"evaluation"} and len(fh) == len(open_dataset("freihand", data["freihand"], "evaluation")) * 5
     assert not fh["mirrored"].any()
 
-    rhd_files = {p: _sha(p) for p in (rs.results_path(run_dir, "rhd"), rs.summary_path(run_dir, "rhd"))}
+    rhd_files = {p: _sha(p) for p in (rs.results_path(run_dir, "rhd"), rs.summary_path(run_dir, "rhd"),
+                                      rs.results_path(run_dir, "stb"))}
     ev.run(_cfg(run_dir, "stb", data["stb"], protocols=("pa",), limit=4))
-    stb2 = rs.read_results(rs.results_path(run_dir, "stb"))
+    stb2 = rs.read_results(rs.results_path(run_dir, "stb--limit-4"))  # beside the reference results
     assert len(stb2) == 4 * 2 and set(stb2["protocol"]) == {"pa"}
-    summ = rs.read_summary(rs.summary_path(run_dir, "stb"))
+    summ = rs.read_summary(rs.summary_path(run_dir, "stb--limit-4"))
     assert set(summ["protocol"]) == {"pa"} and summ["n_samples"].eq(4).all()
-    assert {p: _sha(p) for p in rhd_files} == rhd_files  # the other target untouched
+    assert {"PCK", "AUC", "EPE"} <= set(summ.columns) and summ["EPE"].gt(0).all()  # mmpose's 2D metrics
+    assert {p: _sha(p) for p in rhd_files} == rhd_files  # the other target and the reference untouched
     assert not list((run_dir / "eval").glob(".tmp-*"))
 
 

@@ -72,7 +72,7 @@ def test_predict_on_known_boxes_matches_eval_end_to_end(run_dir, synth_rhd, tmp_
     assert doc["joint_names"][0] == "wrist" and len(doc["predictions"]) == 8 and doc["skipped"] == []
     np.testing.assert_allclose(np.array(doc["predictions"][3]["uv_px"]), uv[3])
     pngs = sorted(p.name for p in (out / "overlays").iterdir())
-    assert pngs == sorted(f"{n}.png" for n in frame["name"])
+    assert pngs == sorted(f"{Path(n).stem}.png" for n in frame["name"])  # no doubled extension
     assert Image.open(out / "overlays" / pngs[0]).size == (320, 320)
     assert not list(tmp_path.glob(".pred.*"))  # no temp folder left
 
@@ -116,7 +116,7 @@ def test_corrupt_image_is_skipped_with_one_line(run_dir, synth_rhd, tmp_path):
     frame = pd.read_parquet(out / "predictions.parquet")
     assert len(frame) == 2 and set(frame["box_source"]) == {"whole-image-pad"}
     assert len(json.loads((out / "predictions.json").read_text())["skipped"]) == 1
-    assert sorted(p.name for p in (out / "overlays").iterdir()) == sorted(f"{n}.png" for n in frame["name"])
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == sorted(f"{Path(n).stem}.png" for n in frame["name"])
 
 
 def _one_line_error(res) -> str:
@@ -167,7 +167,7 @@ def test_overwrite_replaces_an_earlier_output_and_plot3d(run_dir, synth_rhd, tmp
     assert "not empty" in _one_line_error(runner.invoke(main, args))
     res = runner.invoke(main, [*args, "--overwrite", "--plot3d", "--bone-length-mm", "30"])
     assert res.exit_code == 0, res.output
-    assert (out / "overlays" / f"{img.name}.3d.png").is_file()
+    assert (out / "overlays" / f"{img.stem}.3d.png").is_file()
     frame = pd.read_parquet(out / "predictions.parquet")
     np.testing.assert_allclose(pp.joint_array(frame, "xyz_rel_mm"), pp.joint_array(frame, "xyz_rel_norm") * 30.0)
 
@@ -234,3 +234,19 @@ def test_an_imported_authors_run_predicts_uvd_and_camera_millimetres(tmp_path):
     uvd = pp.joint_array(frame, "uvd")
     assert uvd.shape == (1, 21, 3) and np.isfinite(uvd).all() and np.isfinite(pp.joint_array(frame, "uv_px")).all()
     assert frame["mirrored"].all()
+
+
+def test_overlay_stems_drop_the_image_suffix_unless_two_inputs_would_share_one():
+    from hcdg.stages.predict import overlay_stems
+
+    assert overlay_stems(["00111.png", "b.JPG", "image-0003"]) == {"00111.png": "00111", "b.JPG": "b",
+                                                                   "image-0003": "image-0003"}
+    assert overlay_stems(["a.jpg", "a.png", "c.jpeg"]) == {"a.jpg": "a.jpg", "a.png": "a.png", "c.jpeg": "c"}
+
+
+def test_python_api_errors_name_arguments_not_flags(tmp_path):
+    with pytest.raises(hcdg.pipeline.errors.HcdgError, match=r"^run_dir=.*: no such folder") as exc:
+        hcdg.load_model(tmp_path / "missing")
+    assert "--" not in str(exc.value)
+    with pytest.raises(hcdg.pipeline.errors.HcdgError, match=r"^whole_image: expected one of"):
+        hcdg.predict(tmp_path, [], whole_image="stretch")

@@ -86,3 +86,32 @@ def test_run_all_lists_every_benchmark_and_reports_failures(tmp_path, monkeypatc
     out = capfd.readouterr()
     assert "| ok |" in out.out and "failed: bad" in out.err
     assert run_all.main(["--only", "good"]) == 0
+
+
+def test_watch_runs_shows_each_run_and_times_each_on_its_own(tmp_path):
+    """Two 'runs' in threads write metrics.parquet; the watcher prints status lines per run
+    (not a terminal) and each run's own time (the short one is not charged the long one's)."""
+    import io
+    import time as _time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pandas as pd
+
+    from hcdg.stages import progress as pr
+
+    def fake_run(folder, steps, pause):
+        folder.mkdir()
+        for s in range(1, steps + 1):
+            _time.sleep(pause)
+            pd.DataFrame({"step": list(range(1, s + 1))}).to_parquet(folder / "metrics.parquet")
+        return s
+
+    buf = io.StringIO()
+    dirs = {"quick": tmp_path / "quick", "slow": tmp_path / "slow"}
+    with ThreadPoolExecutor(2) as pool:
+        futs = {"quick": pool.submit(fake_run, dirs["quick"], 2, 0.05), "slow": pool.submit(fake_run, dirs["slow"], 4, 0.3)}
+        own = pr.watch_runs(futs, dirs, {"quick": 2, "slow": 4}, poll_s=0.05, file=buf)
+    assert own["quick"] < 0.8 < own["slow"]
+    lines = buf.getvalue().splitlines()
+    assert any(ln.startswith("train quick: step 2/2 (100.0%)") for ln in lines), lines
+    assert any(ln.startswith("train slow: step 4/4 (100.0%)") for ln in lines)

@@ -48,7 +48,9 @@ def test_train_uvd_authors_arch_then_eval_under_authors(synth_freihand, synth_rh
     res = runner.invoke(main, ["eval", "--run", str(out), "--target", "rhd", "--root", str(synth_rhd), "--no-progress"])
     assert res.exit_code == 0, res.output
     frame = rs.read_results(rs.results_path(out, "rhd"))
-    assert set(frame["protocol"]) == {"authors"} and np.isfinite(rs.errors_array(frame)).all()
+    # their computation on hcdg's GT boxes (no --boxes): labelled apart from `authors`, cut with cv2
+    assert set(frame["protocol"]) == {"authors-gtcrops"} and np.isfinite(rs.errors_array(frame)).all()
+    assert set(frame["crop_backend"]) == {"cv2"}
 
 
 def test_presets_set_defaults_and_explicit_flags_win(tmp_path):

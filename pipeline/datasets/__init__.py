@@ -51,7 +51,8 @@ def open_dataset(name: str, root: str | Path, split: str | None = None, **option
 
     Args:
         name: "freihand", "rhd" or "stb".
-        root: the dataset folder (FreiHAND root, `RHD_published_v2`, STB root).
+        root: the dataset folder (FreiHAND root, `RHD_published_v2`, STB root), or a COCO-style
+            hand keypoint JSON file (`datasets.coco`: mmpose / I2L-MeshNet layouts).
         split: a split name (default `DEFAULT_SPLITS[name]`).
         **options: reader options: rhd `hand` ("auto"|"left"|"right");
             stb `cameras` (tuple of "BB_left", "BB_right", "SK"; default ("BB_left",)).
@@ -70,4 +71,10 @@ def open_dataset(name: str, root: str | Path, split: str | None = None, **option
     root = Path(root)
     if not root.exists():
         raise HcdgError(f"{root}: dataset root does not exist ({name})")
+    from hcdg.pipeline.datasets.coco import CocoHandDataset, is_coco_file
+
+    if is_coco_file(root):  # a COCO-style hand keypoint JSON (mmpose / I2L-MeshNet layouts)
+        if options:
+            raise HcdgError(f"{root}: a COCO-style JSON takes no reader options (got {', '.join(sorted(options))})")
+        return CocoHandDataset(root, split or DEFAULT_SPLITS[name], dataset=name)
     return cls(root, split or DEFAULT_SPLITS[name], **options)

@@ -131,6 +131,8 @@ class StbDataset:
 
         # blocks in sample order: (sequence, camera, image folder rel, xyz (N,21,3) m, K)
         self._blocks: list[tuple[str, str, str, np.ndarray, np.ndarray]] = []
+        self._frames: list[np.ndarray] = []  # per block: the label frame numbers whose image is present
+        partial: list[str] = []
         for seq in seqs:
             folder_rel = self._image_folder(seq)
             present = c.list_names(self.root / folder_rel, f"STB images of {seq}")
@@ -141,9 +143,17 @@ class StbDataset:
                 c.check_joints(xyz, f"{self.root / f'labels/{seq}_{kind}.mat'} ({cam})", "frame")
                 c.check_intrinsics(K[None], str(self.root / CAMERA_PARAMS_FILE), "camera", [cam])
                 label = f"labels/{seq}_{kind}.mat"
-                c.check_names(self.root / folder_rel, present, (f"{prefix}_{i}.png" for i in range(len(xyz))),
-                              f"{prefix} images (one per frame of {label}: {len(xyz)})")
-                self._blocks.append((seq, cam, folder_rel, xyz, K))
+                frames = np.array([i for i in range(len(xyz)) if f"{prefix}_{i}.png" in present], dtype=np.int64)
+                if len(frames) == 0:
+                    raise HcdgError(f"{self.root / folder_rel}: none of the {len(xyz)} {prefix} images of {label} "
+                                    f"present (expected {prefix}_0.png ...)")
+                if len(frames) < len(xyz):  # a partial copy: the frames present, said in `note`
+                    partial.append(f"{seq} {prefix}: {len(frames)} of {len(xyz)} frames")
+                self._blocks.append((seq, cam, folder_rel, xyz[frames], K))
+                self._frames.append(frames)
+        #: "" for a complete split; else which frames a partial copy holds (stages print it).
+        self.note = ("partial STB folder: only the frames whose image is present are read (" + "; ".join(partial)
+                     + ")") if partial else ""
         self._starts = np.cumsum([0] + [len(b[3]) for b in self._blocks])
         self._styles = c.read_synth_styles(self.root)
 
@@ -203,17 +213,19 @@ class StbDataset:
         return f"{folder}/{_CAMERA_FILES[cam][1]}_{frame}.png"
 
     def sample_id(self, index: int) -> str:
-        block, frame = self._locate(index)
+        block, pos = self._locate(index)
         seq, cam = self._blocks[block][:2]
-        return f"{seq}/{cam}_{frame}"
+        return f"{seq}/{cam}_{int(self._frames[block][pos])}"
 
     def image_path(self, index: int) -> Path:
-        return self.root / self._rel_image(*self._locate(index))
+        block, pos = self._locate(index)
+        return self.root / self._rel_image(block, int(self._frames[block][pos]))
 
     def annotation(self, index: int) -> Sample:
-        block, frame = self._locate(index)
+        block, pos = self._locate(index)
         seq, cam, _, xyz_all, K = self._blocks[block]
-        xyz = xyz_all[frame].copy()
+        xyz = xyz_all[pos].copy()
+        frame = int(self._frames[block][pos])
         rel = self._rel_image(block, frame)
         extra: dict = {"sequence": seq, "camera": cam, "frame": frame}
         if rel in self._styles:
@@ -232,8 +244,8 @@ class StbDataset:
         if self._params_used:
             rels.append(CAMERA_PARAMS_FILE)
         rels += c.sidecar_rels(self.root)
-        for block, (_, _, _, xyz, _) in enumerate(self._blocks):
-            rels += [self._rel_image(block, f) for f in range(len(xyz))]
+        for block, frames in enumerate(self._frames):
+            rels += [self._rel_image(block, int(f)) for f in frames]
         return c.file_sizes(self.root, rels)
 
 
