@@ -31,7 +31,7 @@ def load_model(run_dir: str | Path, device: str = "cpu", checkpoint: str | None 
     `checkpoint`: None = the finished model (else the newest checkpoint), "final",
     "latest" or a checkpoint folder. See docs/api.md.
     """
-    from hcdg.stages.eval import load_run_model
+    from hcdg.store.run_model import load_run_model
 
     with _argument_names():
         return load_run_model(run_dir, checkpoint, device).model

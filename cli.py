@@ -336,6 +336,12 @@ _EMBED = "hcdg.stages.embed:EmbedConfig"
               help="Own prompt list, one per line (not given: the paper's Table 2).")
 @field_option(_EMBED, "prompt_filter", help="Regular expression: keep only matching prompts.")
 @field_option(_EMBED, "progress", "--progress/--no-progress", help="Progress bar with images/s.")
+@field_option(_EMBED, "views", type=int, help="Augmented views per image: K draws of the training augmentation, "
+              "each crop rendered as `hcdg train` renders it (0 = one feature of the whole image; docs/store.md).")
+@field_option(_EMBED, "view_seed", type=int, help="Seed of the view draws.")
+@field_option(_EMBED, "view_preset", choices=True, help="Training preset whose augmentation the views draw from.")
+@field_option(_EMBED, "view_config", type=click.Path(dir_okay=False, path_type=str),
+              help="Training config file (TOML, `hcdg train --print-config`) whose crop and augmentation the views use.")
 def embed_cmd(cameras, **flags) -> None:
     """Stage one: frozen CLIP features of every image of a split and of all prompts, into a store.
 

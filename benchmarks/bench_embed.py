@@ -67,7 +67,8 @@ def e2e(args, data: Path, store: Path, limit: int) -> dict:
 def model_only(args, data: Path, n: int) -> tuple[dict, object]:
     import torch
 
-    from hcdg.pipeline.clip import ImageRows, load_encoder
+    from hcdg.pipeline.clip import ImageRows
+    from hcdg.store.clip_weights import load_encoder
     from hcdg.pipeline.datasets import open_dataset
     from hcdg.pipeline.devices import resolve_device
     from hcdg.stages.embed import resolve_pretrained

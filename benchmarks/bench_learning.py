@@ -15,6 +15,9 @@ Usage (what docs/benchmarks.md "learning" ran):
     python -m benchmarks.bench_learning --out /tmp/hcdg-learn --seeds 0,1,2 --steps 3000 \
         --report 500,1000,1500,3000 --jobs 2
     python -m benchmarks.bench_learning --variant heat-mean=heat_reduction:mean ...   # a comparison
+    python -m benchmarks.bench_learning --variant b-detached=mode:baseline,schedule:lifting-detached ...
+        # a training schedule (docs/benchmarks.md "Training schedules"; add checkpoint_every:250 to a
+        # variant to make a long run resumable after an interruption)
 
 `--variant NAME=key:value[,key:value...]` adds a configuration on top of the defaults (values
 parsed as JSON when they parse, else strings); without it, `baseline` and `ie+te` at the

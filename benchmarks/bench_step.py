@@ -42,7 +42,7 @@ from hcdg.pipeline.model import HandPoseNet  # noqa: E402
 from hcdg.pipeline.prompts import table2_prompts  # noqa: E402
 from hcdg.stages.train_config import TrainConfig  # noqa: E402
 
-N_FREIHAND = 130_240  # FreiHAND training images (PROTOCOL.md §3)
+N_FREIHAND = 130_240  # FreiHAND training images (docs/sources.md#freihand)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP preprocessing
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 

@@ -3,7 +3,7 @@
 Prints one Markdown table:
 
 * embed: ViT-B-32 image encoder (random weights: the same cost as OpenAI's) at 224 px,
-  images/s, fp32 and bf16 (`pipeline.clip.load_encoder`, batch 256, no decode);
+  images/s, fp32 and bf16 (`store.clip_weights.load_encoder`, batch 256, no decode);
 * step: one `hcdg train` optimizer step (`pipeline.objective.loss_terms` + backward + Adam,
   mode ie+te, float16 feature table of FreiHAND's 130,240 rows) at the paper's size
   (256 px, width 1), batch 8 and 32, fp32 and bf16, samples/s;
@@ -43,7 +43,7 @@ def _sync(device: torch.device) -> None:
 
 def embed_rate(device: torch.device, precision: str, model: str, batch: int, reps: int) -> tuple[float, int]:
     """(images/s, input side px) of the image encoder alone."""
-    from hcdg.pipeline.clip import load_encoder
+    from hcdg.store.clip_weights import load_encoder
 
     enc = load_encoder(model, "none", precision=precision, device=device)
     h, w = enc.image_size

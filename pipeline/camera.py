@@ -251,7 +251,7 @@ def gaussian_heatmaps(
         uv_hm: (J, 2) keypoints in heatmap pixels (`crop_to_heatmap`).
         size: heatmap side in pixels (32 for a 256 crop, paper Table 1).
         sigma_px: sigma in *heatmap* pixels (the authors' 10 px on the 256 crop = 1.25
-            heatmap px; hand3d used 25 px; both with "exp-d2-s2"; PROTOCOL.md §2).
+            heatmap px; hand3d used 25 px; both with "exp-d2-s2"; docs/sources.md#heatmaps-and-crop).
         visible: (J,) bool; invisible or non-finite keypoints get an all-zero map.
     Returns:
         (J, size, size) float32, indexed [joint, v, u].

@@ -1,4 +1,4 @@
-"""hand3d's canonical hand frame and its inverse (Zimmermann & Brox 2017; PROTOCOL.md §2).
+"""hand3d's canonical hand frame and its inverse (Zimmermann & Brox 2017; docs/sources.md#canonical-frame).
 
 Row-vector convention throughout: points are rows, a rotation acts as ``x @ M``.
 

@@ -1,9 +1,12 @@
-"""Frozen CLIP (open_clip): which weights, the model, its own preprocessing, encoders.
+"""Frozen CLIP (open_clip): the model, its own preprocessing, encoders.
 
 Paper §3.2: OpenAI's ViT-B/32, frozen; image and text features are 512-d. The
 default here is open_clip's `ViT-B-32` with pretrained tag `openai`.
 
-Weights (`--pretrained`), resolved by `resolve_weights` *before* anything is
+Where the weights' bytes live (the Hugging Face cache, a download, a local file) is
+`hcdg.store.clip_weights`: it resolves `--model/--pretrained` to a `WeightSource` of local
+files (and their sha256) and `load_encoder` builds a `ClipEncoder` from it. Weights
+(`--pretrained`), resolved by `store.clip_weights.resolve_weights` *before* anything is
 built, so a missing file fails in well under a second with one line naming the
 file and where to put it (open_clip itself would retry the download for ~45 s):
 
@@ -30,15 +33,11 @@ prompts need at most 14), 512-d output like ViT-B-32 so downstream code runs unc
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
-import os
-import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -52,8 +51,6 @@ TINY_MODEL = "hcdg-tiny"
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "openai"
 Precision = Literal["fp32", "fp16", "bf16"]
-_RANDOM = ("", "none", "random")
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 
 
 def register_model_configs() -> None:
@@ -62,15 +59,6 @@ def register_model_configs() -> None:
 
     if TINY_MODEL not in open_clip.list_models():
         open_clip.add_model_config(CLIP_CONFIG_DIR)
-
-
-def file_sha256(path: str | os.PathLike[str], block: int = 1 << 22) -> str:
-    """SHA-256 (hex) of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(block):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -84,6 +72,7 @@ class WeightSource:
         path: the checkpoint file (tag/file) or directory (local-dir), else None.
         quick_gelu: force QuickGELU (from the tag's config).
         preprocess: the tag's preprocessing overrides (mean, std, interpolation, resize_mode).
+        sha256: file name -> sha256 of the weight (and config) files read (empty for random weights).
     """
 
     model: str
@@ -92,145 +81,7 @@ class WeightSource:
     path: Path | None = None
     quick_gelu: bool = False
     preprocess: dict[str, Any] = field(default_factory=dict)
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _hub_reachable(timeout_s: float = 3.0) -> bool:
-    """A quick TCP probe of the Hugging Face endpoint (no retries)."""
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
-    try:
-        with socket.create_connection((host, 443), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
-
-
-def _hf_cache_dir() -> str:
-    from huggingface_hub import constants
-
-    return str(constants.HF_HUB_CACHE)
-
-
-def _cached_hf_file(repo_id: str, filenames: Sequence[str]) -> Path | None:
-    from huggingface_hub import try_to_load_from_cache
-
-    for name in filenames:
-        hit = try_to_load_from_cache(repo_id, name)
-        if isinstance(hit, str) and os.path.isfile(hit):
-            return Path(hit)
-    return None
-
-
-def _tag_files(tag_cfg: dict[str, Any]) -> tuple[str, list[str]]:
-    """(hub repo id, candidate file names, safetensors first) of an open_clip tag config."""
-    from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
-
-    repo_id, filename = os.path.split(tag_cfg.get("hf_hub", ""))
-    if not filename:
-        return repo_id, [HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME]
-    names = [filename]
-    if filename.endswith((".bin", ".pth")):
-        names.insert(0, filename[:-4] + ".safetensors")
-    return repo_id, names
-
-
-def _missing_weights_error(model: str, tag: str | None, repo_id: str, names: Sequence[str]) -> HcdgError:
-    why = "HF_HUB_OFFLINE is set" if _offline() else "the Hugging Face hub is unreachable"
-    where = f"--pretrained {tag}: weights for {model}/{tag}" if tag else f"--model {model}: its config and weights"
-    files = " and ".join(names) if not tag else " or ".join(names)
-    alternative = (f"or pass the file itself: --pretrained {tag}=/path/to/{names[0]}" if tag
-                   else f"or put them in one folder and pass --model local-dir:/path/to/folder")
-    return HcdgError(
-        f"{where} are not available ({why}): place {files} from https://huggingface.co/{repo_id} in the "
-        f"Hugging Face cache {_hf_cache_dir()} (e.g. `huggingface-cli download {repo_id} {names[0]}` on a "
-        f"connected machine, then copy that cache folder here), {alternative}"
-    )
-
-
-def _tag_preprocess(tag_cfg: dict[str, Any]) -> dict[str, Any]:
-    keys = ("mean", "std", "interpolation", "resize_mode")
-    return {k: tag_cfg[k] for k in keys if k in tag_cfg}
-
-
-def _resolve_schema(model: str) -> WeightSource:
-    if model.startswith("local-dir:"):
-        folder = Path(model[len("local-dir:"):]).expanduser()
-        if not (folder / "open_clip_config.json").is_file():
-            raise HcdgError(f"--model {model}: expected a folder holding open_clip_config.json and a weights file")
-        if not any(p.suffix in _WEIGHT_SUFFIXES for p in folder.iterdir()):
-            raise HcdgError(f"--model {model}: {folder} holds no weights file (*.safetensors, *.bin, *.pth)")
-        return WeightSource(model=f"local-dir:{folder}", kind="local-dir", path=folder)
-    # hf-hub:ORG/REPO -> its cached snapshot folder, then loaded as local-dir.
-    repo_id = model[len("hf-hub:"):]
-    from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
-
-    names = [HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME]
-    config = _cached_hf_file(repo_id, ["open_clip_config.json"])
-    weights = _cached_hf_file(repo_id, names)
-    if (config is None or weights is None) and not _offline() and _hub_reachable():
-        from huggingface_hub import hf_hub_download
-
-        config = Path(hf_hub_download(repo_id, "open_clip_config.json"))
-        for name in names:
-            with contextlib.suppress(Exception):
-                weights = Path(hf_hub_download(repo_id, name))
-                break
-    if config is None or weights is None or config.parent != weights.parent:
-        raise _missing_weights_error(model, None, repo_id, ["open_clip_config.json", names[0]])
-    return WeightSource(model=f"local-dir:{config.parent}", kind="local-dir", path=config.parent)
-
-
-def resolve_weights(model: str, pretrained: str | None) -> WeightSource:
-    """Resolve `--model/--pretrained` to local files, failing fast with one clear line.
-
-    Downloads only for a known tag whose file is not cached, when `HF_HUB_OFFLINE`
-    is unset and the hub answers a 3-second probe.
-    """
-    import open_clip
-
-    register_model_configs()
-    if model.startswith(("local-dir:", "hf-hub:")):
-        return _resolve_schema(model)
-    name = model.replace("/", "-")
-    if name not in open_clip.list_models():
-        known = ", ".join(m for m in open_clip.list_models() if m.startswith(("ViT-B", "RN50", "hcdg")))
-        raise HcdgError(
-            f"--model {model}: unknown open_clip model (e.g. {known}; all: open_clip.list_models())"
-        )
-    spec = (pretrained or "").strip()
-    if spec.lower() in _RANDOM:
-        return WeightSource(model=name, kind="random")
-    tags = open_clip.list_pretrained_tags_by_model(name)
-    tag, _, tag_path = spec.partition("=")
-    if tag_path:
-        if tag not in tags:
-            raise HcdgError(f"--pretrained {spec}: {tag!r} is not a tag of {name} (known: {', '.join(tags) or 'none'})")
-        path = Path(tag_path).expanduser()
-        if not path.is_file():
-            raise HcdgError(f"--pretrained {spec}: weights file {path} not found")
-        cfg = open_clip.get_pretrained_cfg(name, tag)
-        return WeightSource(name, "tag", tag, path, bool(cfg.get("quick_gelu")), _tag_preprocess(cfg))
-    if spec in tags:
-        cfg = open_clip.get_pretrained_cfg(name, spec)
-        repo_id, names = _tag_files(cfg)
-        path = _cached_hf_file(repo_id, names) if repo_id else None
-        if path is None:
-            if not repo_id or _offline() or not _hub_reachable():
-                raise _missing_weights_error(name, spec, repo_id, names)
-            from open_clip.pretrained import download_pretrained
-
-            path = Path(download_pretrained(cfg))
-        return WeightSource(name, "tag", spec, path, bool(cfg.get("quick_gelu")), _tag_preprocess(cfg))
-    path = Path(spec).expanduser()
-    if path.is_file():
-        return WeightSource(name, "file", None, path)
-    raise HcdgError(
-        f"--pretrained {spec}: neither a tag of {name} (known: {', '.join(tags) or 'none'}), "
-        "nor an existing weights file, nor 'none'"
-    )
+    sha256: dict[str, str] = field(default_factory=dict)
 
 
 @contextlib.contextmanager
@@ -309,10 +160,9 @@ class ClipEncoder:
         if src.kind == "random":
             weights: dict[str, Any] = {"kind": "random", "seed": self.seed}
         elif src.kind == "local-dir":
-            files = sorted(p for p in src.path.iterdir() if p.suffix in _WEIGHT_SUFFIXES or p.name == "open_clip_config.json")
-            weights = {"kind": "local-dir", "files": {p.name: file_sha256(p) for p in files}}
+            weights = {"kind": "local-dir", "files": dict(sorted(src.sha256.items()))}
         else:
-            weights = {"kind": src.kind, "tag": src.tag, "file": src.path.name, "sha256": file_sha256(src.path)}
+            weights = {"kind": src.kind, "tag": src.tag, "file": src.path.name, "sha256": src.sha256[src.path.name]}
         pp = dict(self.model.visual.preprocess_cfg)
         pp = {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(pp.items())}
         return {
@@ -344,14 +194,6 @@ def _uses_quick_gelu(model: torch.nn.Module) -> bool:
     from open_clip.transformer import QuickGELU
 
     return any(isinstance(m, QuickGELU) for m in model.modules())
-
-
-def load_encoder(model: str = DEFAULT_MODEL, pretrained: str | None = DEFAULT_PRETRAINED, *,
-                 seed: int = 0, precision: Precision = "fp32", device: str | torch.device = "cpu") -> ClipEncoder:
-    """Resolve the weights (failing fast) and build the frozen encoder."""
-    if precision == "fp16" and torch.device(device).type == "cpu":
-        raise HcdgError("--precision fp16 needs a GPU (--device cuda); use fp32 or bf16 on the CPU")
-    return ClipEncoder(resolve_weights(model, pretrained), seed=seed, precision=precision, device=device)
 
 
 class ImageRows(torch.utils.data.Dataset):

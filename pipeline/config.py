@@ -154,13 +154,12 @@ ROLES = ("identity", "runtime")
 
 
 def option(default: Any = dataclasses.MISSING, *, help: str, section: str = "", role: str | None = None,
-           batch: bool | None = None, default_factory: Any = dataclasses.MISSING, legacy: tuple[Any, ...] = (),
-           **extra: Any) -> Any:
+           batch: bool | None = None, default_factory: Any = dataclasses.MISSING, **extra: Any) -> Any:
     """A dataclass field declaring its option once: `help` (user-facing, never the default: that is
     read from the field), the `--help` `section`, and for training fields its `role` (`ROLES`) and
     whether it decides the batches a run sees (`batch`; runs equal in every batch field can share
-    a data loader). `legacy` values are accepted (old run folders) but not offered as choices."""
-    meta = {"help": help, "section": section, "role": role, "batch": batch, "legacy": tuple(legacy), **extra}
+    a data loader)."""
+    meta = {"help": help, "section": section, "role": role, "batch": batch, **extra}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -178,12 +177,8 @@ def literal_choices(tp: Any) -> tuple[Any, ...] | None:
 
 
 def field_choices(cls: type, name: str) -> tuple[Any, ...] | None:
-    """The choices offered for field `name` of `cls`: its Literal values minus `legacy` ones."""
-    allowed = literal_choices(typing.get_type_hints(cls)[name])
-    if allowed is None:
-        return None
-    legacy = fields_of(cls)[name].metadata.get("legacy", ())
-    return tuple(v for v in allowed if v not in legacy)
+    """The choices offered for field `name` of `cls`: its Literal values (None when not a Literal)."""
+    return literal_choices(typing.get_type_hints(cls)[name])
 
 
 def fields_of(cls: type) -> dict[str, dataclasses.Field]:
@@ -225,6 +220,5 @@ def check_choices(obj: Any, prefix: str = "--") -> None:
         v = getattr(obj, f.name)
         if allowed is None or v in allowed or (v is None and type(None) in typing.get_args(hints[f.name])):
             continue
-        offered = [a for a in allowed if a not in f.metadata.get("legacy", ())]
-        raise ConfigError(f"{prefix}{f.name.replace('_', '-')}: expected one of {', '.join(map(str, offered))}, "
+        raise ConfigError(f"{prefix}{f.name.replace('_', '-')}: expected one of {', '.join(map(str, allowed))}, "
                           f"got {v!r}")

@@ -1,7 +1,7 @@
 """Hand helpers on top of `joints`: joint-order maps, bone scale, STB's palm root,
 and mirroring a left hand to a right one (image, 3D and intrinsics together).
 
-Conventions (PROTOCOL.md §3, docs/geometry.md):
+Conventions (docs/sources.md#joint-orders, docs/geometry.md):
 * hcdg's internal order is FreiHAND's; a map ``MAP`` is applied as
   ``target = source[..., MAP, :]``.
 * Pixel coordinates are continuous with pixel *centres* at integers: pixel column
@@ -75,7 +75,7 @@ def bone_scale(xyz: np.ndarray) -> float:
     Args:
         xyz: (21, 3) joints of one hand, metres (`bone_scale_batched` takes (..., 21, 3)).
     Returns:
-        The length in the unit of `xyz` (metres). hand3d's normalising bone (PROTOCOL.md §2).
+        The length in the unit of `xyz` (metres). hand3d's normalising bone (docs/sources.md#canonical-frame).
     """
     xyz = np.asarray(xyz, dtype=np.float64)
     if xyz.shape != (N_JOINTS, 3):
@@ -87,7 +87,7 @@ def stb_palm_to_wrist(xyz: np.ndarray, factor: float = STB_PALM_TO_WRIST) -> np.
     """Replace joint 0 (STB's palm centre) by an extrapolated wrist.
 
     ``wrist = mid_mcp + factor * (palm - mid_mcp)``, factor 2.2 (one published
-    convention, PROTOCOL.md §3). Works on (..., 21, 3) joints in FreiHAND order, and
+    convention, docs/sources.md#joint-orders). Works on (..., 21, 3) joints in FreiHAND order, and
     equally on (..., 21, 2) pixel coordinates (the map is affine, so it commutes with
     any affine camera; for a perspective camera convert in 3D, then project).
     Returns a float64 copy; joints 1..20 unchanged.

@@ -1,4 +1,4 @@
-"""Joint orders and index maps (PROTOCOL.md §3). Constants only.
+"""Joint orders and index maps (docs/sources.md#joint-orders). Constants only.
 
 hcdg's one internal convention is FreiHAND order: wrist, then thumb, index,
 middle, ring, pinky, each MCP -> PIP -> DIP -> tip; metres; camera frame; right
@@ -39,6 +39,6 @@ FREIHAND_TO_RHD = RHD_TO_FREIHAND
 #: Joint 0 stays the palm centre: see `hands.stb_palm_to_wrist` for the root conversion.
 STB_TO_FREIHAND = np.array([0, 17, 18, 19, 20, 13, 14, 15, 16, 9, 10, 11, 12, 5, 6, 7, 8, 1, 2, 3, 4])
 
-#: STB palm -> wrist extrapolation factor (one published convention, PROTOCOL.md §3):
+#: STB palm -> wrist extrapolation factor (one published convention, docs/sources.md#joint-orders):
 #: wrist = middle_mcp + STB_PALM_TO_WRIST * (palm - middle_mcp).
 STB_PALM_TO_WRIST = 2.2

@@ -28,9 +28,8 @@ from hcdg.pipeline.errors import HcdgError
 PAPER_NEG_FLOOR = 0.5
 # Margin of the bounded forms: we reuse the paper's 0.5 constant (no source gives a margin).
 DEFAULT_MARGIN = 0.5
-#: L_con forms. "paper" is the name run folders recorded before 2026-12 for "paper-literal".
+#: L_con forms (run folders recorded before 2026-12 call paper-literal "paper": `store.schema`).
 CON_FORMS = ("paper-literal", "hinge", "contrastive")
-CON_FORM_ALIASES = {"paper": "paper-literal"}
 
 
 @dataclass(frozen=True)
@@ -103,7 +102,7 @@ def contrastive_loss(
 
     d_pos = |e1'_i - e2'_i|_1, d_neg = |e1'_i - e_neg|_1 with e_neg = e1'[neg_idx[i]]
     (negative="e1", default) or e2'[neg_idx[i]] (negative="e2").
-      form="paper-literal" (or "paper"): d_pos - max(0.5, d_neg), exactly as printed
+      form="paper-literal": d_pos - max(0.5, d_neg), exactly as printed
           (unbounded below: inflating the embeddings lowers it without limit).
       form="hinge": max(0, d_pos - d_neg + margin)  (triplet margin loss).
       form="contrastive": d_pos + max(0, margin - d_neg)  (Hadsell et al. 2006).
@@ -120,7 +119,6 @@ def contrastive_loss(
         raise HcdgError(f"contrastive_loss: e1p {tuple(e1p.shape)} and e2p {tuple(e2p.shape)} must be one (B,D) shape")
     if tuple(neg_idx.shape) != (e1p.shape[0],):
         raise HcdgError(f"contrastive_loss: neg_idx must be ({e1p.shape[0]},), got {tuple(neg_idx.shape)}")
-    form = CON_FORM_ALIASES.get(form, form)
     if form not in CON_FORMS:
         raise HcdgError(f"contrastive_loss: form must be one of {', '.join(CON_FORMS)}, got {form!r}")
     if negative not in ("e1", "e2"):

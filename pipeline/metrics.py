@@ -1,6 +1,6 @@
 """Pose-error metrics: arrays in, numbers out (pure numpy, no I/O).
 
-Conventions (PROTOCOL.md §4):
+Conventions (docs/sources.md#evaluation-protocols):
 * Coordinates go in as metres, errors come out as millimetres (`*_mm`); the
   conversion happens once, in `joint_errors_mm`.
 * Errors are `(N, J)` arrays (N samples, J joints, J = 21 for hands); an optional

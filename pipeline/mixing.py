@@ -5,7 +5,7 @@ The training stage loads the image-feature table of its split (N,D) and the text
 mixed feature by index (`gather_mixed`), so no CLIP model and no zarr read runs per batch.
 
 Normalisation: the paper does not say whether f_img and f_txt are L2-normalised before
-mixing, and the authors' code shows none (PROTOCOL.md §1). Raw ViT-B/32 image and text
+mixing, and the authors' code shows none (docs/sources.md#method). Raw ViT-B/32 image and text
 features have different norms, so an unnormalised r = 0.6 mix is not a 60/40 mix of
 directions; we L2-normalise each by default (`normalize=False` reproduces the code).
 

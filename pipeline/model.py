@@ -38,7 +38,7 @@ OUTPUTS = ("xyz", "uvd")
 class ModelConfig:
     """Architecture knobs; the defaults are the paper's network."""
 
-    # 1.0 = hand3d's channel counts (PROTOCOL.md §2). Smaller values build a narrow
+    # 1.0 = hand3d's channel counts (docs/sources.md#hand3d-network). Smaller values build a narrow
     # copy of the same architecture for tests and demos (channels >= 8, 21 maps kept).
     width_mult: float = 1.0
     # Paper §3 / Table 1: 256x256x3 crops; heatmaps at input/8 (21x32x32). Multiple of 8.
@@ -54,7 +54,7 @@ class ModelConfig:
     # e1/e2 are 512-d and the projection head outputs 128-d (paper §3.3, Table 1 E = R^128).
     embed_dim: int = 512
     proj_dim: int = 128
-    # hand3d NetworkOps.neg_slope_of_relu = 0.01 (PROTOCOL.md §2).
+    # hand3d NetworkOps.neg_slope_of_relu = 0.01 (docs/sources.md#hand3d-network).
     leaky_slope: float = 0.01
     # hand3d declares PosePrior/ViewPoint dropout (keep 0.8 / 0.75) but never enables it
     # while training (training_lifting.py: `evaluation` defaults to True): off.
@@ -147,13 +147,17 @@ class HandPoseNet(nn.Module):
         off = float(self.cfg.input_offset)
         return image - off if off else image
 
-    def _branch1(self, pool3: torch.Tensor, hand_side: torch.Tensor) -> dict[str, torch.Tensor | list]:
+    def _branch1(self, pool3: torch.Tensor, hand_side: torch.Tensor, lifting_maps: torch.Tensor | None = None,
+                 detach_lifting: bool = False) -> dict[str, torch.Tensor | list]:
         heatmaps = self.posenet.heatmaps_from(pool3)
         if self.cfg.hand_side == "authors":
             hand_side = torch.zeros_like(hand_side)
             hand_side[:, 0] = 1.0  # [1, 0] for every crop (their Rhp.py:144, STB.py:138)
-        canon = self.prior(heatmaps[-1], hand_side)
-        rot = self.viewpoint(heatmaps[-1], hand_side)
+        lift = heatmaps[-1] if lifting_maps is None else lifting_maps
+        if detach_lifting:  # L_pose trains PosePrior/ViewPoint only, never the maps (pipeline/schedule.py)
+            lift = lift.detach()
+        canon = self.prior(lift, hand_side)
+        rot = self.viewpoint(lift, hand_side)
         xyz = flip_torch(canon, hand_side) @ rot
         if self.cfg.hand_side == "authors":  # `flip_left_hand`: x negated for "left" inputs
             xyz = xyz * xyz.new_tensor([-1.0, 1.0, 1.0])
@@ -178,19 +182,27 @@ class HandPoseNet(nn.Module):
         hand_side: torch.Tensor,
         clip_feat: torch.Tensor | None = None,
         pos_image: torch.Tensor | None = None,
+        lifting_maps: torch.Tensor | None = None,
+        detach_lifting: bool = False,
     ) -> dict[str, torch.Tensor | list]:
         """Training forward.
 
         image (B,3,S,S) in [0,1]; hand_side (B,2) one-hot [left,right];
         clip_feat (B,clip_dim) the mixed CLIP feature (positive="clip");
-        pos_image (B,3,S,S) an augmented view of `image` (positive="augment").
+        pos_image (B,3,S,S) an augmented view of `image` (positive="augment");
+        lifting_maps (B,21,S/8,S/8): what PosePrior/ViewPoint read instead of the last CPM
+        stage (the ground-truth maps of `pipeline.schedule`'s "gt" steps); detach_lifting:
+        stop the gradient of L_pose at the maps the lifting reads (schedule "lifting-detached").
         Returns predict()'s keys, plus `e1p`, `e2p` (B,proj_dim) when Branch2 is on and
         its input is given. Giving Branch2 input to a model without Branch2, or the
         input of the other positive mode, is an error.
         """
         self._check(image, hand_side)
+        s = self.cfg.heatmap_size
+        if lifting_maps is not None and tuple(lifting_maps.shape) != (image.shape[0], N_KP, s, s):
+            raise HcdgError(f"HandPoseNet: lifting_maps must be (B,{N_KP},{s},{s}), got {tuple(lifting_maps.shape)}")
         pool3 = self.posenet.features(self._input(image))
-        out = self._branch1(pool3, hand_side)
+        out = self._branch1(pool3, hand_side, lifting_maps, detach_lifting)
         b2 = self.branch2
         if b2 is None:
             if clip_feat is not None or pos_image is not None:

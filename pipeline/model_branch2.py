@@ -1,7 +1,7 @@
-"""Branch2: the training-only contrastive branch (paper §3.3, Fig. 2; PROTOCOL.md §1).
+"""Branch2: the training-only contrastive branch (paper §3.3, Fig. 2; docs/sources.md#branch2).
 
 Shapes at the paper's size (width_mult 1.0, input 256), from the authors' code as
-recorded in PROTOCOL.md §1:
+recorded in docs/sources.md#branch2:
 
     pool3 (B,256,32,32)
     ConvBlock: conv1x1 256->512 stride 2 (B,512,16,16) -> conv1x1 512->1024 stride 2

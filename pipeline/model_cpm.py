@@ -1,6 +1,6 @@
 """hand3d's PoseNet: a VGG trunk and a three-stage convolutional pose machine ("Branch1").
 
-Shapes at the paper's size (input 256, width_mult 1.0), PROTOCOL.md §2 and hand3d
+Shapes at the paper's size (input 256, width_mult 1.0), docs/sources.md#hand3d-network and hand3d
 `ColorHandPose3DNetwork.inference_pose2d`:
 
     image (B,3,256,256)

@@ -2,7 +2,7 @@
 
 Both read the last CPM stage's score maps (B,21,s,s), s = input/8 (32 at the paper's
 size) and the hand side one-hot (B,2) = [left, right] (hand3d `_inference_pose3d_can`,
-`_rotation_estimation`; PROTOCOL.md §2):
+`_rotation_estimation`; docs/sources.md#hand3d-network):
 
     PosePrior: 3 x (conv3x3 stride 1, conv3x3 stride 2) with [32,64,128] channels
                -> (B,128,4,4) -> flatten 2048 ++ hand side -> FC512 -> FC512 -> FC63
@@ -27,7 +27,7 @@ Two layout options exist so the network can be exactly the paper authors' releas
 
 Defaults (``"torch"``, ``"nchw"``) are hcdg's network as trained since the start.
 
-Row-vector convention (CONTRACTS.md "Geometry"): xyz_rel_norm = flip(canon) @ R; the
+Row-vector convention (docs/geometry.md): xyz_rel_norm = flip(canon) @ R; the
 Rodrigues map and `flip` are `hcdg.pipeline.canonical`'s torch versions (same matrix as
 hand3d's `_get_rot_mat`).
 """

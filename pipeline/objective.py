@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from hcdg.pipeline import heatmap_loss, losses
+from hcdg.pipeline.schedule import step_plan
 
 #: Generator tags: prompt ids (global batch) and Table 6's normal augmentation (per rank).
 PROMPT_TAG = 0x9F0
@@ -55,6 +56,9 @@ class ObjectiveSettings(Protocol):
     lambda_heat: float
     lambda_pose: float
     lambda_con: float
+    schedule: str  # pipeline.schedule: joint | staged | lifting-detached
+    lifting_input: str  # pred | gt-then-pred
+    staged_steps: int
 
     @property
     def uses_clip(self) -> bool: ...
@@ -123,9 +127,12 @@ def loss_terms(cfg: ObjectiveSettings, model: torch.nn.Module, batch: dict[str, 
     """
     image, side = batch["image"], batch["hand_side"]
     kwargs = positive_inputs(cfg, batch, tables, step, rank, world) if positives is None else positives
-    with torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-        out = model(image, side, **kwargs)
+    plan = step_plan(cfg.schedule, cfg.lifting_input, cfg.staged_steps, step)  # which losses train what, now
     heat_gt = batch["heatmaps"]
+    if plan.lifting == "gt":  # the lifting reads the ground-truth maps (hand3d training_lifting.py)
+        kwargs = {**kwargs, "lifting_maps": heat_gt}
+    with torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        out = model(image, side, detach_lifting=plan.lifting == "detached", **kwargs)
     l_heat = heatmap_loss.heatmap_loss(
         [h.float() for h in out["heatmaps"]], cfg=cfg.heat_loss, gt_grid=heat_gt, uv_crop_px=batch["uv_crop"],
         crop_size=cfg.input_size, sigma_px=cfg.sigma_px, gaussian=cfg.gaussian, visible=batch["visible"])
@@ -136,7 +143,7 @@ def loss_terms(cfg: ObjectiveSettings, model: torch.nn.Module, batch: dict[str, 
         neg = losses.select_negatives(out["heatmaps"][-1].float(), heat_gt)
         l_con = losses.contrastive_loss(
             out["e1p"].float(), out["e2p"].float(), neg, cfg.con_loss, cfg.margin, cfg.con_negative, stats=stats)
-    w = losses.LossWeights(cfg.lambda_heat, cfg.lambda_pose, cfg.lambda_con)
+    w = losses.LossWeights(cfg.lambda_heat, cfg.lambda_pose * plan.pose_on, cfg.lambda_con * plan.con_on)
     total = losses.total_loss(l_heat, l_pose, l_con, w)
     con = l_con.detach() if l_con is not None else torch.zeros((), device=total.device)
     nan = torch.full((), float("nan"), device=total.device)

@@ -1,6 +1,6 @@
 """The text prompts of the paper's Table 2, and user-supplied prompt lists.
 
-Table 2 (paper §3.3, PROTOCOL.md §1) builds every prompt as
+Table 2 (paper §3.3, docs/sources.md#prompts) builds every prompt as
 ``"{head} {hand colour} {hand} {colour} {background}"`` from five word columns:
 7 heads x 7 hand colours x 2 hands x 20 colours x 2 backgrounds = 3,920 prompts.
 
@@ -11,7 +11,7 @@ Id 0 is ``"a cropped image of white hand with mountain room"`` and id 3919 is
 ``"a photo of right black right hand with flower background"``.
 
 The colour column lists "yellow" twice (rows 8 and 14 of the table read in the
-order of PROTOCOL.md §1), so 196 strings occur twice: the list keeps all 3,920
+order of docs/sources.md#prompts), so 196 strings occur twice: the list keeps all 3,920
 rows (the paper's count) and `distinct` maps them onto the 3,724 distinct
 strings, which is what gets encoded.
 
@@ -29,7 +29,7 @@ from pathlib import Path
 
 from hcdg.pipeline.errors import HcdgError
 
-#: Table 2 columns, in the paper's order (PROTOCOL.md §1).
+#: Table 2 columns, in the paper's order (docs/sources.md#prompts).
 HEADS: tuple[str, ...] = (
     "a cropped image of",
     "a image of",
@@ -43,7 +43,7 @@ HAND_COLOURS: tuple[str, ...] = (
     "white", "dark brown", "peach", "brown", "pale yellow", "light beige", "black",
 )
 HANDS: tuple[str, ...] = ("hand with", "right hand with")
-#: The colour column read as PROTOCOL.md §1 lists it (Table 2 prints it as two
+#: The colour column read as docs/sources.md#prompts lists it (Table 2 prints it as two
 #: side-by-side sub-columns; this is their row-major reading). "yellow" twice.
 COLOURS: tuple[str, ...] = (
     "mountain", "lake", "bright", "dark", "green", "purple", "white", "yellow",

@@ -1,6 +1,6 @@
 """Evaluation protocols: how a network prediction becomes metric 3D joints to compare.
 
-Cross-dataset numbers are only comparable under the same protocol (PROTOCOL.md §4),
+Cross-dataset numbers are only comparable under the same protocol (docs/sources.md#evaluation-protocols),
 so every number hcdg reports carries a protocol name and a root name:
 
 * ``rr-gtscale`` (hand3d, Zimmermann & Brox 2017): the root-relative, bone-normalised
@@ -19,14 +19,14 @@ so every number hcdg reports carries a protocol name and a root name:
 * ``pa-proper``: the same alignment restricted to proper rotations (det R = +1,
   `metrics.procrustes_align`), so a depth-flipped (mirror-image) prediction is not
   forgiven. Result files written before this split hold it under the name ``pa``;
-  `store.results` relabels them on reading.
+  `store.schema` relabels them on reading.
 * ``2.5d-gtroot-gtbone`` (hcdg's 2.5D reading; called ``gtroot-2.5d`` before, and wrongly
   documented then as the paper authors' test code): 2D joints from the heatmaps mapped
   back to the image, relative depth from the network (``xyz_rel_norm`` z times the
   ground-truth bone length), ground-truth root depth and intrinsics to back-project.
   EPE in the camera frame, no scale or Procrustes alignment: the root's x/y error
   (from the 2D detection) is included. Result files with the old name are read as this
-  one (`canonical_name`).
+  one (`store.schema`).
 * ``authors`` (the paper authors' test code, which produced the paper's Table 3; their
   data/Rhp/Rhp.py:186-224, data/STB/STB.py:178-213): for networks whose output is their
   normalised uvd (``ModelConfig.output == "uvd"``), see `authors_uvd`, on THEIR released
@@ -71,10 +71,8 @@ from hcdg.pipeline.joints import MIDDLE_MCP, N_JOINTS, WRIST
 
 #: Protocol names, in the order reports list them.
 PROTOCOLS: tuple[str, ...] = ("authors", "authors-gtcrops", "2.5d-gtroot-gtbone", "rr-gtscale", "pa", "pa-proper")
-#: The protocol of the paper's own numbers (its authors' test code; PROTOCOL.md §4).
+#: The protocol of the paper's own numbers (its authors' test code; docs/sources.md#authors-test-code).
 PAPER_PROTOCOL = "authors"
-#: Names used by older result files -> today's name.
-LEGACY_NAMES = {"gtroot-2.5d": "2.5d-gtroot-gtbone"}
 #: Which protocols read which network output (`ModelConfig.output`).
 OUTPUT_PROTOCOLS = {"xyz": ("2.5d-gtroot-gtbone", "rr-gtscale", "pa", "pa-proper"),
                     "uvd": ("authors", "authors-gtcrops")}
@@ -105,11 +103,6 @@ class ProtocolResult:
     gt_xyz_m: np.ndarray
     errors_mm: np.ndarray
     visible: np.ndarray | None = None
-
-
-def canonical_name(protocol: str) -> str:
-    """Today's name of a protocol (``gtroot-2.5d`` -> ``2.5d-gtroot-gtbone``)."""
-    return LEGACY_NAMES.get(protocol, protocol)
 
 
 def protocols_for_output(output: str) -> tuple[str, ...]:
@@ -294,7 +287,7 @@ def decode_heatmaps(
         window_px: soft-argmax only: use the (2w+1)^2 cells around the argmax
             (robust to clutter elsewhere in the map); None uses the whole map.
             Default 3 cells = 24 px on the 256 crop, covering the authors' 10 px
-            and most of hand3d's 25 px target sigma (PROTOCOL.md §2).
+            and most of hand3d's 25 px target sigma (docs/sources.md#heatmaps-and-crop).
     Returns:
         (N, J, 2) float64.
     """
@@ -478,7 +471,6 @@ def run_protocols(
     `2.5d-gtroot-gtbone` needs `K`, `uv_hm` and `image_from_heatmap`, `authors` needs
     `authors_inputs` (and reads `xyz_rel_norm` as uvd); asking for them without is an error.
     """
-    protocols = tuple(canonical_name(p) for p in protocols)
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown:
         raise HcdgError(f"protocol: unknown {unknown[0]!r} (choose from {', '.join(PROTOCOLS)})")

@@ -3,7 +3,7 @@
 Source: "Image-free Domain Generalization via CLIP for 3D Hand Pose Estimation"
 (WACV 2023), §4.2-4.3. Every number is an EPE in millimetres for a model trained on
 FreiHAND and tested on STB or RHD, under the authors' test code (hcdg protocol
-``authors``, PROTOCOL.md §4). They were not re-run by hcdg.
+``authors``, docs/sources.md#authors-test-code). They were not re-run by hcdg.
 
 Each row says which training configuration (`TrainConfig` keys: mode, ratio, combine,
 lambda_con, aug) would reproduce it, per target, so a report can put a re-run beside
@@ -25,6 +25,8 @@ DEFAULT_FACETS: Mapping[str, Any] = MappingProxyType(
 )
 
 TARGETS = ("stb", "rhd")
+#: The `source` of a published row in a report table (re-run rows say "re-run ...").
+PUBLISHED_SOURCE = "as published, not re-run"
 
 
 @dataclass(frozen=True)

@@ -20,14 +20,16 @@ network sees the augmented crop. The feature still describes the sample's conten
 style; what it does not see is the random crop/rotation/jitter of the step. The paper
 computes CLIP on the fly, but CLIP is trained to be largely invariant to such mild
 geometric/photometric changes, and caching is what makes training as fast as the
-baseline and a ratio sweep reuse one store.
+baseline and a ratio sweep reuse one store. A store embedded with `--views K`
+(`pipeline.views`) holds K augmented crops per image instead; with `views=` an item
+replays one of them (its stored parameters), so the network sees the crop CLIP saw.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -36,10 +38,14 @@ from torch.utils.data import Dataset
 from hcdg.pipeline import hands
 from hcdg.pipeline.aug_configs import ColorJitter  # noqa: F401  (defined there, torch-free)
 
+if TYPE_CHECKING:
+    from hcdg.pipeline.transforms import GeomParams
+
 #: `numpy.random.default_rng` stream tags, so the order and augmentation streams never collide.
 _ORDER_TAG = 0x0DE2
 _AUG_TAG = 0xA06
 _SPLIT_TAG = 0x5B17
+_VIEW_PICK_TAG = 0x71E
 
 
 def jitter_factors(jitter: ColorJitter, rng: np.random.Generator) -> tuple[float, float, float]:
@@ -54,14 +60,33 @@ def color_jitter(image: np.ndarray, jitter: ColorJitter, rng: np.random.Generato
 
     Returns a new float32 array clipped to [0, 1].
     """
+    return apply_color(image, jitter_factors(jitter, rng))
+
+
+def apply_color(image: np.ndarray, bcs: tuple[float, float, float]) -> np.ndarray:
+    """`color_jitter` with given (brightness, contrast, saturation) factors: a float image (3, H, W)
+    in [0, 1] -> a new float32 array clipped to [0, 1]."""
     img = image.astype(np.float32, copy=True)
-    b, c, s = jitter_factors(jitter, rng)
+    b, c, s = (float(f) for f in bcs)
     img *= b
     gray = 0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2]  # ITU-R 601 luma
     img = (img - gray.mean()) * c + gray.mean()
     gray = 0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2]
     img = (img - gray[None]) * s + gray[None]
     return np.clip(img, 0.0, 1.0).astype(np.float32)
+
+
+def view_geom(row: np.ndarray) -> GeomParams:
+    """The `transforms.GeomParams` of a stored view's parameter row (`pipeline.views.VIEW_PARAMS`:
+    scale, rotation_deg, shift_x_frac, shift_y_frac, then the colour factors), float32 widened to float."""
+    from hcdg.pipeline.transforms import GeomParams
+
+    return GeomParams(*(float(x) for x in row[:4]))
+
+
+def view_bcs(row: np.ndarray) -> tuple[float, float, float]:
+    """The (brightness, contrast, saturation) factors of a stored view's parameter row."""
+    return float(row[4]), float(row[5]), float(row[6])
 
 
 #: Keys of an item (and of a collated batch) the training step uses.
@@ -87,6 +112,10 @@ class AugmentedSamples(Dataset):
             ("image_from_crop" (3, 3) crop -> image pixels) and the colour factors ("color_bcs"
             (3,)) instead, for `device_aug.render_batch` in the training step. All of a batch's
             images must then have one size (a dataset's images do).
+        views: (len(reader), K, 7) float32 stored augmented views (`pipeline.views`, from a store
+            built with `hcdg embed --views K`), or None. With views, each item replays one of its
+            sample's K views (picked from (seed, epoch, index)) instead of drawing a fresh
+            augmentation, and `feat_row` is `feature_rows[index] + view` (the view's row).
     """
 
     def __init__(
@@ -99,6 +128,7 @@ class AugmentedSamples(Dataset):
         feature_rows: np.ndarray | None = None,
         target: str = "xyz",
         augment_on: str = "workers",
+        views: np.ndarray | None = None,
     ) -> None:
         if target not in ("xyz", "uvd"):
             raise ValueError(f"target: expected 'xyz' or 'uvd', got {target!r}")
@@ -112,20 +142,37 @@ class AugmentedSamples(Dataset):
         self.color = color
         self.seed = int(seed)
         self.feature_rows = None if feature_rows is None else np.asarray(feature_rows, dtype=np.int64)
+        if views is not None and (self.feature_rows is None or geom is None):
+            raise ValueError("views: stored views need feature_rows and a geometric augmentation")
+        self.views = None if views is None else np.asarray(views, dtype=np.float32)
+
+    def pick_view(self, epoch: int, index: int) -> int:
+        """The stored view item (epoch, index) replays: uniform over K, a function of (seed, epoch, index)
+        alone (the same for any loader workers, DDP rank count or resume point)."""
+        assert self.views is not None
+        return int(np.random.default_rng([self.seed, _VIEW_PICK_TAG, epoch, index]).integers(self.views.shape[1]))
 
     def __len__(self) -> int:
         return len(self.reader)
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
-        from hcdg.pipeline.transforms import prepare
+        from hcdg.pipeline.transforms import draw_geom, prepare
 
         epoch, index = (int(k) for k in key)
         rng = np.random.default_rng([self.seed, _AUG_TAG, epoch, index])
         sample = self.reader[index]
         on_device = self.augment_on == "device"
-        out = prepare(sample, self.crop, self.geom, rng, render=not on_device)
-        if on_device:  # same draws, same order: geometry (in prepare), then colour
-            bcs = jitter_factors(self.color, rng) if self.color is not None else (1.0, 1.0, 1.0)
+        view, bcs = -1, None
+        if self.views is not None:  # replay a stored view: the crop its CLIP feature was computed on
+            view = self.pick_view(epoch, index)
+            params = view_geom(self.views[index, view])
+            bcs = view_bcs(self.views[index, view])
+        else:
+            params = draw_geom(self.geom, rng) if self.geom is not None else None
+        out = prepare(sample, self.crop, None, None, render=not on_device, params=params)
+        if on_device:  # same draws, same order: geometry, then colour
+            if bcs is None:
+                bcs = jitter_factors(self.color, rng) if self.color is not None else (1.0, 1.0, 1.0)
             from hcdg.pipeline.camera import affine_inverse
 
             pixels = {
@@ -136,11 +183,13 @@ class AugmentedSamples(Dataset):
             }
         else:
             image = np.asarray(out["image"], dtype=np.float32)
-            if self.color is not None:
+            if bcs is not None:
+                image = apply_color(image, bcs)
+            elif self.color is not None:
                 image = color_jitter(image, self.color, rng)
             pixels = {"image": torch.from_numpy(np.ascontiguousarray(image)),
                       "heatmaps": torch.from_numpy(np.asarray(out["heatmaps"], dtype=np.float32))}
-        row = -1 if self.feature_rows is None else int(self.feature_rows[index])
+        row = -1 if self.feature_rows is None else int(self.feature_rows[index]) + max(view, 0)
         rel = np.asarray(out["xyz_rel_norm"], dtype=np.float32)
         if self.target == "uvd":
             from hcdg.pipeline.authors import uvd_target
@@ -170,7 +219,7 @@ def pose_groups(reader: Any) -> np.ndarray:
     """(N,) int group id per sample: samples sharing a group never straddle train/val.
 
     FreiHAND's training split holds every pose 4 times (green screen + 3 background
-    versions; PROTOCOL.md §3: annotation index = id mod n_poses), so its group is the pose
+    versions; docs/sources.md#freihand: annotation index = id mod n_poses), so its group is the pose
     id; elsewhere each sample is its own group.
     """
     n = len(reader)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -43,7 +43,7 @@ class CropConfig:
         heatmap_size: heatmap side; None -> input_size // 8 = 32 (paper Table 1: 21 x 32 x 32;
             hand3d's PoseNet pools three times).
         sigma_px: sigma of the target heatmaps in *input-crop* pixels. 10 px = the paper
-            authors' code (PROTOCOL.md §2); hand3d used 25 px. On the 32 heatmap: 10 * 32/256 = 1.25 px.
+            authors' code (docs/sources.md#heatmaps-and-crop); hand3d used 25 px. On the 32 heatmap: 10 * 32/256 = 1.25 px.
         gaussian: the formula sigma enters: "exp-d2-2s2" = exp(-d^2/(2 sigma^2)) (sigma a standard
             deviation; hcdg before 2026-12 and the default, docs/model.md) or "exp-d2-s2" =
             exp(-d^2/sigma^2) (hand3d and the authors: their 10 px is a std of 10/sqrt(2) = 7.1 px).
@@ -107,6 +107,26 @@ class GeomAug:
             raise ValueError("rotation_deg and translation_frac must be >= 0")
 
 
+class GeomParams(NamedTuple):
+    """One draw of `GeomAug`: crop side multiplier, roll in degrees, centre shift in crop sides (x, y).
+
+    `draw_geom` draws it; a stored augmented view (`hcdg embed --views K`) replays it.
+    """
+
+    scale: float
+    rotation_deg: float
+    shift_x_frac: float
+    shift_y_frac: float
+
+
+def draw_geom(aug: GeomAug, rng: np.random.Generator) -> GeomParams:
+    """One random `GeomParams` from `aug`, drawn from `rng` in the order scale, rotation, shift (x, y)."""
+    scale_f = rng.uniform(*aug.scale_range)
+    angle_deg = rng.uniform(-aug.rotation_deg, aug.rotation_deg)
+    shift = rng.uniform(-aug.translation_frac, aug.translation_frac, size=2)
+    return GeomParams(scale_f, angle_deg, shift[0], shift[1])
+
+
 def camera_roll(angle_rad: float) -> np.ndarray:
     """(3, 3) rotation about the optical axis z (column convention): ``xyz_rot = xyz @ Rz.T``."""
     c, s = np.cos(angle_rad), np.sin(angle_rad)
@@ -146,8 +166,9 @@ def prepare(
     crop_from_image: np.ndarray | None = None,
     render: bool = True,
     roll_rad: float = 0.0,
+    params: GeomParams | None = None,
 ) -> dict[str, Any]:
-    """One sample -> the network's input and targets (CONTRACTS.md "Geometry").
+    """One sample -> the network's input and targets (docs/geometry.md).
 
     Args:
         sample: a Sample with its image loaded (uint8 RGB), any side.
@@ -162,6 +183,8 @@ def prepare(
         roll_rad: a fixed camera roll (radians; no augmentation), e.g. a test-time rotation: the
             crop turns about the box centre (for `crop_from_image`, the image point at the crop
             centre stays there) and the 3D targets rotate with it, as under `aug`.
+        params: a given draw of the augmentation (`GeomParams`, e.g. a stored view) instead of
+            drawing one from `aug` and `rng`.
     Returns:
         dict of numpy arrays:
         image (3, S, S) float32 in [0, 1]; heatmaps (21, S/8, S/8) float32;
@@ -194,22 +217,23 @@ def prepare(
     xyz = np.asarray(s.xyz, dtype=np.float64)
     visible = np.asarray(s.visible, dtype=bool).reshape(-1)
 
-    if crop_from_image is not None and (aug is not None or box is not None):
+    if crop_from_image is not None and (aug is not None or box is not None or params is not None):
         raise HcdgError("prepare: a fixed crop_from_image excludes a box and augmentation")
-    if roll_rad and aug is not None:
+    if roll_rad and (aug is not None or params is not None):
         raise HcdgError("prepare: a fixed roll excludes augmentation")
     if box is None:
         box = _keypoint_box(uv, visible, cfg, (H, W))
     cx, cy, side = box.cx, box.cy, box.side
     roll = np.eye(3)
     P = np.eye(3)
-    if aug is not None:
+    if aug is not None and params is None:
         if rng is None:
             raise HcdgError("prepare: an augmentation was given without a random generator (rng)")
-        scale_f = rng.uniform(*aug.scale_range)
-        angle = np.deg2rad(rng.uniform(-aug.rotation_deg, aug.rotation_deg))
-        shift = rng.uniform(-aug.translation_frac, aug.translation_frac, size=2) * side
-        cx, cy, side = cx + shift[0], cy + shift[1], side * scale_f
+        params = draw_geom(aug, rng)
+    if params is not None:
+        angle = np.deg2rad(params.rotation_deg)
+        shift = np.array([params.shift_x_frac, params.shift_y_frac], dtype=np.float64) * side
+        cx, cy, side = cx + shift[0], cy + shift[1], side * params.scale
         roll = camera_roll(angle)
         P = roll_pixel_map(K, angle)
     elif roll_rad:

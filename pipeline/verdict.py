@@ -17,7 +17,7 @@ import pandas as pd
 
 #: Protocols whose 2D joints come from the network's heatmaps, per target ("*" = every target):
 #: 2.5d-gtroot-gtbone decodes them (docs/results.md); the authors' STB script takes the
-#: argmax of the upsampled last-stage heatmap (their STB.py; PROTOCOL.md §4).
+#: argmax of the upsampled last-stage heatmap (their STB.py; docs/sources.md#authors-test-code).
 HEATMAP_2D_PROTOCOLS: Mapping[str, tuple[str, ...]] = {"2.5d-gtroot-gtbone": ("*",), "authors": ("stb",)}
 
 BETTER, WORSE, UNCLEAR = "better", "worse", "no clear difference"

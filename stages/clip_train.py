@@ -328,7 +328,8 @@ def check(cfg: ClipCheckConfig, echo: Callable[[str], None] = print) -> dict[str
     import torch
     from PIL import Image
 
-    from hcdg.pipeline.clip import ClipEncoder, resolve_weights
+    from hcdg.pipeline.clip import ClipEncoder
+    from hcdg.store.clip_weights import resolve_weights
 
     card = CM.read_card(cfg.folder, "clip check")
     if cfg.limit < 1:

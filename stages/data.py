@@ -26,9 +26,9 @@ class DataSource:
 
     Attributes:
         dataset: "freihand" | "rhd" | "stb".
-        root: the dataset folder (PROTOCOL.md §3 layouts; docs/data.md).
+        root: the dataset folder (layouts: docs/sources.md#datasets, docs/data.md).
         split: None = the dataset's default (freihand "training", rhd "evaluation",
-            stb "test"; CONTRACTS.md "Datasets"); STB also takes a sequence name.
+            stb "test"; docs/data.md); STB also takes a sequence name.
         cameras: STB views; None = the reader's default ("BB_left",).
         hand: RHD hand choice; None = "auto" (more mask pixels, the evaluation rule).
     """

@@ -206,7 +206,8 @@ def _pick_prompt(prompts: list[str]) -> str:
 
 def run(cfg: DemoConfig, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) the demo in `cfg.out`; returns {"html", "markdown", "out", "seconds", ...}."""
-    from hcdg.stages import clip_train, demo_clip, embed, report, synth, train, train_loop, viz
+    from hcdg.stages import clip_train, demo_clip, embed, report, synth, train, viz
+    from hcdg.store.runs import read_done
     from hcdg.stages import eval as evaluate
     from hcdg.store import features
     from hcdg.store.results import summary_path
@@ -272,7 +273,7 @@ def run(cfg: DemoConfig, echo: Callable[[str], None] = print) -> dict[str, Any]:
     for name, tcfg in pending.items():
         step(f"train/{name}", f"training {name} ({what})", lambda tcfg=tcfg: train.run(tcfg))
     for name in run_dirs:
-        done = train_loop.read_done(run_dirs[name])
+        done = read_done(run_dirs[name])
         epe, ref = (done.get(k) if done.get(k) is not None else float("nan")
                     for k in ("val_epe_mm", "val_mean_pose_epe_mm"))
         echo(f"[demo] {name}: held-out EPE {epe:.1f} mm vs {ref:.1f} mm for the mean training pose")

@@ -16,6 +16,10 @@ Streaming and resumable (docs/store.md):
   contiguous chunk ranges; n processes, at once or one after another, give the
   same store as one.
 
+* `--views K` (K > 0): rows are K augmented training crops per image (row i*K + v),
+  rendered as `hcdg train` renders them and resized for CLIP as the authors do
+  (`pipeline.views`), with each view's parameters in `view_params` (`store.views`).
+
 Test hook (tests only, documented here): `HCDG_TEST_KILL_AFTER_CHUNKS=k` makes
 the writer thread, after k chunks, write the next chunk's features *without*
 its done flag and then SIGKILL its own process, so the kill-and-resume tests
@@ -39,7 +43,8 @@ import numpy as np
 import torch
 
 from hcdg.pipeline.devices import resolve_device
-from hcdg.pipeline.clip import DEFAULT_MODEL, TINY_MODEL, ClipEncoder, ImageRows, resolve_weights
+from hcdg.pipeline.clip import DEFAULT_MODEL, TINY_MODEL, ClipEncoder, ImageRows
+from hcdg.store.clip_weights import resolve_weights
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.prompts import PromptList, select_prompts
 from hcdg.store import fingerprint as fpr
@@ -83,6 +88,14 @@ class EmbedConfig:
     text_batch_size: int = 256  # prompts per text forward
     clip: str | None = None  # a synthetic-CLIP folder (`hcdg clip train --out`); replaces model/pretrained
     progress: bool = True  # tqdm progress bar with images/s
+    # Augmented views per image (issue 19, docs/store.md "Views"): 0 = one feature of the whole
+    # image (the default until the domain-generalisation benchmark measures K > 0); K > 0 = K
+    # draws of the training augmentation, each crop rendered as training renders it.
+    views: int = 0
+    view_seed: int = 0  # seed of the view draws (recorded in the split fingerprint)
+    # The training augmentation the views are drawn from: `hcdg train`'s preset ...
+    view_preset: Literal["paper", "authors"] = "paper"
+    view_config: str | None = None  # ... and config file (TOML, as `hcdg train --print-config` writes)
 
 
 @dataclass(frozen=True)
@@ -99,14 +112,16 @@ class EmbedSummary:
     n_prompts: int
     shard: tuple[int, int]
     random_weights: bool
+    views: int = 0  # augmented views per image (rows = images x views); 0: whole images
 
     def line(self) -> str:
         rate = self.embedded / self.image_seconds if self.image_seconds > 0 else 0.0
         shard = f" (shard {self.shard[0]}/{self.shard[1]})" if self.shard[1] > 1 else ""
+        what = f"{self.embedded} augmented views ({self.views} per image)" if self.views else f"{self.embedded} images"
         text = "encoded" if self.text_computed else "already present"
         skipped = f", {self.skipped} skipped" if self.skipped else ""
         random = " (RANDOM weights)" if self.random_weights else ""
-        return (f"embedded {self.embedded} images of {self.key}{shard} in {self.seconds:.1f} s (images "
+        return (f"embedded {what} of {self.key}{shard} in {self.seconds:.1f} s (images "
                 f"{rate:.1f} img/s){skipped}; split {self.complete_rows}/{self.rows} rows complete; "
                 f"{self.n_prompts} prompts {text}; store {self.store}{random}")
 
@@ -242,7 +257,7 @@ class _ChunkWriterThread(threading.Thread):
 
     def run(self) -> None:
         while (item := self.queue.get()) is not None:
-            chunk, feats, errors = item
+            chunk, feats, errors, params = item
             if self.error is not None:
                 continue
             try:
@@ -250,6 +265,10 @@ class _ChunkWriterThread(threading.Thread):
                     g = self.writer.group  # test hook: the chunk's bytes land, its done flag never does
                     g["feats"][self.writer.rows(chunk).start:self.writer.rows(chunk).stop] = feats.astype(g["feats"].dtype)
                     os.kill(os.getpid(), signal.SIGKILL)
+                if params is not None:  # the views' parameters and their sum, before the done flag
+                    from hcdg.store import views as view_store
+
+                    view_store.write_chunk_params(self.writer.group, self.writer.rows(chunk), chunk, params)
                 self.writer.write_chunk(chunk, feats, errors)
                 self.written += 1
             except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
@@ -265,6 +284,39 @@ class _ChunkWriterThread(threading.Thread):
         self.join()
         if self.error is not None:
             raise HcdgError(f"writing the store failed: {type(self.error).__name__}: {self.error}") from self.error
+
+
+@dataclass(frozen=True)
+class ViewSetup:
+    """The training augmentation `--views K` draws from (crop geometry, `GeomAug`, `ColorJitter`)."""
+
+    k: int
+    seed: int
+    crop: Any
+    geom: Any
+    color: Any
+
+    def fingerprint(self) -> dict[str, Any]:
+        from hcdg.pipeline.views import views_fingerprint
+
+        return views_fingerprint(self.k, self.seed, self.crop, self.geom, self.color)
+
+
+def view_setup(cfg: EmbedConfig) -> ViewSetup | None:
+    """The views of `cfg` (None for --views 0), from `TrainConfig.resolve(view_preset, view_config)`."""
+    if cfg.views < 0:
+        raise HcdgError(f"--views {cfg.views}: expected 0 (whole image) or a positive number of views")
+    if cfg.views == 0:
+        return None
+    from hcdg.stages.train_config import TrainConfig
+
+    if cfg.view_config is not None and not Path(cfg.view_config).is_file():
+        raise HcdgError(f"--view-config {cfg.view_config}: no such training config file (TOML)")
+    train = TrainConfig.resolve(cfg.view_preset, cfg.view_config, where="--view-config")
+    if not train.augment:
+        raise HcdgError("--views: the training config has augment = false; views replay the training "
+                        "augmentation, so embed without --views")
+    return ViewSetup(cfg.views, cfg.view_seed, train.crop_config(), train.geom, train.color)
 
 
 def _open_dataset(cfg: EmbedConfig) -> Any:
@@ -296,6 +348,7 @@ def _run(cfg: EmbedConfig, dataset: Any) -> EmbedSummary:
     shard = parse_shard(cfg.shard)
     if cfg.batch_size < 1 or (cfg.workers or 0) < 0 or (cfg.limit is not None and cfg.limit < 1):
         raise HcdgError("--batch-size and --limit must be positive, --workers >= 0")
+    views = view_setup(cfg)
     device = resolve_device(cfg.device)
     precision = cfg.precision if cfg.precision != "auto" else ("fp16" if device.type == "cuda" else "fp32")
     if precision == "fp16" and device.type == "cpu":
@@ -322,6 +375,9 @@ def _run(cfg: EmbedConfig, dataset: Any) -> EmbedSummary:
     limit = cfg.limit if cfg.limit is not None and cfg.limit < len(dataset) else None
     split_fp = fpr.split_fingerprint(dataset.manifest(), dataset=dataset.dataset, split=dataset.split,
                                      options=options, limit=limit)
+    if views is not None:  # rows i*K + v; the sample id repeats K times
+        split_fp["views"] = views.fingerprint()
+        ids = [sid for sid in ids for _ in range(views.k)]
     # The encoder is built (a bad weights file fails here) before the store is touched.
     encoder = ClipEncoder(source, seed=seed, precision=precision, device=device)
     identity = encoder.identity()
@@ -343,7 +399,15 @@ def _run(cfg: EmbedConfig, dataset: Any) -> EmbedSummary:
     if writer is not None:
         done = writer.done()
         todo = [c for c in shard_chunks(writer.n_chunks, shard) if not done[c]]
-        embedded, skipped = _embed_chunks(cfg, dataset, encoder, writer, todo, device)
+        if views is not None:
+            from hcdg.pipeline.views import VIEW_PARAMS
+            from hcdg.store import views as view_store
+            from hcdg.store.feature_writer import store_lock
+
+            with store_lock(store.path):
+                view_store.ensure_arrays(writer.group, writer.n_rows, writer.chunk_rows, writer.n_chunks,
+                                         len(VIEW_PARAMS))
+        embedded, skipped = _embed_chunks(cfg, dataset, encoder, writer, todo, device, views)
     t_images = time.perf_counter() - t_images
     store.export_h5()
     from hcdg.store.features import store_info
@@ -352,18 +416,27 @@ def _run(cfg: EmbedConfig, dataset: Any) -> EmbedSummary:
     return EmbedSummary(key=key, store=str(cfg.store), rows=info["rows"], complete_rows=info["complete_rows"],
                         embedded=embedded, skipped=skipped, seconds=time.perf_counter() - t0, image_seconds=t_images,
                         text_computed=text_computed, n_prompts=len(prompts), shard=shard,
-                        random_weights=identity["weights"]["kind"] == "random")
+                        random_weights=identity["weights"]["kind"] == "random", views=cfg.views)
 
 
 def _embed_chunks(cfg: EmbedConfig, dataset: Any, encoder: ClipEncoder, writer: SplitWriter, todo: list[int],
-                  device: torch.device) -> tuple[int, int]:
+                  device: torch.device, views: ViewSetup | None = None) -> tuple[int, int]:
     """Run the model over chunks `todo`; returns (rows embedded, rows skipped)."""
     from hcdg.stages import progress
 
     if not todo:
         return 0, 0
-    paths = [dataset.image_path(i) for i in range(writer.n_rows)]
-    rows_ds = ImageRows(paths, encoder.preprocess, encoder.image_size)
+    k = views.k if views is not None else 1
+    paths = [dataset.image_path(i) for i in range(writer.n_rows // k)]
+    if views is None:
+        rows_ds = ImageRows(paths, encoder.preprocess, encoder.image_size)
+    else:  # each row a rendered training crop, resized for CLIP as the authors do (pipeline.views)
+        from hcdg.pipeline.views import ViewRows
+
+        pp = encoder.model.visual.preprocess_cfg
+        rows_ds = ViewRows(dataset, views.crop, views.geom, views.color, views.seed, k, encoder.image_size,
+                           pp["mean"], pp["std"])
+    thread_params = _params_of(views, writer)
     # Default: every core but the one feeding the model (JPEG decoding is the usual bottleneck on a GPU).
     workers = min(16, max(1, (os.cpu_count() or 2) - 1)) if cfg.workers is None else cfg.workers
     loader = torch.utils.data.DataLoader(
@@ -389,7 +462,7 @@ def _embed_chunks(cfg: EmbedConfig, dataset: Any, encoder: ClipEncoder, writer: 
             feats = encoder.encode_images(pixels).cpu().numpy()
             for row, err in zip(index.tolist(), errs):
                 if err and not cfg.skip_corrupt:
-                    raise HcdgError(f"{paths[row]}: unreadable image ({err}); fix or remove it, or pass "
+                    raise HcdgError(f"{paths[row // k]}: unreadable image ({err}); fix or remove it, or pass "
                                     "--skip-corrupt to record it as a skipped row")
                 skipped += bool(err)
             off = first - writer.rows(chunk).start
@@ -397,12 +470,24 @@ def _embed_chunks(cfg: EmbedConfig, dataset: Any, encoder: ClipEncoder, writer: 
             errors.extend(errs)
             bar.update(len(feats))
             if off + len(feats) == buf.shape[0]:
-                thread.put((chunk, buf, errors))
+                thread.put((chunk, buf, errors, thread_params(chunk)))
                 buf = None
     finally:
         bar.close()
         thread.finish()  # chunks finished so far are written whatever happened
     return total, skipped
+
+
+def _params_of(views: ViewSetup | None, writer: SplitWriter) -> Any:
+    """chunk -> its rows' view parameters (rows, 7) float32 (the same draws `ViewRows` rendered), or None."""
+    from hcdg.pipeline.views import draw_view
+
+    def params(chunk: int) -> np.ndarray | None:
+        if views is None:
+            return None
+        return np.stack([draw_view(views.geom, views.color, views.seed, *divmod(r, views.k))
+                         for r in writer.rows(chunk)])
+    return params
 
 
 def _worker_init(_: int) -> None:

@@ -10,7 +10,7 @@
 
 Every protocol that applies to the network's output is computed for every sample
 (`2.5d-gtroot-gtbone`, `rr-gtscale`, `pa`, `pa-proper` for xyz networks; `authors` for uvd
-networks, e.g. an imported authors' checkpoint; PROTOCOL.md §4, `protocols.protocols_for_output`);
+networks, e.g. an imported authors' checkpoint; docs/sources.md#evaluation-protocols, `protocols.protocols_for_output`);
 STB (palm-rooted ground truth) gets both roots, `wrist` and `palm`; wrist-rooted data (RHD,
 FreiHAND) also gets hand3d's palm root under `rr-gtscale`
 (`protocols.roots_for`). Re-running replaces only that target's two files (and its
@@ -28,10 +28,11 @@ from typing import Any, Literal
 import numpy as np
 
 from hcdg.pipeline.config import ConfigError, to_dict
-from hcdg.pipeline.devices import resolve_device
 from hcdg.pipeline.errors import HcdgError
-from hcdg.pipeline.protocols import DECODERS, PROTOCOLS, canonical_name
+from hcdg.pipeline.protocols import DECODERS, PROTOCOLS
 from hcdg.store import eval_files as ef
+from hcdg.store.run_model import LoadedModel, load_run_model
+from hcdg.store.schema import current_protocol_name
 
 Target = Literal["stb", "rhd", "freihand"]
 TARGETS = ("stb", "rhd", "freihand")
@@ -41,7 +42,7 @@ DEFAULT_SPLITS = {"stb": "test", "rhd": "evaluation", "freihand": "evaluation"}
 
 #: RHD evaluation images the paper authors' test code skips (its `Rhp` dataset class has a
 #: file list; of it only these three lie in the 2,728-image evaluation split), which is why
-#: their released `Rhp_bbox.npy` has 2,725 rows (PROTOCOL.md §3-4).
+#: their released `Rhp_bbox.npy` has 2,725 rows (docs/sources.md#rhd).
 RHD_AUTHORS_DROPPED = ("00162", "00359", "01488")
 
 
@@ -52,7 +53,7 @@ class EvalConfig:
     Attributes:
         run: the training run folder (holds run.json and model.safetensors / checkpoints/).
         target: dataset to evaluate on (paper §4: STB and RHD; FreiHAND for in-domain checks).
-        root: the target dataset's root folder (PROTOCOL.md §3 layout).
+        root: the target dataset's root folder (layout: docs/sources.md#datasets).
         split: None = the test split: stb "test" (B1Counting + B1Random), rhd "evaluation",
             freihand "evaluation" (not the reader's default "training": that is the source data).
         checkpoint: None = the finished model (model.safetensors), else the newest
@@ -61,11 +62,11 @@ class EvalConfig:
         batch_size: images per forward pass (does not change results).
         device: "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
         protocols: which protocols to compute; None = all that apply to the network's output
-            (PROTOCOL.md §4). One that does not apply is refused.
+            (docs/sources.md#evaluation-protocols). One that does not apply is refused.
         crops: "gt" = hand3d's box from the ground-truth keypoints (with the run's crop_scale);
             "seed-boxes" = the authors' released [x, y, w, h] boxes from `boxes`, cut as their
             test code cuts them (truncated to int, box centre -> crop centre S/2;
-            `authors.crop_from_xywh`; PROTOCOL.md §4). The authors' computation on "gt" boxes is
+            `authors.crop_from_xywh`; docs/sources.md#authors-test-code). The authors' computation on "gt" boxes is
             named ``authors-gtcrops``; ``authors`` always means their boxes.
         boxes: the .npy file of boxes for crops="seed-boxes" (STB (3000, 4), RHD (2725, 4)).
         decoder: heatmap -> 2D decoder for 2.5d-gtroot-gtbone (`protocols.decode_heatmaps`).
@@ -115,7 +116,7 @@ class EvalConfig:
         if self.crops == "gt" and self.boxes:
             raise ConfigError("--boxes: only used with --crops seed-boxes")
         if self.protocols is not None:
-            object.__setattr__(self, "protocols", tuple(canonical_name(p) for p in self.protocols))
+            object.__setattr__(self, "protocols", tuple(current_protocol_name(p) for p in self.protocols))
         unknown = [p for p in self.protocols or () if p not in PROTOCOLS]
         if unknown or self.protocols == ():
             raise ConfigError(f"--protocol: expected some of {', '.join(PROTOCOLS)}, got {list(self.protocols)!r}")
@@ -145,122 +146,6 @@ class EvalConfig:
 
 #: The decoder a results file is named without (EvalConfig.decoder's default).
 _DEFAULT_DECODER = EvalConfig.decoder
-
-# --------------------------------------------------------------------------- the model
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A Branch1-only network with the crop geometry it was trained with."""
-
-    model: Any  # HandPoseNet with branch2=False, eval mode, on the device
-    crop: Any  # transforms.CropConfig
-    source: str  # the weights file / checkpoint folder read
-    step: int | None
-
-
-def resolve_checkpoint(run_dir: str | Path, checkpoint: str) -> Path:
-    """A checkpoint given as a folder path, its folder name (``step-00000500``, what `ls` shows)
-    or a step number (``500``) -> the checkpoint folder of `run_dir`; HcdgError when absent."""
-    from hcdg.store import checkpoints as ck
-
-    text = str(checkpoint).strip()
-    if text.isdigit():
-        path = Path(run_dir) / ck.CHECKPOINT_DIR / f"step-{int(text):08d}"
-    elif Path(text).is_dir():
-        path = Path(text)
-    else:
-        path = Path(run_dir) / ck.CHECKPOINT_DIR / Path(text).name
-    if not path.is_dir():
-        have = sorted(p.name for p in (Path(run_dir) / ck.CHECKPOINT_DIR).glob("step-*") if p.is_dir())
-        raise HcdgError(
-            f"checkpoint {checkpoint}: no such checkpoint of {run_dir} (expected a step number, a folder "
-            f"name step-N or a folder path; present: {', '.join(have[-5:]) or 'none'})"
-        )
-    return path
-
-
-def load_run_model(run_dir: str | Path, checkpoint: str | None = None, device: str = "cpu") -> LoadedModel:
-    """Rebuild the network of a training run from its recorded config and load its weights.
-
-    Only Branch1 (CPM + PosePrior + ViewPoint) is built; Branch2's weights in the file are
-    ignored (paper §3.5: test time uses Branch1 only). Raises HcdgError for a folder that is
-    not a training run, a run with no weights yet, a checkpoint of another config (its
-    recorded config hash differs from run.json's) or weights that do not fit the model
-    the config describes.
-    """
-    from hcdg.pipeline.config import from_dict
-    from hcdg.pipeline.model import HandPoseNet, ModelConfig
-    from hcdg.pipeline.transforms import CropConfig
-    from hcdg.store import checkpoints as ck
-    from hcdg.store.runs import read_run
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise HcdgError(f"--run {run_dir}: no such folder (expected a training run folder)")
-    record = read_run(run_dir)
-    if record.get("stage") not in ("train", "import"):
-        raise HcdgError(f"--run {run_dir}: holds a {record.get('stage')!r} run, not a training (or imported) run")
-    cfg = record.get("config", {})
-    run_hash = record.get("config_hash")
-    dev = resolve_device(device)
-
-    # the finished model records its ModelConfig / CropConfig (model.json); a checkpoint's are
-    # rebuilt from run.json by the one mapping training uses (`pipeline.network_config`)
-    model_cfg: dict[str, Any] | None = None
-    crop_cfg: dict[str, Any] | None = None
-    step: int | None = None
-    final = run_dir / ck.MODEL_WEIGHTS
-    use_final = checkpoint in (None, "final") and (run_dir / ck.MODEL_META).is_file()
-    if checkpoint == "final" and not use_final:
-        raise HcdgError(f"--checkpoint final: {run_dir} has no {ck.MODEL_META}; the training run has not finished")
-    if use_final:
-        state, meta = ck.load_model_state(run_dir, device="cpu")
-        if run_hash and meta.get("config_hash") and meta["config_hash"] != run_hash:
-            raise HcdgError(
-                f"{final}: written by a different training config than {run_dir / 'run.json'} "
-                f"(config hash {str(meta['config_hash'])[:12]}..., run has {run_hash[:12]}...)"
-            )
-        model_cfg, crop_cfg = meta.get("model_config"), meta.get("crop")
-        step = meta.get("step")
-        source = str(final)
-    else:
-        if checkpoint in (None, "latest"):
-            path = ck.latest_checkpoint(run_dir)
-            if path is None:
-                raise HcdgError(
-                    f"--run {run_dir}: no trained weights ({ck.MODEL_WEIGHTS}) and no checkpoint under "
-                    f"{ck.CHECKPOINT_DIR}/; train the run first (`hcdg train --out {run_dir} ...`)"
-                )
-        else:
-            path = resolve_checkpoint(run_dir, checkpoint)
-        loaded = ck.load_checkpoint(path, expect_config_hash=run_hash, device="cpu")
-        state, step, source = loaded.model_state, loaded.step, str(path)
-
-    from hcdg.pipeline import network_config
-
-    try:
-        where = f"{run_dir}/run.json model"
-        mcfg = (from_dict(ModelConfig, {**model_cfg, "branch2": False}, where=where) if model_cfg is not None
-                else network_config.model_config(cfg, branch2=False, where=where))
-        crop = (from_dict(CropConfig, {k: v for k, v in crop_cfg.items() if v is not None}, where=f"{run_dir} crop")
-                if crop_cfg is not None else network_config.crop_config(cfg, where=f"{run_dir} crop"))
-    except HcdgError as exc:
-        raise HcdgError(f"--run {run_dir}: cannot rebuild the model from its recorded config ({exc})") from None
-    model = HandPoseNet(mcfg)
-    branch1 = {k: v for k, v in state.items() if not k.startswith("branch2.")}
-    try:
-        model.load_state_dict(branch1, strict=True)
-    except RuntimeError as exc:
-        first = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc))
-        raise HcdgError(
-            f"{source}: the weights do not fit the network described by {run_dir}/run.json "
-            f"(width_mult={mcfg.width_mult}, input_size={mcfg.input_size}): {first[:200]}"
-        ) from None
-    model.to(dev).eval()
-    if crop.input_size != mcfg.input_size:
-        raise HcdgError(f"--run {run_dir}: crop input_size {crop.input_size} != model input_size {mcfg.input_size}")
-    return LoadedModel(model=model, crop=crop, source=source, step=step)
 
 
 # --------------------------------------------------------------------------- the data
@@ -535,11 +420,11 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         "decoder": [cfg.decoder] * n,
         **{k: [v] * n for k, v in identity.columns(loaded.step).items()},
     }
-    from hcdg.store.runs import config_of, read_run
+    from hcdg.store.runs import read_run
 
     frame = rs.results_frame(
         run=run_cols["run"], target=cfg.target, split=reader.split, sample_ids=pred["sample_id"],
-        results=results, visible=pred["visible"], config=config_of(read_run(cfg.run)),
+        results=results, visible=pred["visible"], config=read_run(cfg.run)["config"],
         random_weights=run_cols["random_weights"], extra=extra,
     )  # fmt: skip
     res_path, sum_path = rs.write_results(cfg.run, identity.stem, frame, summary_columns=m2d)

@@ -121,7 +121,7 @@ def run(cfg: ExportConfig) -> dict[str, Any]:
 
     from hcdg.pipeline.deploy import DeployNet, output_names
     from hcdg.pipeline.joints import JOINT_NAMES
-    from hcdg.stages.eval import load_run_model
+    from hcdg.store.run_model import load_run_model
     from hcdg.store.atomic import atomic_write_json
     from hcdg.store.checkpoints import sha256_file
 

@@ -405,7 +405,7 @@ def predict_frame(run_dir: str | Path, images: Any, boxes: Any = None, *, side: 
                   checkpoint: str | None = None, batch_size: int = 16, progress: bool = False,
                   box_frame: str | None = None) -> Any:
     """`hcdg.predict`: the predictions table as a DataFrame (nothing written). See docs/predict.md."""
-    from hcdg.stages.eval import load_run_model
+    from hcdg.store.run_model import load_run_model
 
     if isinstance(images, (str, Path, np.ndarray)):
         images = [images]
@@ -478,7 +478,7 @@ def run(cfg: PredictConfig, echo: Callable[[str], None] = print) -> dict[str, An
     import time
 
     from hcdg.pipeline.joints import JOINT_NAMES
-    from hcdg.stages.eval import load_run_model
+    from hcdg.store.run_model import load_run_model
     from hcdg.store.runs import package_versions
 
     if not cfg.run:

@@ -1,6 +1,6 @@
 """The paper authors' released test-box files, read for `hcdg predict` as they were made.
 
-Their files (`realdata/seed-bboxes/`, PROTOCOL.md §4) hold one [x, y, w, h] row per test
+Their files (`realdata/seed-bboxes/`, docs/sources.md#authors-test-code) hold one [x, y, w, h] row per test
 frame, not one per input image:
 
 * ``STB_bbox.npy`` (3000, 4): STB test = B1Counting then B1Random, 1,500 frames each, in

@@ -36,14 +36,15 @@ from hcdg.pipeline import published
 from hcdg.pipeline.config import to_dict
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline import stats, verdict
+from hcdg.pipeline.localisation import maps_localise
 from hcdg.stages import report_render as render
 from hcdg.store import paired
 from hcdg.store import results as store
 from hcdg.store.atomic import atomic_path, atomic_write_json, atomic_write_text
-from hcdg.store.runs import config_of, read_run
+from hcdg.store.runs import DONE_FILE, find_run_dirs, read_done, read_run
 
 REPORT_MARKER = "report.json"
-PUBLISHED_SOURCE = "as published, not re-run"
+PUBLISHED_SOURCE = published.PUBLISHED_SOURCE
 FACETS = ("mode", "ratio", "combine", "lambda_con", "con_loss", "aug")
 #: Config key spellings accepted for each facet (last component of a flattened key).
 _ALIASES = {
@@ -65,11 +66,11 @@ class ReportConfig:
         out: the report folder (created; a non-empty folder must be an earlier report).
         title: page title.
         protocol: protocol of the paper-shaped tables; "authors" is the one of the paper's
-            numbers (the authors' test code, PROTOCOL.md §4). None = "authors" when some
+            numbers (the authors' test code, docs/sources.md#authors-test-code). None = "authors" when some
             run has results under it, else "2.5d-gtroot-gtbone" (xyz-output runs), else any
             protocol present (e.g. "authors-gtcrops": uvd runs evaluated on GT boxes).
         root: STB root handling in the paper-shaped tables ("wrist": GT palm converted
-            to a wrist, so the network's wrist is compared as it is; PROTOCOL.md §3).
+            to a wrist, so the network's wrist is compared as it is; docs/sources.md#joint-orders).
         joints: joint set of the paper-shaped tables ("all": the paper's EPE over 21 joints).
         figures: extra PNG files shown in the report's "Figures" section (e.g. `hcdg viz`
             output); the paper's Figures 3-4 (``fig3*.png``, ``fig4*.png``) in a ``figures/``
@@ -112,8 +113,6 @@ def run_facets(config: Mapping[str, Any]) -> dict[str, Any]:
     mode = str(out["mode"]).lower() if out["mode"] is not None else None
     out["mode"] = {"iete": "ie+te", "ie_te": "ie+te", "ie-te": "ie+te"}.get(mode, mode)
     out["aug"] = "normal" if str(out["aug"]).lower() == "normal" else "clip"
-    if out["con_loss"] == "paper":  # old run folders' name of Eq. 4 as printed
-        out["con_loss"] = "paper-literal"
     for k in ("ratio", "lambda_con"):
         out[k] = None if out[k] is None else round(float(out[k]), 6)
     if out["aug"] != "normal":
@@ -170,6 +169,13 @@ class RunInfo:
     val_mean_pose_epe_mm: float | None = None  # the same for predicting the mean training pose
     eval_files: list[str] = field(default_factory=list)  # results files read (finished model, all samples)
     set_aside: list[str] = field(default_factory=list)  # checkpoint / --limit / decoder evaluations not compared
+    val_2d_px: float | None = None  # final validation 2D error of the heatmap argmax (crop px)
+    val_mean_2d_px: float | None = None  # the same for the mean 2D layout of the validation crops
+
+    @property
+    def maps_localise(self) -> bool | None:
+        """Whether the final heatmaps beat the mean 2D layout (None: not measured)."""
+        return maps_localise(self.val_2d_px, self.val_mean_2d_px)
 
 
 def _load_run(folder: Path, warnings: list[str]) -> RunInfo:
@@ -178,13 +184,8 @@ def _load_run(folder: Path, warnings: list[str]) -> RunInfo:
     used = store.result_files(folder, reference_only=True)
     set_aside = [p.name for p in store.result_files(folder) if p not in used]
     for path in used:
-        target = path.stem
-        spath = store.summary_path(folder, target)
         try:
-            if spath.is_file() and not store.is_legacy_pa(spath):
-                summaries.append(store.read_summary(spath))
-            else:
-                summaries.append(store.summarise_results(store.read_results(path)))
+            summaries.append(store.target_summary(folder, path.stem))
         except HcdgError as exc:
             warnings.append(str(exc))
     summary = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame(columns=list(store.SUMMARY_SCHEMA))
@@ -197,8 +198,8 @@ def _load_run(folder: Path, warnings: list[str]) -> RunInfo:
         losses = None
     rw = store.random_weights_of(record) or bool(summary.get("random_weights", pd.Series([], dtype=bool)).any())
     info = RunInfo(
-        name=folder.name, folder=folder, facets=run_facets(config_of(record)), seed=record.get("seed"),
-        random_weights=rw, summary=summary, losses=losses, group=paired.group_key(config_of(record)),
+        name=folder.name, folder=folder, facets=run_facets(record["config"]), seed=record.get("seed"),
+        random_weights=rw, summary=summary, losses=losses, group=paired.group_key(record["config"]),
         eval_files=[p.name for p in used], set_aside=set_aside,
     )  # fmt: skip
     _training_facts(info, warnings)
@@ -215,12 +216,9 @@ def _finite(v: Any) -> float | None:
 
 def _training_facts(info: RunInfo, warnings: list[str]) -> None:
     """Steps, wall time and final validation EPE from done.json and metrics.parquet."""
-    from hcdg.store.atomic import read_json_object
-
-    done_path = info.folder / "done.json"
-    if done_path.is_file():
+    if (info.folder / DONE_FILE).is_file():
         try:
-            info.done = read_json_object(done_path, "total_steps, val_epe_mm, ...")
+            info.done = read_done(info.folder)
         except HcdgError as exc:
             warnings.append(str(exc))
     df = info.losses
@@ -228,6 +226,8 @@ def _training_facts(info: RunInfo, warnings: list[str]) -> None:
         info.steps = info.done.get("total_steps")
         info.val_epe_mm = _finite(info.done.get("val_epe_mm"))
         info.val_mean_pose_epe_mm = _finite(info.done.get("val_mean_pose_epe_mm"))
+        info.val_2d_px = _finite(info.done.get("val_2d_px"))
+        info.val_mean_2d_px = _finite(info.done.get("val_mean_2d_px"))
     if df is not None and len(df):
         if info.steps is None:
             info.steps = int(df["step"].max())
@@ -236,11 +236,18 @@ def _training_facts(info: RunInfo, warnings: list[str]) -> None:
             info.val_epe_mm = _finite(val["val_epe_mm"].iloc[-1])
         if info.val_mean_pose_epe_mm is None and len(val) and "val_mean_pose_epe_mm" in val.columns:
             info.val_mean_pose_epe_mm = _finite(val["val_mean_pose_epe_mm"].iloc[-1])
+        if info.val_2d_px is None and len(val) and {"val_2d_px", "val_mean_2d_px"} <= set(val.columns):
+            info.val_2d_px = _finite(val["val_2d_px"].iloc[-1])
+            info.val_mean_2d_px = _finite(val["val_mean_2d_px"].iloc[-1])
         if "wall_s" in df.columns and df["wall_s"].notna().any():
             w = df["wall_s"].dropna().to_numpy()
             # wall_s restarts at 0 in each (resumed) process: add up each session's last value
             ends = [w[i] for i in range(len(w)) if i == len(w) - 1 or w[i + 1] < w[i]]
             info.wall_s = float(sum(ends))
+    if info.maps_localise is False:
+        from hcdg.pipeline.localisation import no_location_message
+
+        warnings.append(no_location_message(info.val_2d_px, info.val_mean_2d_px, str(info.folder)))
 
 
 def _clip_of(record: Mapping[str, Any]) -> str | None:
@@ -256,7 +263,7 @@ def _clip_of(record: Mapping[str, Any]) -> str | None:
 def run_facts(info: RunInfo) -> verdict.RunFacts:
     """What the verdict block needs of a run (config, done.json, CLIP weights, results read)."""
     record = read_run(info.folder)
-    c, d = config_of(record), info.done or {}
+    c, d = record["config"], info.done or {}
     rt = record.get("runtime") if isinstance(record.get("runtime"), Mapping) else {}
     return verdict.RunFacts(
         name=info.name, group=info.group, mode=info.facets["mode"], ratio=info.facets["ratio"],
@@ -271,7 +278,13 @@ def run_facts(info: RunInfo) -> verdict.RunFacts:
 def load_runs(paths: tuple[str, ...] | list[str]) -> tuple[list[RunInfo], list[str]]:
     """The runs under `paths` (run or sweep folders) and the warnings met reading them."""
     warnings: list[str] = []
-    return [_load_run(f, warnings) for f in store.find_run_dirs(paths)], warnings
+    return [_load_run(f, warnings) for f in find_run_dirs(paths)], warnings
+
+
+def pick_root(available: Any, wanted: str) -> str:
+    """The root a table or figure shows: `wanted` where the results have it, else wrist
+    (STB's palm root exists only on STB and under some protocols)."""
+    return wanted if wanted in set(available) else "wrist"
 
 
 def root_of(run: RunInfo, target: str, cfg: ReportConfig) -> str:
@@ -280,7 +293,7 @@ def root_of(run: RunInfo, target: str, cfg: ReportConfig) -> str:
     if s.empty:
         return "wrist"
     sel = s[(s["target"] == target) & (s["protocol"] == cfg.protocol) & (s["joints"] == cfg.joints)]
-    return cfg.root if cfg.root in set(sel["root"]) else "wrist"
+    return pick_root(sel["root"], cfg.root)
 
 
 def epe_of(run: RunInfo, target: str, cfg: ReportConfig) -> float | None:
@@ -348,8 +361,16 @@ def _rerun_row(table: str, method: str, setting: str, source: str, per_target: d
         all_runs += [r for r, _ in vals if r not in all_runs]
     row["runs"] = _label(all_runs)
     row["random_weights"] = any(r.random_weights for r in all_runs)
-    row["note"] = note
+    row["note"] = "; ".join(filter(None, [note, no_location_note(all_runs)]))
     return row
+
+
+def no_location_note(runs: list[RunInfo]) -> str:
+    """The tables' flag for runs whose heatmaps do not beat the mean 2D layout ("" when none)."""
+    bad = [r for r in runs if r.maps_localise is False]
+    if not bad:
+        return ""
+    return f"heatmaps carry no location (val 2D ≥ mean layout): {_label(bad)}"
 
 
 def _by_group(per_target: dict[str, list[RunInfo]]) -> list[dict[str, list[RunInfo]]]:
@@ -487,6 +508,8 @@ def runs_table(runs: list[RunInfo]) -> pd.DataFrame:
                      "steps": r.steps, "finished": r.done is not None,
                      "wall_min": None if r.wall_s is None else r.wall_s / 60.0,
                      "val_epe_mm": r.val_epe_mm, "val_mean_pose_epe_mm": r.val_mean_pose_epe_mm,
+                     "val_2d_px": r.val_2d_px, "val_mean_2d_px": r.val_mean_2d_px,
+                     "maps_localise": r.maps_localise,
                      "random_weights": r.random_weights, "targets": ", ".join(targets) or "-",
                      "folder": str(r.folder)})  # fmt: skip
     return pd.DataFrame(rows)
@@ -544,6 +567,80 @@ def paper_figures(cfg: ReportConfig) -> dict[str, bytes]:
     return out
 
 
+# --------------------------------------------------------------------------- figure data
+
+
+def ratio_points(runs: list[RunInfo], target: str, cfg: ReportConfig) -> dict[str, dict[float, list[float]]]:
+    """Table 4(a)'s re-run points for `target`: L_con label ("" = the run default form, else
+    ", FORM L_con") -> ratio (IE = 1, TE = 0) -> EPEs mm of the runs there. Every L_con form
+    is a re-run of the paper's rows, so none is dropped; the default form comes first."""
+    pts: dict[Any, dict[float, list[float]]] = {}
+    for r in runs:
+        f = r.facets
+        if f["aug"] != "clip" or f["combine"] != "concat" or f["lambda_con"] is None:
+            continue
+        if not math.isclose(f["lambda_con"], 0.1):
+            continue
+        x = {"ie+te": f["ratio"], "ie": 1.0, "te": 0.0}.get(f["mode"])
+        if x is None or (v := epe_of(r, target, cfg)) is None:
+            continue
+        pts.setdefault(con_loss_label(f["con_loss"]), {}).setdefault(float(x), []).append(v)
+    return {label: pts[label] for label in sorted(pts)}  # "" (the default form) sorts first
+
+
+def baseline_epe_mm(runs: list[RunInfo], target: str, cfg: ReportConfig) -> float | None:
+    """Mean EPE on `target` of the re-run baselines (mode baseline, CLIP augmentation); None without."""
+    base = [v for r in runs if r.facets["mode"] == "baseline" and r.facets["aug"] == "clip"
+            and (v := epe_of(r, target, cfg)) is not None]  # fmt: skip
+    return sum(base) / len(base) if base else None
+
+
+def published_ratio_points(target: str) -> list[tuple[float, float]]:
+    """Table 4(a) as published for `target`: (ratio, EPE mm), IE at ratio 1, sorted by ratio."""
+    rows = published.rows_of("4a")
+    pub = [(float(p.setting), p.epe_mm(target)) for p in rows if p.method == "IE+TE"]
+    pub.append((1.0, next(p.epe_mm(target) for p in rows if p.method == "IE")))
+    return sorted(pub)
+
+
+def pck_panels(runs: list[RunInfo], cfg: ReportConfig) -> dict[str, list[render.PckPanel]]:
+    """target -> one PCK panel per protocol (in `PROTOCOLS` order) under the report's joint
+    set and root (`pick_root` over the protocol's rows), one curve per run."""
+    from hcdg.pipeline.protocols import PROTOCOLS
+
+    summaries = [r.summary.assign(run=r.name) for r in runs if not r.summary.empty]
+    if not summaries:
+        return {}
+    allsum = pd.concat(summaries, ignore_index=True)
+    out: dict[str, list[render.PckPanel]] = {}
+    for t in sorted(set(allsum["target"])):
+        sel = allsum[(allsum["target"] == t) & (allsum["joints"] == cfg.joints)]
+        panels = []
+        for p in (p for p in PROTOCOLS if p in set(sel["protocol"])):
+            ps = sel[sel["protocol"] == p]
+            root = pick_root(ps["root"], cfg.root)
+            curves = [(row["run"], list(row["pck_thresholds_mm"]), list(row["pck"]))
+                      for _, row in ps[ps["root"] == root].iterrows()]  # fmt: skip
+            panels.append(render.PckPanel(protocol=p, root=root, curves=curves))
+        out[t] = panels
+    return out
+
+
+def figure_data(runs: list[RunInfo], cfg: ReportConfig) -> render.FigureData:
+    """Everything the report's figures plot, computed here; `report_render.figures` draws it."""
+    from hcdg.pipeline.protocols import PAPER_PROTOCOL
+
+    shown = cfg.protocol == PAPER_PROTOCOL  # published numbers only beside their own protocol
+    return render.FigureData(
+        protocol=str(cfg.protocol), published_protocol=shown,
+        ratio_points={t: ratio_points(runs, t, cfg) for t in published.TARGETS},
+        baseline_epe_mm={t: baseline_epe_mm(runs, t, cfg) for t in published.TARGETS},
+        published_ratio_points={t: published_ratio_points(t) if shown else [] for t in published.TARGETS},
+        pck=pck_panels(runs, cfg),
+        losses=[(r.name, r.losses) for r in runs if r.losses is not None and len(r.losses)],
+    )
+
+
 # --------------------------------------------------------------------------- the stage
 
 
@@ -559,10 +656,11 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
     """Build the report; returns {"html", "markdown", "tables": [...], "runs": n, "warnings": [...]}."""
     import dataclasses
 
-    from hcdg.pipeline.protocols import PAPER_PROTOCOL, PROTOCOLS, ROOTS, canonical_name
+    from hcdg.pipeline.protocols import PAPER_PROTOCOL, PROTOCOLS, ROOTS
+    from hcdg.store.schema import current_protocol_name
 
     if cfg.protocol is not None:
-        cfg = dataclasses.replace(cfg, protocol=canonical_name(cfg.protocol))
+        cfg = dataclasses.replace(cfg, protocol=current_protocol_name(cfg.protocol))
     if not cfg.runs:
         raise HcdgError("report: give at least one run folder or sweep folder")
     if not cfg.out:
@@ -596,7 +694,7 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
                 frame.to_csv(tmp, index=False) if ext == "csv" else frame.to_parquet(tmp, index=False)
             written.append(str(path))
 
-    figures = {**render.figures(runs, cfg), **{f"paper_{k}": v for k, v in extra_figures.items()}}
+    figures = {**render.figures(figure_data(runs, cfg)), **{f"paper_{k}": v for k, v in extra_figures.items()}}
     for name, png in figures.items():
         with atomic_path(out / "figures" / f"{name}.png") as tmp:
             tmp.write_bytes(png)

@@ -1,5 +1,7 @@
 """Rendering for `hcdg report`: matplotlib figures (Agg, PNG bytes), the HTML page and
-its Markdown twin. No file I/O here; `stages.report` decides where things go."""
+its Markdown twin. It only draws and formats what `stages.report` computed (`FigureData`,
+`Page`); no file I/O and no imports of the report stage: `stages.report` decides what is
+shown and where it goes."""
 
 from __future__ import annotations
 
@@ -7,15 +9,13 @@ import base64
 import html as _html
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pandas as pd
 
 from hcdg.pipeline import published
-
-if TYPE_CHECKING:
-    from hcdg.stages.report import ReportConfig, RunInfo
 
 TARGET_TITLES = {"stb": "FreiHAND→STB", "rhd": "FreiHAND→RHD", "freihand": "FreiHAND→FreiHAND"}
 
@@ -64,10 +64,54 @@ tr.published td{color:#666;font-style:italic;background:#fafafa}
 """
 
 
+class Settings(Protocol):
+    """What the page shows of the report's settings (`stages.report.ReportConfig` has these)."""
+
+    @property
+    def title(self) -> str: ...
+    @property
+    def protocol(self) -> str | None: ...
+    @property
+    def root(self) -> str: ...
+    @property
+    def joints(self) -> str: ...
+
+
+class RunView(Protocol):
+    """What the page shows of one run (`stages.report.RunInfo` has these)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def random_weights(self) -> bool: ...
+
+
+@dataclass
+class PckPanel:
+    """One PCK panel: a protocol under one root, one curve per run."""
+
+    protocol: str
+    root: str
+    curves: list[tuple[str, list[float], list[float]]]  # (run name, thresholds mm, PCK in [0, 1])
+
+
+@dataclass
+class FigureData:
+    """What the report's figures plot (computed by `stages.report.figure_data`)."""
+
+    protocol: str  # of the EPEs in ratio_points
+    published_protocol: bool  # protocol is the one the published numbers were measured with
+    ratio_points: dict[str, dict[str, dict[float, list[float]]]]  # target -> L_con label -> ratio -> EPEs mm
+    baseline_epe_mm: dict[str, float | None]  # target -> mean EPE of the re-run baseline (no CLIP)
+    published_ratio_points: dict[str, list[tuple[float, float]]]  # target -> (ratio, EPE mm); {} off-protocol
+    pck: dict[str, list[PckPanel]]  # target -> panels
+    losses: list[tuple[str, pd.DataFrame]]  # (run name, metrics.parquet rows), runs with a log only
+
+
 @dataclass
 class Page:
-    cfg: "ReportConfig"
-    runs: list["RunInfo"]
+    cfg: Settings
+    runs: Sequence[RunView]
     tables: dict[str, pd.DataFrame]
     figures: dict[str, bytes]
     warnings: list[str]
@@ -97,35 +141,10 @@ def _pyplot():
     return plt
 
 
-def ratio_points(runs: list["RunInfo"], target: str, cfg: "ReportConfig") -> dict[str, dict[float, list[float]]]:
-    """Table 4(a)'s re-run points for `target`: L_con label ("" = the run default form, else
-    ", FORM L_con") -> ratio (IE = 1, TE = 0) -> EPEs mm of the runs there. Every L_con form
-    is a re-run of the paper's rows, so none is dropped; the default form comes first."""
-    from hcdg.stages.report import con_loss_label, epe_of
-
-    pts: dict[Any, dict[float, list[float]]] = {}
-    for r in runs:
-        f = r.facets
-        if f["aug"] != "clip" or f["combine"] != "concat" or f["lambda_con"] is None:
-            continue
-        if not math.isclose(f["lambda_con"], 0.1):
-            continue
-        x = {"ie+te": f["ratio"], "ie": 1.0, "te": 0.0}.get(f["mode"])
-        if x is None or (v := epe_of(r, target, cfg)) is None:
-            continue
-        pts.setdefault(con_loss_label(f["con_loss"]), {}).setdefault(float(x), []).append(v)
-    return {label: pts[label] for label in sorted(pts)}  # "" (the default form) sorts first
-
-
-def figures(runs: list["RunInfo"], cfg: "ReportConfig") -> dict[str, bytes]:
-    """name -> PNG bytes: ratio_ablation, pck_<target> (one per evaluated target), loss_curves."""
-    from hcdg.pipeline.protocols import PAPER_PROTOCOL, PROTOCOLS
-    from hcdg.stages.report import epe_of
-
+def figures(data: FigureData) -> dict[str, bytes]:
+    """name -> PNG bytes: ratio_ablation, pck_<target> (one per evaluated target), loss_curves, val_curves."""
     plt = _pyplot()
     out: dict[str, bytes] = {}
-    summaries = [r.summary.assign(run=r.name) for r in runs if not r.summary.empty]
-    allsum = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame()
 
     # Table 4(a) as a plot: EPE vs ratio (IE = ratio 1, TE = ratio 0), published beside.
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
@@ -133,57 +152,50 @@ def figures(runs: list["RunInfo"], cfg: "ReportConfig") -> dict[str, bytes]:
     colours = {"stb": "tab:blue", "rhd": "tab:orange"}
     styles = ("o-", "s:", "^-.", "v--", "D:")
     for t in published.TARGETS:
-        for i, (label, pts) in enumerate(ratio_points(runs, t, cfg).items()):
+        for i, (label, pts) in enumerate(data.ratio_points.get(t, {}).items()):
             xs = sorted(pts)
             ax.plot(xs, [sum(pts[x]) / len(pts[x]) for x in xs], styles[i % len(styles)],
                     color=colours[t], label=f"{TARGET_TITLES[t]} re-run{label}")
-        base = [v for r in runs if r.facets["mode"] == "baseline" and r.facets["aug"] == "clip"
-                and (v := epe_of(r, t, cfg)) is not None]  # fmt: skip
-        if base:
-            ax.axhline(sum(base) / len(base), color=colours[t], lw=1.2, ls="-", alpha=0.45,
+        base = data.baseline_epe_mm.get(t)
+        if base is not None:
+            ax.axhline(base, color=colours[t], lw=1.2, ls="-", alpha=0.45,
                        label=f"{TARGET_TITLES[t]} re-run baseline (no CLIP)")  # fmt: skip
-        if cfg.protocol == PAPER_PROTOCOL:  # published numbers only beside their own protocol
-            pub = [(float(p.setting), p.epe_mm(t)) for p in published.rows_of("4a") if p.method == "IE+TE"]
-            pub.append((1.0, next(p.epe_mm(t) for p in published.rows_of("4a") if p.method == "IE")))
-            pub.sort()
+        pub = data.published_ratio_points.get(t, [])
+        if pub:  # published numbers only beside their own protocol (`FigureData`)
             ax.plot([p[0] for p in pub], [p[1] for p in pub], "x--", color=colours[t], alpha=0.6,
                     label=f"{TARGET_TITLES[t]} as published")  # fmt: skip
     ax.set_xlim(-0.05, 1.05)  # the whole range of r, however few ratios were run
     ax.margins(y=0.15)
     ax.set_xlabel("ratio r (image-feature weight; IE = 1, TE = 0)")
-    ax.set_ylabel(f"EPE mm, re-runs under protocol {cfg.protocol}", fontsize=9)
-    ax.set_title("Table 4(a): mixing ratio" + ("" if cfg.protocol == PAPER_PROTOCOL else
+    ax.set_ylabel(f"EPE mm, re-runs under protocol {data.protocol}", fontsize=9)
+    ax.set_title("Table 4(a): mixing ratio" + ("" if data.published_protocol else
                                                " (published numbers: protocol authors only)"), fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     out["ratio_ablation"] = _png(fig)
 
     # PCK curves per target: one panel per protocol, one line per run.
-    if not allsum.empty:
-        for t in sorted(set(allsum["target"])):
-            sel = allsum[(allsum["target"] == t) & (allsum["joints"] == cfg.joints)]
-            protos = [p for p in PROTOCOLS if p in set(sel["protocol"])]
-            fig, axes = plt.subplots(1, len(protos), figsize=(4.2 * len(protos), 3.6), squeeze=False)
-            fig.subplots_adjust(left=0.3 / fig.get_figwidth() * 2.2, right=0.98, bottom=0.15, top=0.9, wspace=0.28)
-            for ax, p in zip(axes[0], protos):
-                ps = sel[sel["protocol"] == p]
-                root = cfg.root if cfg.root in set(ps["root"]) else "wrist"
-                for _, row in ps[ps["root"] == root].iterrows():
-                    ax.plot(row["pck_thresholds_mm"], row["pck"], label=row["run"])
-                ax.set_title(f"{TARGET_TITLES.get(t, t)}: {p} (root {root})", fontsize=9)
-                ax.set_xlabel("threshold mm")
-                ax.set_ylabel("PCK")
-                ax.set_ylim(0, 1)
-                ax.grid(alpha=0.3)
-            axes[0][0].legend(fontsize=7)
-            out[f"pck_{t}"] = _png(fig)
+    for t, panels in data.pck.items():
+        if not panels:
+            continue
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+        fig.subplots_adjust(left=0.3 / fig.get_figwidth() * 2.2, right=0.98, bottom=0.15, top=0.9, wspace=0.28)
+        for ax, panel in zip(axes[0], panels):
+            for run, thresholds_mm, pck in panel.curves:
+                ax.plot(thresholds_mm, pck, label=run)
+            ax.set_title(f"{TARGET_TITLES.get(t, t)}: {panel.protocol} (root {panel.root})", fontsize=9)
+            ax.set_xlabel("threshold mm")
+            ax.set_ylabel("PCK")
+            ax.set_ylim(0, 1)
+            ax.grid(alpha=0.3)
+        axes[0][0].legend(fontsize=7)
+        out[f"pck_{t}"] = _png(fig)
 
     # Loss curves: one panel per run (its own y axis, log scale when positive), so one
     # run's scale cannot flatten another's; validation EPE with the mean-pose reference.
-    with_losses = [r for r in runs if r.losses is not None and len(r.losses)]
-    if with_losses:
-        out["loss_curves"] = _loss_panels(plt, with_losses)
-        val_png = _val_panels(plt, with_losses)
+    if data.losses:
+        out["loss_curves"] = _loss_panels(plt, data.losses)
+        val_png = _val_panels(plt, data.losses)
         if val_png is not None:
             out["val_curves"] = val_png
     return out
@@ -206,10 +218,9 @@ def _grid(plt, n: int, width: float = 4.3, height: float = 3.0):
     return fig, list(axes.flat)
 
 
-def _loss_panels(plt, runs: list["RunInfo"]) -> bytes:
+def _loss_panels(plt, runs: list[tuple[str, pd.DataFrame]]) -> bytes:
     fig, axes = _grid(plt, len(runs))
-    for ax, r in zip(axes, runs):
-        df = r.losses
+    for ax, (name, df) in zip(axes, runs):
         train = df[df["kind"] == "train"] if "kind" in df.columns else df
         positive = True
         for col, label, colour in _LOSS_PARTS:
@@ -229,7 +240,7 @@ def _loss_panels(plt, runs: list["RunInfo"]) -> bytes:
             ax.set_yscale("log")
         else:
             ax.set_yscale("symlog", linthresh=1e-3)
-        ax.set_title(r.name, fontsize=8)
+        ax.set_title(name, fontsize=8)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3, which="both")
@@ -238,19 +249,19 @@ def _loss_panels(plt, runs: list["RunInfo"]) -> bytes:
     return _png(fig)
 
 
-def _val_panels(plt, runs: list["RunInfo"]) -> bytes | None:
-    with_val = [r for r in runs if r.losses["val_epe_mm"].notna().any()]
+def _val_panels(plt, runs: list[tuple[str, pd.DataFrame]]) -> bytes | None:
+    with_val = [(name, df) for name, df in runs if df["val_epe_mm"].notna().any()]
     if not with_val:
         return None
     fig, axes = _grid(plt, len(with_val))
-    for ax, r in zip(axes, with_val):
-        val = r.losses[r.losses["val_epe_mm"].notna()]
+    for ax, (name, df) in zip(axes, with_val):
+        val = df[df["val_epe_mm"].notna()]
         ax.plot(val["step"], val["val_epe_mm"], "o-", ms=3, color="tab:blue", label="network")
         if "val_mean_pose_epe_mm" in val.columns and val["val_mean_pose_epe_mm"].notna().any():
             ref = val[val["val_mean_pose_epe_mm"].notna()]
             ax.plot(ref["step"], ref["val_mean_pose_epe_mm"], "--", color="tab:gray", label="mean pose (reference)")
         last = float(val["val_epe_mm"].iloc[-1])
-        title = f"{r.name}: final {last:.2f} mm"
+        title = f"{name}: final {last:.2f} mm"
         if "val_2d_px" in val.columns and pd.notna(val["val_2d_px"].iloc[-1]):
             title += f"; 2D {val['val_2d_px'].iloc[-1]:.1f} px (mean layout {val['val_mean_2d_px'].iloc[-1]:.1f})"
         ax.set_title(title, fontsize=8)
@@ -330,13 +341,12 @@ def _paper_rows(frame: pd.DataFrame, key: str, page: Page | None = None) -> list
     when its protocol is the one they were measured with (`authors`), and re-run cells whose
     2D comes from heatmaps that did not learn flagged `UNRELIABLE`."""
     from hcdg.pipeline.protocols import PAPER_PROTOCOL as PUBLISHED_PROTOCOL
-    from hcdg.stages.report import PUBLISHED_SOURCE
 
     rows = []
-    pub_mask = frame["source"] == PUBLISHED_SOURCE
+    pub_mask = frame["source"] == published.PUBLISHED_SOURCE
     digits = {t: digits_to_tell_apart(frame.loc[~pub_mask, f"{t}_epe_mm"]) for t in published.TARGETS}
     for _, r in frame.iterrows():
-        pub = r["source"] == PUBLISHED_SOURCE
+        pub = r["source"] == published.PUBLISHED_SOURCE
         if pub and page is not None and page.cfg.protocol != PUBLISHED_PROTOCOL:
             continue
         cells = [r["method"], r["setting"] or "", r["source"]]
@@ -382,7 +392,7 @@ def _generic_rows(frame: pd.DataFrame, columns: list[str]) -> list[list[str]]:
     return [[_fmt(r[c], digits[c]) for c in cols] for _, r in frame.iterrows()]
 
 
-def _intro(cfg: "ReportConfig") -> list[str]:
+def _intro(cfg: Settings) -> list[str]:
     same = cfg.protocol == "authors"
     return [
         f"Paper-shaped tables: re-run numbers use protocol `{cfg.protocol}` ({PROTOCOL_NOTES[cfg.protocol]}) "
@@ -508,7 +518,7 @@ def html(page: Page) -> str:
     else:
         parts.append(f"<p class='caption'>Protocol <code>{_e(cfg.protocol)}</code>, joints <code>{_e(cfg.joints)}</code>; "
                      "every protocol in <code>tables/paired.csv</code> (also "
-                     "<code>hcdg.store.results.paired_table</code>).</p>")  # fmt: skip
+                     "<code>hcdg.store.paired.paired_table</code>).</p>")  # fmt: skip
         cols = [c for c in PAIRED_SHOWN if c in shown.columns]
         parts.append(_html_table(cols, [(False, r) for r in _generic_rows(shown, cols)], "paired", data=True))
     parts.append("<h2>Training curves</h2>")

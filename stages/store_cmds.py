@@ -128,7 +128,7 @@ def _rel_errors(stored: np.ndarray, fresh: np.ndarray) -> np.ndarray:
 
 
 def _encoder_for(meta: dict[str, Any], cfg: VerifyConfig, device: Any) -> Any:
-    from hcdg.pipeline.clip import load_encoder
+    from hcdg.store.clip_weights import load_encoder
 
     enc = meta["fingerprint"]["encoder"]
     w = enc["weights"]
@@ -199,14 +199,23 @@ def verify(cfg: VerifyConfig) -> dict[str, Any]:
                 raise HcdgError(f"{root}: the dataset files changed since {key} was embedded "
                                 f"({sfp['manifest']['n_files']} files then, {here['n_files']} now); cannot verify")
             ids = reader.read(f"{node}/ids")
-            if [ds.sample_id(i) for i in range(len(ids))] != [str(i) for i in ids]:
+            k = int(sfp.get("views", {}).get("k", 1))  # a view split: rows i*K + v (docs/store.md "Views")
+            if [ds.sample_id(i) for i in range(len(ids) // k)] != [str(i) for i in ids[::k]]:
                 raise HcdgError(f"{cfg.store}: {key}: stored sample ids differ from the reader's at {root}")
             valid = reader.read(f"{node}/valid").astype(bool)
             done = np.repeat(reader.read(f"{node}/done").astype(bool), s["chunk_rows"])[: len(ids)]
             pool = np.flatnonzero(valid & done)
             rows = np.sort(rng.choice(pool, size=min(cfg.sample, pool.size), replace=False))
-            data = ImageRows([ds.image_path(int(r)) for r in rows], encoder.preprocess, encoder.image_size)
-            pixels = torch.stack([data[i][1] for i in range(len(data))]) if len(data) else None
+            if "views" in sfp:  # re-render each sampled view from its recorded augmentation
+                from hcdg.pipeline.views import ViewRows, from_spec
+
+                pp = encoder.model.visual.preprocess_cfg
+                vr = ViewRows(ds, *from_spec(sfp["views"]["augmentation"]), int(sfp["views"]["seed"]), k,
+                              encoder.image_size, pp["mean"], pp["std"])
+                pixels = torch.stack([vr[int(r)][1] for r in rows]) if len(rows) else None
+            else:
+                data = ImageRows([ds.image_path(int(r)) for r in rows], encoder.preprocess, encoder.image_size)
+                pixels = torch.stack([data[i][1] for i in range(len(data))]) if len(data) else None
             fresh = encoder.encode_images(pixels).cpu().numpy() if pixels is not None else np.empty((0, info_["dim"]))
             stored = np.stack([reader.read(f"{node}/feats", int(r)) for r in rows]) if len(rows) else fresh
             norms = np.array([reader.read(f"{node}/norms", int(r)) for r in rows], dtype=np.float32)

@@ -112,18 +112,13 @@ def grid(sweep: SweepConfig) -> list[tuple[str, dict[str, Any], TrainConfig]]:
 
 def _finished(cfg: TrainConfig) -> dict[str, Any] | None:
     """The done record when `cfg.out` holds this exact run, finished; else None."""
-    from hcdg.stages.train_loop import DONE_FILE
-    from hcdg.store.runs import RUN_FILE
-
-    out = Path(cfg.out)
-    if not (out / DONE_FILE).is_file() or not (out / RUN_FILE).is_file():
-        return None
-    done = json.loads((out / DONE_FILE).read_text())
-    run = json.loads((out / RUN_FILE).read_text())
-    if done.get("config_hash") != run.get("config_hash"):
-        return None
     from hcdg.stages.train_config import identity
+    from hcdg.store.runs import finished_run
 
+    found = finished_run(cfg.out)
+    if found is None:
+        return None
+    run, done = found
     ident_now = identity(cfg, run.get("store_fingerprint"), run["config"].get("data_ids_sha256", ""))
     if ident_now != run.get("config"):
         return None  # a different run lives there; train.run will refuse it with a clear error

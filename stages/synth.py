@@ -35,7 +35,7 @@ class SynthConfig:
     """`hcdg synth`.
 
     Attributes:
-        format: "freihand" | "rhd" | "stb" (PROTOCOL.md §3 layouts).
+        format: "freihand" | "rhd" | "stb" (layouts: docs/sources.md#datasets).
         out: the dataset root to create (FreiHAND root, the `RHD_published_v2` folder, STB root).
         n: freihand: training poses (4 images each); rhd: evaluation images; stb: frames per
             sequence (B1Counting and B1Random, left + right view each). None = `DEFAULT_N`.

@@ -48,15 +48,35 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     check_args(cfg)
     env = train_dist.torchrun_env()
     if env is not None:
-        return train_loop.train(cfg, env)
+        done = train_loop.train(cfg, env)
+        if env.rank == 0:
+            warn_no_location(done, cfg.out)
+        return done
     if cfg.nproc > 1:
-        from hcdg.store.runs import run_lock
+        from hcdg.store.runs import read_done, run_lock
 
         with run_lock(cfg.out):  # held by this process for its DDP workers' whole run
             train_loop.preflight(cfg)  # errors surface here, once, before any process starts
             train_dist.spawn(train_loop.train, cfg)
-            return train_loop.read_done(cfg.out)
-    return train_loop.train(cfg, train_dist.DistEnv(rank=0, world=1, local_rank=0, spawned=False))
+            done = read_done(cfg.out)
+    else:
+        done = train_loop.train(cfg, train_dist.DistEnv(rank=0, world=1, local_rank=0, spawned=False))
+    warn_no_location(done, cfg.out)
+    return done
+
+
+def warn_no_location(done: dict[str, Any], out: str) -> bool:
+    """One `warning:` line on stderr when the run's final validation 2D error is not below the
+    mean 2D layout's (`pipeline.localisation`); returns whether it warned."""
+    import sys
+
+    from hcdg.pipeline.localisation import maps_localise, no_location_message
+
+    err, ref = done.get("val_2d_px"), done.get("val_mean_2d_px")
+    if maps_localise(err, ref) is not False:
+        return False
+    print(f"warning: {no_location_message(err, ref, out)}", file=sys.stderr)
+    return True
 
 
 def replace(cfg: TrainConfig, **changes: Any) -> TrainConfig:

@@ -25,6 +25,7 @@ from hcdg.pipeline.aug_configs import AugConfig, ColorJitter
 from hcdg.pipeline.config import ConfigError, check_choices, check_finite, fields_of, from_dict, merge, to_dict
 from hcdg.pipeline.config import option as opt
 from hcdg.pipeline.errors import HcdgError
+from hcdg.pipeline.schedule import check_schedule
 from hcdg.pipeline.transforms import GeomAug
 from hcdg.store.fingerprint import digest
 
@@ -137,11 +138,12 @@ class TrainConfig:
                               batch=False, sweep_axis=True)  # l3, §3.4 / Table 5
     # Eq. 4's reading (pipeline/losses.py). "paper-literal" = as printed, unbounded below and
     # measured to diverge (docs/model.md, docs/benchmarks.md "learning"); the default is the
-    # bounded reading chosen by that measurement. "paper" = its name in run folders before 2026-12.
-    con_loss: Literal["paper-literal", "hinge", "contrastive", "paper"] = _loss(
+    # bounded reading chosen by that measurement. Run folders before 2026-12 call paper-literal
+    # "paper"; reading them renames it (store.schema).
+    con_loss: Literal["paper-literal", "hinge", "contrastive"] = _loss(
         "contrastive", "L_con form: contrastive (d_pos + max(0, m - d_neg), Hadsell 2006) | hinge "
         "(max(0, d_pos - d_neg + m)) | paper-literal (Eq. 4 as printed: UNBOUNDED below, diverges; docs/model.md).",
-        batch=False, legacy=("paper",), sweep_axis=True)
+        batch=False, sweep_axis=True)
     # margin of the bounded forms; reuses Eq. 4's 0.5 (no source gives one)
     margin: float = _loss(0.5, "Margin m of --con-loss hinge/contrastive.", batch=False)
     # e_neg of Eq. 4: the other sample's e1' (docs/model.md)
@@ -171,6 +173,27 @@ class TrainConfig:
         (), "Comma-separated steps at which the learning rate drops by --lr-drop-factor (none: constant, "
         "paper §3.4; hand3d: 10000,20000).", role="identity", batch=False)
     lr_drop_factor: float = _optim(0.1, "Learning-rate multiplier at each drop.", role="identity", batch=False)
+    # Which losses train which part when (pipeline/schedule.py, docs/model.md "Training schedules").
+    # "joint" = every loss from step 0, the lifting reading the maps with gradients: the paper and
+    # the authors' code; kept by measurement (docs/benchmarks.md "Training schedules": lifting-detached
+    # localises better but its 3D lags). "staged" = L_heat alone for the first staged_steps steps, then
+    # all (hand3d trained PoseNet on L_heat alone first: training_posenet.py l.47, 61);
+    # "lifting-detached" = L_pose never reaches the maps (hand3d trained PosePrior/ViewPoint apart).
+    schedule: Literal["joint", "staged", "lifting-detached"] = _optim(
+        "joint", "Which losses train what, when: joint (all from step 0; the paper) | staged (L_heat alone for "
+        "--staged-steps, then all; hand3d's order) | lifting-detached (L_pose never reaches the heatmaps). "
+        "docs/model.md, Training schedules.", role="identity", batch=False)
+    # What PosePrior/ViewPoint read: "pred" = the last CPM stage's maps; "gt-then-pred" = the
+    # ground-truth target maps for the first staged_steps steps (hand3d training_lifting.py l.56 feeds
+    # score maps drawn from the ground truth), then the predicted ones.
+    lifting_input: Literal["pred", "gt-then-pred"] = _optim(
+        "pred", "Maps PosePrior/ViewPoint read: pred (the last CPM stage) | gt-then-pred (ground-truth maps for "
+        "--staged-steps steps, as hand3d's lifting training, then pred).", role="identity", batch=False)
+    # Length of the first stage of "staged" / "gt-then-pred" (unused by joint + pred). hand3d ran
+    # each stage to convergence (30,000 / 80,000 iterations); 500 = a third of the learning
+    # benchmark's 1,500 steps, the length screened there (docs/benchmarks.md "Learning").
+    staged_steps: int = _optim(500, "Steps of the first stage of --schedule staged / --lifting-input gt-then-pred.",
+                               role="identity", batch=False)
     # --- network ----------------------------------------------------------------------------
     # What L_pose regresses: "xyz" = hand3d's root-relative, bone-normalised coordinates (paper
     # §3.1); "uvd" = the authors' normalised crop (u/S, v/S, ((z - z_root)/0.15 + 1)/2)
@@ -183,7 +206,7 @@ class TrainConfig:
     arch: Literal["hcdg", "authors"] = _model(
         "hcdg", "Network layout: hcdg or authors (TF-SAME + NHWC lifting, bias-free head, [0,1] input, their "
         "hand side; docs/model.md).", batch=False)
-    # 1.0 = hand3d channel counts (PROTOCOL.md §2)
+    # 1.0 = hand3d channel counts (docs/sources.md#hand3d-network)
     width_mult: float = _model(1.0, "Channel multiplier of the network (1.0 = the paper's).", batch=False)
     # §3.1: 256x256 crops, heatmaps at 1/8 (32x32)
     input_size: int = _model(256, "Crop side in pixels, multiple of 8 (the paper: 256).", batch=True)
@@ -206,7 +229,7 @@ class TrainConfig:
     heat_resolution: Literal["grid", "crop"] = _loss(
         "grid", "Where L_heat compares maps: grid (S/8 heatmaps) | crop (upsampled to the S crop, hand3d and "
         "the authors).", batch=False)
-    # heatmap sigma on the input crop, px: the authors' value (PROTOCOL.md §2)
+    # heatmap sigma on the input crop, px: the authors' value (docs/sources.md#heatmaps-and-crop)
     sigma_px: float = _loss(10.0, "Sigma of the target Gaussian in crop pixels (the authors: 10 at 256).", batch=True)
     # How sigma enters the target: exp(-d^2/(2 sigma^2)) or hand3d's / the authors' exp(-d^2/sigma^2).
     gaussian: Literal["exp-d2-2s2", "exp-d2-s2"] = _loss(
@@ -261,6 +284,9 @@ class TrainConfig:
         if self.aug == "normal" and self.mode != "ie+te":
             # Table 6's positive is an augmented view: no CLIP feature, so the mode would be ignored.
             raise bad("--aug normal", f"replaces the CLIP feature; use it with --mode ie+te, not --mode {self.mode}")
+        problem = check_schedule(self.schedule, self.lifting_input, self.staged_steps)
+        if problem:
+            raise ConfigError(problem)
         if not self.sigma_px > 0:
             raise bad("--sigma-px", f"expected > 0, got {self.sigma_px!r}")
         for name in ("lambda_heat", "lambda_pose", "lambda_con", "margin"):
@@ -411,13 +437,14 @@ CONFIG_FILE = "config.toml"
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """TrainConfig keys from a TOML file, or from a run record (`run.json`: its config and runtime
-    keys, without the derived ones), so a finished run can be fed back with `--config RUN/run.json`."""
+    keys, without the derived ones; an older record as today's hcdg reads it, `store.schema`), so a
+    finished run can be fed back with `--config RUN/run.json`."""
     if str(path).endswith(".json"):
-        from hcdg.store.atomic import read_json_object
+        from hcdg.store.runs import read_run_file
 
         if not Path(path).is_file():
             raise HcdgError(f"--config {path}: file not found")
-        record = read_json_object(path, "a run record (stage, config, ...)")
+        record = read_run_file(path)
         if record.get("stage") != "train" or not isinstance(record.get("config"), dict):
             raise HcdgError(f"--config {path}: not the run.json of a training run")
         runtime = record.get("runtime") if isinstance(record.get("runtime"), dict) else {}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -29,20 +28,11 @@ from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.objective import CON_STATS, VAL_KEYS, FeatureTables
 from hcdg.stages.train_config import CONFIG_FILE, TrainConfig, identity, ids_sha256, to_toml
 from hcdg.stages.train_dist import DistEnv
-from hcdg.store.atomic import atomic_write_json, atomic_write_text, finite_or_none
-from hcdg.store.runs import RUN_FILE, run_lock
+from hcdg.store.atomic import atomic_write_text, finite_or_none
+from hcdg.store.runs import DONE_FILE, RUN_FILE, read_done, run_lock, write_done
 
-DONE_FILE = "done.json"
 #: Test-only hook: raise SystemExit right after this step (simulates a kill mid-run).
 STOP_ENV = "HCDG_TEST_STOP_AFTER_STEP"
-
-
-def read_done(out: str | Path) -> dict[str, Any]:
-    """`done.json` of a finished run (HcdgError when the run has not finished)."""
-    path = Path(out) / DONE_FILE
-    if not path.is_file():
-        raise HcdgError(f"{out}: the training run has not finished (no {DONE_FILE})")
-    return json.loads(path.read_text())
 
 
 # --- data + store -------------------------------------------------------------------------
@@ -60,6 +50,13 @@ class Data:
     prompt_subset: list[int] | None  # rows of txt_table to draw from (None = all)
     fingerprint: dict[str, Any] | None
     skipped: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # reader indices
+    # (len(reader), K, 7) stored augmented views (`hcdg embed --views K`), or None (whole-image features)
+    views: np.ndarray | None = None
+
+    @property
+    def views_k(self) -> int:
+        """Stored views per image (0: whole-image features)."""
+        return 0 if self.views is None else int(self.views.shape[1])
 
     @property
     def tables(self) -> FeatureTables | None:
@@ -112,6 +109,13 @@ def open_data(cfg: TrainConfig, device: torch.device, *, load_tables: bool = Tru
     # The image table stays in the store's dtype (float16: half the device memory); the step
     # converts the rows it gathers. Skipped rows are read from the store's validity array.
     store_ids, img, valid = features.load_split_table(store, cfg.split_key, device if load_tables else "cpu")
+    views_fp = split_fp.get("views")
+    k = 1
+    if views_fp is not None:  # rows i*K + v: image i's views; check the augmentation first
+        from hcdg.stages.train_views import check_views
+
+        k = check_views(cfg, store, views_fp)
+        store_ids, valid = store_ids[::k], valid.reshape(-1, k).all(axis=1)
     row_of = {sid: r for r, sid in enumerate(store_ids)}
     missing = [sid for sid in ids if sid not in row_of]
     if missing or len(store_ids) != len(ids):
@@ -130,8 +134,13 @@ def open_data(cfg: TrainConfig, device: torch.device, *, load_tables: bool = Tru
         subset = [i for i, t in enumerate(prompts) if rx.search(t)]
         if not subset:
             raise HcdgError(f"--prompt-filter {cfg.prompt_filter!r}: matches none of the store's {len(prompts)} prompts")
-    data.feature_rows = np.array([row_of[s] for s in ids], dtype=np.int64)
-    data.skipped = np.flatnonzero(~valid[data.feature_rows])
+    base_rows = np.array([row_of[s] for s in ids], dtype=np.int64)
+    data.feature_rows = base_rows * k  # view 0's row; a training item adds its view
+    data.skipped = np.flatnonzero(~valid[base_rows])
+    if views_fp is not None:
+        from hcdg.store.views import load_params
+
+        data.views = load_params(store, cfg.split_key, k)[base_rows]
     data.img_table, data.txt_table, data.prompt_subset = img, txt.float(), subset
     return data
 
@@ -365,7 +374,7 @@ def train_loader(pt: PointRun, start: int, total: int) -> Any:
     geom = cfg.geom if cfg.augment else None
     color = cfg.color if cfg.augment else None
     train_ds = AugmentedSamples(pt.data.reader, pt.crop, geom, color, cfg.seed, pt.data.feature_rows,
-                                target=cfg.target, augment_on=cfg.augment_on)
+                                target=cfg.target, augment_on=cfg.augment_on, views=pt.data.views)
     sampler = GlobalBatchSampler(pt.train_idx, cfg.batch_size, cfg.seed, start, total, pt.env.rank, pt.env.world)
     return DataLoader(train_ds, batch_sampler=sampler, num_workers=cfg.workers, pin_memory=pt.device.type == "cuda",
                       generator=torch.Generator().manual_seed(cfg.seed))
@@ -434,7 +443,7 @@ def finish_point(pt: PointRun) -> dict[str, Any]:
         meta = {"model_config": to_dict(pt.model.cfg), "config_hash": pt.chash, "step": pt.total,
                 "crop": to_dict(pt.crop), "train_config": to_dict(cfg)}
         save_model(pt.out, pt.model.state_dict(), meta)
-        atomic_write_json(pt.out / DONE_FILE, done)
+        write_done(pt.out, done)
     train_dist.barrier(env, pt.device)
     pt.done = done if env.rank == 0 else read_done(pt.out)  # rank 0 holds the validation numbers
     return pt.done

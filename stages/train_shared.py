@@ -123,6 +123,11 @@ class ReplayBatches:
 # --- the group ---------------------------------------------------------------------------------
 
 
+def same_views(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    """Both runs draw fresh augmentations, or both replay the same stored views."""
+    return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
+
+
 def _subgroups(points: dict[int, PointRun]) -> list[list[int]]:
     """Runs whose train/val indices and store rows agree (runs without CLIP use no rows)."""
     groups: list[list[Any]] = []  # [members, the group's store rows or None]
@@ -131,6 +136,7 @@ def _subgroups(points: dict[int, PointRun]) -> list[list[int]]:
         for g in groups:
             ref = points[g[0][0]]
             if (np.array_equal(ref.train_idx, pt.train_idx) and np.array_equal(ref.val_idx, pt.val_idx)
+                    and same_views(ref.data.views, pt.data.views)  # stored views decide the crops
                     and (rows is None or g[1] is None or np.array_equal(rows, g[1]))):
                 g[0].append(i)
                 g[1] = g[1] if g[1] is not None else rows

@@ -40,6 +40,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from hcdg.pipeline.errors import HcdgError
+from hcdg.store import schema
 from hcdg.store.atomic import dir_mode, file_mode, read_json_object
 from hcdg.store.fingerprint import digest
 
@@ -343,15 +344,17 @@ def save_model(run_dir: str | Path, model_state: dict[str, torch.Tensor], meta: 
     weights = run_dir / MODEL_WEIGHTS
     with atomic_path(weights) as tmp:
         _save_tensors({k: v.detach().to("cpu").contiguous().clone() for k, v in model_state.items()}, tmp)
-    atomic_write_json(run_dir / MODEL_META, {**meta, "format": FORMAT, "weights_sha256": sha256_file(weights)})
+    atomic_write_json(run_dir / MODEL_META, {**meta, schema.SCHEMA_KEY: schema.MODEL_SCHEMA, "format": FORMAT,
+                                             "weights_sha256": sha256_file(weights)})
     return weights
 
 
 def load_model_state(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(state_dict, meta) of a finished run's `model.safetensors`, sha256-verified against `model.json`."""
+    """(state_dict, meta) of a finished run's `model.safetensors`, sha256-verified against `model.json`;
+    `meta` in today's form (`store.schema.upgrade_model_meta`)."""
     run_dir = Path(run_dir)
     meta_path = run_dir / MODEL_META
     if not meta_path.is_file():
         raise HcdgError(f"{run_dir}: no {MODEL_META}; the training run has not finished")
-    meta = read_json_object(meta_path, "format, weights_sha256, ...")
+    meta = schema.upgrade_model_meta(read_json_object(meta_path, "format, weights_sha256, ..."), str(meta_path))
     return load_tensors_verified(run_dir / MODEL_WEIGHTS, meta.get("weights_sha256", ""), device=device), meta

@@ -52,7 +52,7 @@ def read_card(folder: str | os.PathLike[str], what: str = "--clip") -> dict[str,
     One-line `HcdgError` naming the folder/file when the folder is missing, is not a synthetic
     CLIP, or a file is missing or damaged (hash differs from the card's).
     """
-    from hcdg.pipeline.clip import file_sha256
+    from hcdg.store.clip_weights import file_sha256
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -133,7 +133,7 @@ def write_model(out: Path, model_cfg: dict[str, Any], preprocess_cfg: dict[str, 
     its `files` hashes filled in. Removes the partial state afterwards."""
     from safetensors.torch import save_file
 
-    from hcdg.pipeline.clip import file_sha256
+    from hcdg.store.clip_weights import file_sha256
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))

@@ -372,7 +372,7 @@ def _split_info(reader: StoreReader, key: str, check: bool) -> dict[str, Any]:
     verified = None
     if check:
         chk = integrity.check_split(reader, key, node, smeta)
-        problems, verified = chk.problems, chk.verified
+        problems, verified = chk.problems + integrity.check_view_params(reader, key, node, smeta)[0], chk.verified
     try:
         progress = reader.split_progress(key)
     except StoreDamaged as exc:

@@ -198,6 +198,36 @@ def check_split(reader: Any, key: str, node: str, meta: dict[str, Any], arrays: 
     return check
 
 
+#: A view split's (`hcdg embed --views K`) parameter rows and their per-chunk CRC32s (store/views.py).
+VIEW_PARAMS, VIEW_SUMS = "view_params", "view_sums"
+
+
+def check_view_params(reader: Any, key: str, node: str, meta: dict[str, Any]) -> tuple[list[str], np.ndarray | None]:
+    """(problems, the parameter rows) of a view split: every written chunk of `view_params` must match its CRC32
+    in `view_sums` and hold finite values. ([], None) for a split without views."""
+    if "views" not in (meta.get("fingerprint") or {}):
+        return [], None
+    where = f"{reader.path}: split {key}"
+    if not (reader.has(f"{node}/{VIEW_PARAMS}") and reader.has(f"{node}/{VIEW_SUMS}")):
+        return [f"{where} records views but holds no {VIEW_PARAMS}/{VIEW_SUMS} arrays"], None
+    try:
+        params = reader.read(f"{node}/{VIEW_PARAMS}")
+        sums = reader.read(f"{node}/{VIEW_SUMS}")
+        done = reader.read(f"{node}/done").astype(bool)
+    except Exception as exc:  # noqa: BLE001 - an undecodable array is a problem to report, not a crash
+        return [f"{where}: {VIEW_PARAMS} unreadable ({_one_line(exc)})"], None
+    n, r = int(meta["n_rows"]), int(meta["chunk_rows"])
+    if params.shape[0] != n or len(sums) != len(done):
+        return [f"{where}: {VIEW_PARAMS} has {params.shape[0]} rows / {len(sums)} sums, expected {n} / {len(done)}"], None
+    problems = []
+    for c in np.flatnonzero(done):
+        part = np.ascontiguousarray(params[c * r:(c + 1) * r], dtype=np.float32)
+        if crc32(part) != int(sums[c]) or not np.isfinite(part).all():
+            problems.append(f"{where}: {VIEW_PARAMS} chunk {c} ({_rows(int(c), r, n)}) does not match its "
+                            "checksum (damaged)")
+    return problems, params
+
+
 def text_sums(arrays: dict[str, np.ndarray]) -> dict[str, int]:
     """{array: CRC32} of the text table (stored in its metadata)."""
     return {name: crc32(arrays[name]) for name in TEXT_ARRAYS}

@@ -7,7 +7,7 @@ set, `metrics.sample_epe_mm`) is averaged over the group's runs, the baseline's 
 and their difference over the samples every run of both groups evaluated is summarised by
 `pipeline.stats` (mean, seeded bootstrap interval over samples; t-interval over seeds
 paired by seed when both sides have >= 2 of the same seeds). `stages.report` shows this
-table beside the paper-shaped rows; `hcdg.store.results.paired_table` returns it.
+table beside the paper-shaped rows; `paired_table` returns it for run folders.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from hcdg.pipeline import metrics, stats
 from hcdg.pipeline.errors import HcdgError
+from hcdg.store import results as rs
 from hcdg.store.fingerprint import digest
+from hcdg.store.runs import find_run_dirs, read_run
 
 #: Config keys that do not make a different configuration: the seed, and the training ids
 #: it selects (the held-out validation poses are a seeded draw, `train_data.split_train_val`).
@@ -53,14 +54,11 @@ def sample_epe_table(run_dirs: Iterable[str | Path], joints: str = "all",
     (`store.results.result_files`); False adds checkpoint and --limit evaluations (their
     ``checkpoint`` / ``limit`` keys keep them apart).
     """
-    from hcdg.store import results as rs
-    from hcdg.store.runs import config_of, read_run
-
     if joints not in rs.JOINT_SETS:
         raise HcdgError(f"joints: expected one of {', '.join(rs.JOINT_SETS)}, got {joints!r}")
     frames = []
-    for run_dir in rs.find_run_dirs(run_dirs):
-        config = config_of(read_run(run_dir))
+    for run_dir in find_run_dirs(run_dirs):
+        config = read_run(run_dir)["config"]
         for path in rs.result_files(run_dir, reference_only=reference_only):
             res = rs.read_results(path)
             mask = rs.visible_array(res) if joints == "visible" else None
@@ -145,12 +143,9 @@ def paired_differences(
 def default_baseline(run_dirs: Iterable[str | Path]) -> str:
     """The group key of the runs with ``mode: baseline`` (Table 4a's no-CLIP row); an error
     when there is none or more than one such configuration."""
-    from hcdg.store import results as rs
-    from hcdg.store.runs import config_of, read_run
-
     keys: dict[str, list[str]] = {}
-    for run_dir in rs.find_run_dirs(run_dirs):
-        config = config_of(read_run(run_dir))
+    for run_dir in find_run_dirs(run_dirs):
+        config = read_run(run_dir)["config"]
         if config.get("mode") == "baseline":
             keys.setdefault(group_key(config), []).append(Path(run_dir).name)
     if len(keys) != 1:
@@ -160,3 +155,33 @@ def default_baseline(run_dirs: Iterable[str | Path]) -> str:
             "pass baseline= a run folder of the baseline"
         )
     return next(iter(keys))
+
+
+def paired_table(
+    paths: Iterable[str | Path],
+    baseline: str | Path | None = None,
+    *,
+    joints: str = "all",
+    n_resamples: int = stats.BOOTSTRAP_RESAMPLES,
+    seed: int = stats.BOOTSTRAP_SEED,
+) -> pd.DataFrame:
+    """Every evaluated config against the baseline, paired per sample (what `hcdg report` shows).
+
+    Args:
+        paths: run or sweep folders (as `store.results.load_results`).
+        baseline: a run folder whose config (without its seed) is the baseline; None = the
+            runs with ``mode: baseline`` (an error if they are not one config).
+        joints: "all" or "visible": the joints each per-sample EPE averages over.
+        n_resamples, seed: bootstrap resamples and seed (`pipeline.stats`' BOOTSTRAP_RESAMPLES
+            and BOOTSTRAP_SEED).
+    Returns:
+        One row per config group x (target, split, protocol, root, crops): ``diff_mm`` (mean
+        per-sample EPE difference, group minus baseline, seeds averaged), its bootstrap 95%
+        interval over samples (``ci_low_mm``, ``ci_high_mm``, ``beyond_noise_samples``), and
+        over seeds paired by seed (``seed_diff_mm``, ``seed_std_mm``, ``seed_ci_*``,
+        ``beyond_noise_seeds``; NaN / False with fewer than 2 paired seeds). Columns:
+        `PAIRED_COLUMNS`.
+    """
+    paths = list(paths)
+    base_key = default_baseline(paths) if baseline is None else group_key(read_run(baseline)["config"])
+    return paired_differences(sample_epe_table(paths, joints=joints), base_key, n_resamples=n_resamples, seed=seed)

@@ -27,9 +27,10 @@ import pyarrow.parquet as pq
 
 from hcdg.pipeline import metrics
 from hcdg.pipeline.errors import HcdgError
+from hcdg.store import schema
 from hcdg.store.atomic import atomic_path
 from hcdg.store.metrics_log import METRICS_FILE
-from hcdg.store.runs import RUN_FILE, config_of, read_run
+from hcdg.store.runs import find_run_dirs, read_run
 
 EVAL_DIR = "eval"
 N_JOINTS = 21
@@ -37,11 +38,8 @@ ERR_COLUMNS: tuple[str, ...] = tuple(f"err_mm_{j:02d}" for j in range(N_JOINTS))
 CFG_PREFIX = "cfg."
 #: Joint sets a summary row can cover.
 JOINT_SETS = ("all", "visible")
-#: Parquet key-value metadata of every results / summary file hcdg writes: its ``pa`` rows
-#: are the FreiHAND toolbox's alignment (reflections admitted). Files without it predate
-#: that (their ``pa`` was proper-rotation-only, today's ``pa-proper``); see `_migrate_pa`.
-PA_FORMAT_KEY = b"hcdg.pa"
-PA_FORMAT = b"freihand-toolbox"
+#: Every results / summary file carries `store.schema.results_metadata()` (its format
+#: version); older files are upgraded on read by `store.schema.upgrade_results`.
 
 #: Fixed columns of the per-sample table, in order, with their arrow types.
 RESULT_SCHEMA: dict[str, pa.DataType] = {
@@ -147,7 +145,7 @@ def run_columns(run_dir: str | Path) -> dict[str, Any]:
     return {
         "run": Path(run_dir).name,
         "random_weights": random_weights_of(record),
-        **flatten_config(config_of(record)),
+        **flatten_config(record.get("config", {})),
     }
 
 
@@ -291,70 +289,26 @@ def _to_table(frame: pd.DataFrame, schema: Mapping[str, pa.DataType], what: str)
 
 
 def _write_table(path: Path, table: pa.Table) -> Path:
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), PA_FORMAT_KEY: PA_FORMAT})
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **schema.results_metadata()})
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
     return path
 
 
-def _read(path: str | Path, schema: Mapping[str, pa.DataType], what: str) -> pd.DataFrame:
+def _read(path: str | Path, columns: Mapping[str, pa.DataType], what: str) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise HcdgError(f"{path}: no {what} file")
     try:
-        frame = pd.read_parquet(path)
+        table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises several types for damaged files
         raise HcdgError(f"{path}: not a readable parquet file ({type(exc).__name__})") from None
-    missing = [c for c in schema if c not in frame.columns]
+    frame = table.to_pandas()
+    missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise HcdgError(f"{path}: not an hcdg {what} table (missing {', '.join(missing)})")
-    if "protocol" in frame.columns:  # files written before a protocol was renamed
-        from hcdg.pipeline.protocols import LEGACY_NAMES
-
-        frame["protocol"] = frame["protocol"].replace(LEGACY_NAMES)
-    if is_legacy_pa(path):
-        frame = _migrate_pa(frame, recompute=schema is RESULT_SCHEMA)
-    return frame
-
-
-def is_legacy_pa(path: str | Path) -> bool:
-    """True for a results / summary file written before ``pa`` became the FreiHAND toolbox's
-    alignment (no `PA_FORMAT_KEY` metadata) that holds ``pa`` rows."""
-    try:
-        meta = pq.read_schema(path).metadata or {}
-    except Exception:  # unreadable files are reported by the reader
-        return False
-    if meta.get(PA_FORMAT_KEY) == PA_FORMAT:
-        return False
-    try:
-        protos = pq.read_table(path, columns=["protocol"]).column("protocol").to_pylist()
-    except Exception:
-        return False
-    return "pa" in protos
-
-
-def _migrate_pa(frame: pd.DataFrame, recompute: bool) -> pd.DataFrame:
-    """An old file's rows in today's names: its ``pa`` rows (proper rotations only) become
-    ``pa-proper``; for per-sample tables (`recompute`) toolbox ``pa`` rows are added,
-    re-aligned from the stored prediction (a similarity transform of the original, so the
-    toolbox alignment of it is the toolbox alignment of the original, to float32
-    storage precision, ~1e-4 mm)."""
-    old = frame["protocol"] == "pa"
-    frame = frame.copy()
-    frame.loc[old, "protocol"] = "pa-proper"
-    if not recompute or not old.any():
-        return frame
-    rows = frame[old].copy()
-    gt = xyz_array(rows["gt_xyz_m"])
-    aligned = metrics.toolbox_align(xyz_array(rows["pred_xyz_m"]), gt)
-    err = metrics.joint_errors_mm(aligned, gt)
-    rows["protocol"] = "pa"
-    rows["pred_xyz_m"] = list(aligned.reshape(len(rows), 3 * N_JOINTS).astype(np.float32))
-    for j, c in enumerate(ERR_COLUMNS):
-        rows[c] = err[:, j]
-    rows["epe_mm"] = err.mean(axis=1)
-    first = int(np.flatnonzero(old.to_numpy())[0])
-    return pd.concat([frame.iloc[:first], rows, frame.iloc[first:]], ignore_index=True)
+    return schema.upgrade_results(frame, table.schema.metadata, per_sample=columns is RESULT_SCHEMA,
+                                  what=str(path))
 
 
 def write_results(run_dir: str | Path, target: str, frame: pd.DataFrame,
@@ -386,48 +340,24 @@ def read_summary(path: str | Path) -> pd.DataFrame:
     return _read(path, SUMMARY_SCHEMA, "summary")
 
 
+def _summary_current(path: Path) -> bool:
+    try:
+        meta = pq.read_schema(path).metadata
+    except Exception:  # a damaged file: `read_summary` names it
+        return True
+    return schema.summary_is_current(meta, str(path))
+
+
+def target_summary(run_dir: str | Path, target: str) -> pd.DataFrame:
+    """The summary rows of a run's evaluation on `target`: its summary file when that is in
+    today's format, else the summary of its (upgraded) per-sample file."""
+    spath = summary_path(run_dir, target)
+    if spath.is_file() and _summary_current(spath):
+        return read_summary(spath)
+    return summarise_results(read_results(results_path(run_dir, target)))
+
+
 # --------------------------------------------------------------------------- many runs
-
-
-def _is_run(folder: Path) -> bool:
-    if not (folder / RUN_FILE).is_file():
-        return False
-    return read_run(folder).get("stage") != "sweep"  # a damaged run.json is named, not skipped
-
-
-def find_run_dirs(paths: Iterable[str | Path], max_depth: int = 3) -> list[Path]:
-    """Run folders among `paths`: a folder with a `run.json` is a run; any other folder
-    (e.g. a sweep folder) is searched for run folders up to `max_depth` levels down.
-
-    Order: as given, sub-folders sorted by name; duplicates dropped.
-    """
-    out: list[Path] = []
-
-    def walk(folder: Path, depth: int) -> None:
-        if _is_run(folder):
-            out.append(folder)
-            return
-        if depth >= max_depth:
-            return
-        for child in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            walk(child, depth + 1)
-
-    for p in paths:
-        folder = Path(p)
-        if not folder.is_dir():
-            raise HcdgError(f"{folder}: no such folder (expected a run folder or a sweep folder)")
-        before = len(out)
-        walk(folder, 0)
-        if len(out) == before:
-            raise HcdgError(f"{folder}: holds no run folder (no {RUN_FILE} found up to {max_depth} levels down)")
-    seen: set[Path] = set()
-    unique = []
-    for p in out:
-        r = p.resolve()
-        if r not in seen:
-            seen.add(r)
-            unique.append(p)
-    return unique
 
 
 def result_files(run_dir: str | Path, reference_only: bool = False) -> list[Path]:
@@ -484,43 +414,3 @@ def read_loss_curves(run_dir: str | Path) -> pd.DataFrame | None:
         if col not in frame.columns:
             frame[col] = np.nan
     return frame.sort_values("step", kind="stable").reset_index(drop=True)
-
-
-def paired_table(
-    paths: Iterable[str | Path],
-    baseline: str | Path | None = None,
-    *,
-    joints: str = "all",
-    n_resamples: int | None = None,
-    seed: int | None = None,
-) -> pd.DataFrame:
-    """Every evaluated config against the baseline, paired per sample (what `hcdg report` shows).
-
-    Args:
-        paths: run or sweep folders (as `load_results`).
-        baseline: a run folder whose config (without its seed) is the baseline; None = the
-            runs with ``mode: baseline`` (an error if they are not one config).
-        joints: "all" or "visible": the joints each per-sample EPE averages over.
-        n_resamples, seed: bootstrap resamples and seed (default `pipeline.stats`'
-            BOOTSTRAP_RESAMPLES = 2000 and BOOTSTRAP_SEED = 0).
-    Returns:
-        One row per config group x (target, split, protocol, root, crops): ``diff_mm`` (mean
-        per-sample EPE difference, group minus baseline, seeds averaged), its bootstrap 95%
-        interval over samples (``ci_low_mm``, ``ci_high_mm``, ``beyond_noise_samples``), and
-        over seeds paired by seed (``seed_diff_mm``, ``seed_std_mm``, ``seed_ci_*``,
-        ``beyond_noise_seeds``; NaN / False with fewer than 2 paired seeds). Columns:
-        `store.paired.PAIRED_COLUMNS`.
-    """
-    from hcdg.pipeline import stats
-    from hcdg.store import paired
-
-    paths = list(paths)
-    if baseline is None:
-        base_key = paired.default_baseline(paths)
-    else:
-        base_key = paired.group_key(config_of(read_run(baseline)))
-    return paired.paired_differences(
-        paired.sample_epe_table(paths, joints=joints), base_key,
-        n_resamples=stats.BOOTSTRAP_RESAMPLES if n_resamples is None else n_resamples,
-        seed=stats.BOOTSTRAP_SEED if seed is None else seed,
-    )  # fmt: skip

@@ -1,9 +1,11 @@
 """Run folders: every run records what produced it before any work starts.
 
-A run folder holds `run.json`: the stage, the resolved config (after TOML file
-and CLI flags), the seed, package versions, the git commit of the code, the
-command line and the start time. Opening a folder that already holds a
-*different* run is refused unless the caller resumes it.
+A run folder holds `run.json`: its format version (``schema``, `store.schema`), the stage,
+the resolved config (after TOML file and CLI flags), the seed, package versions, the git
+commit of the code, the command line and the start time. Opening a folder that already
+holds a *different* run is refused unless the caller resumes it. A finished training run
+also holds `done.json` (steps, validation numbers, config hash). This module owns both
+records and finds run folders under sweep folders (`find_run_dirs`).
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from hcdg.pipeline.errors import HcdgError
+from hcdg.store import schema
 from hcdg.store.atomic import atomic_write_json, read_json_object
 
 RUN_FILE = "run.json"
+DONE_FILE = "done.json"
 _PACKAGES = ("hcdg", "torch", "torchvision", "open_clip_torch", "numpy", "zarr", "h5py", "pandas", "pyarrow")
 
 
@@ -55,12 +59,87 @@ def git_commit(cwd: Path | None = None) -> str | None:
         return None
 
 
-def read_run(folder: str | Path) -> dict[str, Any]:
-    """The `run.json` of a run folder; a clear error when there is none."""
+def read_run(folder: str | Path, *, upgrade: bool = True) -> dict[str, Any]:
+    """The `run.json` of a run folder in today's form (`store.schema.upgrade_run`), or with
+    `upgrade=False` as written; a clear error when there is none."""
     path = Path(folder) / RUN_FILE
     if not path.is_file():
         raise HcdgError(f"{folder}: not a run folder (expected {RUN_FILE})")
-    return read_json_object(path, "stage, config, seed, ...")
+    return read_run_file(path, upgrade=upgrade)
+
+
+def read_run_file(path: str | Path, *, upgrade: bool = True) -> dict[str, Any]:
+    """A run record read from `path` (a `run.json` anywhere), as `read_run` returns it."""
+    record = read_json_object(path, "stage, config, seed, ...")
+    return schema.upgrade_run(record, str(path)) if upgrade else record
+
+
+def read_done(folder: str | Path) -> dict[str, Any]:
+    """`done.json` of a finished training run (HcdgError when the run has not finished)."""
+    path = Path(folder) / DONE_FILE
+    if not path.is_file():
+        raise HcdgError(f"{folder}: the training run has not finished (no {DONE_FILE})")
+    return read_json_object(path, "total_steps, config_hash, val_epe_mm, ...")
+
+
+def write_done(folder: str | Path, done: dict[str, Any]) -> Path:
+    """Write `done.json` (atomically; the last file a finished training run writes)."""
+    path = Path(folder) / DONE_FILE
+    atomic_write_json(path, done)
+    return path
+
+
+def finished_run(folder: str | Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(run record, done record) of a finished training run whose `done.json` belongs to its
+    `run.json` (same config hash); None when `folder` holds no such run."""
+    folder = Path(folder)
+    if not (folder / DONE_FILE).is_file() or not (folder / RUN_FILE).is_file():
+        return None
+    run, done = read_run(folder), read_done(folder)
+    return (run, done) if done.get("config_hash") == run.get("config_hash") else None
+
+
+def is_run_dir(folder: str | Path) -> bool:
+    """Whether `folder` holds a run (a `run.json` of any stage but a sweep's)."""
+    folder = Path(folder)
+    if not (folder / RUN_FILE).is_file():
+        return False
+    return read_run(folder).get("stage") != "sweep"  # a damaged run.json is named, not skipped
+
+
+def find_run_dirs(paths: Iterable[str | Path], max_depth: int = 3) -> list[Path]:
+    """Run folders among `paths`: a folder with a `run.json` is a run; any other folder
+    (e.g. a sweep folder) is searched for run folders up to `max_depth` levels down.
+
+    Order: as given, sub-folders sorted by name; duplicates dropped.
+    """
+    out: list[Path] = []
+
+    def walk(folder: Path, depth: int) -> None:
+        if is_run_dir(folder):
+            out.append(folder)
+            return
+        if depth >= max_depth:
+            return
+        for child in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            walk(child, depth + 1)
+
+    for p in paths:
+        folder = Path(p)
+        if not folder.is_dir():
+            raise HcdgError(f"{folder}: no such folder (expected a run folder or a sweep folder)")
+        before = len(out)
+        walk(folder, 0)
+        if len(out) == before:
+            raise HcdgError(f"{folder}: holds no run folder (no {RUN_FILE} found up to {max_depth} levels down)")
+    seen: set[Path] = set()
+    unique = []
+    for p in out:
+        r = p.resolve()
+        if r not in seen:
+            seen.add(r)
+            unique.append(p)
+    return unique
 
 
 @contextlib.contextmanager
@@ -125,10 +204,10 @@ def check_run(folder: str | Path, *, stage: str, config: dict[str, Any], seed: i
     folder = Path(folder)
     existing = folder / RUN_FILE
     if existing.is_file():
-        old = read_run(folder)
+        old = read_run(folder, upgrade=False)
         same = old.get("stage") == stage and old.get("config") == config and old.get("seed") == seed
         if not same:
-            oc = config_of(old)  # keys the record predates count with the values such runs had
+            oc = schema.upgrade_run(old, str(existing)).get("config", {})  # as today's hcdg reads it
             keys = sorted(k for k in set(oc) | set(config) if oc.get(k, "<absent>") != config.get(k, "<absent>"))
             what = (f"config key {keys[0]!r}: recorded {oc.get(keys[0], '<absent>')!r}, now "
                     f"{config.get(keys[0], '<absent>')!r}" + (f" (+{len(keys) - 1} more)" if len(keys) > 1 else "")
@@ -162,6 +241,8 @@ def prepare_run(
     folder = Path(folder)
     old = check_run(folder, stage=stage, config=config, seed=seed, resume=resume)
     record = {
+        # a resumed run keeps its recorded config, so it keeps the format version that config has
+        schema.SCHEMA_KEY: schema.RUN_SCHEMA if old is None else schema.run_schema(old),
         "stage": stage,
         "config": config,
         "seed": seed,
@@ -180,40 +261,20 @@ def prepare_run(
     return folder
 
 
-#: Train-config keys added after run folders were first written, with the value such runs
-#: were trained with (their run.json lacks the key). `config_of` fills them in, so an old
-#: run reads with what it really did, not with today's defaults.
-LEGACY_TRAIN_VALUES: dict[str, Any] = {
-    "heat_reduction": "mean", "pose_reduction": "mean", "heat_stages": "all", "heat_resolution": "grid",
-    "gaussian": "exp-d2-2s2", "preset": "paper", "target": "xyz", "arch": "hcdg",
-    "augment_on": "workers",
-}
-
-
 def recorded_identity(folder: str | Path, stage: str, config: dict[str, Any]) -> dict[str, Any]:
-    """`config`, or the folder's recorded config when that is the same run written before some
-    keys existed (`config_of(record) == config`): so a `--resume` of an older run folder keeps
-    its record and its checkpoints' config hash instead of being refused as another run."""
+    """`config`, or the folder's recorded config when that is the same run in an older format
+    (it reads as `config` once upgraded, `store.schema.upgrade_run`): so a `--resume` of an
+    older run folder keeps its record and its checkpoints' config hash instead of being
+    refused as another run."""
     path = Path(folder) / RUN_FILE
     if not path.is_file():
         return config
     try:
-        old = read_run(folder)
+        old = read_run(folder, upgrade=False)
+        upgraded = schema.upgrade_run(old, str(path)).get("config")
     except HcdgError:
         return config
     recorded = old.get("config")
-    if old.get("stage") == stage and isinstance(recorded, dict) and recorded != config and config_of(old) == config:
+    if old.get("stage") == stage and isinstance(recorded, dict) and recorded != config and upgraded == config:
         return recorded
     return config
-
-
-def config_of(record: dict[str, Any]) -> dict[str, Any]:
-    """The `config` of a run record; for train runs, keys it predates filled in with
-    `LEGACY_TRAIN_VALUES`. Other stages' configs are returned as they are."""
-    config = record.get("config", {})
-    if not isinstance(config, dict):
-        return {}
-    if record.get("stage") != "train":
-        return dict(config)
-    return {**{k: v for k, v in LEGACY_TRAIN_VALUES.items() if k not in config}, **config}
-

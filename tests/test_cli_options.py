@@ -68,9 +68,6 @@ def test_choices_are_the_literal_values():
             lit = field_choices(cls, name)
             if lit is not None and isinstance(opt.type, click.Choice):
                 assert tuple(opt.type.choices) == lit, (path, name)
-    # a legacy value is accepted from old run folders but not offered
-    assert "paper" in literal_choices(typing.get_type_hints(TrainConfig)["con_loss"])
-    assert "paper" not in field_choices(TrainConfig, "con_loss")
 
 
 def test_every_train_field_is_classified_and_documented():

@@ -15,7 +15,7 @@ from hcdg.pipeline.errors import HcdgError
 REPO = Path(__file__).resolve().parent.parent
 REALDATA = Path(os.environ.get("HCDG_REALDATA", REPO.parent / "shared" / "realdata"))
 FREI = REALDATA / "freihand"
-N_POSES = 32560  # the real training set (PROTOCOL.md §3): what the test layout mimics
+N_POSES = 32560  # the real training set (docs/sources.md#freihand): what the test layout mimics
 K_REAL = np.array([[480.0, 0.0, 111.5], [0.0, 480.0, 112.5], [0.0, 0.0, 1.0]])
 
 

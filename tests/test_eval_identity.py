@@ -96,9 +96,9 @@ def test_paired_table_never_pairs_different_checkpoints_or_limits(runs, synth_rh
 
 
 def _cfg_of(run: Path) -> dict:
-    from hcdg.store.runs import config_of, read_run
+    from hcdg.store.runs import read_run
 
-    return config_of(read_run(run))
+    return read_run(run)["config"]
 
 
 def test_overwrite_of_another_evaluation_is_refused_without_force(runs, synth_rhd):

@@ -15,7 +15,7 @@ from hcdg.pipeline.joints import JOINT_NAMES
 
 FINGERS = ("thumb", "index", "middle", "ring", "pinky")
 
-# Orders written out independently from PROTOCOL.md §3.
+# Orders written out independently from docs/sources.md#joint-orders.
 RHD_NAMES = ["wrist"] + [f"{f}_{p}" for f in FINGERS for p in ("tip", "dip", "pip", "mcp")]
 STB_NAMES = ["palm"] + [f"{f}_{p}" for f in reversed(FINGERS) for p in ("mcp", "pip", "dip", "tip")]
 

@@ -5,12 +5,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SKIP = {"tests", "benchmarks", "docs", "build"}
-#: Cycles being removed on another branch (issue 17, part B); delete an entry once it is gone:
-#: the test then fails if the cycle comes back.
-KNOWN = {
-    frozenset({"hcdg.stages.report", "hcdg.stages.report_render"}),
-    frozenset({"hcdg.store.paired", "hcdg.store.results"}),
-}
 
 
 def _modules() -> dict[str, Path]:
@@ -82,8 +76,7 @@ def _cycles(edges: dict[str, set[str]]) -> list[frozenset[str]]:
 
 def test_the_package_has_no_import_cycle():
     cycles = _cycles(_imports(_modules()))
-    new = [sorted(c) for c in cycles if c not in KNOWN]
-    assert not new, f"import cycles: {new}"
+    assert not cycles, f"import cycles: {[sorted(c) for c in cycles]}"
 
 
 def test_the_cycle_finder_finds_a_cycle():

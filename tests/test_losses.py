@@ -73,17 +73,15 @@ NEG = torch.tensor([1, 0])
 @pytest.mark.parametrize(
     "form,negative,expected",
     [
-        # paper: d_pos - max(0.5, d_neg)
-        ("paper", "e1", ((0.3 - 0.5) + (2.3 - 0.5)) / 2),  # = 0.8, both negatives floored
-        ("paper", "e2", ((0.3 - 2.5) + (2.3 - 0.5)) / 2),  # = -0.2
+        # paper-literal: d_pos - max(0.5, d_neg)
+        ("paper-literal", "e1", ((0.3 - 0.5) + (2.3 - 0.5)) / 2),  # = 0.8, both negatives floored
+        ("paper-literal", "e2", ((0.3 - 2.5) + (2.3 - 0.5)) / 2),  # = -0.2
         # hinge: max(0, d_pos - d_neg + 0.5)
         ("hinge", "e1", ((0.3 - 0.2 + 0.5) + (2.3 - 0.2 + 0.5)) / 2),  # = 1.6
         ("hinge", "e2", (0.0 + (2.3 - 0.1 + 0.5)) / 2),  # = 1.35, first anchor satisfied
         # contrastive (Hadsell 2006): d_pos + max(0, 0.5 - d_neg)
         ("contrastive", "e1", ((0.3 + 0.3) + (2.3 + 0.3)) / 2),  # = 1.6
         ("contrastive", "e2", ((0.3 + 0.0) + (2.3 + 0.4)) / 2),  # = 1.5, first negative beyond the margin
-        # "paper" is the name older run folders recorded for paper-literal
-        ("paper-literal", "e1", ((0.3 - 0.5) + (2.3 - 0.5)) / 2),
     ],
 )
 def test_contrastive_loss_hand_worked(form, negative, expected):
@@ -98,7 +96,7 @@ def test_paper_form_is_unbounded_below_and_the_bounded_forms_are_not():
     assert contrastive_loss(far, far.clone(), neg, "paper-literal").item() == pytest.approx(-1e6)
     assert contrastive_loss(far, far.clone(), neg, "hinge").item() == 0.0
     assert contrastive_loss(far, far.clone(), neg, "contrastive").item() == 0.0
-    assert contrastive_loss(e1, e1.clone(), neg, "paper").item() == pytest.approx(-1.0)
+    assert contrastive_loss(e1, e1.clone(), neg, "paper-literal").item() == pytest.approx(-1.0)
     # the bounded forms are >= 0 for any embeddings
     g = torch.Generator().manual_seed(0)
     for _ in range(20):

@@ -44,7 +44,7 @@ def test_paper_size_forward_shapes_and_layer_sizes():
     assert out["e1p"].shape == (2, 128) and out["e2p"].shape == (2, 128)
     _check_rotations(out["rot"])
     assert torch.allclose(out["xyz_rel_norm"], flip_torch(out["canon"], side) @ out["rot"])
-    # the layer sizes of PROTOCOL.md §1-2 at the paper's size
+    # the layer sizes of docs/sources.md#branch2 and #hand3d-network at the paper's size
     assert model.posenet.pool3_channels == 256
     b2 = model.branch2
     assert b2.conv_block[0].weight.shape == (512, 256, 1, 1) and b2.conv_block[0].stride == (2, 2)

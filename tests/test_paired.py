@@ -11,7 +11,7 @@ from hcdg.pipeline.protocols import ProtocolResult
 from hcdg.store import paired, results
 from hcdg.store.runs import prepare_run
 
-BASE_CFG = {"combine": "concat", "lambda_con": 0.1, "con_loss": "paper", "aug": "clip"}
+BASE_CFG = {"combine": "concat", "lambda_con": 0.1, "con_loss": "paper-literal", "aug": "clip"}
 
 
 def _write_run(folder, config, seed, per_sample_mm, target="rhd"):
@@ -24,7 +24,7 @@ def _write_run(folder, config, seed, per_sample_mm, target="rhd"):
     run = prepare_run(folder, stage="train", config=cfg, seed=seed)
     frame = results.results_frame(
         run=folder.name, target=target, split="evaluation", sample_ids=[f"{i:04d}" for i in range(n)],
-        results=[ProtocolResult("gtroot-2.5d", "wrist", pred, gt, err)], config=cfg,
+        results=[ProtocolResult("2.5d-gtroot-gtbone", "wrist", pred, gt, err)], config=cfg,
     )  # fmt: skip
     results.write_results(run, target, frame)
     return run
@@ -43,7 +43,7 @@ def _sweep(tmp_path, base_mm, shift_of_seed, seeds=(0, 1, 2)):
 def test_identical_runs_give_zero_difference_and_an_interval_of_width_zero(tmp_path):
     base = np.random.default_rng(0).uniform(20, 60, size=200)
     _sweep(tmp_path, base, lambda s, b: 0.0)
-    table = results.paired_table([tmp_path])
+    table = paired.paired_table([tmp_path])
     assert len(table) == 1
     row = table.iloc[0]
     assert row["n_samples"] == 200 and row["n_runs"] == 3 and row["n_baseline_runs"] == 3
@@ -57,7 +57,7 @@ def test_identical_runs_give_zero_difference_and_an_interval_of_width_zero(tmp_p
 def test_constant_2mm_shift_gives_mean_2_with_a_tight_interval(tmp_path):
     base = np.random.default_rng(1).uniform(20, 60, size=150)
     _sweep(tmp_path, base, lambda s, b: 2.0)
-    row = results.paired_table([tmp_path]).iloc[0]
+    row = paired.paired_table([tmp_path]).iloc[0]
     assert row["diff_mm"] == pytest.approx(2.0, abs=1e-9)
     assert row["ci_low_mm"] == pytest.approx(2.0, abs=1e-9) and row["ci_high_mm"] == pytest.approx(2.0, abs=1e-9)
     assert row["beyond_noise_samples"] and row["beyond_noise_seeds"]
@@ -70,7 +70,7 @@ def test_noisy_shift_interval_covers_it_with_the_expected_width(tmp_path):
     base = rng.uniform(20, 60, size=400)
     noise = {s: rng.normal(0.0, 1.0, size=400) for s in range(3)}
     _sweep(tmp_path, base, lambda s, b: 2.0 + noise[s])
-    row = results.paired_table([tmp_path]).iloc[0]
+    row = paired.paired_table([tmp_path]).iloc[0]
     d = 2.0 + np.mean([noise[s] for s in range(3)], axis=0)  # seeds averaged per sample
     assert row["diff_mm"] == pytest.approx(d.mean())
     half = 1.96 * d.std() / np.sqrt(400)  # the normal-theory half width the bootstrap should approximate
@@ -78,16 +78,16 @@ def test_noisy_shift_interval_covers_it_with_the_expected_width(tmp_path):
     assert (row["ci_high_mm"] - row["ci_low_mm"]) == pytest.approx(2 * half, rel=0.15)
     assert row["beyond_noise_samples"]
     # seeded: the same inputs give the same interval; another seed a slightly different one
-    again = results.paired_table([tmp_path]).iloc[0]
+    again = paired.paired_table([tmp_path]).iloc[0]
     assert again["ci_low_mm"] == row["ci_low_mm"] and again["ci_high_mm"] == row["ci_high_mm"]
-    other = results.paired_table([tmp_path], seed=1).iloc[0]
+    other = paired.paired_table([tmp_path], seed=1).iloc[0]
     assert other["ci_low_mm"] != row["ci_low_mm"]
 
 
 def test_seed_interval_is_wide_when_seeds_disagree(tmp_path):
     base = np.random.default_rng(3).uniform(20, 60, size=100)
     _sweep(tmp_path, base, lambda s, b: {0: -3.0, 1: 1.0, 2: 5.0}[s])
-    row = results.paired_table([tmp_path]).iloc[0]
+    row = paired.paired_table([tmp_path]).iloc[0]
     assert row["diff_mm"] == pytest.approx(1.0)
     assert row["beyond_noise_samples"]  # every sample moved by +1 on average: the test set is not the noise
     assert row["seed_diff_mm"] == pytest.approx(1.0) and row["seed_std_mm"] == pytest.approx(4.0)
@@ -104,8 +104,8 @@ def test_baseline_must_be_found_or_named(tmp_path):
     _write_run(tmp_path / "a", {**BASE_CFG, "mode": "ie+te", "ratio": 0.6}, 0, [10.0, 20.0])
     b = _write_run(tmp_path / "b", {**BASE_CFG, "mode": "ie+te", "ratio": 0.9}, 0, [11.0, 22.0])
     with pytest.raises(HcdgError, match="exactly one `mode: baseline`"):
-        results.paired_table([tmp_path])
-    row = results.paired_table([tmp_path], baseline=b).iloc[0]
+        paired.paired_table([tmp_path])
+    row = paired.paired_table([tmp_path], baseline=b).iloc[0]
     assert row["runs"] == "a" and row["baseline_runs"] == "b" and row["diff_mm"] == pytest.approx(-1.5)
     assert np.isnan(row["seed_std_mm"]) and not row["beyond_noise_seeds"]  # one seed: no seed interval
 
@@ -113,7 +113,7 @@ def test_baseline_must_be_found_or_named(tmp_path):
 def test_only_common_samples_are_paired(tmp_path):
     _write_run(tmp_path / "base", {**BASE_CFG, "mode": "baseline"}, 0, [10.0, 20.0, 30.0])
     _write_run(tmp_path / "ours", {**BASE_CFG, "mode": "ie+te", "ratio": 0.6}, 0, [9.0, 19.0])  # first 2 only
-    row = results.paired_table([tmp_path]).iloc[0]
+    row = paired.paired_table([tmp_path]).iloc[0]
     assert row["n_samples"] == 2 and row["diff_mm"] == pytest.approx(-1.0)
 
 

@@ -145,4 +145,6 @@ def test_applicability_is_refused_in_one_line():
         protocols.check_applies(("authors",), "xyz", "run r")
     with pytest.raises(HcdgError, match="--protocol pa: does not apply.*--protocol authors"):
         protocols.check_applies(("pa",), "uvd", "run r")
-    assert protocols.canonical_name("gtroot-2.5d") == "2.5d-gtroot-gtbone"
+    from hcdg.store.schema import current_protocol_name
+
+    assert current_protocol_name("gtroot-2.5d") == "2.5d-gtroot-gtbone"  # the old name, still typed by users

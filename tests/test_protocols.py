@@ -224,7 +224,7 @@ def test_unknown_names_and_missing_inputs_are_errors(scene):
     with pytest.raises(HcdgError, match="unknown 'mpjpe'"):
         protocols.run_protocols(rel, gt, protocols=("mpjpe",))
     with pytest.raises(HcdgError, match="needs K"):
-        protocols.run_protocols(rel, gt, protocols=("gtroot-2.5d",))  # the old name still means it
+        protocols.run_protocols(rel, gt, protocols=("2.5d-gtroot-gtbone",))
 
 
 def test_image_from_heatmap_inverts_the_crop_and_heatmap_maps():

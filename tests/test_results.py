@@ -11,9 +11,10 @@ from hcdg.pipeline import metrics
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.protocols import ProtocolResult
 from hcdg.store import results
-from hcdg.store.runs import prepare_run
+from hcdg.store.runs import find_run_dirs, prepare_run
+from hcdg.store.schema import PA_FORMAT_KEY, PARQUET_SCHEMA_KEY, RESULTS_SCHEMA
 
-CONFIG = {"mode": "ie+te", "ratio": 0.6, "combine": "concat", "lambda_con": 0.1, "con_loss": "paper",
+CONFIG = {"mode": "ie+te", "ratio": 0.6, "combine": "concat", "lambda_con": 0.1, "con_loss": "paper-literal",
           "aug": "clip", "betas": [0.9, 0.999], "geom": {"rotation_deg": 30.0}}  # fmt: skip
 
 
@@ -21,7 +22,7 @@ def _protocol_results(n: int, seed: int = 0) -> list[ProtocolResult]:
     rng = np.random.default_rng(seed)
     gt = rng.normal(scale=0.05, size=(n, 21, 3)) + [0, 0, 0.5]
     out = []
-    for name in ("gtroot-2.5d", "rr-gtscale"):
+    for name in ("2.5d-gtroot-gtbone", "rr-gtscale"):
         pred = gt + rng.normal(scale=0.01, size=gt.shape)
         out.append(ProtocolResult(name, "wrist", pred, gt, metrics.joint_errors_mm(pred, gt)))
     return out
@@ -58,8 +59,8 @@ def test_round_trip_keeps_schema_and_values(tmp_path):
     schema = pq.read_schema(rpath)
     for name, typ in results.RESULT_SCHEMA.items():
         assert schema.field(name).type == typ, name
+    assert schema.metadata[b"hcdg.schema"] == str(RESULTS_SCHEMA).encode()  # the format version
     back = results.read_results(rpath)
-    # written under the protocol's old name, read back under today's (`protocols.LEGACY_NAMES`)
     assert len(back) == 10 and set(back["protocol"]) == {"2.5d-gtroot-gtbone", "rr-gtscale"}
     assert back["cfg.mode"].iloc[0] == "ie+te" and back["cfg.geom.rotation_deg"].iloc[0] == 30.0
     assert back["mirrored"].all()
@@ -116,7 +117,7 @@ def test_load_results_concatenates_runs_and_expands_sweeps(tmp_path):
     assert set(df["run_dir"]) == {str(sweep / "ratio0.6"), str(sweep / "ratio0.9")}
     assert results.run_columns(sweep / "ratio0.9")["cfg.ratio"] == 0.6
     with pytest.raises(HcdgError, match="holds no run folder"):
-        results.find_run_dirs([tmp_path / "sweep" / "ratio0.6" / "eval"])
+        find_run_dirs([tmp_path / "sweep" / "ratio0.6" / "eval"])
     assert results.load_results([lone]).empty
 
 
@@ -144,11 +145,7 @@ def test_old_pa_files_read_as_pa_proper_plus_recomputed_toolbox_pa(tmp_path):
         results=[ProtocolResult("pa", "wrist", old_pa.pred_xyz_m, old_pa.gt_xyz_m, old_pa.errors_mm)], config=CONFIG,
     )  # fmt: skip
     rpath, spath = results.write_results(tmp_path, "rhd", frame)
-    for path in (rpath, spath):  # strip the marker, as an old hcdg wrote them
-        table = pq.read_table(path)
-        pq.write_table(table.replace_schema_metadata({k: v for k, v in (table.schema.metadata or {}).items()
-                                                      if k != results.PA_FORMAT_KEY}), path)  # fmt: skip
-    assert results.is_legacy_pa(rpath) and results.is_legacy_pa(spath)
+    _as_schema_1(rpath, spath, keep=())  # as hcdg wrote them before the toolbox `pa`
     back = results.read_results(rpath)
     assert sorted(set(back.protocol)) == ["pa", "pa-proper"] and len(back) == 12
     proper = back[back.protocol == "pa-proper"]
@@ -157,7 +154,34 @@ def test_old_pa_files_read_as_pa_proper_plus_recomputed_toolbox_pa(tmp_path):
     want = protocols.pa(rel, gt).errors_mm
     np.testing.assert_allclose(results.errors_array(toolbox), want, atol=1e-3)
     assert results.errors_array(toolbox).mean() < results.errors_array(proper).mean() - 1.0
-    assert set(results.read_summary(spath).protocol) == {"pa-proper"}
-    # files hcdg writes now carry the marker and are read as they are
+    assert set(results.read_summary(spath).protocol) == {"pa-proper"}  # an old summary cannot re-align...
+    assert set(results.target_summary(tmp_path, "rhd").protocol) == {"pa", "pa-proper"}  # ...so it is redone
+    # files hcdg writes now carry the format version and are read as they are
     rpath2, _ = results.write_results(tmp_path / "new", "rhd", frame)
-    assert not results.is_legacy_pa(rpath2) and set(results.read_results(rpath2).protocol) == {"pa"}
+    assert set(results.read_results(rpath2).protocol) == {"pa"}
+    # a schema-1 file written after the toolbox `pa` (it carries the marker) keeps its rows
+    rpath3, spath3 = results.write_results(tmp_path / "mid", "rhd", frame)
+    _as_schema_1(rpath3, spath3, keep=(PA_FORMAT_KEY,))
+    assert set(results.read_results(rpath3).protocol) == {"pa"}
+
+
+def _as_schema_1(*paths, keep):
+    """Rewrite parquet files as hcdg wrote them before `store.schema` (no version; `keep` metadata kept)."""
+    for path in paths:
+        table = pq.read_table(path)
+        meta = {k: v for k, v in (table.schema.metadata or {}).items()
+                if k not in (PARQUET_SCHEMA_KEY, PA_FORMAT_KEY) or k in keep}  # fmt: skip
+        pq.write_table(table.replace_schema_metadata(meta), path)
+
+
+def test_old_protocol_names_read_as_todays_and_newer_files_are_refused(tmp_path):
+    frame = _frame()
+    frame["protocol"] = frame["protocol"].replace({"2.5d-gtroot-gtbone": "gtroot-2.5d"})  # its name before
+    rpath, spath = results.write_results(tmp_path, "rhd", frame)
+    _as_schema_1(rpath, spath, keep=(PA_FORMAT_KEY,))
+    assert set(results.read_results(rpath).protocol) == {"2.5d-gtroot-gtbone", "rr-gtscale"}
+    assert set(results.read_summary(spath).protocol) == {"2.5d-gtroot-gtbone", "rr-gtscale"}
+    table = pq.read_table(rpath)
+    pq.write_table(table.replace_schema_metadata({PARQUET_SCHEMA_KEY: str(RESULTS_SCHEMA + 1).encode()}), rpath)
+    with pytest.raises(HcdgError, match="newer hcdg"):
+        results.read_results(rpath)

@@ -41,12 +41,15 @@ def test_non_object_run_json_is_one_clear_error(tmp_path):
 
 
 def test_old_train_records_read_with_the_loss_readings_they_were_trained_with():
-    from hcdg.store.runs import LEGACY_TRAIN_VALUES, config_of
+    from hcdg.store.schema import LEGACY_TRAIN_VALUES, RUN_SCHEMA, upgrade_run
 
-    old = {"stage": "train", "config": {"mode": "ie+te", "con_loss": "paper"}}
-    cfg = config_of(old)
+    old = {"stage": "train", "config": {"mode": "ie+te", "con_loss": "paper"}}  # schema 1: no "schema" key
+    rec = upgrade_run(old)
+    cfg = rec["config"]
     assert cfg["heat_reduction"] == "mean" and cfg["pose_reduction"] == "mean" and cfg["gaussian"] == "exp-d2-2s2"
-    assert cfg["con_loss"] == "paper"  # recorded keys are kept as they are
-    new = {"stage": "train", "config": {"mode": "ie+te", **{k: "x" for k in LEGACY_TRAIN_VALUES}}}
-    assert config_of(new) == new["config"]
-    assert config_of({"stage": "embed", "config": {"a": 1}}) == {"a": 1}
+    assert cfg["con_loss"] == "paper-literal"  # the old name of Eq. 4 as printed
+    assert rec["schema"] == RUN_SCHEMA and old["config"] == {"mode": "ie+te", "con_loss": "paper"}  # input kept
+    new = {"schema": RUN_SCHEMA, "stage": "train", "config": {"mode": "ie+te"}}
+    assert upgrade_run(new)["config"] == {"mode": "ie+te"}  # today's records are read as written
+    assert set(LEGACY_TRAIN_VALUES) - set(upgrade_run({"stage": "train", "config": {}})["config"]) == set()
+    assert upgrade_run({"stage": "embed", "config": {"a": 1}})["config"] == {"a": 1}

@@ -19,7 +19,7 @@ import numpy as np
 from hcdg.pipeline.datasets.base import Sample
 from hcdg.pipeline.errors import HcdgError
 
-#: Sidecar file a synthetic-data generator may put in a dataset root (CONTRACTS.md "Datasets").
+#: Sidecar file a synthetic-data generator may put in a dataset root (docs/data.md).
 SYNTH_SIDECAR = "hcdg_synth.json"
 
 

@@ -1,4 +1,4 @@
-"""FreiHAND reader (the source domain: right hands, 224x224 JPEG; PROTOCOL.md §3).
+"""FreiHAND reader (the source domain: right hands, 224x224 JPEG; docs/sources.md#freihand).
 
 On-disk layout (the real one, as downloaded):
 
@@ -28,7 +28,7 @@ from hcdg.pipeline.errors import HcdgError
 
 SPLITS = ("training", "evaluation")
 #: Images per pose in the training split: the green-screen original and three
-#: background-replaced versions (PROTOCOL.md §3: 130,240 = 32,560 x 4).
+#: background-replaced versions (docs/sources.md#freihand: 130,240 = 32,560 x 4).
 TRAINING_VERSIONS = 4
 _IMAGE_NAME = re.compile(r"^\d{8}\.jpg$")
 

@@ -1,4 +1,4 @@
-"""RHD reader (a target domain: synthetic, 320x320 PNG; PROTOCOL.md §3).
+"""RHD reader (a target domain: synthetic, 320x320 PNG; docs/sources.md#rhd).
 
 On-disk layout (the real `RHD_published_v2` folder):
 
@@ -35,7 +35,7 @@ from hcdg.pipeline.datasets.safe_pickle import load_pickle
 from hcdg.pipeline.errors import HcdgError
 
 SPLITS = ("training", "evaluation")
-#: Mask label ranges (inclusive) of the two hands (RHD README; PROTOCOL.md §3).
+#: Mask label ranges (inclusive) of the two hands (RHD README; docs/sources.md#rhd).
 LEFT_LABELS = (2, 17)
 RIGHT_LABELS = (18, 33)
 HAND_CHOICES = ("auto", "left", "right")

@@ -1,4 +1,4 @@
-"""STB reader (a target domain: real, 640x480 PNG, left hands; PROTOCOL.md §3).
+"""STB reader (a target domain: real, 640x480 PNG, left hands; docs/sources.md#stb).
 
 On-disk layout (the real one):
 
@@ -42,7 +42,7 @@ from hcdg.pipeline.datasets import _common as c
 from hcdg.pipeline.datasets.base import Sample
 from hcdg.pipeline.errors import HcdgError
 
-#: hand3d's STB test split (PROTOCOL.md §3; paper §4.1: 3,000 test frames).
+#: hand3d's STB test split (docs/sources.md#stb; paper §4.1: 3,000 test frames).
 TEST_SEQUENCES = ("B1Counting", "B1Random")
 CAMERAS = ("BB_left", "BB_right", "SK")
 DEFAULT_CAMERAS = ("BB_left",)

@@ -1,7 +1,7 @@
 """Image styles: the FreiHAND-like source style and target styles from Table 2's words.
 
 A `Style` names how one image looks, in the words of the paper's prompt table
-(Table 2, PROTOCOL.md §1, `hcdg.pipeline.prompts`):
+(Table 2, docs/sources.md#prompts, `hcdg.pipeline.prompts`):
 
 * **source** (FreiHAND-like): one light skin tone, neutral light, a green-screen
   background (FreiHAND version 0). FreiHAND's versions 1-3 and its evaluation

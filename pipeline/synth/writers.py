@@ -1,7 +1,7 @@
 """Write synthetic hands in the real on-disk formats of FreiHAND, RHD and STB.
 
 The readers in `hcdg.pipeline.datasets` read these folders unchanged (layouts:
-PROTOCOL.md §3, CONTRACTS.md "Datasets"). Each root also gets `hcdg_synth.json`:
+docs/sources.md#datasets, docs/data.md). Each root also gets `hcdg_synth.json`:
 the generator, its version, the seed and style, and per image (keyed by the image
 path relative to the root) its `style` (see `styles.Style.to_dict`), the joints'
 `visible` flags (FreiHAND order) and the hand `side`.
@@ -70,7 +70,7 @@ PNG_LEVEL = 1  # fast zlib level for RHD's PNGs; the bytes are still determinist
 #: STB's noisy 640x480 frames barely compress; stored (level 0) they are ~0.9 MB, like the real ones.
 STB_PNG_LEVEL = 0
 
-#: Camera policies (sizes from PROTOCOL.md §3). FreiHAND crops are hand-centred, so the
+#: Camera policies (sizes from docs/sources.md#datasets). FreiHAND crops are hand-centred, so the
 #: hand fills 45-85% of the 224 px frame; RHD: 320 px, fx ~ 250-320 px and the principal
 #: point at (160, 160) as in the real annotations; STB: the fixed Bumblebee intrinsics.
 FREIHAND_CAMERA = H.CameraPolicy(224, 224, depth_m=(0.3, 0.7), fx_px=(250.0, 1000.0), fill=(0.45, 0.85))
