@@ -318,6 +318,8 @@ _EMBED = "hcdg.stages.embed:EmbedConfig"
 @field_option(_EMBED, "pretrained", help="Weights: an open_clip tag, TAG=FILE, a weights file, or none (random "
               "weights from --seed). Not given: an existing --store's, else the model's OpenAI weights (paper "
               "§3.2), or none for hcdg-tiny.")
+@field_option(_EMBED, "clip", type=click.Path(path_type=str),
+              help="A synthetic-CLIP folder from `hcdg clip train` (instead of --model/--pretrained).")
 @field_option(_EMBED, "seed", type=int, help="Seed of random weights (not given: the store's, else 0).")
 @field_option(_EMBED, "precision", choices=True, help="Compute precision; auto = fp16 on CUDA, fp32 on CPU.")
 @field_option(_EMBED, "device", help="auto (cuda if available), cpu, cuda, cuda:N.")
@@ -431,7 +433,8 @@ def _train_options(sweep: bool):
         help_ = "Sweep folder (one run folder per point)." if sweep and f.name == "out" else None
         as_text = axis or typing.get_origin(hints[f.name]) is tuple  # comma lists, parsed by `_axis`
         opts.append(field_option(TrainConfig, f.name, help=help_, note=note, required=sweep and f.name == "out",
-                                 **({"type": str} if as_text else {}), choices=False if axis else None))
+                                 **({"type": str} if as_text else {}), choices=False if axis else None,
+                                 **meta.get("click", {})))  # e.g. --compile's optional value
 
     def deco(f):
         for opt in reversed(opts):
@@ -801,6 +804,76 @@ def viz_retrieve_cmd(store, root, index, prompt, ratio, top, out, dataset, split
     click.echo(f"wrote {res['png']}")
 
 
+# --- synthetic CLIP (docs/synthetic_clip.md) --------------------------------
+
+_CLIP = "hcdg.stages.clip_train:ClipTrainConfig"
+_CLIP_CHECK = "hcdg.stages.clip_train:ClipCheckConfig"
+#: (field, click type, help) of the `hcdg clip train` recipe options.
+_CLIP_OPTIONS = (
+    ("architecture", str, "open_clip model config to train (hcdg's own: pipeline/clip_configs/)."),
+    ("n_images", int, "Rendered corpus images."),
+    ("heldout", int, "Held-out images of the zero-shot check."),
+    ("steps", int, "Optimiser steps."),
+    ("batch_size", int, "Image-caption pairs per step (the contrastive negatives)."),
+    ("lr", float, "AdamW peak learning rate (warm-up, then cosine)."),
+    ("weight_decay", float, "AdamW weight decay."),
+    ("warmup", int, "Linear warm-up steps."),
+    ("corpus_seed", int, "Seed of the corpus (must differ from every pose set's seed)."),
+    ("heldout_seed", int, "Seed of the held-out zero-shot images."),
+    ("seed", int, "Seed of the initial weights, batch order and captions."),
+    ("checkpoint_every", int, "Steps between resumable states (in .OUT.partial/)."),
+)
+
+
+def _clip_train_options(f):
+    for name, tp, text in reversed(_CLIP_OPTIONS):
+        f = field_option(_CLIP, name, type=tp, help=text)(f)
+    return f
+
+
+@main.group("clip")
+def clip_group() -> None:
+    """A small CLIP trained on synthetic hands (its text features mean something offline)."""
+
+
+@clip_group.command("train")
+@field_option(_CLIP, "out", required=True, type=click.Path(path_type=str),
+              help="Model folder to create (open_clip local-dir: config, safetensors weights, card).")
+@field_option(_CLIP, "exclude", multiple=True, type=click.Path(path_type=str),
+              help="Synthetic pose-set folder (hcdg_synth.json) whose seed the corpus must not share; repeatable.")
+@_clip_train_options
+@field_option(_CLIP, "progress", "--progress/--no-progress", help="Progress bars.")
+def clip_train_cmd(exclude, **flags) -> None:
+    """Train the synthetic CLIP (open_clip ClipLoss on rendered hands + style captions); resumable.
+
+    \b
+    Re-running the same command after a kill resumes; on a finished folder of the same recipe it
+    reuses it; a folder holding a different model is refused. Prints zero-shot accuracy at the end.
+    Then: hcdg embed ... --clip OUT
+    """
+    from hcdg.pipeline.config import from_dict
+    from hcdg.stages import clip_train as stage
+
+    cfg = from_dict(stage.ClipTrainConfig, {k: v for k, v in {**flags, "exclude": exclude or None}.items()
+                                            if v is not None}, where="flags")
+    card = stage.run(cfg, echo=click.echo)
+    if card.get("reused"):
+        click.echo(stage.format_check(card["zero_shot"]))
+
+
+@clip_group.command("check")
+@click.argument("folder", type=click.Path(path_type=str))
+@field_option(_CLIP_CHECK, "images", type=click.Path(path_type=str),
+              help="A synthetic dataset folder (its hcdg_synth.json styles); not given: the card's held-out images.")
+@field_option(_CLIP_CHECK, "limit", type=int, help="At most this many of --images' images.")
+def clip_check_cmd(folder, images, limit) -> None:
+    """Load a synthetic CLIP through open_clip and print zero-shot accuracy beside chance."""
+    from hcdg.pipeline.config import from_dict
+    from hcdg.stages import clip_train as stage
+
+    flags = {"folder": folder, "images": images, "limit": limit}
+    stage.check(from_dict(stage.ClipCheckConfig, {k: v for k, v in flags.items() if v is not None}, where="flags"),
+                echo=click.echo)
 _DEMO = "hcdg.stages.demo:DemoConfig"
 
 
@@ -812,19 +885,22 @@ def _demo_sizes() -> str:
 @main.command("demo")
 @field_option(_DEMO, "out", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Demo folder (data/, store.zarr, runs/, report/); re-running skips finished steps.")
-@field_option(_DEMO, "model", help="CLIP model for the embeddings (hcdg-tiny: random weights, offline).")
+@field_option(_DEMO, "clip",
+              help="synthetic (train hcdg's synthetic CLIP into OUT/clip, reused on re-runs), random "
+                   "(hcdg-tiny, random weights), or a folder from `hcdg clip train`.")
+@field_option(_DEMO, "model", help="An open_clip model instead of --clip (e.g. ViT-B-32).")
 @field_option(_DEMO, "pretrained",
               help="Weights tag/file for --model (e.g. --model ViT-B-32 --pretrained openai where the weights can be had).")
 @field_option(_DEMO, "size", choices=True,
               help=lambda: f"How big: {_demo_sizes()} (tiny is a smoke test; docs/demo.md has measured times).")
 @field_option(_DEMO, "device", help="auto, cpu, cuda, cuda:N.")
 @field_option(_DEMO, "progress", "--progress/--no-progress", help="Progress bars of the steps.")
-def demo_cmd(out, model, pretrained, size, device, progress) -> None:
+def demo_cmd(out, clip, model, pretrained, size, device, progress) -> None:
     """The whole pipeline offline: synth data -> embed -> train baseline and ie+te -> eval on STB/RHD -> report."""
     from hcdg.pipeline.config import from_dict, merge
     from hcdg.stages import demo as stage
 
-    flags = {"out": out, "model": model, "pretrained": pretrained, "size": size, "device": device,
+    flags = {"out": out, "clip": clip, "model": model, "pretrained": pretrained, "size": size, "device": device,
              "progress": progress}
     res = stage.run(from_dict(stage.DemoConfig, merge({}, flags), where="flags"), echo=click.echo)
     click.echo(f"report: {res['html']}  (Markdown: {res['markdown']})")

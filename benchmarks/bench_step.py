@@ -13,9 +13,17 @@ One optimizer step = forward, Eq. 1 loss, backward, Adam step, on a batch of ran
               OpenAI's) on the batch inside every step, the way the paper's pipeline
               does (frozen, no_grad).
 
+Execution rows (`--rows`, issue 21): the ie+te step under each execution setting of
+`hcdg train` (`pipeline.precision`): fp32 eager, compiled (`--compile`, inductor), bf16,
+bf16 + compiled, channels-last, at one or more sizes (`--sizes SIZE:WIDTH:BATCH,...`), as
+ratios to fp32 eager measured in the same run; the compile time (first step) and the largest
+relative loss difference to fp32 eager over all steps are printed with each row.
+
 Usage:
     python benchmarks/bench_step.py [--steps 2] [--warmup 1] [--batch 8] [--threads 2]
         [--device cpu] [--width 1.0] [--size 256]
+    python benchmarks/bench_step.py --rows fp32,compiled,bf16,bf16+compiled,channels-last \
+        --sizes 64:0.25:8,256:1:2
 
 Wall time suffers from other processes on a shared machine; process CPU time (all of
 this process's threads) does much less so, and with `--threads 1` it is the work done.
@@ -37,7 +45,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from hcdg.pipeline import mixing, objective  # noqa: E402
+from hcdg.pipeline import mixing, objective, precision  # noqa: E402
 from hcdg.pipeline.model import HandPoseNet  # noqa: E402
 from hcdg.pipeline.prompts import table2_prompts  # noqa: E402
 from hcdg.stages.train_config import TrainConfig  # noqa: E402
@@ -105,7 +113,9 @@ class Variant:
         gen = torch.Generator().manual_seed(0)
         self.name, self.cfg, self.device = name, cfg, device
         mcfg = cfg.model_config(None)
-        self.model = HandPoseNet(mcfg).to(device).train()
+        self.model = precision.to_channels_last(HandPoseNet(mcfg).to(device).train(), cfg.channels_last)
+        self.net = precision.compile_module(self.model, cfg.compile)  # the model itself unless --compile
+        self.losses: list[float] = []
         self.optim = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
         self.tables, self.clip = tables, None
         if name == "ie+te" and tables is None:
@@ -131,7 +141,8 @@ class Variant:
                 self.clip_cpu.append(time.process_time() - cc)
             positives = {"clip_feat": mixing.mix_features(f_img, f_txt, self.cfg.effective_ratio,
                                                           self.cfg.normalize_features)}
-        loss, _ = objective.loss_terms(self.cfg, self.model, batch, self.tables, step, positives=positives)
+        loss, _ = objective.loss_terms(self.cfg, self.net, batch, self.tables, step, positives=positives)
+        self.losses.append(float(loss.detach()))
         return loss
 
     def step(self, batch: dict[str, torch.Tensor], step: int, timed: bool) -> tuple[float, float]:
@@ -149,6 +160,45 @@ class Variant:
         return dt, dc
 
 
+#: Execution rows of `--rows` (TrainConfig fields; fp32 eager is the reference of the ratios).
+ROWS: dict[str, dict[str, object]] = {
+    "fp32": {}, "compiled": {"compile": "inductor"}, "bf16": {"precision": "bf16"},
+    "bf16+compiled": {"precision": "bf16", "compile": "inductor"}, "channels-last": {"channels_last": True},
+}
+
+
+def run_rows(args: argparse.Namespace, device: torch.device) -> None:
+    """The `--rows` table: the ie+te step under each execution setting, per size, ratios to fp32 eager."""
+    import dataclasses
+
+    rows = args.rows.split(",")
+    if any(r not in ROWS for r in rows) or rows[0] != "fp32":
+        raise SystemExit(f"--rows: expected a comma list of {', '.join(ROWS)} starting with fp32, got {args.rows!r}")
+    print("\n| size | row | s / step | samples/s | speed vs fp32 eager | process CPU s / step | "
+          "first step s (compile) | max rel. loss diff vs fp32 |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for spec in args.sizes.split(","):
+        size, width, batch = spec.split(":")
+        base = variant_config("ie+te", int(batch), float(width), int(size))
+        variants = [Variant("ie+te", dataclasses.replace(base, **ROWS[r]), device) for r in rows]
+        gen = torch.Generator().manual_seed(0)
+        first: dict[str, float] = {}
+        for i in range(args.warmup + args.steps):
+            b = _batch(int(batch), int(size), device, gen)
+            for row, v in zip(rows, variants):
+                dt, dc = v.step(b, i, i >= args.warmup)
+                first.setdefault(row, dt)
+                print(f"  {spec} round {i} {row:14s} wall {dt:.2f} s, process CPU {dc:.2f} s", flush=True)
+        ref = variants[0]
+        for row, v in zip(rows, variants):
+            s = statistics.mean(v.times)
+            diff = max(abs(a - b) / abs(b) for a, b in zip(v.losses, ref.losses))
+            note = " (fell back to eager)" if getattr(v.net, "compiled", None) is False else ""
+            print(f"| {size} px, width {width}, batch {batch} | {row}{note} | {s:.3f} | {int(batch) / s:.1f} | "
+                  f"{statistics.mean(ref.times) / s:.2f}x | {statistics.mean(v.cpu_times):.2f} | {first[row]:.1f} | "
+                  f"{diff:.1e} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=2, help="timed steps per variant")
@@ -161,12 +211,18 @@ def main() -> None:
     ap.add_argument("--sweep-steps", type=int, default=0,
                     help="steps per sweep point for the sweep estimate (0 = one FreiHAND epoch)")
     ap.add_argument("--variants", default="baseline,ie+te,online", help="comma-separated subset to run")
+    ap.add_argument("--rows", default="", help=f"execution rows instead of variants: comma list of {', '.join(ROWS)}")
+    ap.add_argument("--sizes", default="64:0.25:8,256:1:2", help="with --rows: SIZE:WIDTH:BATCH,... to measure")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     print(f"# machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
+    if args.rows:
+        print(f"# {args.warmup} warm-up + {args.steps} timed steps per row, rows round-robin on the same batches")
+        run_rows(args, device)
+        return
     print(f"# batch {args.batch}, input {args.size}, width {args.width}, {args.warmup} warm-up + {args.steps} timed steps")
     variants = [Variant(n, variant_config(n, args.batch, args.width, args.size), device)
                 for n in args.variants.split(",")]

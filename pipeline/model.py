@@ -26,6 +26,7 @@ from hcdg.pipeline.model_branch2 import Branch2
 from hcdg.pipeline.model_cpm import N_KP, PoseNet
 from hcdg.pipeline.canonical import axis_angle_to_matrix, flip_torch
 from hcdg.pipeline.model_lifting import PosePrior, ViewPoint
+from hcdg.pipeline.precision import float32_math
 
 __all__ = ["ModelConfig", "HandPoseNet", "N_KP"]
 
@@ -156,8 +157,10 @@ class HandPoseNet(nn.Module):
         if detach_lifting:  # L_pose trains PosePrior/ViewPoint only, never the maps (pipeline/schedule.py)
             lift = lift.detach()
         canon = self.prior(lift, hand_side)
-        rot = self.viewpoint(lift, hand_side)
-        xyz = flip_torch(canon, hand_side) @ rot
+        rot = self.viewpoint(lift, hand_side)  # float32 (ViewPoint's Rodrigues runs in float32)
+        with float32_math(canon):  # the canonical-frame maths stays float32 under autocast
+            canon = canon.float()
+            xyz = flip_torch(canon, hand_side) @ rot
         if self.cfg.hand_side == "authors":  # `flip_left_hand`: x negated for "left" inputs
             xyz = xyz * xyz.new_tensor([-1.0, 1.0, 1.0])
         return {"heatmaps": heatmaps, "canon": canon, "rot": rot, "xyz_rel_norm": xyz}

@@ -39,6 +39,7 @@ from torch import nn
 
 from hcdg.pipeline.canonical import axis_angle_to_matrix
 from hcdg.pipeline.model_cpm import N_KP, init_hidden, init_output, scaled
+from hcdg.pipeline.precision import float32_math
 
 PRIOR_CONVS = (32, 64, 128)
 PRIOR_FCS = (512, 512)
@@ -156,4 +157,6 @@ class ViewPoint(nn.Module):
         self.net = _Stream(VIEW_CONVS, VIEW_FCS, 3, map_size, width_mult, leaky_slope, p, padding, flatten)
 
     def forward(self, heatmaps: torch.Tensor, hand_side: torch.Tensor) -> torch.Tensor:
-        return axis_angle_to_matrix(self.net(heatmaps, hand_side))
+        axis_angle = self.net(heatmaps, hand_side)
+        with float32_math(axis_angle):  # Rodrigues in float32 under autocast (pipeline.precision)
+            return axis_angle_to_matrix(axis_angle.float())

@@ -25,6 +25,7 @@ import torch
 
 from hcdg.pipeline import heatmap_loss, losses
 from hcdg.pipeline.schedule import step_plan
+from hcdg.pipeline.precision import autocast, to_channels_last
 
 #: Generator tags: prompt ids (global batch) and Table 6's normal augmentation (per rank).
 PROMPT_TAG = 0x9F0
@@ -45,7 +46,8 @@ class ObjectiveSettings(Protocol):
     mode: str
     normalize_features: bool
     normal_aug: Any
-    precision: str
+    precision: str  # autocast of the forward (pipeline.precision): fp32 | bf16 | fp16
+    channels_last: bool  # NHWC input (the model's weights are the caller's to convert)
     input_size: int
     sigma_px: float
     gaussian: str
@@ -128,11 +130,14 @@ def loss_terms(cfg: ObjectiveSettings, model: torch.nn.Module, batch: dict[str, 
     image, side = batch["image"], batch["hand_side"]
     kwargs = positive_inputs(cfg, batch, tables, step, rank, world) if positives is None else positives
     plan = step_plan(cfg.schedule, cfg.lifting_input, cfg.staged_steps, step)  # which losses train what, now
+    if "pos_image" in kwargs:
+        kwargs = {**kwargs, "pos_image": to_channels_last(kwargs["pos_image"], cfg.channels_last)}
     heat_gt = batch["heatmaps"]
     if plan.lifting == "gt":  # the lifting reads the ground-truth maps (hand3d training_lifting.py)
         kwargs = {**kwargs, "lifting_maps": heat_gt}
-    with torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-        out = model(image, side, detach_lifting=plan.lifting == "detached", **kwargs)
+    with autocast(image.device, cfg.precision):  # the losses below stay float32 (inputs .float())
+        out = model(to_channels_last(image, cfg.channels_last), side, detach_lifting=plan.lifting == "detached",
+                    **kwargs)
     l_heat = heatmap_loss.heatmap_loss(
         [h.float() for h in out["heatmaps"]], cfg=cfg.heat_loss, gt_grid=heat_gt, uv_crop_px=batch["uv_crop"],
         crop_size=cfg.input_size, sigma_px=cfg.sigma_px, gaussian=cfg.gaussian, visible=batch["visible"])
@@ -153,7 +158,7 @@ def loss_terms(cfg: ObjectiveSettings, model: torch.nn.Module, batch: dict[str, 
 
 @torch.no_grad()
 def validation_errors(model: torch.nn.Module, loader: Any, mean_pose: torch.Tensor, device: torch.device,
-                      precision: str) -> tuple[float, float, float, float]:
+                      precision: str, channels_last: bool = False) -> tuple[float, float, float, float]:
     """Held-out errors (`VAL_KEYS`): (EPE mm of the model, EPE mm of predicting `mean_pose`, 2D error
     px of the last-stage heatmap argmax, 2D error px of the mean 2D layout).
 
@@ -168,8 +173,8 @@ def validation_errors(model: torch.nn.Module, loader: Any, mean_pose: torch.Tens
     uv_pred, uv_gt, ok = [], [], []
     for batch in loader:
         image = batch["image"].to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            out = model.predict(image, batch["hand_side"].to(device))
+        with autocast(device, precision):
+            out = model.predict(to_channels_last(image, channels_last), batch["hand_side"].to(device))
         pred = out["xyz_rel_norm"].float()
         gt = batch["xyz_rel_norm"].to(device)
         if model.cfg.output == "uvd":  # metric, root-relative: back-projected with the GT root depth
@@ -183,7 +188,7 @@ def validation_errors(model: torch.nn.Module, loader: Any, mean_pose: torch.Tens
         count += gt.shape[0] * gt.shape[1]
         size = image.shape[-1]
         uv = batch["uv_crop"].to(device)
-        uv_pred.append(heatmap_loss.argmax_uv(out["heatmaps"][-1], size))
+        uv_pred.append(heatmap_loss.argmax_uv(out["heatmaps"][-1].float(), size))  # metrics in float32
         uv_gt.append(uv)
         ok.append(batch["visible"].to(device) & ((uv >= -0.5) & (uv <= size - 0.5)).all(dim=-1))
     model.train(was_training)

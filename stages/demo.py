@@ -2,8 +2,10 @@
 
     synth   FreiHAND-format source (green screen + source backgrounds, one skin tone),
             RHD- and STB-format targets (styles drawn from the Table 2 vocabulary)
-    embed   all three splits + the prompts, with the tiny random-weight CLIP (`hcdg-tiny`)
-            or a real one (`--model ViT-B-32 --pretrained openai` where the weights can be had)
+    clip    the synthetic CLIP (`hcdg clip train` into `clip/`, reused on re-runs; `--clip random`:
+            the random-weight `hcdg-tiny` instead; `--model ViT-B-32 --pretrained openai`: a real one)
+    embed   all three splits + the prompts with that CLIP (and, for the Figure 3-4 numbers,
+            again with the same architecture at random weights: the control)
     train   `baseline` (no Branch2) and `ie+te` (r = 0.6, paper §3.3), briefly, with a
             narrow small-input copy of the paper's network
     eval    both runs on both targets, every protocol (`hcdg eval`)
@@ -17,6 +19,8 @@ Layout of `--out`::
     runs/{baseline,ie+te}/    training runs, each with eval/<target>.parquet
     report/report.html        the report (and report.md, tables/, figures/)
     figures/fig3-tsne.png, figures/fig4-retrieve.png
+    clip/                     the synthetic CLIP (open_clip local-dir + card), store-random.zarr (control)
+    figures/fig34.json        Figures 3-4 as numbers (also a section of the report)
 
 Every step calls the other stages' `run(...)` directly. Re-running the same command skips
 what is finished (each stage is itself resumable/idempotent); a folder holding a demo of
@@ -57,6 +61,8 @@ class DemoSize:
     batch_size: int
     prompt_filter: str | None  # None = all 3,920 Table 2 prompts
     tsne_n: int  # points per group in Figure 3
+    #: synthetic CLIP recipe overrides (n_images, heldout, steps, batch_size); empty = `hcdg clip train`'s defaults
+    clip_recipe: tuple[tuple[str, int], ...] = ()
 
 
 SIZES: dict[str, DemoSize] = {
@@ -68,7 +74,8 @@ SIZES: dict[str, DemoSize] = {
     # a smoke test of every step (tests/test_demo.py); nothing is learnt at this size
     "tiny": DemoSize(freihand_poses=12, freihand_eval=1, rhd_eval=6, stb_frames=3, input_size=32,
                      width_mult=0.125, steps=6, batch_size=8,
-                     prompt_filter=r"^a photo of (black|white) hand with (dotted|lake) ", tsne_n=12),
+                     prompt_filter=r"^a photo of (black|white) hand with (dotted|lake) ", tsne_n=12,
+                     clip_recipe=(("n_images", 64), ("heldout", 32), ("steps", 3), ("batch_size", 32))),
 }
 
 
@@ -78,9 +85,11 @@ class DemoConfig:
 
     Attributes:
         out: the demo folder (created; re-running resumes it).
-        model, pretrained: the CLIP encoder of `hcdg embed`. Default "hcdg-tiny" with random
-            weights: runs offline anywhere, but its features carry no meaning (the report
-            says so). ViT-B-32 + openai is the paper's (§3.2), when the weights can be had.
+        clip: "synthetic" (default: train hcdg's synthetic CLIP into `<out>/clip`, cached),
+            "random" (hcdg-tiny with random weights: features without meaning), or the folder
+            of an already trained synthetic CLIP (docs/synthetic_clip.md).
+        model, pretrained: an open_clip encoder instead (e.g. ViT-B-32 + openai, the paper's
+            §3.2, where the weights can be had); None = `clip` decides.
         size: "small" (default) or "tiny" (a smoke test).
         ratio: r of the ie+te run; 0.6 = the paper's STB choice (§3.3).
         device: "auto" (cuda when available), "cpu", "cuda", ...
@@ -89,7 +98,8 @@ class DemoConfig:
     """
 
     out: str = ""
-    model: str = "hcdg-tiny"
+    clip: str = "synthetic"
+    model: str | None = None
     pretrained: str | None = None
     size: Literal["small", "tiny"] = "small"
     ratio: float = 0.6
@@ -109,7 +119,7 @@ class DemoConfig:
 def _identity(cfg: DemoConfig) -> dict[str, Any]:
     """What must match for a re-run to resume a demo folder (not device/progress)."""
     d = to_dict(cfg)
-    return {k: d[k] for k in ("model", "pretrained", "size", "ratio", "seed")} | {"sizes": to_dict(SIZES[cfg.size])}
+    return {k: d[k] for k in ("clip", "model", "pretrained", "size", "ratio", "seed")} | {"sizes": to_dict(SIZES[cfg.size])}
 
 
 def _open_record(out: Path, cfg: DemoConfig) -> dict[str, Any]:
@@ -124,7 +134,7 @@ def _open_record(out: Path, cfg: DemoConfig) -> dict[str, Any]:
         if record.get("identity") != ident:
             raise HcdgError(
                 f"--out {out}: holds a demo of another configuration ({DEMO_FILE} differs: "
-                f"size/model/seed); use a new --out folder"
+                f"size/clip/model/seed); use a new --out folder"
             )
         return record
     if out.exists() and any(out.iterdir()):
@@ -198,7 +208,7 @@ def _pick_prompt(prompts: list[str]) -> str:
 
 def run(cfg: DemoConfig, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) the demo in `cfg.out`; returns {"html", "markdown", "out", "seconds", ...}."""
-    from hcdg.stages import embed, report, synth, train, viz
+    from hcdg.stages import clip_train, demo_clip, embed, report, synth, train, viz
     from hcdg.store.runs import read_done
     from hcdg.stages import eval as evaluate
     from hcdg.store import features
@@ -223,13 +233,24 @@ def run(cfg: DemoConfig, echo: Callable[[str], None] = print) -> dict[str, Any]:
                  synth.SynthConfig(format=fmt, out=str(data[fmt]), n=n, n_other=n_other, seed=cfg.seed + i),
                  progress=cfg.progress))
 
-    # 2. CLIP features of every split (and the prompts) in one store
+    # 2. the CLIP (trained on synthetic hands at seeds apart from these sets, or given), then the
+    #    features of every split (and the prompts) in one store
+    which, encoder = ("model", {"model": cfg.model, "pretrained": cfg.pretrained}) if cfg.model else \
+        demo_clip.choose(cfg.clip, out)
+    if which == "synthetic":
+        step("clip/train", "training the synthetic CLIP (hcdg clip train; cached in clip/)",
+             lambda: clip_train.run(clip_train.ClipTrainConfig(
+                 out=encoder["clip"], exclude=tuple(str(r) for r in data.values()), progress=cfg.progress,
+                 **dict(size.clip_recipe)), echo=echo))
+
+    def embed_split(fmt: str, into: Path, enc: dict[str, Any]) -> Any:
+        return embed.run(embed.EmbedConfig(
+            dataset=fmt, root=str(data[fmt]), store=str(into), seed=cfg.seed, device=cfg.device, workers=0,
+            prompt_filter=size.prompt_filter, progress=cfg.progress, **enc))
+
     for fmt in ("freihand", "stb", "rhd"):
-        step(f"embed/{fmt}", f"embedding {fmt} with {cfg.model}",
-             lambda fmt=fmt: embed.run(embed.EmbedConfig(
-                 dataset=fmt, root=str(data[fmt]), store=str(store), model=cfg.model, pretrained=cfg.pretrained,
-                 seed=cfg.seed, device=cfg.device, workers=0, prompt_filter=size.prompt_filter,
-                 progress=cfg.progress)))
+        step(f"embed/{fmt}", f"embedding {fmt} with {encoder.get('clip') or encoder['model']}",
+             lambda fmt=fmt: embed_split(fmt, store, encoder))
     random_weights = bool(features.store_info(store)["random_weights"])
 
     # 3. training: the Baseline row and the method (ie+te at r), side by side on 2+ cores
@@ -278,10 +299,14 @@ def run(cfg: DemoConfig, echo: Callable[[str], None] = print) -> dict[str, Any]:
     step("viz/retrieve", "drawing Figure 4 (retrieval by a mixed feature)", lambda: viz.retrieve(viz.RetrieveConfig(
         store=str(store), root=str(data["freihand"]), out=str(figs / "fig4-retrieve.png"), index=0,
         prompt=_pick_prompt(prompts), ratio=cfg.ratio, top=8)))
-    weights = f"{cfg.model} with RANDOM weights" if random_weights else f"{cfg.model} ({cfg.pretrained})"
+    weights = ("hcdg-tiny with RANDOM weights" if random_weights else "synthetic CLIP trained on rendered hands "
+               "(not OpenAI's)" if "clip" in encoder else f"{cfg.model} ({cfg.pretrained})")
     title = (f"hcdg demo ({cfg.size}): synthetic FreiHAND -> synthetic STB / RHD, CLIP = {weights}")
     rep = step("report", "writing the report", lambda: report.run(report.ReportConfig(
         runs=(str(out / "runs"),), out=str(out / "report"), title=title)), always=True)
+    clip_md = _clip_section(cfg, size, out, data, store, encoder, step, embed_split)
+    if clip_md:
+        _append_section(rep, clip_md)
     seconds = round(time.perf_counter() - t_start, 1)
     if random_weights:
         echo("[demo] note: the CLIP features come from RANDOM weights (offline default): they carry no meaning, "
@@ -289,3 +314,62 @@ def run(cfg: DemoConfig, echo: Callable[[str], None] = print) -> dict[str, Any]:
     echo(f"[demo] finished in {seconds} s; figures in {figs}")
     return {"html": rep["html"], "markdown": rep["markdown"], "out": str(out), "seconds": seconds,
             "runs": {k: str(v) for k, v in run_dirs.items()}, "random_weights": random_weights}
+
+
+def _clip_section(cfg: DemoConfig, size: DemoSize, out: Path, data: dict[str, Path], store: Path,
+                  encoder: dict[str, Any], step: _Steps, embed_split: Callable[..., Any]) -> str | None:
+    """Figures 3-4 as numbers for the demo's CLIP and a random-weight control (figures/fig34.json);
+    the Markdown section for the report. None at the smoke-test size (too few points to mean anything)."""
+    import json
+
+    from hcdg.stages import demo_clip
+    from hcdg.store.atomic import atomic_write_json
+    from hcdg.store.clip_model import read_card
+
+    if size.prompt_filter is not None:
+        return None
+    card = read_card(encoder["clip"]) if "clip" in encoder else None
+    path = out / "figures" / "fig34.json"
+    if "numbers/fig34" not in step.record["steps"] or not path.is_file():
+        def compute() -> None:
+            numbers = demo_clip.figure_numbers(store, data, cfg.ratio, cfg.seed)
+            control = None
+            if card is not None:
+                ctrl = demo_clip.control_store(out, step, embed_split, card["architecture"]["name"])
+                control = demo_clip.figure_numbers(ctrl, data, cfg.ratio, cfg.seed)
+            atomic_write_json(path, {"clip": numbers, "random_control": control})
+        step("numbers/fig34", "Figures 3-4 as numbers (and the random-weight control)", compute)
+    saved = json.loads(path.read_text())
+    which = "synthetic" if card is not None else f"{cfg.model} ({cfg.pretrained})" if cfg.model else "random"
+    return demo_clip.section(which, card, saved["clip"], saved["random_control"])
+
+
+def _append_section(rep: dict[str, Any], md: str) -> None:
+    """Add the CLIP section to the report's Markdown and HTML pages."""
+    import html as H
+
+    from hcdg.store.atomic import atomic_write_text
+
+    mdp, htp = Path(rep["markdown"]), Path(rep["html"])
+    atomic_write_text(mdp, mdp.read_text() + "\n" + md)
+    parts, table = [], []
+    for line in md.splitlines():
+        if line.startswith("|"):
+            if not set(line) <= set("|-"):
+                table.append(line.strip("|").split("|"))
+            continue
+        if table:
+            cells = "".join(f"<tr>{''.join(f'<td>{H.escape(c.strip())}</td>' for c in r)}</tr>" for r in table)
+            parts.append(f"<table>{cells}</table>")
+            table = []
+        if line.startswith("## "):
+            parts.append(f"<h2>{H.escape(line[3:])}</h2>")
+        elif line.strip():
+            text = H.escape(line)
+            while text.count("**") >= 2:
+                text = text.replace("**", "<b>", 1).replace("**", "</b>", 1)
+            parts.append(f"<p>{text}</p>")
+    page = htp.read_text()
+    block = "<section id='which-clip'>" + "".join(parts) + "</section>"
+    page = page.replace("</body>", block + "</body>") if "</body>" in page else page + block
+    atomic_write_text(htp, page)

@@ -86,6 +86,7 @@ class EmbedConfig:
     prompt_file: str | None = None  # own prompt list, one per line (default: Table 2)
     prompt_filter: str | None = None  # regex keeping only matching prompts
     text_batch_size: int = 256  # prompts per text forward
+    clip: str | None = None  # a synthetic-CLIP folder (`hcdg clip train --out`); replaces model/pretrained
     progress: bool = True  # tqdm progress bar with images/s
     # Augmented views per image (issue 19, docs/store.md "Views"): 0 = one feature of the whole
     # image (the default until the domain-generalisation benchmark measures K > 0); K > 0 = K
@@ -205,6 +206,29 @@ def encoder_choice(cfg: EmbedConfig) -> tuple[str, str | None, int]:
         else:
             model = DEFAULT_MODEL
     return model, pretrained, 0 if seed is None else seed
+
+
+def synthetic_clip_card(model: str, root: str, required: bool = False) -> dict[str, Any] | None:
+    """The verified card when `model` is a synthetic-CLIP folder (`local-dir:DIR` with a card), else None.
+
+    Refuses a synthetic dataset at `root` drawn at one of the CLIP corpus's seeds (it would share
+    hand poses with the images the CLIP was trained on)."""
+    from hcdg.pipeline.clip_corpus import overlapping_seeds
+    from hcdg.store import clip_model as CM
+
+    if not model.startswith("local-dir:"):
+        return None
+    folder = Path(model[len("local-dir:"):])
+    if not required and not (folder / CM.CARD_FILE).is_file():
+        return None  # another open_clip local-dir model
+    card = CM.read_card(folder, "--clip")
+    if Path(root, "hcdg_synth.json").is_file():
+        header, _ = CM.read_style_records(root, "--root")
+        clash = overlapping_seeds(card["corpus"]["seeds"], [header["seed"]])
+        if clash:
+            raise HcdgError(f"--root {root}: synthetic data at seed {clash[0]}, a seed of the CLIP's training corpus "
+                            f"({folder}): the CLIP has seen these hand poses; re-synthesise at another --seed")
+    return card
 
 
 def chunk_batches(writer: SplitWriter, chunks: list[int], batch_size: int) -> Iterator[list[int]]:
@@ -349,6 +373,11 @@ def _run(cfg: EmbedConfig, dataset: Any) -> EmbedSummary:
     if precision == "fp16" and device.type == "cpu":
         raise HcdgError("--precision fp16 needs a GPU (--device cuda); use fp32 or bf16 on the CPU")
     model, pretrained, seed = encoder_choice(cfg)
+    if cfg.clip is not None:
+        if cfg.model is not None or cfg.pretrained is not None:
+            raise HcdgError("--clip: names the model and its weights; drop --model/--pretrained")
+        model, pretrained = f"local-dir:{Path(cfg.clip).expanduser().resolve()}", ""
+    synthetic = synthetic_clip_card(model, cfg.root, required=cfg.clip is not None)
     # Weights first: a missing file fails in well under a second, before any dataset scan.
     source = resolve_weights(model, resolve_pretrained(model, pretrained))
     prompts = select_prompts(cfg.prompt_file, cfg.prompt_filter)
@@ -371,6 +400,10 @@ def _run(cfg: EmbedConfig, dataset: Any) -> EmbedSummary:
     # The encoder is built (a bad weights file fails here) before the store is touched.
     encoder = ClipEncoder(source, seed=seed, precision=precision, device=device)
     identity = encoder.identity()
+    if synthetic is not None:
+        from hcdg.store.clip_model import identity_of
+
+        identity["synthetic_clip"] = identity_of(synthetic)
     store_fp = fpr.store_fingerprint(identity, prompts.digest(), len(prompts), cfg.dtype)
     weights_at = str(encoder.source.path.resolve()) if encoder.source.path else None
     store = StoreWriter(cfg.store, store_fp, encoder.embed_dim, created={"weights_path": weights_at})

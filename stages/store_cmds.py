@@ -55,6 +55,10 @@ def info_text(info: dict[str, Any]) -> str:
                "file": f"file {w.get('file')}", "local-dir": "local-dir"}.get(w["kind"], w["kind"])
     if "sha256" in w:
         weights += f" sha256 {w['sha256'][:12]}"
+    if "synthetic_clip" in enc:  # `hcdg embed --clip`: trained by hcdg on rendered hands
+        syn = enc["synthetic_clip"]
+        weights = (f"synthetic CLIP ({syn['kind']}; {syn['not_openai']}) weights sha256 "
+                   f"{syn['weights_sha256'][:12]}, corpus seeds {syn['corpus_seeds']}")
     pp = enc["preprocess"]
     lines = [
         f"store {info['path']} ({info['format']}, format v{info['version']}): "

@@ -253,7 +253,19 @@ class TrainConfig:
         "workers", "Where crop warp, colour jitter and heatmaps run: workers (loader processes) or device "
         "(batched on the training device; docs/training.md).", role="identity", batch=True)
     # --- execution ----------------------------------------------------------------------------
-    precision: Literal["fp32", "bf16"] = _optim("fp32", "fp32, or bf16 autocast.", role="identity", batch=False)
+    # Autocast of the network's forward (pipeline/precision.py; docs/training.md "Precision and speed").
+    # fp32: the paper's and hand3d's; bf16/fp16 change the rounding, so they are part of the run.
+    precision: Literal["fp32", "bf16", "fp16"] = _optim(
+        "fp32", "Autocast of the network: fp32 (none) | bf16 | fp16 (with loss scaling); losses and metrics "
+        "stay float32 (docs/training.md).", role="identity", batch=False)
+    # torch.compile backend of the network; "off" = eager, as every number in docs/ was measured.
+    compile: Literal["off", "inductor", "aot_eager"] = _optim(
+        "off", "torch.compile the network: bare --compile = inductor; aot_eager = trace only; falls back to "
+        "eager with one line where unsupported.", role="identity", batch=False,
+        click={"is_flag": False, "flag_value": "inductor"})
+    # NHWC weights + input (pipeline.precision.to_channels_last); off = torch's default layout.
+    channels_last: bool = _optim(False, "NHWC memory layout of weights and input (fast convolutions on GPUs).",
+                                 role="identity", batch=False)
     device: str = _run("auto", "auto (cuda if available), cpu, cuda, cuda:N.", role="runtime", batch=True)
     seed: int = _run(0, "Seed of initialisation, data order, augmentation, prompts.", role="identity", batch=True,
                      sweep_axis=True)

@@ -27,6 +27,7 @@ from hcdg.pipeline.devices import resolve_device
 from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.objective import CON_STATS, VAL_KEYS, FeatureTables
 from hcdg.stages.train_config import CONFIG_FILE, TrainConfig, identity, ids_sha256, to_toml
+from hcdg.pipeline.precision import to_channels_last
 from hcdg.stages.train_dist import DistEnv
 from hcdg.store.atomic import atomic_write_text, finite_or_none
 from hcdg.store.runs import DONE_FILE, RUN_FILE, read_done, run_lock, write_done
@@ -224,14 +225,17 @@ def build_model(cfg: TrainConfig, clip_dim: int | None) -> torch.nn.Module:
 # --- the run ------------------------------------------------------------------------------
 
 
-def _refuse_non_finite(loss: torch.Tensor, model: torch.nn.Module, step: int, out: Path) -> None:
+def _refuse_non_finite(loss: torch.Tensor, model: torch.nn.Module, step: int, out: Path,
+                       check_grads: bool = True) -> None:
     """HcdgError at the first step whose loss or gradient is NaN/inf (checked before the optimizer step).
 
     Under DDP the gradients are already all-reduced, so every rank stops at the same step.
+    `check_grads=False` (fp16 with loss scaling): an overflowed gradient is the scaler's to
+    handle (it skips that update and lowers the scale); only the loss is checked.
     """
     from hcdg.store.checkpoints import latest_checkpoint
 
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    grads = [p.grad for p in model.parameters() if p.grad is not None] if check_grads else []
     gnorm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
     bad = torch.stack([loss.detach().float(), gnorm.float().to(loss.device)])
     if bool(torch.isfinite(bad).all()):
@@ -241,6 +245,11 @@ def _refuse_non_finite(loss: torch.Tensor, model: torch.nn.Module, step: int, ou
     kept = f"the newest checkpoint {ckpt} is the last good state" if ckpt else "no checkpoint was written yet"
     raise HcdgError(f"step {step}: the {what}; stopped before the update ({kept}); "
                     "lower --lr, or check the data and the store for bad values")
+
+
+def _rank0_warn(env: DistEnv) -> Any:
+    """A one-line stderr writer on rank 0, silent on the other ranks."""
+    return (lambda line: print(line, file=sys.stderr)) if env.rank == 0 else (lambda line: None)
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -279,6 +288,7 @@ class PointRun:
     t_log: float = 0.0
     n_log: int = 0
     done: dict[str, Any] | None = None  # set when the folder already holds this run, finished
+    scaler: Any = None  # torch.amp.GradScaler: active for --precision fp16, a pass-through otherwise
 
 
 def setup_point(cfg: TrainConfig, env: DistEnv, device: torch.device, data: Data, held: contextlib.ExitStack,
@@ -301,9 +311,14 @@ def setup_point(cfg: TrainConfig, env: DistEnv, device: torch.device, data: Data
     chash = config_hash(run_identity(cfg, data))
     out = Path(cfg.out)
 
+    from hcdg.pipeline import precision
+
+    precision.check_supported(cfg.precision, device)  # e.g. fp16 on a torch without CPU fp16 autocast
     torch.manual_seed(cfg.seed)
     clip_dim = None if data.img_table is None else int(data.img_table.shape[1])
     model = build_model(cfg, clip_dim).to(device)  # --input-size / --width-mult refused here
+    model = to_channels_last(model, cfg.channels_last)
+    scaler = precision.grad_scaler(cfg.precision, device)
     optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     crop = cfg.crop_config()
     writer = env.rank == 0 and not env.spawned
@@ -316,6 +331,8 @@ def setup_point(cfg: TrainConfig, env: DistEnv, device: torch.device, data: Data
         ck = load_checkpoint(ckpt, expect_config_hash=chash)
         model.load_state_dict(ck.model_state)
         optim.load_state_dict(ck.optimizer_state)
+        if scaler.is_enabled() and ck.extra.get("grad_scaler"):
+            scaler.load_state_dict(ck.extra["grad_scaler"])
         ck.restore_rng()
         start = ck.step
         if start > total:
@@ -326,7 +343,7 @@ def setup_point(cfg: TrainConfig, env: DistEnv, device: torch.device, data: Data
         prepare_folder(cfg, data)
     train_dist.barrier(env, device)
     pt = PointRun(cfg, env, device, data, out, chash, model, model, optim, crop, train_idx, val_idx, spe, total,
-                  start, t_start)
+                  start, t_start, scaler=scaler)
     if start == total and (out / DONE_FILE).is_file():
         pt.done = read_done(out)
         return pt
@@ -346,6 +363,8 @@ def setup_point(cfg: TrainConfig, env: DistEnv, device: torch.device, data: Data
             pt.model = model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
         pt.net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile != "off":  # the step calls the compiled module; checkpoints and validation use the eager one
+        pt.net = precision.compile_module(pt.net, cfg.compile, warn=_rank0_warn(env))
     pt.log = MetricsLog(out, resume_step=start, tensorboard=cfg.tensorboard) if env.rank == 0 else None
     pt.last_val = (float("nan"),) * len(VAL_KEYS)
     if pt.log is not None and pt.log.rows:
@@ -394,11 +413,14 @@ def step_point(pt: PointRun, batch: dict[str, torch.Tensor], step_idx: int) -> N
         batch.update(render_batch(batch, pt.crop, color=cfg.augment))
     loss, terms = objective.loss_terms(cfg, pt.net, batch, pt.data.tables, step_idx, env.rank, env.world)
     pt.optim.zero_grad(set_to_none=True)
-    loss.backward()
-    _refuse_non_finite(loss, pt.model, step, pt.out)  # before the update: the newest checkpoint stays good
+    pt.scaler.scale(loss).backward()  # fp16: the scaled loss (no-op scaling otherwise)
+    pt.scaler.unscale_(pt.optim)  # gradients back in true units before the guard
+    # before the update: the newest checkpoint stays good
+    _refuse_non_finite(loss, pt.model, step, pt.out, check_grads=not pt.scaler.is_enabled())
     for group in pt.optim.param_groups:
         group["lr"] = cfg.lr_at(step_idx)
-    pt.optim.step()
+    pt.scaler.step(pt.optim)  # fp16: skipped when a gradient overflowed
+    pt.scaler.update()
     pt.n_log += cfg.batch_size
     pt.bar.update(1)
     if step % cfg.log_every == 0 or step == pt.total:
@@ -410,18 +432,21 @@ def step_point(pt: PointRun, batch: dict[str, torch.Tensor], step_idx: int) -> N
                 "loss_pose": terms[2], "loss_con": terms[3], **dict(zip(CON_STATS, terms[4:])),
                 "lr": pt.optim.param_groups[0]["lr"],
                 "samples_per_s": pt.n_log / max(now - pt.t_log, 1e-9), "wall_s": now - pt.t_start,
+                "grad_scale": pt.scaler.get_scale() if pt.scaler.is_enabled() else float("nan"),
             }])  # fmt: skip
             pt.bar.set_postfix(loss=f"{terms[0]:.4f}")
         pt.t_log, pt.n_log = now, 0
     if step % pt.spe == 0 or step == pt.total or (cfg.val_every and step % cfg.val_every == 0):
         if env.rank == 0 and len(pt.val_idx):
-            pt.last_val = objective.validation_errors(pt.model, pt.val_loader, pt.mpose, device, cfg.precision)
+            pt.last_val = objective.validation_errors(pt.model, pt.val_loader, pt.mpose, device, cfg.precision,
+                                                      cfg.channels_last)
             pt.log.append([{"kind": "val", "step": step, "epoch": epoch, **dict(zip(VAL_KEYS, pt.last_val)),
                             "wall_s": time.perf_counter() - pt.t_start}])
         train_dist.barrier(env, device)
     if env.rank == 0 and (step % cfg.checkpoint_every == 0 or step == pt.total):
         save_checkpoint(pt.out, step=step, epoch=epoch, model_state=pt.model.state_dict(),
-                        optimizer_state=pt.optim.state_dict(), cfg_hash=pt.chash)
+                        optimizer_state=pt.optim.state_dict(), cfg_hash=pt.chash,
+                        extra={"grad_scaler": pt.scaler.state_dict()} if pt.scaler.is_enabled() else None)
 
 
 def finish_point(pt: PointRun) -> dict[str, Any]:

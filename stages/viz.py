@@ -149,6 +149,8 @@ def _weights_note(info: dict[str, Any]) -> str:
     model = enc.get("model", "?")
     if info.get("random_weights"):
         return f"{model}, RANDOM weights: features carry no meaning"
+    if "synthetic_clip" in enc:
+        return "synthetic CLIP trained by hcdg on rendered hands (not OpenAI's weights)"
     w = enc.get("weights", {})
     return f"{model} ({w.get('tag') or w.get('kind', '')})"
 

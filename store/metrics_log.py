@@ -23,6 +23,8 @@ e1_norm         float64 Branch2: mean L2 norm of e1' (a diverging L_con inflates
 e2_norm         float64 Branch2: mean L2 norm of e2' 
 lr              float64 learning rate of the step
 samples_per_s   float64 training throughput since the previous train row (all ranks)
+grad_scale      float64 --precision fp16: the loss scale after the step (halved where the step's
+                        gradients overflowed and its update was skipped); NaN otherwise
 val_epe_mm      float64 validation EPE, root-relative, prediction scaled by the GT bone
                         length, mean over joints and samples, millimetres ("val" rows)
 val_mean_pose_epe_mm float64 the same EPE when predicting the mean training pose
@@ -62,6 +64,7 @@ COLUMNS: dict[str, str] = {
     "e2_norm": "float64",
     "lr": "float64",
     "samples_per_s": "float64",
+    "grad_scale": "float64",
     "val_epe_mm": "float64",
     "val_mean_pose_epe_mm": "float64",
     "val_2d_px": "float64",

@@ -60,6 +60,7 @@ LEGACY_TRAIN_VALUES: dict[str, Any] = {
     "heat_reduction": "mean", "pose_reduction": "mean", "heat_stages": "all", "heat_resolution": "grid",
     "gaussian": "exp-d2-2s2", "preset": "paper", "target": "xyz", "arch": "hcdg",
     "augment_on": "workers", "schedule": "joint", "lifting_input": "pred", "staged_steps": 500,
+    "compile": "off", "channels_last": False,
 }  # fmt: skip
 #: L_con forms renamed since (old name -> today's).
 CON_LOSS_RENAMES = {"paper": "paper-literal"}

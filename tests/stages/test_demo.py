@@ -23,7 +23,7 @@ def test_tiny_demo_end_to_end_and_resume(tmp_path):
     res = runner.invoke(main, ["demo", "--out", str(out), "--size", "tiny", "--no-progress"])
     assert res.exit_code == 0, res.output
     assert f"report: {out / 'report' / 'report.html'}" in res.output
-    assert "RANDOM weights" in res.output
+    assert "training the synthetic CLIP" in res.output and (out / "clip" / "hcdg_clip_card.json").is_file()
     assert "--resume" not in res.output  # a fresh folder is not resumed
 
     for run in ("baseline", "ie+te"):
@@ -34,14 +34,14 @@ def test_tiny_demo_end_to_end_and_resume(tmp_path):
             if target == "rhd":
                 assert set(summary[summary["root"] == "palm"]["protocol"]) == {"rr-gtscale"}
             assert summary["epe_mean_mm"].gt(0).all()
-    assert rs.read_summary(rs.summary_path(out / "runs" / "ie+te", "stb"))["random_weights"].all()
+    assert not rs.read_summary(rs.summary_path(out / "runs" / "ie+te", "stb"))["random_weights"].any()
     assert not rs.read_summary(rs.summary_path(out / "runs" / "baseline", "stb"))["random_weights"].any()
 
     full = pd.read_csv(out / "report" / "tables" / "full_results.csv")
     assert set(full["target"]) == {"stb", "rhd"} and set(full["protocol"]) == set(PROTOCOLS)
     assert set(full["run"]) == {"baseline", "ie+te"}
     md = (out / "report" / "report.md").read_text()
-    assert "RANDOM weights" in md and "carry no meaning" in md
+    assert "synthetic CLIP trained on rendered hands (not OpenAI's)" in md
     for fig in ("report/figures/pck_stb.png", "report/figures/pck_rhd.png", "figures/fig3-tsne.png",
                 "figures/fig4-retrieve.png"):
         assert (out / fig).read_bytes()[:4] == b"\x89PNG", fig
@@ -55,3 +55,15 @@ def test_tiny_demo_end_to_end_and_resume(tmp_path):
 
     other = runner.invoke(main, ["demo", "--out", str(out), "--size", "small"])
     assert other.exit_code == 1 and "another configuration" in other.output
+
+
+def test_demo_clip_choices(tmp_path):
+    """--clip random keeps the random-weight path; synthetic trains into OUT/clip; a folder is reused."""
+    from hcdg.pipeline.errors import HcdgError
+    from hcdg.stages import demo_clip
+
+    assert demo_clip.choose("random", tmp_path) == ("random", {"model": "hcdg-tiny", "pretrained": "none"})
+    assert demo_clip.choose("synthetic", tmp_path) == ("synthetic", {"clip": str(tmp_path / "clip")})
+    assert demo_clip.choose(str(tmp_path), tmp_path)[0] == "folder"
+    with pytest.raises(HcdgError, match="--clip"):
+        demo_clip.choose(str(tmp_path / "nope"), tmp_path)

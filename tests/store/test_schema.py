@@ -15,13 +15,14 @@ from hcdg.pipeline.errors import HcdgError
 from hcdg.pipeline.model import HandPoseNet, ModelConfig
 from hcdg.store import schema
 from hcdg.store.checkpoints import load_model_state, save_model
+from hcdg.store.fingerprint import digest
 from hcdg.store.run_model import load_run_model
 from hcdg.store.runs import check_run, finished_run, prepare_run, read_run, recorded_identity
 
 #: A train run.json of the previous format: no "schema", keys added since missing, Eq. 4 as "paper".
 OLD_CONFIG = {"mode": "baseline", "width_mult": 0.125, "input_size": 32, "sigma_px": 10.0, "crop_scale": 1.0,
               "combine": "concat", "ratio": 0.6, "con_loss": "paper"}  # fmt: skip
-OLD_HASH = "0" * 64
+OLD_HASH = digest(OLD_CONFIG)  # what hcdg recorded: the sha256 of the config as written
 
 
 def _old_run(folder: Path) -> HandPoseNet:

@@ -1,0 +1,182 @@
+"""Domain generalisation, offline: does mixing the synthetic CLIP's features help on unseen styles?
+
+Train on source-style synthetic FreiHAND-format hands only; test on STB- and RHD-format
+hands drawn in Table 2's shifted styles. Every step is an ordinary hcdg command:
+
+    hcdg synth      source (FreiHAND format, seed 0) and targets (RHD seed 1, STB seed 2)
+    hcdg clip train the synthetic CLIP at its defaults (corpus seeds far from 0..2)
+    hcdg embed      source + targets + prompts with --clip (store.zarr) and with the same
+                    architecture at random weights (store-random.zarr: the control)
+    hcdg sweep      the rows of Tables 4-6 (below), 3 seeds, against store.zarr; the IE+TE
+                    rows again against store-random.zarr (the control)
+    hcdg eval       every run on both targets
+    hcdg report     over both sweeps (Tables 4-6 with paired bootstrap CIs vs the baseline)
+
+Rows (`--rows`):
+  core   baseline, IE, TE, IE+TE r = 0.6 (+ the random-weight IE+TE r = 0.6 control)
+  full   + IE+TE r = 0.9 / 0.8 / 0.4, combine concat vs sum, lambda3 in {1, 0.1, 0.01},
+         normal augmentation (Table 6), and the control at every r
+
+Then per style group of the targets (hand colour dark/light; colour word: scene, plain
+colour, bright/dark) the mean EPE of every row, from the per-sample results and the
+targets' recorded styles. Resumable: re-running skips whatever is finished. Writes
+OUT/dg.json and prints Markdown (docs/benchmarks.md "Domain generalisation").
+
+    nice -n 10 python -m benchmarks.bench_dg --out /tmp/hcdg-dg --rows core --seeds 0,1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+#: The pose network's size and length (docs/benchmarks.md "Learning": the baseline reaches
+#: ~0.74x the mean-pose EPE at 1,500 steps at this size).
+SIZE = {"input-size": "64", "width-mult": "0.25", "batch-size": "16"}
+DATA = {"freihand": 256, "rhd": 128, "stb": 64}
+SMOKE_DATA = {"freihand": 12, "rhd": 8, "stb": 4}
+SCENES = {"mountain", "lake", "sky blue", "dotted", "flower"}
+LIGHT = {"bright", "dark"}
+DARK_HANDS = {"dark brown", "brown", "black"}
+
+
+def hcdg(*args: str, log: Path) -> None:
+    """Run one hcdg command (appending its output to `log`); stop on failure."""
+    cmd = [sys.executable, "-m", "hcdg", *args]
+    with open(log, "a") as fh:
+        fh.write(f"$ hcdg {' '.join(args)}\n")
+        fh.flush()
+        rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT).returncode
+    if rc:
+        sys.exit(f"hcdg {' '.join(args)} failed (exit {rc}); see {log}")
+
+
+def sweeps(rows: str, seeds: str) -> list[tuple[str, str, list[str]]]:
+    """(sweep folder name, store name, axis flags) of the requested rows."""
+    core = [("main", "store.zarr", ["--mode", "baseline,ie,te,ie+te", "--ratio", "0.6", "--seed", seeds]),
+            ("control", "store-random.zarr", ["--mode", "ie+te", "--ratio", "0.6", "--seed", seeds])]
+    if rows == "core":
+        return core
+    return core + [
+        ("ratios", "store.zarr", ["--mode", "ie+te", "--ratio", "0.9,0.8,0.4", "--seed", seeds]),
+        ("control-ratios", "store-random.zarr", ["--mode", "ie+te", "--ratio", "0.9,0.8,0.4", "--seed", seeds]),
+        ("combine", "store.zarr", ["--mode", "ie+te", "--ratio", "0.6", "--combine", "concat,sum", "--seed", seeds]),
+        ("lambda", "store.zarr", ["--mode", "ie+te", "--ratio", "0.6", "--lambda-con", "1,0.1,0.01", "--seed", seeds]),
+        ("normal-aug", "store.zarr", ["--mode", "ie", "--aug", "normal", "--seed", seeds]),
+    ]
+
+
+def style_groups(style: dict) -> list[str]:
+    """The style groups a target image belongs to."""
+    c = style.get("colour")
+    word = "scene" if c in SCENES else "bright/dark" if c in LIGHT else "plain colour"
+    hand = "dark hand" if style.get("hand_colour") in DARK_HANDS else "light hand"
+    return ["all", word, hand]
+
+
+def group_table(out: Path, data: Path) -> dict:
+    """{run: {target: {group: mean EPE mm}}} (protocol rr-gtscale, all joints) from per-sample results."""
+    import pandas as pd
+
+    from hcdg.pipeline.datasets import open_dataset
+    from hcdg.store import results as rs
+    from hcdg.store.clip_model import read_style_records
+
+    styles = {}
+    for target, ds in (("stb", "stb"), ("rhd", "rhd")):
+        root = data / ds
+        _, rec = read_style_records(root, "--root")
+        reader = open_dataset(ds, root)
+        styles[target] = {reader.sample_id(i): rec[Path(reader.image_path(i)).resolve().relative_to(root.resolve())
+                                                    .as_posix()] for i in range(len(reader))}
+    table: dict = {}
+    for run in sorted(p.parent for p in out.glob("sweeps/*/*/run.json")):
+        for target in ("stb", "rhd"):
+            path = rs.results_path(run, target)
+            if not path.is_file():
+                continue
+            frame = rs.read_results(path)
+            frame = frame[(frame["protocol"] == "rr-gtscale") & (frame["root"] == "wrist")]
+            rows = [(g, e) for sid, e in zip(frame["sample_id"], frame["epe_mm"])
+                    for g in style_groups(styles[target].get(sid, {}))]
+            means = pd.DataFrame(rows, columns=["group", "epe"]).groupby("group")["epe"].mean()
+            table.setdefault(f"{run.parent.name}/{run.name}", {})[target] = {k: round(float(v), 2)
+                                                                               for k, v in means.items()}
+    return table
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--rows", choices=["core", "full"], default="core")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--only", default=None, help="Comma list of sweep names to run now (default all).")
+    ap.add_argument("--smoke", action="store_true",
+                    help="A minutes-long check that every step runs (tiny data, CLIP and training; numbers mean nothing).")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "log.txt"
+    t0, c0 = time.time(), os.times()
+    data = out / "data"
+    sizes = SMOKE_DATA if args.smoke else DATA
+    steps = "8" if args.smoke else str(args.steps)
+    clip_recipe = ["--n-images", "64", "--heldout", "32", "--steps", "3", "--batch-size", "32"] if args.smoke else []
+    for seed, (fmt, n) in enumerate(sizes.items()):
+        extra = ["--n-other", "16"] if fmt != "stb" else []
+        hcdg("synth", "--format", fmt, "--out", str(data / fmt), "--n", str(n), "--seed", str(seed), *extra,
+             "--no-progress", log=log)
+    clip = out / "clip"
+    hcdg("clip", "train", "--out", str(clip), *[a for fmt in DATA for a in ("--exclude", str(data / fmt))],
+         *clip_recipe, "--no-progress", log=log)
+    for store, enc in (("store.zarr", ["--clip", str(clip)]),
+                       ("store-random.zarr", ["--model", "hcdg-synth", "--pretrained", "none"])):
+        for fmt in DATA:
+            hcdg("embed", "--dataset", fmt, "--root", str(data / fmt), "--store", str(out / store), *enc,
+                 "--device", "cpu", "--workers", "0", "--no-progress", log=log)
+    only = set(args.only.split(",")) if args.only else None
+    for name, store, axes in sweeps(args.rows, args.seeds):
+        if only is not None and name not in only:
+            continue
+        sweep = out / "sweeps" / name
+        hcdg("sweep", "--out", str(sweep), "--store", str(out / store), "--dataset", "freihand",
+             "--root", str(data / "freihand"), "--steps", steps, "--val-fraction", "0.1",
+             "--workers", "0", "--device", "cpu", "--no-progress", *[a for kv in SIZE.items() for a in (f"--{kv[0]}", kv[1])],
+             *axes, log=log)
+        for run in sorted(p.parent for p in sweep.glob("*/done.json")):
+            for target in ("stb", "rhd"):
+                from hcdg.store.results import summary_path
+
+                if not summary_path(run, target).is_file():
+                    hcdg("eval", "--run", str(run), "--target", target, "--root", str(data / target),
+                         "--device", "cpu", "--no-progress", log=log)
+    hcdg("report", *[str(p) for p in sorted((out / "sweeps").glob("*"))], "--out", str(out / "report"),
+         "--title", "Domain generalisation offline: synthetic FreiHAND -> shifted synthetic STB / RHD", log=log)
+    groups = group_table(out, data)
+    card = json.loads((clip / "hcdg_clip_card.json").read_text())
+    c1 = os.times()
+    result = {"groups": groups, "clip_zero_shot": card["zero_shot"], "steps": int(steps), "smoke": args.smoke, "rows": args.rows,
+              "seeds": args.seeds, "wall_s_this_call": round(time.time() - t0, 1),
+              "cpu_s_children_this_call": round(c1.children_user + c1.children_system
+                                                - c0.children_user - c0.children_system, 1)}
+    (out / "dg.json").write_text(json.dumps(result, indent=1))
+    print(f"report: {out / 'report' / 'report.md'}")
+    print("| run | target | all | scene | plain colour | bright/dark | dark hand | light hand |")
+    print("|---|---|---|---|---|---|---|---|")
+    for run, per in groups.items():
+        for target, g in per.items():
+            cells = " | ".join(str(g.get(k, "")) for k in ("all", "scene", "plain colour", "bright/dark",
+                                                         "dark hand", "light hand"))
+            print(f"| {run} | {target} | {cells} |")
+
+
+if __name__ == "__main__":
+    main()
