@@ -99,7 +99,7 @@ def _validate(cfg: ClipTrainConfig) -> None:
                         "hand poses; choose another --corpus-seed/--heldout-seed")
 
 
-def _normalise(images_u8: Any, mean: Any, std: Any) -> Any:
+def normalise_images(images_u8: Any, mean: Any, std: Any) -> Any:
     """(B, H, W, 3) uint8 tensor -> (B, 3, H, W) float32 normalised as open_clip's transform does."""
     import torch
 
@@ -149,7 +149,7 @@ def _encoders(model: Any, mean: Any, std: Any, tokenizer: Any) -> tuple[Callable
 
     @torch.inference_mode()
     def images(u8: np.ndarray) -> np.ndarray:
-        return np.concatenate([model.encode_image(_normalise(torch.from_numpy(u8[i:i + 256]), mean, std)).float().numpy()
+        return np.concatenate([model.encode_image(normalise_images(torch.from_numpy(u8[i:i + 256]), mean, std)).float().numpy()
                                for i in range(0, len(u8), 256)])
 
     @torch.inference_mode()
@@ -239,7 +239,7 @@ def run(cfg: ClipTrainConfig, echo: Callable[[str], None] = print) -> dict[str, 
         tokens = tokenizer(CC.captions([corpus.styles[i] for i in idx], rng))
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, cfg)
-        img_f, txt_f, scale = model(_normalise(batch, mean, std), tokens)[:3]
+        img_f, txt_f, scale = model(normalise_images(batch, mean, std), tokens)[:3]
         loss = loss_fn(img_f, txt_f, scale)
         if not torch.isfinite(loss):
             raise HcdgError(f"clip train: the loss became {loss.item()} at step {step}; lower --lr")
@@ -357,7 +357,7 @@ def check(cfg: ClipCheckConfig, echo: Callable[[str], None] = print) -> dict[str
     pp = enc.model.visual.preprocess_cfg
 
     def images(x: np.ndarray) -> np.ndarray:
-        return np.concatenate([enc.encode_images(_normalise(torch.from_numpy(x[i:i + 256]), pp["mean"], pp["std"])).numpy()
+        return np.concatenate([enc.encode_images(normalise_images(torch.from_numpy(x[i:i + 256]), pp["mean"], pp["std"])).numpy()
                                for i in range(0, len(x), 256)])
 
     result = check_features(images, lambda t: enc.encode_texts(t).numpy(), u8, styles)

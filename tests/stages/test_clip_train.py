@@ -47,7 +47,7 @@ def _untrained_check(tmp_path) -> dict:
     tok = open_clip.get_tokenizer(SMALL.architecture)
     with torch.inference_mode():
         def images(u8):
-            return model.encode_image(T._normalise(torch.from_numpy(u8), pp["mean"], pp["std"])).numpy()
+            return model.encode_image(T.normalise_images(torch.from_numpy(u8), pp["mean"], pp["std"])).numpy()
 
         def texts(t):
             return model.encode_text(tok(t)).numpy()
