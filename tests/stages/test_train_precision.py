@@ -100,6 +100,7 @@ def test_fp16_checkpoints_hold_the_loss_scale(runs):
     assert "grad_scaler" not in load_checkpoint(latest_checkpoint(runs["bf16"])).extra
 
 
+@pytest.mark.slow  # kill + resume + full run per setting: 23-43 s each (i21's measurement, shared core)
 @pytest.mark.parametrize("name", ["fp16", "compiled", "bf16+channels-last"])
 def test_killed_and_resumed_run_equals_the_full_run(runs, synth_freihand, synth_freihand_store, tmp_path,
                                                     monkeypatch, name):
