@@ -99,6 +99,7 @@ def test_rerun_reuses_and_a_different_model_is_refused(small_clip):
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
 
+@pytest.mark.slow  # two CLIP trainings in subprocesses, one killed: ~39 s on a shared core
 def test_kill_then_rerun_resumes_to_the_same_weights(tmp_path):
     """SIGKILL right after a checkpoint; the re-run resumes there and ends bit-identical."""
     from safetensors.torch import load_file
