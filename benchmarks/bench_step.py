@@ -184,7 +184,7 @@ def run_rows(args: argparse.Namespace, device: torch.device) -> None:
         gen = torch.Generator().manual_seed(0)
         first: dict[str, float] = {}
         for i in range(args.warmup + args.steps):
-            b = _batch(int(batch), int(size), device, gen)
+            b = synthetic_batch(int(batch), int(size), device, gen)
             for row, v in zip(rows, variants):
                 dt, dc = v.step(b, i, i >= args.warmup)
                 first.setdefault(row, dt)
