@@ -247,11 +247,15 @@ def _training_facts(info: RunInfo, warnings: list[str]) -> None:
         warnings.append(no_location_message(info.val_2d_px, info.val_mean_2d_px, str(info.folder)))
 
 
-def _clip_of(record: Mapping[str, Any]) -> str | None:
+def clip_of(record: Mapping[str, Any]) -> str | None:
     """'hcdg-tiny (random weights)', 'ViT-B-32 (openai)', ... from a run's store fingerprint."""
     enc = (record.get("store_fingerprint") or {}).get("encoder") if isinstance(record.get("store_fingerprint"), Mapping) else None
     if not isinstance(enc, Mapping):
         return None
+    synth = enc.get("synthetic_clip") if isinstance(enc.get("synthetic_clip"), Mapping) else None
+    if synth is not None:  # `hcdg clip train` weights (store.clip_model): never to be read as OpenAI's
+        arch = (synth.get("recipe") or {}).get("architecture", "?") if isinstance(synth.get("recipe"), Mapping) else "?"
+        return f"{arch} (synthetic-hand CLIP, weights {str(synth.get('weights_sha256', '?'))[:12]}; not OpenAI's)"
     w = enc.get("weights") if isinstance(enc.get("weights"), Mapping) else {}
     kind = "random weights" if w.get("kind") == "random" else (w.get("tag") or w.get("kind") or "?")
     return f"{enc.get('model', '?')} ({kind})"
@@ -266,7 +270,7 @@ def run_facts(info: RunInfo) -> verdict.RunFacts:
         name=info.name, group=info.group, mode=info.facets["mode"], ratio=info.facets["ratio"],
         width_mult=c.get("width_mult"), input_size=c.get("input_size"), crop_scale=c.get("crop_scale"),
         batch_size=c.get("batch_size", rt.get("batch_size")), n_train=d.get("n_train"), steps=info.steps,
-        clip=_clip_of(record) if info.facets["mode"] != "baseline" else None, random_weights=info.random_weights,
+        clip=clip_of(record) if info.facets["mode"] != "baseline" else None, random_weights=info.random_weights,
         val_2d_px=_finite(d.get("val_2d_px")), val_mean_2d_px=_finite(d.get("val_mean_2d_px")),
         eval_files=tuple(info.eval_files), set_aside=tuple(info.set_aside),
     )  # fmt: skip

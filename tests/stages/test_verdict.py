@@ -92,3 +92,16 @@ def test_findings_use_the_seed_interval_when_seeds_pair_up():
     runs = [vd.RunFacts(name="a", group="g", mode="ie+te", ratio=0.6)]
     (f,) = vd.findings(paired, runs)
     assert f.interval == "seeds (n=2)" and f.direction == vd.UNCLEAR and f.method == "ie+te (ratio 0.6)"
+
+
+def test_the_verdict_names_a_synthetic_clip_and_never_as_openai():
+    from hcdg.stages.report import clip_of
+
+    synth = {"store_fingerprint": {"encoder": {"model": "local-dir", "weights": {"kind": "local-dir"},
+                                               "synthetic_clip": {"recipe": {"architecture": "hcdg-synth"},
+                                                                  "weights_sha256": "2120989" + "0" * 57}}}}
+    text = clip_of(synth)
+    assert text.startswith("hcdg-synth (synthetic-hand CLIP, weights 212098900000") and "not OpenAI's" in text
+    rand = {"store_fingerprint": {"encoder": {"model": "hcdg-tiny", "weights": {"kind": "random"}}}}
+    assert clip_of(rand) == "hcdg-tiny (random weights)"
+    assert clip_of({"store_fingerprint": None}) is None
