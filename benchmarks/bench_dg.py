@@ -5,15 +5,18 @@ hands drawn in Table 2's shifted styles. Every step is an ordinary hcdg command:
 
     hcdg synth      source (FreiHAND format, seed 0) and targets (RHD seed 1, STB seed 2)
     hcdg clip train the synthetic CLIP at its defaults (corpus seeds far from 0..2)
-    hcdg embed      source + targets + prompts with --clip (store.zarr) and with the same
-                    architecture at random weights (store-random.zarr: the control)
+    hcdg embed      source + targets + prompts with --clip (store.zarr), with the same
+                    architecture at random weights (store-random.zarr: the control), and the
+                    source again with K augmented views per image (store-views.zarr, --views K)
     hcdg sweep      the rows of Tables 4-6 (below), 3 seeds, against store.zarr; the IE+TE
-                    rows again against store-random.zarr (the control)
+                    rows again against store-random.zarr (the control) and store-views.zarr
+                    (one sweep folder per row and seed: `--jobs N` runs N of them at once)
     hcdg eval       every run on both targets
     hcdg report     over both sweeps (Tables 4-6 with paired bootstrap CIs vs the baseline)
 
 Rows (`--rows`):
-  core   baseline, IE, TE, IE+TE r = 0.6 (+ the random-weight IE+TE r = 0.6 control)
+  core   baseline, IE, TE, IE+TE r = 0.6 (+ the random-weight IE+TE r = 0.6 control, and IE+TE
+         r = 0.6 on K = --views augmented views per image: docs/store.md "Views")
   full   + IE+TE r = 0.9 / 0.8 / 0.4, combine concat vs sum, lambda3 in {1, 0.1, 0.01},
          normal augmentation (Table 6), and the control at every r
 
@@ -22,7 +25,7 @@ colour, bright/dark) the mean EPE of every row, from the per-sample results and 
 targets' recorded styles. Resumable: re-running skips whatever is finished. Writes
 OUT/dg.json and prints Markdown (docs/benchmarks.md "Domain generalisation").
 
-    nice -n 10 python -m benchmarks.bench_dg --out /tmp/hcdg-dg --rows core --seeds 0,1,2
+    nice -n 10 python -m benchmarks.bench_dg --out /tmp/hcdg-dg --rows core --seeds 0,1,2 --jobs 2
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -58,19 +62,22 @@ def hcdg(*args: str, log: Path) -> None:
         sys.exit(f"hcdg {' '.join(args)} failed (exit {rc}); see {log}")
 
 
-def sweeps(rows: str, seeds: str) -> list[tuple[str, str, list[str]]]:
-    """(sweep folder name, store name, axis flags) of the requested rows."""
-    core = [("main", "store.zarr", ["--mode", "baseline,ie,te,ie+te", "--ratio", "0.6", "--seed", seeds]),
-            ("control", "store-random.zarr", ["--mode", "ie+te", "--ratio", "0.6", "--seed", seeds])]
-    if rows == "core":
-        return core
-    return core + [
-        ("ratios", "store.zarr", ["--mode", "ie+te", "--ratio", "0.9,0.8,0.4", "--seed", seeds]),
-        ("control-ratios", "store-random.zarr", ["--mode", "ie+te", "--ratio", "0.9,0.8,0.4", "--seed", seeds]),
-        ("combine", "store.zarr", ["--mode", "ie+te", "--ratio", "0.6", "--combine", "concat,sum", "--seed", seeds]),
-        ("lambda", "store.zarr", ["--mode", "ie+te", "--ratio", "0.6", "--lambda-con", "1,0.1,0.01", "--seed", seeds]),
-        ("normal-aug", "store.zarr", ["--mode", "ie", "--aug", "normal", "--seed", seeds]),
+def sweeps(rows: str, seeds: str, views: int) -> list[tuple[str, str, list[str]]]:
+    """(sweep folder name, store name, axis flags) of the requested rows, one folder per seed."""
+    core = [("main", "store.zarr", ["--mode", "baseline,ie,te,ie+te", "--ratio", "0.6"]),
+            ("control", "store-random.zarr", ["--mode", "ie+te", "--ratio", "0.6"])]
+    if views:
+        core.append((f"views{views}", "store-views.zarr", ["--mode", "ie+te", "--ratio", "0.6"]))
+    full = [
+        ("ratios", "store.zarr", ["--mode", "ie+te", "--ratio", "0.9,0.8,0.4"]),
+        ("control-ratios", "store-random.zarr", ["--mode", "ie+te", "--ratio", "0.9,0.8,0.4"]),
+        ("combine", "store.zarr", ["--mode", "ie+te", "--ratio", "0.6", "--combine", "sum"]),
+        ("lambda", "store.zarr", ["--mode", "ie+te", "--ratio", "0.6", "--lambda-con", "1,0.01"]),
+        ("normal-aug", "store.zarr", ["--mode", "ie", "--aug", "normal"]),
     ]
+    chosen = core if rows == "core" else core + full
+    return [(f"{name}-s{seed}", store, [*axes, "--seed", seed])
+            for seed in seeds.split(",") for name, store, axes in chosen]
 
 
 def style_groups(style: dict) -> list[str]:
@@ -118,7 +125,11 @@ def main() -> None:
     ap.add_argument("--rows", choices=["core", "full"], default="core")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--steps", type=int, default=1500)
-    ap.add_argument("--only", default=None, help="Comma list of sweep names to run now (default all).")
+    ap.add_argument("--only", default=None,
+                    help="Comma list of row names to run now (main, control, viewsK, ratios, ...; default all).")
+    ap.add_argument("--jobs", type=int, default=1, help="Sweeps run at once (one torch thread each).")
+    ap.add_argument("--views", type=int, default=8,
+                    help="K of the views row (0: no views row); the views are drawn at SIZE's crop.")
     ap.add_argument("--smoke", action="store_true",
                     help="A minutes-long check that every step runs (tiny data, CLIP and training; numbers mean nothing).")
     args = ap.parse_args()
@@ -142,22 +153,40 @@ def main() -> None:
         for fmt in DATA:
             hcdg("embed", "--dataset", fmt, "--root", str(data / fmt), "--store", str(out / store), *enc,
                  "--device", "cpu", "--workers", "0", "--no-progress", log=log)
+    if args.views:  # the source only: the views row trains on it (targets are never embedded for eval)
+        view_cfg = out / "views-config.toml"
+        if not view_cfg.is_file():
+            text = subprocess.run([sys.executable, "-m", "hcdg", "train", "--print-config",
+                                   *[a for kv in SIZE.items() for a in (f"--{kv[0]}", kv[1])]],
+                                  check=True, capture_output=True, text=True).stdout
+            view_cfg.write_text(text)
+        hcdg("embed", "--dataset", "freihand", "--root", str(data / "freihand"), "--store",
+             str(out / "store-views.zarr"), "--clip", str(clip), "--views", str(args.views),
+             "--view-config", str(view_cfg), "--device", "cpu", "--workers", "0", "--no-progress", log=log)
     only = set(args.only.split(",")) if args.only else None
-    for name, store, axes in sweeps(args.rows, args.seeds):
-        if only is not None and name not in only:
-            continue
+
+    def one_sweep(name: str, store: str, axes: list[str]) -> None:
         sweep = out / "sweeps" / name
+        slog = out / "logs" / f"{name}.txt"  # one log per sweep: parallel sweeps do not interleave
+        slog.parent.mkdir(exist_ok=True)
         hcdg("sweep", "--out", str(sweep), "--store", str(out / store), "--dataset", "freihand",
              "--root", str(data / "freihand"), "--steps", steps, "--val-fraction", "0.1",
              "--workers", "0", "--device", "cpu", "--no-progress", *[a for kv in SIZE.items() for a in (f"--{kv[0]}", kv[1])],
-             *axes, log=log)
+             *axes, log=slog)
         for run in sorted(p.parent for p in sweep.glob("*/done.json")):
             for target in ("stb", "rhd"):
                 from hcdg.store.results import summary_path
 
                 if not summary_path(run, target).is_file():
                     hcdg("eval", "--run", str(run), "--target", target, "--root", str(data / target),
-                         "--device", "cpu", "--no-progress", log=log)
+                         "--device", "cpu", "--no-progress", log=slog)
+
+    todo = [s for s in sweeps(args.rows, args.seeds, args.views)
+            if only is None or s[0].rsplit("-s", 1)[0] in only]
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # N sweeps on N cores, not N x all cores
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for fut in [pool.submit(one_sweep, *s) for s in todo]:
+            fut.result()
     hcdg("report", *[str(p) for p in sorted((out / "sweeps").glob("*"))], "--out", str(out / "report"),
          "--title", "Domain generalisation offline: synthetic FreiHAND -> shifted synthetic STB / RHD", log=log)
     groups = group_table(out, data)

@@ -10,6 +10,8 @@ from click.testing import CliRunner
 
 from hcdg.cli import main
 from hcdg.store import staging
+from tests.helpers.toy_store import D, KEY, N
+from tests.helpers.toy_store import toy_store as _toy_store
 
 
 def _ok(res):
@@ -64,30 +66,6 @@ def test_stale_temps_of_dead_processes_are_removed_live_ones_kept(tmp_path):
 
 
 # --------------------------------------------------------------------------- silent accepts
-D, N, R = 8, 10, 4
-KEY = "toy/train"
-ENC = {"model": "m", "weights": {"kind": "random", "seed": 0}, "precision": "fp32", "quick_gelu": False,
-       "open_clip": "x", "preprocess": {"size": 8, "interpolation": "bicubic", "resize_mode": "shortest",
-                                        "mean": [0.5], "std": [0.5]}}
-
-
-def _toy_store(path, rows=None):
-    from hcdg.store import fingerprint as fpr
-    from hcdg.store.feature_writer import StoreWriter
-
-    w = StoreWriter(path, fpr.store_fingerprint(ENC, "abc", 3, "float16"), D)
-    w.ensure_text([0, 1, 2], ["a", "b", "c"], "test",
-                  lambda: (np.random.default_rng(1).normal(size=(3, D)).astype(np.float32), 3))
-    sfp = fpr.split_fingerprint([("x.jpg", 1)], dataset="toy", split="train", options={}, limit=None)
-    split = w.open_split(KEY, [f"{i:03d}" for i in range(N)], R, sfp, {"root": "/x"})
-    rows = np.random.default_rng(0).normal(size=(N, D)).astype(np.float32) if rows is None else rows
-    for c in range(split.n_chunks):
-        r = split.rows(c)
-        split.write_chunk(c, rows[r.start:r.stop], [""] * len(r))
-    w.export_h5()
-    return split
-
-
 def test_float16_overflow_is_refused_by_the_writer(tmp_path):
     from hcdg.pipeline.errors import HcdgError
 

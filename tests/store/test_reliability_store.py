@@ -16,29 +16,12 @@ from click.testing import CliRunner
 from hcdg.cli import main
 from hcdg.pipeline.errors import HcdgError
 from hcdg.store import features as fs
-from hcdg.store import fingerprint as fpr
 from hcdg.store import integrity
-from hcdg.store.feature_writer import StoreWriter
-
-D, N, R = 8, 10, 4  # 3 chunks: rows 0-3, 4-7, 8-9
-KEY = "toy/train"
-ENC = {"model": "m", "weights": {"kind": "random", "seed": 0}, "precision": "fp32", "quick_gelu": False,
-       "open_clip": "x", "preprocess": {"size": 8, "interpolation": "bicubic", "resize_mode": "shortest",
-                                        "mean": [0.5], "std": [0.5]}}
+from tests.helpers.toy_store import D, KEY, N, toy_store  # 3 chunks: rows 0-3, 4-7, 8-9
 
 
 def _store(path, errors=None):
-    w = StoreWriter(path, fpr.store_fingerprint(ENC, "abc", 3, "float16"), D)
-    w.ensure_text([0, 1, 2], ["a", "b", "c"], "test",
-                  lambda: (np.random.default_rng(1).normal(size=(3, D)).astype(np.float32), 3))
-    sfp = fpr.split_fingerprint([("x.jpg", 1)], dataset="toy", split="train", options={}, limit=None)
-    split = w.open_split(KEY, [f"{i:03d}" for i in range(N)], R, sfp, {"root": "/x"})
-    rows = np.random.default_rng(0).normal(size=(N, D)).astype(np.float32)
-    errors = errors or [""] * N
-    for c in range(split.n_chunks):
-        r = split.rows(c)
-        split.write_chunk(c, rows[r.start:r.stop], errors[r.start:r.stop])
-    w.export_h5()
+    toy_store(path, errors=errors)
     return path
 
 
