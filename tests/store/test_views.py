@@ -230,3 +230,19 @@ def test_hdf5_store_keeps_the_view_parameters(synth_freihand, view_toml, tmp_pat
     params = load_params(store, "freihand/training", 2)
     assert params.shape == (4, 2, 7)
     assert np.array_equal(params[3, 1], draw_view(GeomAug(), train.TrainConfig().color, 0, 3, 1))
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_replay_the_same_views_as_one(synth_freihand, view_store, tmp_path):
+    # The view an item replays is a function of (seed, epoch, index), not of the rank: two DDP
+    # processes splitting the global batch render the same crops and gather the same feature rows
+    # as one process. Step 1's L_heat and L_pose come before any update, so they are equal only if
+    # every sample saw the same view (L_con differs: its negatives are per rank, docs/training.md).
+    one = train.run(_cfg(synth_freihand, tmp_path / "one", view_store, steps=2, mode="ie", log_every=1))
+    two = train.run(_cfg(synth_freihand, tmp_path / "two", view_store, steps=2, mode="ie", log_every=1, nproc=2))
+    assert one["world_size"] == 1 and two["world_size"] == 2
+    a, b = (pd.read_parquet(tmp_path / n / "metrics.parquet") for n in ("one", "two"))
+    a, b = (m[(m.kind == "train") & (m.step == 1)].iloc[0] for m in (a, b))
+    for col in ("loss_heat", "loss_pose"):
+        assert np.isclose(a[col], b[col], rtol=1e-5), f"{col}: one process {a[col]} vs two {b[col]}"
+    assert np.isfinite(b["loss_con"]) and b["loss_con"] > 0
