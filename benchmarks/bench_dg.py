@@ -62,8 +62,12 @@ def hcdg(*args: str, log: Path) -> None:
         sys.exit(f"hcdg {' '.join(args)} failed (exit {rc}); see {log}")
 
 
-def sweeps(rows: str, seeds: str, views: int) -> list[tuple[str, str, list[str]]]:
-    """(sweep folder name, store name, axis flags) of the requested rows, one folder per seed."""
+def sweeps(rows: str, seeds: str, views: int, extra: list[str] = ()) -> list[tuple[str, str, list[str]]]:
+    """(sweep folder name, store name, axis flags) of the requested rows, one folder per seed.
+
+    `extra`: a researcher's own rows, "NAME=FLAGS" (any `hcdg sweep` flags, against store.zarr),
+    e.g. "r05-l03=--mode ie+te --ratio 0.5 --lambda-con 0.3"; they run beside the chosen rows
+    and join the report's paired comparisons with the same baseline runs."""
     core = [("main", "store.zarr", ["--mode", "baseline,ie,te,ie+te", "--ratio", "0.6"]),
             ("control", "store-random.zarr", ["--mode", "ie+te", "--ratio", "0.6"])]
     if views:
@@ -75,9 +79,21 @@ def sweeps(rows: str, seeds: str, views: int) -> list[tuple[str, str, list[str]]
         ("lambda", "store.zarr", ["--mode", "ie+te", "--ratio", "0.6", "--lambda-con", "1,0.01"]),
         ("normal-aug", "store.zarr", ["--mode", "ie", "--aug", "normal"]),
     ]
-    chosen = core if rows == "core" else core + full
+    chosen = (core if rows == "core" else core + full) + [parse_row(r) for r in extra]
     return [(f"{name}-s{seed}", store, [*axes, "--seed", seed])
             for seed in seeds.split(",") for name, store, axes in chosen]
+
+
+def parse_row(text: str) -> tuple[str, str, list[str]]:
+    """"NAME=FLAGS" -> (NAME, "store.zarr", FLAGS split like a shell would)."""
+    import shlex
+
+    name, sep, flags = text.partition("=")
+    if not sep or not name or not name.replace("-", "").replace("_", "").isalnum():
+        sys.exit(f"--row {text!r}: expected NAME=FLAGS with NAME of letters, digits, - and _")
+    if "--seed" in shlex.split(flags) or "--store" in shlex.split(flags):
+        sys.exit(f"--row {text!r}: --seed and --store are set by bench_dg (--seeds; store.zarr)")
+    return name, "store.zarr", shlex.split(flags)
 
 
 def style_groups(style: dict) -> list[str]:
@@ -127,6 +143,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--only", default=None,
                     help="Comma list of row names to run now (main, control, viewsK, ratios, ...; default all).")
+    ap.add_argument("--row", action="append", default=[], metavar="NAME=FLAGS",
+                    help='A row of your own: NAME="hcdg sweep flags" against store.zarr (repeatable), '
+                         'e.g. --row "r05=--mode ie+te --ratio 0.5"; run only it with --only NAME.')
     ap.add_argument("--jobs", type=int, default=1, help="Sweeps run at once (one torch thread each).")
     ap.add_argument("--views", type=int, default=8,
                     help="K of the views row (0: no views row); the views are drawn at SIZE's crop.")
@@ -171,8 +190,8 @@ def main() -> None:
         slog.parent.mkdir(exist_ok=True)
         hcdg("sweep", "--out", str(sweep), "--store", str(out / store), "--dataset", "freihand",
              "--root", str(data / "freihand"), "--steps", steps, "--val-fraction", "0.1",
-             "--workers", "0", "--device", "cpu", "--no-progress", *[a for kv in SIZE.items() for a in (f"--{kv[0]}", kv[1])],
-             *axes, log=slog)
+             "--workers", "0", "--device", "cpu", "--no-progress", "--shared-batches",
+             *[a for kv in SIZE.items() for a in (f"--{kv[0]}", kv[1])], *axes, log=slog)
         for run in sorted(p.parent for p in sweep.glob("*/done.json")):
             for target in ("stb", "rhd"):
                 from hcdg.store.results import summary_path
@@ -181,7 +200,7 @@ def main() -> None:
                     hcdg("eval", "--run", str(run), "--target", target, "--root", str(data / target),
                          "--device", "cpu", "--no-progress", log=slog)
 
-    todo = [s for s in sweeps(args.rows, args.seeds, args.views)
+    todo = [s for s in sweeps(args.rows, args.seeds, args.views, args.row)
             if only is None or s[0].rsplit("-s", 1)[0] in only]
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # N sweeps on N cores, not N x all cores
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
@@ -198,14 +217,27 @@ def main() -> None:
                                                 - c0.children_user - c0.children_system, 1)}
     (out / "dg.json").write_text(json.dumps(result, indent=1))
     print(f"report: {out / 'report' / 'report.md'}")
-    print("| run | target | all | scene | plain colour | bright/dark | dark hand | light hand |")
-    print("|---|---|---|---|---|---|---|---|")
-    for run, per in groups.items():
-        for target, g in per.items():
-            cells = " | ".join(str(g.get(k, "")) for k in ("all", "scene", "plain colour", "bright/dark",
-                                                         "dark hand", "light hand"))
-            print(f"| {run} | {target} | {cells} |")
+    print(group_markdown(groups))
 
+
+def group_markdown(groups: dict) -> str:
+    """Per-style-group target EPE (mm, rr-gtscale, wrist root) per row, mean over its seeds (n)."""
+    import re
+    from collections import defaultdict
+
+    cols = ("all", "scene", "plain colour", "bright/dark", "dark hand", "light hand")
+    rows: dict = defaultdict(list)
+    for run, per in groups.items():
+        sweep, point = run.split("/", 1)
+        row = f"{re.sub(r'-s[0-9]+$', '', sweep)}: {re.sub(r',?seed=[0-9]+', '', point)}"
+        for target, g in per.items():
+            rows[(row, target)].append(g)
+    lines = ["| row | target | seeds | " + " | ".join(cols) + " |", "|---|---|---|" + "---|" * len(cols)]
+    for (row, target), gs in sorted(rows.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        cells = " | ".join(f"{sum(g[c] for g in gs) / len(gs):.2f}" if all(c in g for g in gs) else ""
+                           for c in cols)
+        lines.append(f"| {row} | {target} | {len(gs)} | {cells} |")
+    return "\n".join(lines)
 
 if __name__ == "__main__":
     main()
