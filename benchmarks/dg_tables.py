@@ -1,6 +1,8 @@
 """Markdown tables of a domain-generalisation run (benchmarks/bench_dg.py) from its report's tables.
 
     python -m benchmarks.dg_tables OUT/report      # OUT = bench_dg's --out
+    python -m benchmarks.dg_tables OUT/report --pair views8 main "mode=ie+te,ratio=0.6"
+        # one row against another directly (here K = 8 views vs whole-image features), paired per seed
 
 Source hold-out (each run's final validation) per row, then each row's target EPE under
 `rr-gtscale` and `pa` (wrist root, all joints) with the paired difference to the baseline: the
@@ -60,5 +62,29 @@ def tables(report: Path) -> str:
     return "\n".join(out)
 
 
+def pair(sweeps: Path, row: str, against: str, point: str) -> str:
+    """Row `row` vs row `against` at run point `point` (folder name without the seed), paired per
+    sample and seed like the report's baseline comparisons."""
+    from hcdg.store.paired import paired_table
+
+    def runs(name: str) -> list[Path]:
+        return sorted(d for d in sweeps.glob(f"{name}-s*/*") if re.sub(r",?seed=[0-9]+", "", d.name) == point
+                      and (d / "done.json").is_file())
+
+    mine, base = runs(row), runs(against)
+    table = paired_table([*mine, *base], baseline=base[0])
+    table = table[table["root"] == "wrist"]
+    out = [f"| {row} vs {against} ({point}) | target | protocol | {row} mm | {against} mm | Δ [samples] {{seeds}} |",
+           "|---|---|---|---|---|---|"]
+    for _, r in table[table["protocol"].isin(["rr-gtscale", "pa", "2.5d-gtroot-gtbone"])].iterrows():
+        out.append(f"| | {r['target']} | {r['protocol']} | {r['epe_mm']:.2f} | {r['baseline_epe_mm']:.2f} | "
+                   f"{r['diff_mm']:+.2f} [{r['ci_low_mm']:+.2f}, {r['ci_high_mm']:+.2f}] "
+                   f"{{{r['seed_ci_low_mm']:+.2f}, {r['seed_ci_high_mm']:+.2f}}} (n={int(r['n_seeds_paired'])}) |")
+    return "\n".join(out)
+
+
 if __name__ == "__main__":
-    print(tables(Path(sys.argv[1])))
+    if len(sys.argv) > 2 and sys.argv[2] == "--pair":
+        print(pair(Path(sys.argv[1]).parent / "sweeps", *sys.argv[3:6]))
+    else:
+        print(tables(Path(sys.argv[1])))
