@@ -71,7 +71,10 @@ def pair(sweeps: Path, row: str, against: str, point: str) -> str:
         return sorted(d for d in sweeps.glob(f"{name}-s*/*") if re.sub(r",?seed=[0-9]+", "", d.name) == point
                       and (d / "done.json").is_file())
 
+    seed = lambda d: d.parent.name.rsplit("-s", 1)[1]  # noqa: E731
     mine, base = runs(row), runs(against)
+    both = {seed(d) for d in mine} & {seed(d) for d in base}  # only seeds both rows have
+    mine, base = [d for d in mine if seed(d) in both], [d for d in base if seed(d) in both]
     table = paired_table([*mine, *base], baseline=base[0])
     table = table[table["root"] == "wrist"]
     out = [f"| {row} vs {against} ({point}) | target | protocol | {row} mm | {against} mm | Δ [samples] {{seeds}} |",
