@@ -48,13 +48,42 @@ def _losses(run_dir) -> pd.DataFrame:
     return df[df.kind == "train"][cols].reset_index(drop=True)
 
 
+def _cpu_has_amx_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return "amx_bf16" in fh.read()
+    except OSError:
+        return False
+
+
+#: On CPUs with AMX-BF16 (found 2026-12-02: Xeon with amx_bf16), torch 2.14.1's bf16 autocast
+#: gives NaN in one conv's weight gradient at step 1 of this tiny run (`prior.net.convs.10.weight`,
+#: 144 of 2,304 entries; loss finite; fp32 and emulated bf16 fine). hcdg refuses that step with
+#: its one-line error (what a user gets); these tests then xfail instead of erroring, naming why.
+AMX_BF16_NAN = "bf16 autocast on an AMX-BF16 CPU: NaN conv weight gradient at step 1 (kernel issue, refused by hcdg)"
+
+
+class _Runs(dict):
+    def __getitem__(self, name):
+        value = super().__getitem__(name)
+        if value is None:
+            pytest.xfail(AMX_BF16_NAN)
+        return value
+
+
 @pytest.fixture(scope="module")
 def runs(synth_freihand, synth_freihand_store, tmp_path_factory):
     """name -> run folder of the 20-step run with that setting (trained once per module)."""
     base = tmp_path_factory.mktemp("precision")
-    out = {}
+    out = _Runs()
     for name, kw in SETTINGS.items():
-        train.run(_cfg(synth_freihand, synth_freihand_store, base / name, **kw))
+        try:
+            train.run(_cfg(synth_freihand, synth_freihand_store, base / name, **kw))
+        except HcdgError as err:
+            if not (kw.get("precision") == "bf16" and _cpu_has_amx_bf16() and "gradient is NaN" in str(err)):
+                raise
+            out[name] = None
+            continue
         out[name] = base / name
     return out
 
@@ -104,13 +133,14 @@ def test_fp16_checkpoints_hold_the_loss_scale(runs):
 @pytest.mark.parametrize("name", ["fp16", "compiled", "bf16+channels-last"])
 def test_killed_and_resumed_run_equals_the_full_run(runs, synth_freihand, synth_freihand_store, tmp_path,
                                                     monkeypatch, name):
+    full = runs[name]  # xfails first where the setting cannot train here (AMX_BF16_NAN)
     cfg = _cfg(synth_freihand, synth_freihand_store, tmp_path / "cut", **SETTINGS[name])
     monkeypatch.setenv(STOP_ENV, "7")  # newest checkpoint: step 5 (fp16: with its loss scale)
     with pytest.raises(SystemExit):
         train.run(cfg)
     monkeypatch.delenv(STOP_ENV)
     train.run(train.replace(cfg, resume=True))
-    pd.testing.assert_frame_equal(_losses(tmp_path / "cut"), _losses(runs[name]), check_exact=True)
+    pd.testing.assert_frame_equal(_losses(tmp_path / "cut"), _losses(full), check_exact=True)
 
 
 def test_resume_refuses_another_precision_in_one_line(runs, tmp_path):
