@@ -220,7 +220,12 @@ def test_two_gloo_processes_train_in_bf16(synth_freihand, synth_freihand_store, 
     # Baseline mode: DDP's averaged gradient equals the global batch's (test_train_ddp.py), so the
     # two-process bf16 curve follows the one-process bf16 curve to within bf16 rounding.
     kw = dict(mode="baseline", steps=3, precision="bf16")
-    one = train.run(_cfg(synth_freihand, synth_freihand_store, tmp_path / "one", **kw))
+    try:
+        one = train.run(_cfg(synth_freihand, synth_freihand_store, tmp_path / "one", **kw))
+    except HcdgError as err:
+        if _cpu_has_amx_bf16() and "gradient is NaN" in str(err):
+            pytest.xfail(AMX_BF16_NAN)
+        raise
     two = train.run(_cfg(synth_freihand, synth_freihand_store, tmp_path / "two", nproc=2, **kw))
     assert one["world_size"] == 1 and two["world_size"] == 2
     a, b = _losses(tmp_path / "one"), _losses(tmp_path / "two")
